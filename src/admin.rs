@@ -1,0 +1,152 @@
+//! `admin` owns hoard's admin API: JSON over HTTP under `/hoard-admin/v1/`, on the S3
+//! listener, signed with SigV4 like any S3 request (s3s verifies the signature
+//! before a route runs). The `hoard` CLI is its client.
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | `/hoard-admin/v1/stats[?bucket=B]` | the stats report (one bucket, or all and the total) |
+//! | PUT | `/hoard-admin/v1/buckets/NAME` | creates a bucket; JSON body `{"chunk_avg", "chunk_min", "chunk_max", "compression_level"}`, all optional |
+//! | GET | `/hoard-admin/v1/buckets/NAME` | a bucket's settings |
+//!
+//! Errors come back as S3 error XML with the usual codes.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use s3s::route::S3Route;
+use s3s::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ChunkingConfig, Config};
+use crate::meta::MetaStore;
+use crate::s3::{internal, meta_error, no_such_bucket};
+use crate::stats;
+
+pub const PREFIX: &str = "/hoard-admin/v1/";
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateBucketRequest {
+    pub chunk_avg: Option<u32>,
+    pub chunk_min: Option<u32>,
+    pub chunk_max: Option<u32>,
+    pub compression_level: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketSettings {
+    pub name: String,
+    pub chunk_min: u32,
+    pub chunk_avg: u32,
+    pub chunk_max: u32,
+    pub compression_level: i32,
+}
+
+pub struct AdminApi {
+    cfg: Arc<Config>,
+    meta: MetaStore,
+}
+
+impl AdminApi {
+    pub fn new(cfg: Arc<Config>, meta: MetaStore) -> Self {
+        AdminApi { cfg, meta }
+    }
+
+    async fn stats(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
+        let mut report = stats::collect(&self.meta).await.map_err(meta_error)?;
+        let bucket = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("bucket=")));
+        if let Some(b) = bucket {
+            report.buckets.retain(|r| r.name == b);
+            if report.buckets.is_empty() {
+                return Err(no_such_bucket());
+            }
+        }
+        json(StatusCode::OK, &report)
+    }
+
+    async fn create_bucket(&self, name: &str, mut body: Body) -> S3Result<S3Response<Body>> {
+        let bytes = body.store_all_limited(MAX_BODY).await.map_err(|_| s3_error!(InvalidRequest, "request body too large"))?;
+        let req: CreateBucketRequest = if bytes.is_empty() {
+            CreateBucketRequest::default()
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| S3Error::with_message(S3ErrorCode::InvalidArgument, format!("invalid JSON: {e}")))?
+        };
+        if !valid_bucket_name(name) || crate::s3::RESERVED_BUCKETS.contains(&name) {
+            return Err(s3_error!(InvalidBucketName, "The specified bucket is not valid."));
+        }
+        let chunking = (req.chunk_avg.is_some() || req.chunk_min.is_some() || req.chunk_max.is_some())
+            .then_some(ChunkingConfig { avg: req.chunk_avg, min: req.chunk_min, max: req.chunk_max });
+        let rec = self
+            .cfg
+            .bucket_record(name, chunking, req.compression_level)
+            .map_err(|e| S3Error::with_message(S3ErrorCode::InvalidArgument, e.to_string()))?;
+        self.meta.create_bucket(name, rec.clone()).await.map_err(meta_error)?;
+        tracing::info!(bucket = name, avg = rec.chunking.avg, level = rec.compression_level, "bucket created through the admin API");
+        json(StatusCode::OK, &settings(name, &rec))
+    }
+
+    async fn get_bucket(&self, name: &str) -> S3Result<S3Response<Body>> {
+        let rec = self.meta.get_bucket(name).await.map_err(meta_error)?.ok_or_else(no_such_bucket)?;
+        json(StatusCode::OK, &settings(name, &rec))
+    }
+}
+
+fn settings(name: &str, rec: &crate::meta::BucketRecord) -> BucketSettings {
+    BucketSettings {
+        name: name.to_owned(),
+        chunk_min: rec.chunking.min,
+        chunk_avg: rec.chunking.avg,
+        chunk_max: rec.chunking.max,
+        compression_level: rec.compression_level,
+    }
+}
+
+/// S3's bucket naming rules (3-63 of lowercase letters, digits, '-' and '.',
+/// starting and ending with a letter or digit, not an IP address).
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+fn json<T: Serialize>(status: StatusCode, v: &T) -> S3Result<S3Response<Body>> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| internal("admin JSON", &e))?;
+    let mut resp = S3Response::with_status(Body::from(text), status);
+    resp.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+#[async_trait::async_trait]
+impl S3Route for AdminApi {
+    fn is_match(&self, _method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut http::Extensions) -> bool {
+        uri.path().starts_with(PREFIX)
+    }
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let path = req.uri.path().strip_prefix(PREFIX).unwrap_or("").to_owned();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        match (&req.method, segments.as_slice()) {
+            (&Method::GET, ["stats"]) => self.stats(&req.uri).await,
+            (&Method::PUT, ["buckets", name]) => self.create_bucket(name, req.input).await,
+            (&Method::GET, ["buckets", name]) => self.get_bucket(name).await,
+            _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_bucket_name;
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        assert!(valid_bucket_name("backups-2024.daily"));
+        for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "192.168.1.1", "under_score"] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! `config` owns hoard's settings: the config file, `HOARD_*` environment variables
+//! and command-line flags, and every default. Precedence, lowest first: defaults,
+//! the TOML file (`--config`), environment, flags.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::meta::{BucketRecord, ChunkParams};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Chunking settings as written in config (bytes). `min`/`max` default to avg/4 and
+/// avg*4.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkingConfig {
+    pub avg: Option<u32>,
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+}
+
+pub const MIN_AVG_CHUNK: u32 = 16 * 1024;
+pub const MAX_AVG_CHUNK: u32 = 4 * 1024 * 1024;
+
+impl ChunkingConfig {
+    /// Resolves to concrete, valid FastCDC parameters.
+    pub fn resolve(&self, fallback: ChunkParams) -> Result<ChunkParams, ConfigError> {
+        let avg = self.avg.unwrap_or(fallback.avg);
+        if !(MIN_AVG_CHUNK..=MAX_AVG_CHUNK).contains(&avg) {
+            return Err(ConfigError::Invalid(format!(
+                "average chunk size {avg} is outside {MIN_AVG_CHUNK}..={MAX_AVG_CHUNK}"
+            )));
+        }
+        let same_avg = self.avg.is_none() || self.avg == Some(fallback.avg);
+        let min = self.min.unwrap_or(if same_avg { fallback.min } else { avg / 4 });
+        let max = self.max.unwrap_or(if same_avg { fallback.max } else { (avg * 4).min(16 * 1024 * 1024) });
+        if !(min >= 64 && min <= avg && avg <= max && max <= 16 * 1024 * 1024) {
+            return Err(ConfigError::Invalid(format!("chunk sizes must satisfy 64 <= min {min} <= avg {avg} <= max {max} <= 16 MiB")));
+        }
+        // FastCDC wants even sizes.
+        Ok(ChunkParams { min: min & !1, avg: avg & !1, max: max & !1 })
+    }
+}
+
+/// Per-bucket settings applied when that bucket is created.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BucketDefaults {
+    #[serde(default)]
+    pub chunking: ChunkingConfig,
+    pub compression_level: Option<i32>,
+}
+
+/// The whole configuration, as read from the TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// S3 (and admin, metrics) listener.
+    pub listen: SocketAddr,
+    /// Everything hoard stores lives under here.
+    pub data_dir: PathBuf,
+    /// Region reported by GetBucketLocation and accepted in signatures.
+    pub region: String,
+    /// Base domains for virtual-hosted-style requests (`bucket.DOMAIN`).
+    pub domains: Vec<String>,
+    /// Concurrent ingest streams (PUT bodies) at most.
+    pub max_streams: usize,
+    /// How long a PUT waits for a stream slot before 503 SlowDown, in milliseconds.
+    pub stream_wait_ms: u64,
+    /// Default chunking for new buckets.
+    pub chunking: ChunkingConfig,
+    /// zstd level for chunk compression.
+    pub compression_level: i32,
+    /// Target size of a segment in bytes.
+    pub segment_size: usize,
+    /// Bodies up to this size are kept inline in metadata instead of being chunked.
+    pub inline_max: usize,
+    /// Page cache of the metadata database, in MiB.
+    pub meta_cache_mib: usize,
+    /// Chunks the in-memory "seen before?" filter is sized for (grows on restart).
+    pub filter_expected_chunks: u64,
+    /// Segment ids whose chunk lists the locality cache keeps.
+    pub locality_segments: usize,
+    /// Ranged segment reads a GET keeps in flight.
+    pub get_prefetch: usize,
+    /// Largest single ranged read a GET issues, in bytes.
+    pub get_read_max: usize,
+    /// Settings for buckets created with these names.
+    pub buckets: HashMap<String, BucketDefaults>,
+    /// Log filter (tracing-subscriber env-filter syntax).
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            data_dir: PathBuf::from("./hoard-data"),
+            region: "us-east-1".into(),
+            domains: vec!["localhost".into()],
+            max_streams: 64,
+            stream_wait_ms: 10_000,
+            chunking: ChunkingConfig { avg: Some(64 * 1024), min: Some(16 * 1024), max: Some(256 * 1024) },
+            compression_level: 1,
+            segment_size: 4 * 1024 * 1024,
+            inline_max: 16 * 1024,
+            meta_cache_mib: 64,
+            filter_expected_chunks: 8 * 1024 * 1024,
+            locality_segments: 256,
+            get_prefetch: 4,
+            get_read_max: 4 * 1024 * 1024,
+            buckets: HashMap::new(),
+            log: "info".into(),
+        }
+    }
+}
+
+/// Overrides from the environment and flags (clap fills these; `None` = not given).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// TOML config file.
+    #[arg(long = "config", env = "HOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address for S3, admin and metrics.
+    #[arg(long, env = "HOARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory.
+    #[arg(long, env = "HOARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Region name.
+    #[arg(long, env = "HOARD_REGION")]
+    pub region: Option<String>,
+    /// Base domain(s) for virtual-hosted-style requests, comma separated.
+    #[arg(long, env = "HOARD_DOMAINS", value_delimiter = ',')]
+    pub domains: Option<Vec<String>>,
+    /// Concurrent ingest streams at most.
+    #[arg(long, env = "HOARD_MAX_STREAMS")]
+    pub max_streams: Option<usize>,
+    /// Milliseconds a PUT waits for a stream slot before 503 SlowDown.
+    #[arg(long, env = "HOARD_STREAM_WAIT_MS")]
+    pub stream_wait_ms: Option<u64>,
+    /// Default average chunk size for new buckets, bytes.
+    #[arg(long, env = "HOARD_CHUNK_AVG")]
+    pub chunk_avg: Option<u32>,
+    /// zstd level for chunks.
+    #[arg(long, env = "HOARD_COMPRESSION_LEVEL")]
+    pub compression_level: Option<i32>,
+    /// Log filter.
+    #[arg(long, env = "HOARD_LOG")]
+    pub log: Option<String>,
+}
+
+impl Config {
+    /// Defaults, then the file, then the overrides.
+    pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let mut c = match &o.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => {$( if let Some(v) = &o.$f { c.$f = v.clone(); } )*};
+        }
+        set!(listen, data_dir, region, domains, max_streams, stream_wait_ms, compression_level, log);
+        if let Some(avg) = o.chunk_avg {
+            c.chunking = ChunkingConfig { avg: Some(avg), min: None, max: None };
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.default_chunking()?;
+        for (name, b) in &self.buckets {
+            b.chunking
+                .resolve(self.default_chunking()?)
+                .map_err(|e| ConfigError::Invalid(format!("bucket {name}: {e}")))?;
+        }
+        if self.max_streams == 0 {
+            return Err(ConfigError::Invalid("max_streams must be at least 1".into()));
+        }
+        if self.segment_size < 64 * 1024 {
+            return Err(ConfigError::Invalid("segment_size must be at least 64 KiB".into()));
+        }
+        if !(-7..=22).contains(&self.compression_level) {
+            return Err(ConfigError::Invalid("compression_level must be within -7..=22".into()));
+        }
+        Ok(())
+    }
+
+    /// The chunking every new bucket gets unless its own settings say otherwise.
+    pub fn default_chunking(&self) -> Result<ChunkParams, ConfigError> {
+        let base = ChunkParams { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+        self.chunking.resolve(base)
+    }
+
+    /// The settings a new bucket gets: explicit ones, else the bucket's entry in the
+    /// config file, else the defaults.
+    pub fn bucket_record(
+        &self,
+        name: &str,
+        chunking: Option<ChunkingConfig>,
+        compression_level: Option<i32>,
+    ) -> Result<BucketRecord, ConfigError> {
+        let per_bucket = self.buckets.get(name);
+        let base = match per_bucket {
+            Some(b) => b.chunking.resolve(self.default_chunking()?)?,
+            None => self.default_chunking()?,
+        };
+        let params = match chunking {
+            Some(c) => c.resolve(base)?,
+            None => base,
+        };
+        let level = compression_level.or(per_bucket.and_then(|b| b.compression_level)).unwrap_or(self.compression_level);
+        if !(-7..=22).contains(&level) {
+            return Err(ConfigError::Invalid("compression_level must be within -7..=22".into()));
+        }
+        Ok(BucketRecord { created_ms: crate::meta::now_ms(), chunking: params, compression_level: level })
+    }
+
+    pub fn stream_wait(&self) -> Duration {
+        Duration::from_millis(self.stream_wait_ms)
+    }
+
+    pub fn meta_path(&self) -> PathBuf {
+        self.data_dir.join("meta.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_resolution_scales_min_and_max_with_avg() {
+        let c = ChunkingConfig { avg: Some(1024 * 1024), min: None, max: None };
+        let p = c.resolve(ChunkParams { min: 16384, avg: 65536, max: 262144 }).unwrap();
+        assert_eq!(p, ChunkParams { min: 262144, avg: 1048576, max: 4194304 });
+        let bad = ChunkingConfig { avg: Some(8 * 1024), min: None, max: None };
+        assert!(bad.resolve(p).is_err());
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoard.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9100\"\nmax_streams = 3\n[buckets.big]\nchunking = { avg = 1048576 }\n").unwrap();
+        let o = Overrides { config: Some(path), max_streams: Some(5), ..Overrides::default() };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.max_streams, 5);
+        assert_eq!(c.buckets["big"].chunking.avg, Some(1048576));
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoard.toml");
+        std::fs::write(&path, "listne = \"127.0.0.1:9100\"\n").unwrap();
+        assert!(Config::from_file(&path).is_err());
+    }
+}

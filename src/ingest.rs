@@ -1,0 +1,563 @@
+//! `ingest` owns the write path: stream permits, MD5 and requested checksums,
+//! FastCDC chunking, BLAKE3 ids, the dedup lookup, compression, segment assembly and
+//! the references an upload holds until it commits.
+//!
+//! ```text
+//! body --> (async reader) --+--> hasher thread: MD5 + requested checksums
+//!                           \--> chunker thread: FastCDC -> BLAKE3 -> known? -> compress -> segment
+//!                                    sealed segment --> task: durable write --> index rows
+//! ```
+//!
+//! Invariants:
+//! - Memory per stream is bounded by the channels (a few body frames), one open
+//!   segment, two sealed segments in flight and a batch of chunks awaiting their
+//!   reference; never by the object's size (the manifest itself grows by 36 bytes per
+//!   chunk).
+//! - A chunk found in the index is not relied on before a reference on it is taken
+//!   (`take_refs_blocking`); if its row vanished meanwhile the chunk is stored anew.
+//!   Its bytes are kept until then.
+//! - A segment's index rows are added only after the segment is durable.
+//! - Every reference taken is either handed to the commit (the manifest names each
+//!   chunk exactly as often as references are held) or released when the upload
+//!   fails, through [`HeldRefs`].
+//! - Hashing and compression run on blocking threads, never on the async executor.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use s3s::crypto::Checksum as _;
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::index::ChunkIndex;
+use crate::meta::{ChunkId, ChunkParams, ChunkRef, Codec, MetaError, MetaStore, NewChunk};
+use crate::metrics::Metrics;
+use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
+
+/// Body frames buffered between the reader and each worker thread.
+const FRAME_QUEUE: usize = 16;
+/// Sealed segments a stream may have in flight before it waits.
+const SEGMENTS_IN_FLIGHT: usize = 2;
+/// Known chunks awaiting one batched reference take.
+const KNOWN_BATCH: usize = 256;
+const KNOWN_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Segment ids reserved per metadata round trip.
+const SEGMENT_ID_BLOCK: u64 = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("too many concurrent uploads; retry later")]
+    SlowDown,
+    #[error("reading the request body failed: {0}")]
+    Body(s3s::StdError),
+    #[error("the body had {got} bytes but {expected} were declared")]
+    Incomplete { got: u64, expected: u64 },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error("ingest worker failed: {0}")]
+    Worker(String),
+}
+
+/// Which checksums to compute besides MD5.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChecksumSet {
+    pub crc32: bool,
+    pub crc32c: bool,
+    pub crc64nvme: bool,
+    pub sha1: bool,
+    pub sha256: bool,
+}
+
+impl ChecksumSet {
+    fn hasher(&self) -> s3s::checksum::ChecksumHasher {
+        use s3s::crypto::{Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
+        s3s::checksum::ChecksumHasher {
+            crc32: self.crc32.then(Crc32::new),
+            crc32c: self.crc32c.then(Crc32c::new),
+            crc64nvme: self.crc64nvme.then(Crc64Nvme::new),
+            sha1: self.sha1.then(Sha1::new),
+            sha256: self.sha256.then(Sha256::new),
+        }
+    }
+}
+
+/// What one upload asks of the pipeline.
+#[derive(Debug, Clone)]
+pub struct IngestParams {
+    pub bucket: String,
+    pub chunking: ChunkParams,
+    pub compression_level: i32,
+    pub checksums: ChecksumSet,
+    /// The declared decoded length, checked against what arrives.
+    pub expected_len: Option<u64>,
+}
+
+/// A slot among the `max_streams` concurrent ingest streams.
+pub struct StreamPermit {
+    _permit: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.metrics.active_streams.dec();
+    }
+}
+
+/// References an upload holds on chunks. Released on drop unless the commit that
+/// hands them to a manifest succeeded (`disarm`).
+pub struct HeldRefs {
+    meta: MetaStore,
+    refs: HashMap<ChunkId, u32>,
+}
+
+impl HeldRefs {
+    pub fn disarm(mut self) {
+        self.refs.clear();
+    }
+
+    /// Total references held (equals the manifest's entry count once ingest is done).
+    pub fn count(&self) -> u64 {
+        self.refs.values().map(|n| u64::from(*n)).sum()
+    }
+}
+
+impl Drop for HeldRefs {
+    fn drop(&mut self) {
+        if self.refs.is_empty() {
+            return;
+        }
+        let refs: Vec<(ChunkId, u32)> = self.refs.drain().collect();
+        let meta = self.meta.clone();
+        match Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move {
+                    if let Err(e) = meta.release_refs(refs).await {
+                        tracing::warn!(error = %e, "could not release an abandoned upload's references; `hoard verify --repair` recounts them");
+                    }
+                });
+            }
+            Err(_) => {
+                if let Err(e) = meta.release_refs_blocking(refs) {
+                    tracing::warn!(error = %e, "could not release an abandoned upload's references");
+                }
+            }
+        }
+    }
+}
+
+pub enum IngestedBody {
+    Inline(Vec<u8>),
+    Chunked(Vec<ChunkRef>),
+}
+
+/// A fully received body, not yet committed.
+pub struct Ingested {
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub checksums: s3s::dto::Checksum,
+    pub body: IngestedBody,
+    pub held: HeldRefs,
+}
+
+pub struct IngestSettings {
+    pub max_streams: usize,
+    pub stream_wait: Duration,
+    pub segment_size: usize,
+    pub inline_max: usize,
+}
+
+pub struct Ingest {
+    meta: MetaStore,
+    index: Arc<ChunkIndex>,
+    segments: SegmentStore,
+    metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+    settings: IngestSettings,
+    segment_ids: Mutex<Range<u64>>,
+}
+
+impl Ingest {
+    pub fn new(
+        meta: MetaStore,
+        index: Arc<ChunkIndex>,
+        segments: SegmentStore,
+        metrics: Arc<Metrics>,
+        settings: IngestSettings,
+    ) -> Ingest {
+        Ingest {
+            permits: Arc::new(Semaphore::new(settings.max_streams)),
+            meta,
+            index,
+            segments,
+            metrics,
+            settings,
+            segment_ids: Mutex::new(0..0),
+        }
+    }
+
+    /// Waits up to the configured time for a stream slot.
+    pub async fn acquire(&self) -> Result<StreamPermit, IngestError> {
+        let permit = tokio::time::timeout(self.settings.stream_wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| IngestError::SlowDown)?
+            .map_err(|_| IngestError::SlowDown)?;
+        self.metrics.active_streams.inc();
+        Ok(StreamPermit { _permit: permit, metrics: self.metrics.clone() })
+    }
+
+    /// Receives a whole body through the pipeline. Nothing is visible until the
+    /// caller commits the result.
+    pub async fn ingest<S, E>(
+        self: &Arc<Self>,
+        _permit: &StreamPermit,
+        params: IngestParams,
+        mut body: S,
+    ) -> Result<Ingested, IngestError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<s3s::StdError>,
+    {
+        // Small bodies stay inline: read up to inline_max + 1 bytes first.
+        let mut head: Vec<u8> = Vec::new();
+        let mut first_big: Option<Bytes> = None;
+        while let Some(frame) = body.next().await {
+            let frame = frame.map_err(|e| IngestError::Body(e.into()))?;
+            self.metrics.bytes_in.inc_by(frame.len() as u64);
+            if head.len() + frame.len() > self.settings.inline_max {
+                first_big = Some(frame);
+                break;
+            }
+            head.extend_from_slice(&frame);
+        }
+        let Some(first_big) = first_big else {
+            check_len(head.len() as u64, params.expected_len)?;
+            let mut md5 = s3s::crypto::Md5::new();
+            md5.update(&head);
+            let mut hasher = params.checksums.hasher();
+            hasher.update(&head);
+            return Ok(Ingested {
+                size: head.len() as u64,
+                md5: md5.finalize(),
+                checksums: hasher.finalize(),
+                body: IngestedBody::Inline(head),
+                held: HeldRefs { meta: self.meta.clone(), refs: HashMap::new() },
+            });
+        };
+
+        let (hash_tx, hash_rx) = mpsc::channel::<Bytes>(FRAME_QUEUE);
+        let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(FRAME_QUEUE);
+        let wanted = params.checksums;
+        let hasher = tokio::task::spawn_blocking(move || run_hasher(hash_rx, wanted));
+        let this = self.clone();
+        let handle = Handle::current();
+        let chunker_params = params.clone();
+        let chunker = tokio::task::spawn_blocking(move || Chunker::new(&this, handle, &chunker_params).run(chunk_rx));
+
+        let mut total = 0u64;
+        let mut read_result: Result<(), IngestError> = Ok(());
+        let mut next = if head.is_empty() { None } else { Some(Bytes::from(head)) };
+        let mut pending_big = Some(first_big);
+        loop {
+            let frame = match next.take().or_else(|| pending_big.take()) {
+                Some(f) => f,
+                None => match body.next().await {
+                    Some(Ok(f)) => {
+                        self.metrics.bytes_in.inc_by(f.len() as u64);
+                        f
+                    }
+                    Some(Err(e)) => {
+                        read_result = Err(IngestError::Body(e.into()));
+                        break;
+                    }
+                    None => break,
+                },
+            };
+            if frame.is_empty() {
+                continue;
+            }
+            total += frame.len() as u64;
+            if hash_tx.send(frame.clone()).await.is_err() || chunk_tx.send(frame).await.is_err() {
+                // A worker stopped early; its own result says why.
+                break;
+            }
+        }
+        drop(hash_tx);
+        drop(chunk_tx);
+        let (md5, checksums) = hasher.await.map_err(|e| IngestError::Worker(e.to_string()))?;
+        let (chunked, held) = chunker.await.map_err(|e| IngestError::Worker(e.to_string()))?;
+        let held = HeldRefs { meta: self.meta.clone(), refs: held };
+        read_result?;
+        let manifest = chunked?;
+        check_len(total, params.expected_len)?;
+        Ok(Ingested { size: total, md5, checksums, body: IngestedBody::Chunked(manifest), held })
+    }
+
+    fn next_segment_id(&self) -> Result<u64, IngestError> {
+        let mut ids = self.segment_ids.lock().map_err(|_| IngestError::Worker("segment id lock poisoned".into()))?;
+        if ids.is_empty() {
+            *ids = self.meta.allocate_segment_ids_blocking(SEGMENT_ID_BLOCK)?;
+        }
+        let id = ids.start;
+        ids.start += 1;
+        Ok(id)
+    }
+}
+
+fn check_len(got: u64, expected: Option<u64>) -> Result<(), IngestError> {
+    match expected {
+        Some(expected) if expected != got => Err(IngestError::Incomplete { got, expected }),
+        _ => Ok(()),
+    }
+}
+
+fn run_hasher(mut rx: mpsc::Receiver<Bytes>, wanted: ChecksumSet) -> ([u8; 16], s3s::dto::Checksum) {
+    let mut md5 = s3s::crypto::Md5::new();
+    let mut sums = wanted.hasher();
+    while let Some(frame) = rx.blocking_recv() {
+        md5.update(&frame);
+        sums.update(&frame);
+    }
+    (md5.finalize(), sums.finalize())
+}
+
+type SegmentTask = JoinHandle<Result<Vec<NewChunk>, IngestError>>;
+
+/// The per-stream chunking state, run on one blocking thread.
+struct Chunker<'a> {
+    ingest: &'a Arc<Ingest>,
+    handle: Handle,
+    bucket: String,
+    params: ChunkParams,
+    masks: (u64, u64),
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    level: i32,
+    scratch: Vec<u8>,
+    buf: Vec<u8>,
+    pos: usize,
+    manifest: Vec<ChunkRef>,
+    /// Chunks this stream holds, or will hold, a reference on.
+    seen: HashSet<ChunkId>,
+    /// References registered in the index for this stream.
+    held: HashMap<ChunkId, u32>,
+    /// Further occurrences of seen chunks, taken once all segments are indexed.
+    extra: HashMap<ChunkId, u32>,
+    known: Vec<(ChunkId, Vec<u8>)>,
+    known_bytes: usize,
+    open: SegmentBuilder,
+    open_chunks: Vec<NewChunk>,
+    in_flight: VecDeque<SegmentTask>,
+}
+
+impl<'a> Chunker<'a> {
+    fn new(ingest: &'a Arc<Ingest>, handle: Handle, p: &IngestParams) -> Self {
+        let masks = fastcdc::v2020::select_masks(p.chunking.avg as usize, fastcdc::v2020::Normalization::Level1);
+        Chunker {
+            ingest,
+            handle,
+            bucket: p.bucket.clone(),
+            params: p.chunking,
+            masks,
+            compressor: None,
+            level: p.compression_level,
+            scratch: Vec::new(),
+            buf: Vec::new(),
+            pos: 0,
+            manifest: Vec::new(),
+            seen: HashSet::new(),
+            held: HashMap::new(),
+            extra: HashMap::new(),
+            known: Vec::new(),
+            known_bytes: 0,
+            open: SegmentBuilder::new(ingest.settings.segment_size + 64 * 1024),
+            open_chunks: Vec::new(),
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Consumes the frames; returns the manifest (or the error) and, always, the
+    /// references registered for this stream so the caller can release them.
+    fn run(mut self, mut rx: mpsc::Receiver<Bytes>) -> (Result<Vec<ChunkRef>, IngestError>, HashMap<ChunkId, u32>) {
+        let result = self.consume(&mut rx);
+        drop(rx);
+        // Whatever happened, wait for the segments in flight so their references
+        // are known.
+        let joined = self.join_all();
+        let result = result.and(joined).and_then(|()| self.take_extra_refs());
+        let held = std::mem::take(&mut self.held);
+        (result.map(|()| std::mem::take(&mut self.manifest)), held)
+    }
+
+    fn consume(&mut self, rx: &mut mpsc::Receiver<Bytes>) -> Result<(), IngestError> {
+        while let Some(frame) = rx.blocking_recv() {
+            self.buf.extend_from_slice(&frame);
+            self.cut(false)?;
+        }
+        self.cut(true)?;
+        self.flush_known()?;
+        self.seal()
+    }
+
+    /// Cuts every chunk whose end is certain (all of them at end of stream).
+    fn cut(&mut self, eof: bool) -> Result<(), IngestError> {
+        let ChunkParams { min, avg, max } = self.params;
+        let (ms, ml) = self.masks;
+        let buf = std::mem::take(&mut self.buf);
+        let mut result = Ok(());
+        loop {
+            let avail = buf.len() - self.pos;
+            if avail == 0 || (!eof && avail < max as usize) {
+                break;
+            }
+            let src = &buf[self.pos..];
+            let (_, n) = fastcdc::v2020::cut(src, min as usize, avg as usize, max as usize, ms, ml, ms << 1, ml << 1);
+            let n = if n == 0 { avail } else { n };
+            if let Err(e) = self.chunk(&buf[self.pos..self.pos + n]) {
+                result = Err(e);
+                break;
+            }
+            self.pos += n;
+        }
+        self.buf = buf;
+        if self.pos > 0 && (self.pos >= self.buf.len() / 2 || eof) {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        result
+    }
+
+    fn chunk(&mut self, data: &[u8]) -> Result<(), IngestError> {
+        let id = *blake3::hash(data).as_bytes();
+        self.manifest.push(ChunkRef { id, len: data.len() as u32 });
+        if !self.seen.insert(id) {
+            *self.extra.entry(id).or_default() += 1;
+            return Ok(());
+        }
+        if self.ingest.index.probably_known_blocking(&id)? {
+            self.known.push((id, data.to_vec()));
+            self.known_bytes += data.len();
+            if self.known.len() >= KNOWN_BATCH || self.known_bytes >= KNOWN_BATCH_BYTES {
+                self.flush_known()?;
+            }
+            return Ok(());
+        }
+        self.store_new(id, data)
+    }
+
+    /// Takes references on the chunks found in the index; stores anew those whose
+    /// row is gone.
+    fn flush_known(&mut self) -> Result<(), IngestError> {
+        if self.known.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.known);
+        self.known_bytes = 0;
+        let found = self.ingest.meta.take_refs_blocking(batch.iter().map(|(id, _)| (*id, 1)).collect())?;
+        for ((id, bytes), found) in batch.into_iter().zip(found) {
+            if found {
+                *self.held.entry(id).or_default() += 1;
+            } else {
+                self.store_new(id, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn store_new(&mut self, id: ChunkId, data: &[u8]) -> Result<(), IngestError> {
+        let level = self.level;
+        let compressor = match &mut self.compressor {
+            Some(c) => c,
+            None => self.compressor.insert(
+                zstd::bulk::Compressor::new(level).map_err(|e| IngestError::Worker(format!("zstd: {e}")))?,
+            ),
+        };
+        self.scratch.clear();
+        self.scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        let compressed = compressor.compress_to_buffer(data, &mut self.scratch).is_ok() && self.scratch.len() < data.len();
+        let (codec, payload) = if compressed { (Codec::Zstd, &self.scratch[..]) } else { (Codec::Raw, data) };
+        let e = self.open.push(id, data.len() as u32, codec, payload);
+        self.open_chunks.push(NewChunk {
+            id,
+            offset: e.offset,
+            stored_len: e.stored_len,
+            raw_len: e.raw_len,
+            codec,
+            refs: 1,
+        });
+        if self.open.len() >= self.ingest.settings.segment_size {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the open segment to a task that writes it durably and then indexes it.
+    fn seal(&mut self) -> Result<(), IngestError> {
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        let builder = std::mem::replace(&mut self.open, SegmentBuilder::new(self.ingest.settings.segment_size + 64 * 1024));
+        let chunks = std::mem::take(&mut self.open_chunks);
+        let (data, _) = builder.finish();
+        let id = self.ingest.next_segment_id()?;
+        while self.in_flight.len() >= SEGMENTS_IN_FLIGHT {
+            self.join_one()?;
+        }
+        let ingest = self.ingest.clone();
+        let bucket = self.bucket.clone();
+        let task = self.handle.spawn(async move {
+            let size = data.len() as u64;
+            ingest.segments.write(id, data).await?;
+            ingest.metrics.segments_written.inc();
+            ingest.meta.add_segment(&bucket, id, size, chunks.clone()).await?;
+            ingest.index.note_indexed(chunks.iter().map(|c| &c.id));
+            Ok(chunks)
+        });
+        self.in_flight.push_back(task);
+        Ok(())
+    }
+
+    fn join_one(&mut self) -> Result<(), IngestError> {
+        let Some(task) = self.in_flight.pop_front() else { return Ok(()) };
+        let chunks = self.handle.block_on(task).map_err(|e| IngestError::Worker(e.to_string()))??;
+        for c in chunks {
+            *self.held.entry(c.id).or_default() += c.refs;
+        }
+        Ok(())
+    }
+
+    fn join_all(&mut self) -> Result<(), IngestError> {
+        let mut first_err = Ok(());
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.join_one()
+                && first_err.is_ok()
+            {
+                first_err = Err(e);
+            }
+        }
+        first_err
+    }
+
+    /// Repeated occurrences: this stream already holds a reference on each chunk, so
+    /// these takes cannot miss.
+    fn take_extra_refs(&mut self) -> Result<(), IngestError> {
+        if self.extra.is_empty() {
+            return Ok(());
+        }
+        let extra: Vec<(ChunkId, u32)> = self.extra.drain().collect();
+        let found = self.ingest.meta.take_refs_blocking(extra.clone())?;
+        for ((id, n), ok) in extra.into_iter().zip(found) {
+            if !ok {
+                return Err(IngestError::Worker(format!("chunk {} lost its index row while referenced", hex::encode(id))));
+            }
+            *self.held.entry(id).or_default() += n;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! hoard: a deduplicating, S3-compatible backup target.
+//!
+//! Modules follow the data, and imports run one way, from the listener down to the
+//! stores: `server` -> `s3` / `admin` -> `ingest`, `retrieve` -> `index` -> `meta`,
+//! `segments`. See docs/ARCHITECTURE.md.
+
+pub mod admin;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod index;
+pub mod ingest;
+pub mod meta;
+pub mod metrics;
+pub mod retrieve;
+pub mod s3;
+pub mod segments;
+pub mod server;
+pub mod stats;
+pub mod vhost;

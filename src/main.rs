@@ -1,0 +1,128 @@
+//! The `hoard` binary: `hoard serve` and the admin verbs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use hoard::admin::CreateBucketRequest;
+use hoard::auth::Credentials;
+use hoard::client::{AdminClient, render_stats};
+use hoard::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "hoard", version, about = "Deduplicating S3-compatible backup target")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How the admin verbs reach a running server.
+#[derive(clap::Args)]
+struct Target {
+    /// Endpoint of the running hoard.
+    #[arg(long, env = "HOARD_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    endpoint: String,
+    /// Data dir whose root-credentials file to use when HOARD_ROOT_* are not set.
+    #[arg(long, env = "HOARD_DATA_DIR", default_value = "./hoard-data")]
+    data_dir: PathBuf,
+    #[arg(long, env = "HOARD_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Overrides),
+    /// Show objects, logical and stored bytes, chunks, segments and ratios.
+    Stats {
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage buckets.
+    #[command(subcommand)]
+    Bucket(BucketCommand),
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// Create a bucket with its own chunking and compression settings.
+    Create {
+        name: String,
+        /// Average chunk size in bytes (16 KiB to 4 MiB).
+        #[arg(long)]
+        chunk_avg: Option<u32>,
+        #[arg(long)]
+        chunk_min: Option<u32>,
+        #[arg(long)]
+        chunk_max: Option<u32>,
+        #[arg(long)]
+        compression_level: Option<i32>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn client(t: &Target) -> Result<AdminClient, String> {
+    let creds = Credentials::for_client(&t.data_dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no credentials: set HOARD_ROOT_ACCESS_KEY and HOARD_ROOT_SECRET_KEY, or point --data-dir at the server's data dir".to_owned())?;
+    Ok(AdminClient::new(&t.endpoint, &t.region, creds))
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(o) => {
+            let cfg = Config::load(&o).map_err(|e| e.to_string())?;
+            init_tracing(&cfg.log);
+            let node = hoard::server::Node::open(cfg).map_err(|e| e.to_string())?;
+            hoard::server::serve(node, hoard::server::shutdown_signal()).await.map_err(|e| e.to_string())
+        }
+        Command::Stats { bucket, json, target } => {
+            let report = client(&target)?.stats(bucket.as_deref()).await.map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", render_stats(&report, bucket.is_some()));
+            }
+            Ok(())
+        }
+        Command::Bucket(BucketCommand::Create { name, chunk_avg, chunk_min, chunk_max, compression_level, target }) => {
+            let req = CreateBucketRequest { chunk_avg, chunk_min, chunk_max, compression_level };
+            let s = client(&target)?.create_bucket(&name, &req).await.map_err(|e| e.to_string())?;
+            println!(
+                "created bucket {}: chunks min {} / avg {} / max {} bytes, zstd level {}",
+                s.name, s.chunk_min, s.chunk_avg, s.chunk_max, s.compression_level
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hoard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hoard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,826 @@
+//! `meta` owns all metadata: buckets, object records and manifests, the chunk index
+//! rows with their reference counts, segment rows with their live bytes, per-bucket
+//! counters and the replication outbox. Backend: redb under the data dir.
+//!
+//! Every public write is one domain operation applied atomically in one redb write
+//! transaction. Writes go through a single *committer* thread that groups the
+//! operations queued at the same moment into one transaction; the transaction is
+//! durable (fsync) when any operation in it asked to be. An operation validates before
+//! it mutates, so a domain error (for example `NoSuchBucket`) leaves the transaction
+//! untouched for the others; a storage error aborts the whole group and every
+//! operation in it fails.
+//!
+//! Invariants kept here:
+//! - A chunk's `refs` equals the number of times committed manifests name it plus the
+//!   references taken by uploads still in flight (`take_refs`, `add_segment`) and not
+//!   yet released. Overwrite and delete release the old manifest's references in the
+//!   same transaction that commits the change.
+//! - `SegmentRow::live_bytes` is the sum of the stored lengths of the chunks whose row
+//!   points into the segment and has `refs > 0`.
+//! - Every committed object change appends exactly one outbox event in its own
+//!   transaction, so no committed change can miss replication.
+//! - Non-durable operations (reference takes, index rows) may be lost by a crash only
+//!   together with every later commit, because a durable commit persists all earlier
+//!   ones: an object commit that was acknowledged never names a lost row.
+
+mod list;
+pub mod records;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::oneshot;
+
+pub use list::{ListEntry, ListPage, ListQuery};
+pub use records::*;
+
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+const BUCKET_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("bucket_stats");
+/// key: bucket \0 object key
+const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+const MANIFESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("manifests");
+const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chunks");
+const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
+/// key: segment id (big endian) ++ chunk id; lets the index find a segment's chunks.
+const SEGMENT_CHUNKS: TableDefinition<&[u8], ()> = TableDefinition::new("segment_chunks");
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+const C_NEXT_SEGMENT: &str = "next_segment_id";
+const C_NEXT_MANIFEST: &str = "next_manifest_id";
+const C_OUTBOX_SEQ: &str = "outbox_seq";
+const C_SEGMENTS: &str = "segments";
+const C_SEGMENT_BYTES: &str = "segment_bytes";
+const C_CHUNKS: &str = "chunks";
+const C_CHUNK_RAW: &str = "chunk_raw_bytes";
+const C_CHUNK_STORED: &str = "chunk_stored_bytes";
+const C_INLINE_BYTES: &str = "inline_bytes";
+
+/// Most operations grouped into one transaction.
+const MAX_GROUP: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("no such bucket")]
+    NoSuchBucket,
+    #[error("bucket already exists")]
+    BucketExists,
+    #[error("bucket is not empty")]
+    BucketNotEmpty,
+    #[error("metadata storage error: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+    #[error("metadata transaction did not complete")]
+    Closed,
+}
+
+impl MetaError {
+    fn aborts_group(&self) -> bool {
+        matches!(self, MetaError::Storage(_) | MetaError::Corrupt(_) | MetaError::Closed)
+    }
+    fn shared(&self) -> MetaError {
+        match self {
+            MetaError::NoSuchBucket => MetaError::NoSuchBucket,
+            MetaError::BucketExists => MetaError::BucketExists,
+            MetaError::BucketNotEmpty => MetaError::BucketNotEmpty,
+            MetaError::Closed => MetaError::Closed,
+            other => MetaError::Corrupt(format!("transaction group failed: {other}")),
+        }
+    }
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MetaError {
+            fn from(e: $t) -> Self { MetaError::Storage(redb::Error::from(e)) }
+        }
+    )*};
+}
+storage_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+pub type MetaResult<T> = Result<T, MetaError>;
+
+type Completion = Box<dyn FnOnce(Option<&MetaError>) + Send>;
+type Op = Box<dyn FnOnce(&WriteTransaction) -> (Completion, Option<MetaError>) + Send>;
+
+struct Job {
+    op: Op,
+    durable: bool,
+}
+
+/// A new chunk stored in a sealed segment, to be indexed.
+#[derive(Debug, Clone, Copy)]
+pub struct NewChunk {
+    pub id: ChunkId,
+    pub offset: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub codec: Codec,
+    /// References the writing stream holds on it.
+    pub refs: u32,
+}
+
+/// Totals over the whole store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreTotals {
+    pub segments: u64,
+    pub segment_bytes: u64,
+    pub unique_chunks: u64,
+    pub chunk_raw_bytes: u64,
+    pub chunk_stored_bytes: u64,
+    pub inline_bytes: u64,
+}
+
+/// The metadata store. Cheap to clone.
+#[derive(Clone)]
+pub struct MetaStore {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl MetaStore {
+    /// Opens (or creates) the store at `path`; `cache_bytes` bounds redb's page cache.
+    pub fn open(path: &Path, cache_bytes: usize) -> MetaResult<MetaStore> {
+        let db = Database::builder().set_cache_size(cache_bytes).create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(BUCKETS)?;
+            txn.open_table(BUCKET_STATS)?;
+            txn.open_table(OBJECTS)?;
+            txn.open_table(MANIFESTS)?;
+            txn.open_table(CHUNKS)?;
+            txn.open_table(SEGMENTS)?;
+            txn.open_table(SEGMENT_CHUNKS)?;
+            txn.open_table(OUTBOX)?;
+            txn.open_table(COUNTERS)?;
+        }
+        txn.commit()?;
+        let db = Arc::new(db);
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let committer_db = db.clone();
+        std::thread::Builder::new()
+            .name("hoard-meta-commit".into())
+            .spawn(move || run_committer(&committer_db, &rx))
+            .map_err(|e| MetaError::Corrupt(format!("cannot start committer thread: {e}")))?;
+        Ok(MetaStore { db, jobs })
+    }
+
+    /// Queues `f` for the committer; the receiver yields its result once the group
+    /// it ran in has committed.
+    fn submit<R, F>(&self, durable: bool, f: F) -> oneshot::Receiver<MetaResult<R>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> MetaResult<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |txn| {
+            let result = f(txn);
+            let fatal = match &result {
+                Err(e) if e.aborts_group() => Some(e.shared()),
+                _ => None,
+            };
+            let completion: Completion = Box::new(move |group_err| {
+                let out = match group_err {
+                    Some(e) => Err(e.shared()),
+                    None => result,
+                };
+                let _ = tx.send(out);
+            });
+            (completion, fatal)
+        });
+        // If the committer is gone the receiver reports Closed.
+        let _ = self.jobs.send(Job { op, durable });
+        rx
+    }
+
+    async fn write<R, F>(&self, durable: bool, f: F) -> MetaResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> MetaResult<R> + Send + 'static,
+    {
+        self.submit(durable, f).await.unwrap_or(Err(MetaError::Closed))
+    }
+
+    /// The same as `write`, for callers on blocking threads.
+    fn write_blocking<R, F>(&self, durable: bool, f: F) -> MetaResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> MetaResult<R> + Send + 'static,
+    {
+        self.submit(durable, f).blocking_recv().unwrap_or(Err(MetaError::Closed))
+    }
+
+    /// Runs a read-only closure on a blocking thread against a fresh snapshot.
+    pub async fn read<R, F>(&self, f: F) -> MetaResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> MetaResult<R> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| MetaError::Corrupt(format!("read task failed: {e}")))?
+    }
+
+    /// Runs a read-only closure on the calling (blocking) thread.
+    pub fn read_blocking<R>(&self, f: impl FnOnce(&ReadTransaction) -> MetaResult<R>) -> MetaResult<R> {
+        let txn = self.db.begin_read()?;
+        f(&txn)
+    }
+
+    // ----- buckets -----
+
+    pub async fn create_bucket(&self, name: &str, rec: BucketRecord) -> MetaResult<()> {
+        let name = name.to_owned();
+        self.write(true, move |txn| {
+            let mut buckets = txn.open_table(BUCKETS)?;
+            if buckets.get(name.as_str())?.is_some() {
+                return Err(MetaError::BucketExists);
+            }
+            buckets.insert(name.as_str(), encode_record(&rec)?.as_slice())?;
+            let mut stats = txn.open_table(BUCKET_STATS)?;
+            stats.insert(name.as_str(), encode_record(&BucketStats::default())?.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete_bucket(&self, name: &str) -> MetaResult<()> {
+        let name = name.to_owned();
+        self.write(true, move |txn| {
+            let mut buckets = txn.open_table(BUCKETS)?;
+            if buckets.get(name.as_str())?.is_none() {
+                return Err(MetaError::NoSuchBucket);
+            }
+            let objects = txn.open_table(OBJECTS)?;
+            let (lo, hi) = list::bucket_bounds(&name, "");
+            if objects.range(lo.as_slice()..hi.as_slice())?.next().is_some() {
+                return Err(MetaError::BucketNotEmpty);
+            }
+            buckets.remove(name.as_str())?;
+            txn.open_table(BUCKET_STATS)?.remove(name.as_str())?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn get_bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>> {
+        let name = name.to_owned();
+        self.read(move |txn| get_bucket(txn, &name)).await
+    }
+
+    pub async fn list_buckets(&self) -> MetaResult<Vec<(String, BucketRecord)>> {
+        self.read(|txn| {
+            let t = txn.open_table(BUCKETS)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                out.push((k.value().to_owned(), decode_record(v.value())?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    // ----- objects -----
+
+    /// The object's record, or `Ok(None)` when the key is absent; `NoSuchBucket` when
+    /// the bucket is.
+    pub async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.read(move |txn| {
+            if get_bucket(txn, &bucket)?.is_none() {
+                return Err(MetaError::NoSuchBucket);
+            }
+            let t = txn.open_table(OBJECTS)?;
+            match t.get(object_key(&bucket, &key).as_slice())? {
+                Some(v) => Ok(Some(decode_record(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    pub async fn get_manifest(&self, id: u64) -> MetaResult<Vec<ChunkRef>> {
+        self.read(move |txn| {
+            let t = txn.open_table(MANIFESTS)?;
+            match t.get(id)? {
+                Some(v) => decode_manifest(v.value()),
+                None => Err(MetaError::Corrupt(format!("manifest {id} missing"))),
+            }
+        })
+        .await
+    }
+
+    pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> MetaResult<ListPage> {
+        let bucket = bucket.to_owned();
+        self.read(move |txn| {
+            if get_bucket(txn, &bucket)?.is_none() {
+                return Err(MetaError::NoSuchBucket);
+            }
+            list::list(&txn.open_table(OBJECTS)?, &bucket, &q)
+        })
+        .await
+    }
+
+    /// Commits an object version: inserts the record (and its manifest), releases the
+    /// references of the version it replaces, updates the bucket's counters and
+    /// appends one outbox event — all in one durable transaction. The references for
+    /// `manifest` must already be held by the caller (taken while ingesting).
+    pub async fn commit_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut rec: ObjectRecord,
+        manifest: Option<Vec<ChunkRef>>,
+    ) -> MetaResult<()> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.write(true, move |txn| {
+            if get_bucket_w(txn, &bucket)?.is_none() {
+                return Err(MetaError::NoSuchBucket);
+            }
+            let now = unix_secs();
+            let mut counters = txn.open_table(COUNTERS)?;
+            if let Some(m) = &manifest {
+                let id = next_ids(&mut counters, C_NEXT_MANIFEST, 1).start;
+                txn.open_table(MANIFESTS)?.insert(id, encode_manifest(m).as_slice())?;
+                rec.data = ObjectData::Chunked { manifest: id, chunks: m.len() as u32 };
+            }
+            let okey = object_key(&bucket, &key);
+            let old = {
+                let mut objects = txn.open_table(OBJECTS)?;
+                let old = objects.get(okey.as_slice())?.map(|v| decode_record::<ObjectRecord>(v.value())).transpose()?;
+                objects.insert(okey.as_slice(), encode_record(&rec)?.as_slice())?;
+                old
+            };
+            let mut stats = bucket_stats_w(txn, &bucket)?;
+            stats.objects += 1;
+            stats.logical_bytes += rec.size;
+            if let ObjectData::Inline(d) = &rec.data {
+                stats.stored_bytes += d.len() as u64;
+                stats.inline_bytes += d.len() as u64;
+                bump(&mut counters, C_INLINE_BYTES, d.len() as i64)?;
+            }
+            if let Some(old) = &old {
+                forget_object(txn, &mut counters, &mut stats, old, now)?;
+            }
+            put_bucket_stats(txn, &bucket, &stats)?;
+            let ev = OutboxEvent {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                kind: EventKind::Put { etag: rec.etag.clone(), size: rec.size },
+                time_ms: rec.modified_ms,
+            };
+            append_outbox(txn, &mut counters, &ev)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes an object, releasing its references and appending one outbox event.
+    /// Returns whether it existed; deleting an absent key changes nothing.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> MetaResult<bool> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.write(true, move |txn| {
+            if get_bucket_w(txn, &bucket)?.is_none() {
+                return Err(MetaError::NoSuchBucket);
+            }
+            let okey = object_key(&bucket, &key);
+            let old = {
+                let mut objects = txn.open_table(OBJECTS)?;
+                let old = objects.remove(okey.as_slice())?.map(|v| decode_record::<ObjectRecord>(v.value()));
+                old.transpose()?
+            };
+            let Some(old) = old else { return Ok(false) };
+            let mut counters = txn.open_table(COUNTERS)?;
+            let mut stats = bucket_stats_w(txn, &bucket)?;
+            forget_object(txn, &mut counters, &mut stats, &old, unix_secs())?;
+            put_bucket_stats(txn, &bucket, &stats)?;
+            let ev = OutboxEvent { bucket, key, kind: EventKind::Delete, time_ms: now_ms() };
+            append_outbox(txn, &mut counters, &ev)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    // ----- chunk index -----
+
+    /// Takes `n` references on each chunk `(id, n)` that has an index row.
+    /// `result[i]` tells whether chunk `i` was found (and is now referenced); a chunk
+    /// without a row must be stored anew by the caller.
+    pub fn take_refs_blocking(&self, refs: Vec<(ChunkId, u32)>) -> MetaResult<Vec<bool>> {
+        self.write_blocking(false, move |txn| {
+            let now = unix_secs();
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut segments = txn.open_table(SEGMENTS)?;
+            refs.iter().map(|(id, n)| adjust_refs(&mut chunks, &mut segments, id, i64::from(*n), now)).collect()
+        })
+    }
+
+    /// Releases references (chunk id, count) held by an upload that will not commit.
+    pub fn release_refs_blocking(&self, refs: Vec<(ChunkId, u32)>) -> MetaResult<()> {
+        self.write_blocking(false, move |txn| release_refs(txn, &refs))
+    }
+
+    pub async fn release_refs(&self, refs: Vec<(ChunkId, u32)>) -> MetaResult<()> {
+        self.write(false, move |txn| release_refs(txn, &refs)).await
+    }
+
+    /// Indexes the chunks of a segment that is already durable in the segment store.
+    /// A chunk that meanwhile got a row from another stream keeps that row (the copy
+    /// in this segment is dead bytes) and receives this stream's references.
+    pub async fn add_segment(&self, bucket: &str, segment: u64, size: u64, entries: Vec<NewChunk>) -> MetaResult<()> {
+        let bucket = bucket.to_owned();
+        self.write(false, move |txn| {
+            let now = unix_secs();
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut segments = txn.open_table(SEGMENTS)?;
+            let mut seg_chunks = txn.open_table(SEGMENT_CHUNKS)?;
+            let mut row = SegmentRow { size, created: now, ..SegmentRow::default() };
+            segments.insert(segment, row.encode().as_slice())?;
+            let mut added = BucketStats::default();
+            for e in &entries {
+                if adjust_refs(&mut chunks, &mut segments, &e.id, i64::from(e.refs), now)? {
+                    continue;
+                }
+                let chunk = ChunkRow {
+                    loc: ChunkLocation { segment, offset: e.offset, stored_len: e.stored_len, raw_len: e.raw_len, codec: e.codec },
+                    refs: e.refs,
+                    zero_since: if e.refs == 0 { now } else { 0 },
+                };
+                chunks.insert(e.id.as_slice(), chunk.encode().as_slice())?;
+                seg_chunks.insert(segment_chunk_key(segment, &e.id).as_slice(), ())?;
+                row.chunks += 1;
+                if e.refs > 0 {
+                    row.live_chunks += 1;
+                    row.live_bytes += u64::from(e.stored_len);
+                }
+                added.new_chunks += 1;
+                added.new_raw_bytes += u64::from(e.raw_len);
+            }
+            segments.insert(segment, row.encode().as_slice())?;
+            let stored: u64 = entries.iter().map(|e| u64::from(e.stored_len)).sum();
+            let mut counters = txn.open_table(COUNTERS)?;
+            bump(&mut counters, C_SEGMENTS, 1)?;
+            bump(&mut counters, C_SEGMENT_BYTES, size as i64)?;
+            bump(&mut counters, C_CHUNKS, added.new_chunks as i64)?;
+            bump(&mut counters, C_CHUNK_RAW, added.new_raw_bytes as i64)?;
+            bump(&mut counters, C_CHUNK_STORED, stored as i64)?;
+            // The bucket may have been deleted meanwhile; the chunks stay indexed.
+            if get_bucket_w(txn, &bucket)?.is_some() {
+                let mut stats = bucket_stats_w(txn, &bucket)?;
+                stats.new_chunks += added.new_chunks;
+                stats.new_raw_bytes += added.new_raw_bytes;
+                stats.stored_bytes += size;
+                stats.segments += 1;
+                put_bucket_stats(txn, &bucket, &stats)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reserves `n` segment ids; durable, so that no id is handed out twice even
+    /// across crashes.
+    pub fn allocate_segment_ids_blocking(&self, n: u64) -> MetaResult<Range<u64>> {
+        self.write_blocking(true, move |txn| {
+            let mut counters = txn.open_table(COUNTERS)?;
+            Ok(next_ids(&mut counters, C_NEXT_SEGMENT, n))
+        })
+    }
+
+    pub fn chunk_row_blocking(&self, id: &ChunkId) -> MetaResult<Option<ChunkRow>> {
+        self.read_blocking(|txn| chunk_row(txn, id))
+    }
+
+    pub async fn chunk_row(&self, id: ChunkId) -> MetaResult<Option<ChunkRow>> {
+        self.read(move |txn| chunk_row(txn, &id)).await
+    }
+
+    /// Locations of `ids` in one snapshot; `None` for a chunk without a row.
+    pub async fn chunk_locations(&self, ids: Vec<ChunkId>) -> MetaResult<Vec<Option<ChunkLocation>>> {
+        self.read(move |txn| {
+            let t = txn.open_table(CHUNKS)?;
+            ids.iter()
+                .map(|id| Ok(t.get(id.as_slice())?.map(|v| ChunkRow::decode(v.value())).transpose()?.map(|r| r.loc)))
+                .collect()
+        })
+        .await
+    }
+
+    /// The ids of the chunks indexed in `segment`.
+    pub fn segment_chunk_ids_blocking(&self, segment: u64) -> MetaResult<Vec<ChunkId>> {
+        self.read_blocking(|txn| {
+            let t = txn.open_table(SEGMENT_CHUNKS)?;
+            let lo = segment_chunk_key(segment, &[0u8; 32]);
+            let hi = segment_chunk_key(segment, &[0xffu8; 32]);
+            let mut out = Vec::new();
+            for row in t.range(lo.as_slice()..=hi.as_slice())? {
+                let (k, _) = row?;
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&k.value()[8..40]);
+                out.push(id);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Calls `f` with every indexed chunk id (start-up filter fill).
+    pub fn for_each_chunk_id(&self, mut f: impl FnMut(&ChunkId)) -> MetaResult<u64> {
+        self.read_blocking(|txn| {
+            let t = txn.open_table(CHUNKS)?;
+            let mut n = 0;
+            for row in t.iter()? {
+                let (k, _) = row?;
+                if let Ok(id) = <&ChunkId>::try_from(k.value()) {
+                    f(id);
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    pub async fn segment_row(&self, id: u64) -> MetaResult<Option<SegmentRow>> {
+        self.read(move |txn| {
+            let t = txn.open_table(SEGMENTS)?;
+            t.get(id)?.map(|v| SegmentRow::decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    // ----- stats and outbox -----
+
+    pub async fn stats(&self) -> MetaResult<(Vec<(String, BucketStats)>, StoreTotals)> {
+        self.read(|txn| {
+            let t = txn.open_table(BUCKET_STATS)?;
+            let mut buckets = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                buckets.push((k.value().to_owned(), decode_record(v.value())?));
+            }
+            let c = txn.open_table(COUNTERS)?;
+            let get = |name: &str| -> MetaResult<u64> { Ok(c.get(name)?.map(|v| v.value()).unwrap_or(0)) };
+            let totals = StoreTotals {
+                segments: get(C_SEGMENTS)?,
+                segment_bytes: get(C_SEGMENT_BYTES)?,
+                unique_chunks: get(C_CHUNKS)?,
+                chunk_raw_bytes: get(C_CHUNK_RAW)?,
+                chunk_stored_bytes: get(C_CHUNK_STORED)?,
+                inline_bytes: get(C_INLINE_BYTES)?,
+            };
+            Ok((buckets, totals))
+        })
+        .await
+    }
+
+    /// Outbox events with sequence numbers `>= from`, at most `limit`.
+    pub async fn outbox_events(&self, from: u64, limit: usize) -> MetaResult<Vec<(u64, OutboxEvent)>> {
+        self.read(move |txn| {
+            let t = txn.open_table(OUTBOX)?;
+            let mut out = Vec::new();
+            for row in t.range(from..)?.take(limit) {
+                let (k, v) = row?;
+                out.push((k.value(), decode_record(v.value())?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn run_committer(db: &Database, rx: &mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let durable = jobs.iter().any(|j| j.durable);
+        let txn = db.begin_write().map_err(MetaError::from).and_then(|mut t| {
+            t.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+            Ok(t)
+        });
+        let txn = match txn {
+            Ok(t) => t,
+            Err(e) => {
+                // Dropping the jobs unrun makes every caller see `Closed`.
+                tracing::error!(error = %e, "metadata: cannot begin write transaction");
+                continue;
+            }
+        };
+        let mut completions = Vec::with_capacity(jobs.len());
+        let mut fatal: Option<MetaError> = None;
+        for j in jobs {
+            if fatal.is_some() {
+                // The group is lost; the remaining operations are dropped unrun.
+                continue;
+            }
+            let (done, err) = (j.op)(&txn);
+            completions.push(done);
+            fatal = err;
+        }
+        let outcome = match fatal {
+            Some(e) => {
+                txn.abort().ok();
+                Some(e)
+            }
+            None => txn.commit().err().map(MetaError::from),
+        };
+        if let Some(e) = &outcome {
+            tracing::error!(error = %e, "metadata: transaction group failed");
+        }
+        for done in completions {
+            done(outcome.as_ref());
+        }
+    }
+}
+
+// ----- transaction helpers -----
+
+fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + 1 + key.len());
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn segment_chunk_key(segment: u64, id: &ChunkId) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&segment.to_be_bytes());
+    k[8..].copy_from_slice(id);
+    k
+}
+
+fn get_bucket(txn: &ReadTransaction, name: &str) -> MetaResult<Option<BucketRecord>> {
+    let t = txn.open_table(BUCKETS)?;
+    t.get(name)?.map(|v| decode_record(v.value())).transpose()
+}
+
+fn get_bucket_w(txn: &WriteTransaction, name: &str) -> MetaResult<Option<BucketRecord>> {
+    let t = txn.open_table(BUCKETS)?;
+    t.get(name)?.map(|v| decode_record(v.value())).transpose()
+}
+
+fn chunk_row(txn: &ReadTransaction, id: &ChunkId) -> MetaResult<Option<ChunkRow>> {
+    let t = txn.open_table(CHUNKS)?;
+    t.get(id.as_slice())?.map(|v| ChunkRow::decode(v.value())).transpose()
+}
+
+fn bucket_stats_w(txn: &WriteTransaction, bucket: &str) -> MetaResult<BucketStats> {
+    let t = txn.open_table(BUCKET_STATS)?;
+    Ok(t.get(bucket)?.map(|v| decode_record(v.value())).transpose()?.unwrap_or_default())
+}
+
+fn put_bucket_stats(txn: &WriteTransaction, bucket: &str, stats: &BucketStats) -> MetaResult<()> {
+    txn.open_table(BUCKET_STATS)?.insert(bucket, encode_record(stats)?.as_slice())?;
+    Ok(())
+}
+
+type CounterTable<'t> = redb::Table<'t, &'static str, u64>;
+
+fn counter(counters: &CounterTable<'_>, name: &str) -> MetaResult<u64> {
+    Ok(counters.get(name)?.map(|v| v.value()).unwrap_or(0))
+}
+
+fn bump(counters: &mut CounterTable<'_>, name: &str, delta: i64) -> MetaResult<()> {
+    let v = counter(counters, name)?.saturating_add_signed(delta);
+    counters.insert(name, v)?;
+    Ok(())
+}
+
+/// Hands out `n` ids from the named counter; ids start at 1.
+fn next_ids(counters: &mut CounterTable<'_>, name: &str, n: u64) -> Range<u64> {
+    let start = counter(counters, name).unwrap_or(0).max(1);
+    let end = start + n;
+    // An insert error surfaces when the transaction commits.
+    let _ = counters.insert(name, end);
+    start..end
+}
+
+fn append_outbox(txn: &WriteTransaction, counters: &mut CounterTable<'_>, ev: &OutboxEvent) -> MetaResult<()> {
+    let seq = next_ids(counters, C_OUTBOX_SEQ, 1).start;
+    txn.open_table(OUTBOX)?.insert(seq, encode_record(ev)?.as_slice())?;
+    Ok(())
+}
+
+/// Drops a replaced or deleted object version: its counters, its manifest and the
+/// references that manifest held.
+fn forget_object(
+    txn: &WriteTransaction,
+    counters: &mut CounterTable<'_>,
+    stats: &mut BucketStats,
+    old: &ObjectRecord,
+    now: u64,
+) -> MetaResult<()> {
+    stats.objects = stats.objects.saturating_sub(1);
+    stats.logical_bytes = stats.logical_bytes.saturating_sub(old.size);
+    match &old.data {
+        ObjectData::Inline(d) => {
+            stats.stored_bytes = stats.stored_bytes.saturating_sub(d.len() as u64);
+            stats.inline_bytes = stats.inline_bytes.saturating_sub(d.len() as u64);
+            bump(counters, C_INLINE_BYTES, -(d.len() as i64))?;
+        }
+        ObjectData::Chunked { manifest, .. } => {
+            let refs = {
+                let mut manifests = txn.open_table(MANIFESTS)?;
+                let removed = manifests.remove(*manifest)?;
+                match removed {
+                    Some(v) => decode_manifest(v.value())?,
+                    None => return Err(MetaError::Corrupt(format!("manifest {manifest} missing"))),
+                }
+            };
+            let mut counts: HashMap<ChunkId, u32> = HashMap::new();
+            for r in &refs {
+                *counts.entry(r.id).or_default() += 1;
+            }
+            let counts: Vec<(ChunkId, u32)> = counts.into_iter().collect();
+            release_refs_at(txn, &counts, now)?;
+        }
+    }
+    Ok(())
+}
+
+fn release_refs(txn: &WriteTransaction, refs: &[(ChunkId, u32)]) -> MetaResult<()> {
+    release_refs_at(txn, refs, unix_secs())
+}
+
+fn release_refs_at(txn: &WriteTransaction, refs: &[(ChunkId, u32)], now: u64) -> MetaResult<()> {
+    let mut chunks = txn.open_table(CHUNKS)?;
+    let mut segments = txn.open_table(SEGMENTS)?;
+    for (id, n) in refs {
+        if !adjust_refs(&mut chunks, &mut segments, id, -i64::from(*n), now)? {
+            tracing::warn!(chunk = %hex::encode(id), "releasing references of a chunk with no index row");
+        }
+    }
+    Ok(())
+}
+
+/// Adds `delta` to a chunk's reference count, keeping its segment's live bytes in
+/// step. Returns false (and changes nothing) when the chunk has no row.
+fn adjust_refs(
+    chunks: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    segments: &mut redb::Table<'_, u64, &'static [u8]>,
+    id: &ChunkId,
+    delta: i64,
+    now: u64,
+) -> MetaResult<bool> {
+    let row = chunks.get(id.as_slice())?.map(|v| ChunkRow::decode(v.value())).transpose()?;
+    let Some(mut row) = row else { return Ok(false) };
+    let before = row.refs;
+    let after = i64::from(before) + delta;
+    if after < 0 {
+        tracing::warn!(chunk = %hex::encode(id), before, delta, "reference count would fall below zero");
+    }
+    row.refs = u32::try_from(after.max(0)).unwrap_or(u32::MAX);
+    let live_delta: i64 = match (before > 0, row.refs > 0) {
+        (false, true) => {
+            row.zero_since = 0;
+            1
+        }
+        (true, false) => {
+            row.zero_since = now;
+            -1
+        }
+        _ => 0,
+    };
+    chunks.insert(id.as_slice(), row.encode().as_slice())?;
+    if live_delta != 0 {
+        let seg = segments.get(row.loc.segment)?.map(|v| SegmentRow::decode(v.value())).transpose()?;
+        if let Some(mut seg) = seg {
+            seg.live_chunks = seg.live_chunks.saturating_add_signed(live_delta as i32);
+            seg.live_bytes = seg.live_bytes.saturating_add_signed(live_delta * i64::from(row.loc.stored_len));
+            segments.insert(row.loc.segment, seg.encode().as_slice())?;
+        }
+    }
+    Ok(true)
+}
+
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

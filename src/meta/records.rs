@@ -1,0 +1,310 @@
+//! Records kept in the metadata store and their on-disk encodings.
+//!
+//! Fixed-size rows (chunk index, segments) use hand-written little-endian layouts so
+//! that the hot paths (dedup lookup, reference counting) never run a general decoder.
+//! Variable records (buckets, objects, outbox events) are postcard behind a one-byte
+//! format version, so that a later format can be told apart from this one.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::MetaError;
+
+/// BLAKE3 of a chunk's raw bytes.
+pub type ChunkId = [u8; 32];
+
+/// How a chunk's bytes are stored inside its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Codec {
+    /// Stored as is (compression did not make it smaller).
+    Raw = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+impl Codec {
+    fn from_u8(v: u8) -> Result<Self, MetaError> {
+        match v {
+            0 => Ok(Codec::Raw),
+            1 => Ok(Codec::Zstd),
+            other => Err(MetaError::Corrupt(format!("unknown codec {other}"))),
+        }
+    }
+}
+
+/// Where a chunk lives: a byte range of one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLocation {
+    pub segment: u64,
+    pub offset: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub codec: Codec,
+}
+
+/// A chunk index row.
+///
+/// Reference-count states, as encoded in `refs` and `zero_since`:
+///
+/// | refs | zero_since | state |
+/// |------|------------|-------|
+/// | > 0  | 0          | live: named by committed manifests and/or in-flight uploads |
+/// | 0    | t (unix s) | unreferenced since t; a writer may still revive it (refs 0 -> 1) |
+/// | row absent | -    | not stored, or removed by the cleaner: a writer must store it anew |
+///
+/// Encoding (33 bytes, little endian): segment u64 | offset u32 | stored_len u32 |
+/// raw_len u32 | codec u8 | refs u32 | zero_since u64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRow {
+    pub loc: ChunkLocation,
+    pub refs: u32,
+    pub zero_since: u64,
+}
+
+pub const CHUNK_ROW_LEN: usize = 33;
+
+impl ChunkRow {
+    pub fn encode(&self) -> [u8; CHUNK_ROW_LEN] {
+        let mut b = [0u8; CHUNK_ROW_LEN];
+        b[0..8].copy_from_slice(&self.loc.segment.to_le_bytes());
+        b[8..12].copy_from_slice(&self.loc.offset.to_le_bytes());
+        b[12..16].copy_from_slice(&self.loc.stored_len.to_le_bytes());
+        b[16..20].copy_from_slice(&self.loc.raw_len.to_le_bytes());
+        b[20] = self.loc.codec as u8;
+        b[21..25].copy_from_slice(&self.refs.to_le_bytes());
+        b[25..33].copy_from_slice(&self.zero_since.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        if b.len() != CHUNK_ROW_LEN {
+            return Err(MetaError::Corrupt(format!("chunk row of {} bytes", b.len())));
+        }
+        Ok(ChunkRow {
+            loc: ChunkLocation {
+                segment: le_u64(&b[0..8]),
+                offset: le_u32(&b[8..12]),
+                stored_len: le_u32(&b[12..16]),
+                raw_len: le_u32(&b[16..20]),
+                codec: Codec::from_u8(b[20])?,
+            },
+            refs: le_u32(&b[21..25]),
+            zero_since: le_u64(&b[25..33]),
+        })
+    }
+}
+
+/// A segment row: the segment's size and how much of it is still referenced.
+///
+/// Encoding (32 bytes, little endian): size u64 | live_bytes u64 | chunks u32 |
+/// live_chunks u32 | created u64 (unix s). `live_*` count chunks whose index row points
+/// into this segment and has `refs > 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SegmentRow {
+    pub size: u64,
+    pub live_bytes: u64,
+    pub chunks: u32,
+    pub live_chunks: u32,
+    pub created: u64,
+}
+
+pub const SEGMENT_ROW_LEN: usize = 32;
+
+impl SegmentRow {
+    pub fn encode(&self) -> [u8; SEGMENT_ROW_LEN] {
+        let mut b = [0u8; SEGMENT_ROW_LEN];
+        b[0..8].copy_from_slice(&self.size.to_le_bytes());
+        b[8..16].copy_from_slice(&self.live_bytes.to_le_bytes());
+        b[16..20].copy_from_slice(&self.chunks.to_le_bytes());
+        b[20..24].copy_from_slice(&self.live_chunks.to_le_bytes());
+        b[24..32].copy_from_slice(&self.created.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        if b.len() != SEGMENT_ROW_LEN {
+            return Err(MetaError::Corrupt(format!("segment row of {} bytes", b.len())));
+        }
+        Ok(SegmentRow {
+            size: le_u64(&b[0..8]),
+            live_bytes: le_u64(&b[8..16]),
+            chunks: le_u32(&b[16..20]),
+            live_chunks: le_u32(&b[20..24]),
+            created: le_u64(&b[24..32]),
+        })
+    }
+}
+
+/// One entry of an object's manifest: a chunk id and its raw length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRef {
+    pub id: ChunkId,
+    pub len: u32,
+}
+
+pub const CHUNK_REF_LEN: usize = 36;
+
+/// Packs a manifest as 36-byte entries (id | raw length u32 LE).
+pub fn encode_manifest(refs: &[ChunkRef]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(refs.len() * CHUNK_REF_LEN);
+    for r in refs {
+        out.extend_from_slice(&r.id);
+        out.extend_from_slice(&r.len.to_le_bytes());
+    }
+    out
+}
+
+pub fn decode_manifest(b: &[u8]) -> Result<Vec<ChunkRef>, MetaError> {
+    if b.len() % CHUNK_REF_LEN != 0 {
+        return Err(MetaError::Corrupt(format!("manifest of {} bytes", b.len())));
+    }
+    Ok(b.chunks_exact(CHUNK_REF_LEN)
+        .map(|e| {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&e[..32]);
+            ChunkRef { id, len: le_u32(&e[32..36]) }
+        })
+        .collect())
+}
+
+/// Chunking parameters of a bucket, fixed at its creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkParams {
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub created_ms: i64,
+    pub chunking: ChunkParams,
+    pub compression_level: i32,
+}
+
+/// Per-bucket counters, updated in the transactions that change them.
+///
+/// `new_*` and `stored_bytes` count what this bucket's writes added to the store
+/// (chunks first stored through it and inline bodies); they fall only when the
+/// cleaner reclaims space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BucketStats {
+    pub objects: u64,
+    pub logical_bytes: u64,
+    pub new_chunks: u64,
+    pub new_raw_bytes: u64,
+    pub stored_bytes: u64,
+    pub inline_bytes: u64,
+    pub segments: u64,
+}
+
+/// Standard HTTP headers stored with an object and returned on GET/HEAD.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredHeaders {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    /// RFC 1123 date, as the client sent it.
+    pub expires: Option<String>,
+}
+
+/// An object's body: inline bytes or a manifest kept in the manifests table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ObjectData {
+    Inline(Vec<u8>),
+    Chunked { manifest: u64, chunks: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub size: u64,
+    /// Hex MD5 (no quotes).
+    pub etag: String,
+    pub modified_ms: i64,
+    pub headers: StoredHeaders,
+    pub user_meta: Vec<(String, String)>,
+    /// (algorithm name as S3 spells it, base64 value), e.g. ("CRC64NVME", "...").
+    pub checksums: Vec<(String, String)>,
+    pub data: ObjectData,
+}
+
+/// A change event appended to the outbox in the transaction that commits the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    pub bucket: String,
+    pub key: String,
+    pub kind: EventKind,
+    pub time_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventKind {
+    Put { etag: String, size: u64 },
+    Delete,
+}
+
+const RECORD_FORMAT: u8 = 1;
+
+pub fn encode_record<T: Serialize>(v: &T) -> Result<Vec<u8>, MetaError> {
+    let mut out = vec![RECORD_FORMAT];
+    let body = postcard::to_allocvec(v).map_err(|e| MetaError::Corrupt(format!("encode: {e}")))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+pub fn decode_record<T: DeserializeOwned>(b: &[u8]) -> Result<T, MetaError> {
+    match b.split_first() {
+        Some((&RECORD_FORMAT, body)) => {
+            postcard::from_bytes(body).map_err(|e| MetaError::Corrupt(format!("decode: {e}")))
+        }
+        Some((v, _)) => Err(MetaError::Corrupt(format!("unknown record format {v}"))),
+        None => Err(MetaError::Corrupt("empty record".into())),
+    }
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    u64::from_le_bytes(a)
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    u32::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_row_round_trips() {
+        let row = ChunkRow {
+            loc: ChunkLocation { segment: 7, offset: 16, stored_len: 100, raw_len: 200, codec: Codec::Zstd },
+            refs: 3,
+            zero_since: 0,
+        };
+        assert_eq!(ChunkRow::decode(&row.encode()).unwrap(), row);
+        assert!(ChunkRow::decode(&[0u8; 5]).is_err());
+    }
+
+    #[test]
+    fn manifest_round_trips_and_rejects_torn_entries() {
+        let refs = vec![ChunkRef { id: [1; 32], len: 5 }, ChunkRef { id: [2; 32], len: 70000 }];
+        let enc = encode_manifest(&refs);
+        assert_eq!(decode_manifest(&enc).unwrap(), refs);
+        assert!(decode_manifest(&enc[..40]).is_err());
+    }
+
+    #[test]
+    fn record_format_byte_is_checked() {
+        let ev = OutboxEvent { bucket: "b".into(), key: "k".into(), kind: EventKind::Delete, time_ms: 1 };
+        let mut enc = encode_record(&ev).unwrap();
+        assert_eq!(decode_record::<OutboxEvent>(&enc).unwrap(), ev);
+        enc[0] = 9;
+        assert!(decode_record::<OutboxEvent>(&enc).is_err());
+    }
+}

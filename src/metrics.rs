@@ -1,0 +1,160 @@
+//! `metrics` owns hoard's Prometheus metrics and their text exposition.
+//!
+//! Request counters and latency are recorded per S3 operation by the `s3` layer;
+//! the storage gauges are refreshed from the stats report at every scrape.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::stats::StatsReport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub operation: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BucketLabels {
+    pub bucket: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+type LatencyFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<OpLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub latency: LatencyFamily,
+    pub http_responses: Family<StatusLabels, Counter>,
+    pub active_streams: Gauge,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub segments_written: Counter,
+    pub integrity_errors: Counter,
+    bucket_objects: Family<BucketLabels, Gauge>,
+    bucket_logical: Family<BucketLabels, Gauge>,
+    bucket_stored: Family<BucketLabels, Gauge>,
+    objects: Gauge,
+    logical: Gauge,
+    unique: Gauge,
+    stored: Gauge,
+    chunks: Gauge,
+    segments: Gauge,
+    dedup_ratio: FloatGauge,
+    compression_ratio: FloatGauge,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::default();
+        let m = Metrics {
+            requests: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            http_responses: Family::default(),
+            active_streams: Gauge::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            segments_written: Counter::default(),
+            integrity_errors: Counter::default(),
+            bucket_objects: Family::default(),
+            bucket_logical: Family::default(),
+            bucket_stored: Family::default(),
+            objects: Gauge::default(),
+            logical: Gauge::default(),
+            unique: Gauge::default(),
+            stored: Gauge::default(),
+            chunks: Gauge::default(),
+            segments: Gauge::default(),
+            dedup_ratio: FloatGauge::default(),
+            compression_ratio: FloatGauge::default(),
+            registry: Registry::default(),
+        };
+        // Counters get their `_total` suffix from the encoder.
+        r.register("hoard_s3_requests", "S3 requests by operation", m.requests.clone());
+        r.register("hoard_s3_errors", "S3 error responses by operation and code", m.errors.clone());
+        r.register("hoard_s3_request_duration_seconds", "S3 request latency by operation", m.latency.clone());
+        r.register("hoard_http_responses", "HTTP responses by status", m.http_responses.clone());
+        r.register("hoard_ingest_active_streams", "Ingest streams in progress", m.active_streams.clone());
+        r.register("hoard_s3_received_bytes", "Object bytes received", m.bytes_in.clone());
+        r.register("hoard_s3_sent_bytes", "Object bytes sent", m.bytes_out.clone());
+        r.register("hoard_segments_written", "Segments written to the segment store", m.segments_written.clone());
+        r.register("hoard_integrity_errors", "Chunks that failed verification on read", m.integrity_errors.clone());
+        r.register("hoard_bucket_objects", "Objects per bucket", m.bucket_objects.clone());
+        r.register("hoard_bucket_logical_bytes", "Logical bytes per bucket", m.bucket_logical.clone());
+        r.register("hoard_bucket_stored_bytes", "Stored bytes a bucket's writes added", m.bucket_stored.clone());
+        r.register("hoard_objects", "Objects in all buckets", m.objects.clone());
+        r.register("hoard_logical_bytes", "Logical bytes in all buckets", m.logical.clone());
+        r.register("hoard_unique_bytes", "Raw bytes of distinct chunks and inline bodies", m.unique.clone());
+        r.register("hoard_stored_bytes", "Bytes in the segment store plus inline bodies", m.stored.clone());
+        r.register("hoard_unique_chunks", "Distinct chunks indexed", m.chunks.clone());
+        r.register("hoard_segments", "Segments written", m.segments.clone());
+        r.register("hoard_dedup_ratio", "Logical bytes / unique bytes", m.dedup_ratio.clone());
+        r.register("hoard_compression_ratio", "Unique bytes / stored bytes", m.compression_ratio.clone());
+        Metrics { registry: r, ..m }
+    }
+
+    /// Records one finished S3 operation.
+    pub fn observe(&self, operation: &str, seconds: f64, error_code: Option<&str>) {
+        let op = OpLabels { operation: operation.to_owned() };
+        self.requests.get_or_create(&op).inc();
+        self.latency.get_or_create(&op).observe(seconds);
+        if let Some(code) = error_code {
+            self.errors.get_or_create(&ErrorLabels { operation: operation.to_owned(), code: code.to_owned() }).inc();
+        }
+    }
+
+    /// The text exposition, with storage gauges taken from `stats`.
+    pub fn render(&self, stats: &StatsReport) -> String {
+        self.bucket_objects.clear();
+        self.bucket_logical.clear();
+        self.bucket_stored.clear();
+        for b in &stats.buckets {
+            let l = BucketLabels { bucket: b.name.clone() };
+            self.bucket_objects.get_or_create(&l).set(b.objects as i64);
+            self.bucket_logical.get_or_create(&l).set(b.logical_bytes as i64);
+            self.bucket_stored.get_or_create(&l).set(b.stored_bytes as i64);
+        }
+        let t = &stats.total;
+        self.objects.set(t.objects as i64);
+        self.logical.set(t.logical_bytes as i64);
+        self.unique.set(t.unique_bytes as i64);
+        self.stored.set(t.stored_bytes as i64);
+        self.chunks.set(t.unique_chunks as i64);
+        self.segments.set(t.segments as i64);
+        self.dedup_ratio.set(t.dedup_ratio);
+        self.compression_ratio.set(t.compression_ratio);
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,215 @@
+//! `server` owns start-up and the listener: it opens the stores, assembles the
+//! services, serves HTTP on the configured address and routes each request to the
+//! Prometheus exposition (`GET /metrics`, unsigned) or to the S3 service, whose
+//! custom route carries the admin API. Shutdown (Ctrl-C, SIGTERM) stops accepting,
+//! lets in-flight requests finish for a bounded time, then exits.
+//!
+//! `GET /metrics` shadows nothing: a signed `GET /metrics` is still ListObjects on a
+//! bucket named `metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{Body, HttpError};
+use tokio::net::TcpListener;
+
+use crate::admin::AdminApi;
+use crate::auth::{Credentials, Origin, RootAuth};
+use crate::config::Config;
+use crate::index::ChunkIndex;
+use crate::ingest::{Ingest, IngestSettings};
+use crate::meta::{MetaError, MetaStore};
+use crate::metrics::Metrics;
+use crate::retrieve::Retrieve;
+use crate::s3::HoardS3;
+use crate::segments::{SegmentError, SegmentStore};
+use crate::stats;
+
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client must send its request headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data dir {0}: {1}")]
+    DataDir(std::path::PathBuf, std::io::Error),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Segments(#[from] SegmentError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("virtual-host domain: {0}")]
+    Domain(String),
+}
+
+/// Everything a running hoard serves from.
+pub struct Node {
+    pub cfg: Arc<Config>,
+    pub meta: MetaStore,
+    pub metrics: Arc<Metrics>,
+    pub s3: S3Service,
+}
+
+impl Node {
+    pub fn open(cfg: Config) -> Result<Node, ServerError> {
+        let cfg = Arc::new(cfg);
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ServerError::DataDir(cfg.data_dir.clone(), e))?;
+        let (root, origin) = Credentials::load_or_generate(&cfg.data_dir)?;
+        match origin {
+            Origin::Generated(path) => {
+                println!("hoard: generated root credentials (stored in {}, mode 0600):", path.display());
+                println!("  access key: {}", root.access_key);
+                println!("  secret key: {}", root.secret_key);
+            }
+            Origin::Environment => tracing::info!(access_key = %root.access_key, "root credentials from the environment"),
+            Origin::File => tracing::info!(access_key = %root.access_key, "root credentials from the data dir"),
+        }
+        let meta = MetaStore::open(&cfg.meta_path(), cfg.meta_cache_mib * 1024 * 1024)?;
+        let segments = SegmentStore::open_local(&cfg.data_dir)?;
+        let index = Arc::new(ChunkIndex::load(meta.clone(), cfg.filter_expected_chunks, cfg.locality_segments)?);
+        let metrics = Arc::new(Metrics::new());
+        let ingest = Arc::new(Ingest::new(
+            meta.clone(),
+            index,
+            segments.clone(),
+            metrics.clone(),
+            IngestSettings {
+                max_streams: cfg.max_streams,
+                stream_wait: cfg.stream_wait(),
+                segment_size: cfg.segment_size,
+                inline_max: cfg.inline_max,
+            },
+        ));
+        let retrieve = Arc::new(Retrieve::new(meta.clone(), segments, metrics.clone(), cfg.get_prefetch, cfg.get_read_max));
+        let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
+        let s3 = HoardS3::new(cfg.clone(), meta.clone(), ingest, retrieve, metrics.clone(), owner_id);
+        let mut builder = S3ServiceBuilder::new(s3);
+        builder.set_auth(RootAuth::new(root));
+        builder.set_route(AdminApi::new(cfg.clone(), meta.clone()));
+        builder.set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
+        Ok(Node { cfg, meta, metrics, s3: builder.build() })
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+        if is_metrics_scrape(&req) {
+            return Ok(self.metrics_response().await);
+        }
+        let resp = hyper::service::Service::call(&self.s3, req).await;
+        if let Ok(r) = &resp {
+            self.metrics
+                .http_responses
+                .get_or_create(&crate::metrics::StatusLabels { status: r.status().as_u16().to_string() })
+                .inc();
+        }
+        resp
+    }
+
+    async fn metrics_response(&self) -> Response<Body> {
+        let text = match stats::collect(&self.meta).await {
+            Ok(report) => self.metrics.render(&report),
+            Err(e) => {
+                tracing::error!(error = %e, "metrics: cannot read stats");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "stats unavailable\n".into());
+            }
+        };
+        let mut resp = plain(StatusCode::OK, text);
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        resp
+    }
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(text));
+    *r.status_mut() = status;
+    r
+}
+
+/// An unsigned `GET /metrics`.
+fn is_metrics_scrape<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::GET
+        && req.uri().path() == "/metrics"
+        && !req.headers().contains_key(http::header::AUTHORIZATION)
+        && !req.uri().query().is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
+}
+
+/// Serves until `shutdown` resolves, then drains.
+pub async fn serve(node: Node, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+    let addr = node.cfg.listen;
+    let listener = TcpListener::bind(addr).await.map_err(|e| ServerError::Listen(addr, e))?;
+    let local = listener.local_addr().map_err(|e| ServerError::Listen(addr, e))?;
+    println!("hoard: listening on http://{local}");
+    tracing::info!(%local, data_dir = %node.cfg.data_dir.display(), "hoard is serving S3");
+    let node = Arc::new(node);
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let node = node.clone();
+                let svc = hyper::service::service_fn(move |req| node.clone().handle(req));
+                let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some requests did not finish within the drain timeout");
+    }
+    tracing::info!("hoard stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,93 @@
+//! `stats` owns the storage report shown by `hoard stats`, the admin endpoint and
+//! `/metrics`: per bucket and in total, objects, logical and stored bytes, unique
+//! chunks, segments, and the dedup and compression ratios derived from them.
+//!
+//! Definitions: *logical* bytes are what clients stored (sum of object sizes).
+//! *Unique* bytes are the raw bytes of distinct chunks plus inline bodies.
+//! *Stored* bytes are what the store holds: segment files plus inline bodies.
+//! dedup ratio = logical / unique; compression ratio = unique / stored.
+//! A bucket's unique and stored bytes count what its writes added to the store.
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{BucketStats, MetaError, MetaStore, StoreTotals};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub name: String,
+    pub objects: u64,
+    pub logical_bytes: u64,
+    pub unique_bytes: u64,
+    pub stored_bytes: u64,
+    pub unique_chunks: u64,
+    pub segments: u64,
+    pub dedup_ratio: f64,
+    pub compression_ratio: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub buckets: Vec<UsageReport>,
+    pub total: UsageReport,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+fn usage(name: &str, objects: u64, logical: u64, unique: u64, stored: u64, chunks: u64, segments: u64) -> UsageReport {
+    UsageReport {
+        name: name.to_owned(),
+        objects,
+        logical_bytes: logical,
+        unique_bytes: unique,
+        stored_bytes: stored,
+        unique_chunks: chunks,
+        segments,
+        dedup_ratio: ratio(logical, unique),
+        compression_ratio: ratio(unique, stored),
+    }
+}
+
+pub fn report(buckets: &[(String, BucketStats)], totals: &StoreTotals) -> StatsReport {
+    let per_bucket = buckets
+        .iter()
+        .map(|(name, s)| {
+            usage(name, s.objects, s.logical_bytes, s.new_raw_bytes + s.inline_bytes, s.stored_bytes, s.new_chunks, s.segments)
+        })
+        .collect();
+    let objects = buckets.iter().map(|(_, s)| s.objects).sum();
+    let logical = buckets.iter().map(|(_, s)| s.logical_bytes).sum();
+    let total = usage(
+        "total",
+        objects,
+        logical,
+        totals.chunk_raw_bytes + totals.inline_bytes,
+        totals.segment_bytes + totals.inline_bytes,
+        totals.unique_chunks,
+        totals.segments,
+    );
+    StatsReport { buckets: per_bucket, total }
+}
+
+pub async fn collect(meta: &MetaStore) -> Result<StatsReport, MetaError> {
+    let (buckets, totals) = meta.stats().await?;
+    Ok(report(&buckets, &totals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_follow_the_definitions() {
+        let b = BucketStats { objects: 2, logical_bytes: 1000, new_raw_bytes: 400, inline_bytes: 100, stored_bytes: 250, new_chunks: 4, segments: 1 };
+        let t = StoreTotals { segments: 1, segment_bytes: 150, unique_chunks: 4, chunk_raw_bytes: 400, chunk_stored_bytes: 140, inline_bytes: 100 };
+        let r = report(&[("b".into(), b)], &t);
+        assert_eq!(r.total.unique_bytes, 500);
+        assert_eq!(r.total.stored_bytes, 250);
+        assert!((r.total.dedup_ratio - 2.0).abs() < 1e-9);
+        assert!((r.total.compression_ratio - 2.0).abs() < 1e-9);
+        assert_eq!(r.buckets[0].unique_bytes, 500);
+    }
+}
