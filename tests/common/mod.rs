@@ -1,0 +1,219 @@
+//! Test harness: runs the real `hoard` binary on 127.0.0.1 with a fresh data dir and
+//! drives it with aws-sdk-s3. Servers are killed when the harness is dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+pub const ACCESS_KEY: &str = "hoardtestaccess";
+pub const SECRET_KEY: &str = "hoardtestsecret0123456789";
+
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    tmp: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `hoard serve` flags.
+    pub fn start_with(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(&tmp.path().join("data"), &tmp.path().join("server.log"), &args, "127.0.0.1:0");
+        Server { child: Some(child), addr, tmp, args }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        client_for(&self.endpoint(), ACCESS_KEY, SECRET_KEY, true)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return true };
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        for _ in 0..600 {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// Starts again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let listen = self.addr.to_string();
+        let (child, addr) = spawn(&self.data_dir(), &self.tmp.path().join("server.log"), &self.args, &listen);
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    /// Opens the metadata store of a stopped server.
+    pub fn meta(&self) -> hoard::meta::MetaStore {
+        assert!(self.child.is_none(), "stop the server before opening its metadata");
+        hoard::meta::MetaStore::open(&self.data_dir().join("meta.redb"), 16 << 20).expect("open meta")
+    }
+
+    /// Peak resident memory of the server process (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spawn(data: &Path, log: &Path, args: &[String], listen: &str) -> (Child, SocketAddr) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hoard"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(listen)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
+        .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
+        .env("HOARD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn hoard");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("hoard: listening on http://")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("hoard did not start listening within 60 s");
+    (child, addr.parse().expect("listen address"))
+}
+
+pub fn client_for(endpoint: &str, access: &str, secret: &str, path_style: bool) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(access, secret, None, None, "test"))
+        .force_path_style(path_style)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so tests can regenerate data.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    fill_random(seed, &mut out);
+    out
+}
+
+pub fn fill_random(seed: u64, buf: &mut [u8]) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in buf.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use s3s::crypto::Checksum as _;
+    let mut m = s3s::crypto::Md5::new();
+    m.update(data);
+    hex::encode(m.finalize())
+}
+
+/// The error code of an SDK error, if the service sent one.
+pub fn code_of<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    err.as_service_error().and_then(|e| e.code()).unwrap_or("").to_owned()
+}
+
+/// The HTTP status of an SDK error response.
+pub fn status_of<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
+    err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = c.get_object().bucket(bucket).key(key).send().await.expect("get_object");
+    out.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>) -> String {
+    let out = c
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(data))
+        .send()
+        .await
+        .expect("put_object");
+    out.e_tag().unwrap_or("").trim_matches('"').to_owned()
+}
+
+/// Stats from the admin endpoint of a running server.
+pub async fn stats(server: &Server) -> hoard::stats::StatsReport {
+    let creds = hoard::auth::Credentials { access_key: ACCESS_KEY.into(), secret_key: SECRET_KEY.into() };
+    hoard::client::AdminClient::new(&server.endpoint(), "us-east-1", creds).stats(None).await.expect("stats")
+}
