@@ -87,19 +87,38 @@ pub(crate) fn meta_error(e: MetaError) -> S3Error {
 pub(crate) fn ingest_error(e: IngestError) -> S3Error {
     match e {
         IngestError::SlowDown => s3_error!(SlowDown, "Too many concurrent uploads; please reduce your request rate."),
-        IngestError::Body(source) => match source.downcast::<S3Error>() {
-            Ok(s3) => *s3,
-            Err(other) => {
-                tracing::info!(error = %other, "upload body failed");
-                s3_error!(IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
-            }
-        },
+        IngestError::Body(source) => body_error(source),
         IngestError::Incomplete { got, expected } => S3Error::with_message(
             S3ErrorCode::IncompleteBody,
             format!("The request body had {got} bytes, but {expected} were declared."),
         ),
         IngestError::Meta(MetaError::NoSuchBucket) => no_such_bucket(),
         other => internal("upload failed", &other),
+    }
+}
+
+/// Maps a failure while reading a request body. s3s's body decoders are private
+/// types, so their errors are told apart by their text.
+fn body_error(source: s3s::StdError) -> S3Error {
+    let source = match source.downcast::<S3Error>() {
+        Ok(s3) => return *s3,
+        Err(other) => other,
+    };
+    let text = source.to_string();
+    tracing::info!(error = %text, "upload body failed");
+    if text.contains("SignatureMismatch") {
+        s3_error!(SignatureDoesNotMatch, "The chunk signature does not match the signing key and data.")
+    } else if text.contains("Sha256Mismatch") {
+        let mut e = S3Error::with_message(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        e
+    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany") {
+        s3_error!(InvalidRequest, "The aws-chunked body is malformed.")
+    } else {
+        s3_error!(IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
     }
 }
 

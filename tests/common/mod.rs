@@ -217,3 +217,81 @@ pub async fn stats(server: &Server) -> hoard::stats::StatsReport {
     let creds = hoard::auth::Credentials { access_key: ACCESS_KEY.into(), secret_key: SECRET_KEY.into() };
     hoard::client::AdminClient::new(&server.endpoint(), "us-east-1", creds).stats(None).await.expect("stats")
 }
+
+/// SigV4 headers (authorization, x-amz-date, x-amz-content-sha256) for a request
+/// whose payload hash is `content_sha256` (a hex digest or a STREAMING-/UNSIGNED-
+/// constant). `headers` are signed too and must be sent as given.
+pub fn sigv4_headers(method: &str, url: &str, headers: &[(&str, &str)], content_sha256: &str, secret: &str) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    let identity = aws_credential_types::Credentials::new(ACCESS_KEY, secret, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        headers.iter().copied(),
+        SignableBody::Precomputed(content_sha256.to_owned()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = http::Request::builder().method(method).uri(url).body(()).unwrap();
+    instructions.apply_to_request_http1x(&mut req);
+    req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect()
+}
+
+/// Sends `head` (request line and headers, without the blank line) and `body` on a
+/// fresh connection and returns everything the server answers until it closes or
+/// `wait` passes. The request asks the server to close the connection.
+pub async fn raw_exchange(addr: SocketAddr, head: &str, body: &[u8], wait: Duration) -> String {
+    raw_send(addr, head, body, false, wait).await
+}
+
+/// Like `raw_exchange`, but closes the sending side after `body`, as a client that
+/// goes away mid-upload does.
+pub async fn raw_send(addr: SocketAddr, head: &str, body: &[u8], half_close: bool, wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{head}\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    if half_close {
+        let _ = s.shutdown().await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request head with SigV4 headers for `path` on the server.
+pub fn signed_head(server: &Server, method: &str, path: &str, extra: &[(&str, &str)], content_sha256: &str) -> String {
+    let url = format!("{}{}", server.endpoint(), path);
+    let host = server.addr.to_string();
+    let mut signed: Vec<(&str, &str)> = vec![("host", host.as_str())];
+    signed.extend_from_slice(extra);
+    let auth = sigv4_headers(method, &url, &signed, content_sha256, SECRET_KEY);
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {host}");
+    for (k, v) in extra {
+        head.push_str(&format!("\r\n{k}: {v}"));
+    }
+    for (k, v) in auth {
+        if k != "host" {
+            head.push_str(&format!("\r\n{k}: {v}"));
+        }
+    }
+    head
+}
+
+/// Asserts the server never panicked.
+pub fn assert_no_panic(server: &Server) {
+    let log = server.log();
+    assert!(!log.contains("panicked"), "server log shows a panic:\n{log}");
+}
