@@ -122,7 +122,8 @@ impl Default for Config {
             get_prefetch: 4,
             get_read_max: 4 * 1024 * 1024,
             buckets: HashMap::new(),
-            log: "info".into(),
+            // s3s logs every client error at ERROR level; hoard logs what matters itself.
+            log: "info,s3s=off".into(),
         }
     }
 }

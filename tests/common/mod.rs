@@ -122,7 +122,7 @@ fn spawn(data: &Path, log: &Path, args: &[String], listen: &str) -> (Child, Sock
         .args(args)
         .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
         .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
-        .env("HOARD_LOG", "info")
+        .env("HOARD_LOG", "info,s3s=off")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
