@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test: unit and integration tests (aws-sdk-s3 against the real binary),
+# then the end-to-end aws-cli script. Installs what it needs on a fresh Debian
+# machine with a Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! command -v aws >/dev/null || ! aws --version >/dev/null 2>&1; then
+  pip install --quiet awscli 2>/dev/null || pip install --quiet --break-system-packages awscli \
+    || { apt-get update -qq && apt-get install -y -qq awscli; }
+  hash -r
+fi
+aws --version
+
+cargo build --all-targets
+cargo test --all-targets -- --test-threads 2
+bash tests/e2e/awscli.sh target/debug/hoard
