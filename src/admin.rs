@@ -54,7 +54,9 @@ impl AdminApi {
 
     async fn stats(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
         let mut report = stats::collect(&self.meta).await.map_err(meta_error)?;
-        let bucket = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("bucket=")));
+        let bucket = uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("bucket=")));
         if let Some(b) = bucket {
             report.buckets.retain(|r| r.name == b);
             if report.buckets.is_empty() {
@@ -65,28 +67,54 @@ impl AdminApi {
     }
 
     async fn create_bucket(&self, name: &str, mut body: Body) -> S3Result<S3Response<Body>> {
-        let bytes = body.store_all_limited(MAX_BODY).await.map_err(|_| s3_error!(InvalidRequest, "request body too large"))?;
+        let bytes = body
+            .store_all_limited(MAX_BODY)
+            .await
+            .map_err(|_| s3_error!(InvalidRequest, "request body too large"))?;
         let req: CreateBucketRequest = if bytes.is_empty() {
             CreateBucketRequest::default()
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| S3Error::with_message(S3ErrorCode::InvalidArgument, format!("invalid JSON: {e}")))?
+            serde_json::from_slice(&bytes).map_err(|e| {
+                S3Error::with_message(S3ErrorCode::InvalidArgument, format!("invalid JSON: {e}"))
+            })?
         };
         if !valid_bucket_name(name) || crate::s3::RESERVED_BUCKETS.contains(&name) {
-            return Err(s3_error!(InvalidBucketName, "The specified bucket is not valid."));
+            return Err(s3_error!(
+                InvalidBucketName,
+                "The specified bucket is not valid."
+            ));
         }
-        let chunking = (req.chunk_avg.is_some() || req.chunk_min.is_some() || req.chunk_max.is_some())
-            .then_some(ChunkingConfig { avg: req.chunk_avg, min: req.chunk_min, max: req.chunk_max });
+        let chunking =
+            (req.chunk_avg.is_some() || req.chunk_min.is_some() || req.chunk_max.is_some())
+                .then_some(ChunkingConfig {
+                    avg: req.chunk_avg,
+                    min: req.chunk_min,
+                    max: req.chunk_max,
+                });
         let rec = self
             .cfg
             .bucket_record(name, chunking, req.compression_level)
             .map_err(|e| S3Error::with_message(S3ErrorCode::InvalidArgument, e.to_string()))?;
-        self.meta.create_bucket(name, rec.clone()).await.map_err(meta_error)?;
-        tracing::info!(bucket = name, avg = rec.chunking.avg, level = rec.compression_level, "bucket created through the admin API");
+        self.meta
+            .create_bucket(name, rec.clone())
+            .await
+            .map_err(meta_error)?;
+        tracing::info!(
+            bucket = name,
+            avg = rec.chunking.avg,
+            level = rec.compression_level,
+            "bucket created through the admin API"
+        );
         json(StatusCode::OK, &settings(name, &rec))
     }
 
     async fn get_bucket(&self, name: &str) -> S3Result<S3Response<Body>> {
-        let rec = self.meta.get_bucket(name).await.map_err(meta_error)?.ok_or_else(no_such_bucket)?;
+        let rec = self
+            .meta
+            .get_bucket(name)
+            .await
+            .map_err(meta_error)?
+            .ok_or_else(no_such_bucket)?;
         json(StatusCode::OK, &settings(name, &rec))
     }
 }
@@ -106,7 +134,8 @@ fn settings(name: &str, rec: &crate::meta::BucketRecord) -> BucketSettings {
 pub fn valid_bucket_name(name: &str) -> bool {
     let b = name.as_bytes();
     (3..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..")
@@ -116,13 +145,22 @@ pub fn valid_bucket_name(name: &str) -> bool {
 fn json<T: Serialize>(status: StatusCode, v: &T) -> S3Result<S3Response<Body>> {
     let text = serde_json::to_string_pretty(v).map_err(|e| internal("admin JSON", &e))?;
     let mut resp = S3Response::with_status(Body::from(text), status);
-    resp.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 
 #[async_trait::async_trait]
 impl S3Route for AdminApi {
-    fn is_match(&self, _method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut http::Extensions) -> bool {
+    fn is_match(
+        &self,
+        _method: &Method,
+        uri: &Uri,
+        _headers: &HeaderMap,
+        _ext: &mut http::Extensions,
+    ) -> bool {
         uri.path().starts_with(PREFIX)
     }
 
@@ -145,7 +183,15 @@ mod tests {
     #[test]
     fn bucket_names_follow_s3_rules() {
         assert!(valid_bucket_name("backups-2024.daily"));
-        for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "192.168.1.1", "under_score"] {
+        for bad in [
+            "ab",
+            "Upper",
+            "-lead",
+            "trail-",
+            "a..b",
+            "192.168.1.1",
+            "under_score",
+        ] {
             assert!(!valid_bucket_name(bad), "{bad}");
         }
     }

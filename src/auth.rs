@@ -18,7 +18,10 @@ const FILE_NAME: &str = "root-credentials";
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("credentials file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("credentials file {0} is malformed")]
     Malformed(PathBuf),
     #[error("set both {ENV_ACCESS_KEY} and {ENV_SECRET_KEY}, or neither")]
@@ -33,7 +36,9 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("access_key", &self.access_key).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,8 +51,14 @@ pub enum Origin {
 
 impl Credentials {
     fn from_env() -> Result<Option<Credentials>, AuthError> {
-        match (std::env::var(ENV_ACCESS_KEY).ok(), std::env::var(ENV_SECRET_KEY).ok()) {
-            (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok(Some(Credentials { access_key: a, secret_key: s })),
+        match (
+            std::env::var(ENV_ACCESS_KEY).ok(),
+            std::env::var(ENV_SECRET_KEY).ok(),
+        ) {
+            (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok(Some(Credentials {
+                access_key: a,
+                secret_key: s,
+            })),
             (None, None) => Ok(None),
             _ => Err(AuthError::HalfSet),
         }
@@ -62,10 +73,17 @@ impl Credentials {
             Err(source) => return Err(AuthError::Io { path, source }),
         };
         let field = |name: &str| {
-            text.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix('=')).map(|v| v.trim().to_owned()))
+            text.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix('='))
+                    .map(|v| v.trim().to_owned())
+            })
         };
         match (field("access_key"), field("secret_key")) {
-            (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok(Some(Credentials { access_key: a, secret_key: s })),
+            (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok(Some(Credentials {
+                access_key: a,
+                secret_key: s,
+            })),
             _ => Err(AuthError::Malformed(path)),
         }
     }
@@ -80,8 +98,14 @@ impl Credentials {
         }
         let c = Credentials::generate();
         let path = data_dir.join(FILE_NAME);
-        write_private(&path, &format!("access_key={}\nsecret_key={}\n", c.access_key, c.secret_key))
-            .map_err(|source| AuthError::Io { path: path.clone(), source })?;
+        write_private(
+            &path,
+            &format!("access_key={}\nsecret_key={}\n", c.access_key, c.secret_key),
+        )
+        .map_err(|source| AuthError::Io {
+            path: path.clone(),
+            source,
+        })?;
         Ok((c, Origin::Generated(path)))
     }
 
@@ -97,8 +121,15 @@ impl Credentials {
         const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut rng = rand::rng();
-        let mut pick = |set: &[u8], n: usize| -> String { (0..n).map(|_| set[rng.random_range(0..set.len())] as char).collect() };
-        Credentials { access_key: format!("HOARD{}", pick(UPPER, 15)), secret_key: pick(ANY, 40) }
+        let mut pick = |set: &[u8], n: usize| -> String {
+            (0..n)
+                .map(|_| set[rng.random_range(0..set.len())] as char)
+                .collect()
+        };
+        Credentials {
+            access_key: format!("HOARD{}", pick(UPPER, 15)),
+            secret_key: pick(ANY, 40),
+        }
     }
 }
 
@@ -132,7 +163,10 @@ impl S3Auth for RootAuth {
         if access_key == self.root.access_key {
             return Ok(SecretKey::from(self.root.secret_key.clone()));
         }
-        Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+        Err(s3_error!(
+            InvalidAccessKeyId,
+            "The AWS Access Key Id you provided does not exist in our records."
+        ))
     }
 }
 
@@ -145,12 +179,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         let c = Credentials::generate();
-        write_private(&path, &format!("access_key={}\nsecret_key={}\n", c.access_key, c.secret_key)).unwrap();
+        write_private(
+            &path,
+            &format!("access_key={}\nsecret_key={}\n", c.access_key, c.secret_key),
+        )
+        .unwrap();
         assert_eq!(Credentials::from_data_dir(dir.path()).unwrap(), Some(c));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         std::fs::write(&path, "nonsense").unwrap();
         assert!(Credentials::from_data_dir(dir.path()).is_err());

@@ -3,7 +3,9 @@
 
 use std::time::SystemTime;
 
-use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+};
 use aws_sigv4::sign::v4;
 
 use crate::auth::Credentials;
@@ -14,7 +16,10 @@ pub enum ClientError {
     #[error("signing the request failed: {0}")]
     Sign(String),
     #[error("cannot reach {endpoint}: {source}")]
-    Http { endpoint: String, source: reqwest::Error },
+    Http {
+        endpoint: String,
+        source: reqwest::Error,
+    },
     #[error("hoard answered {status}: {body}")]
     Status { status: u16, body: String },
     #[error("unexpected answer: {0}")]
@@ -38,29 +43,49 @@ impl AdminClient {
         }
     }
 
-    async fn request(&self, method: http::Method, path: &str, body: Vec<u8>) -> Result<String, ClientError> {
+    async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<String, ClientError> {
         let url = format!("{}{}{}", self.endpoint, crate::admin::PREFIX, path);
-        let mut req = http::Request::builder().method(method.clone()).uri(&url).body(body.clone()).map_err(|e| ClientError::Sign(e.to_string()))?;
-        let identity = aws_credential_types::Credentials::new(&self.creds.access_key, &self.creds.secret_key, None, None, "hoard").into();
-        let mut settings = SigningSettings::default();
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| ClientError::Sign(e.to_string()))?
-            .into();
-        let headers = req.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
-        let signable = SignableRequest::new(method.as_str(), &url, headers, SignableBody::Bytes(&body)).map_err(|e| ClientError::Sign(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params).map_err(|e| ClientError::Sign(e.to_string()))?.into_parts();
-        instructions.apply_to_request_http1x(&mut req);
+        let payload = hex::encode(<s3s::crypto::Sha256 as s3s::crypto::Checksum>::checksum(
+            &body,
+        ));
+        let mut req = http::Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .body(body)
+            .map_err(|e| ClientError::Sign(e.to_string()))?;
+        for (k, v) in sigv4_headers(
+            &self.creds,
+            &self.region,
+            method.as_str(),
+            &url,
+            &[],
+            &payload,
+        )? {
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| ClientError::Sign(e.to_string()))?;
+            let value =
+                http::HeaderValue::from_str(&v).map_err(|e| ClientError::Sign(e.to_string()))?;
+            req.headers_mut().insert(name, value);
+        }
         let req = reqwest::Request::try_from(req).map_err(|e| ClientError::Sign(e.to_string()))?;
-        let resp = self.http.execute(req).await.map_err(|source| ClientError::Http { endpoint: self.endpoint.clone(), source })?;
+        let resp = self
+            .http
+            .execute(req)
+            .await
+            .map_err(|source| ClientError::Http {
+                endpoint: self.endpoint.clone(),
+                source,
+            })?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|source| ClientError::Http { endpoint: self.endpoint.clone(), source })?;
+        let text = resp.text().await.map_err(|source| ClientError::Http {
+            endpoint: self.endpoint.clone(),
+            source,
+        })?;
         if status >= 300 {
             return Err(ClientError::Status { status, body: text });
         }
@@ -76,11 +101,72 @@ impl AdminClient {
         serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    pub async fn create_bucket(&self, name: &str, req: &crate::admin::CreateBucketRequest) -> Result<crate::admin::BucketSettings, ClientError> {
+    pub async fn create_bucket(
+        &self,
+        name: &str,
+        req: &crate::admin::CreateBucketRequest,
+    ) -> Result<crate::admin::BucketSettings, ClientError> {
         let body = serde_json::to_vec(req).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let text = self.request(http::Method::PUT, &format!("buckets/{name}"), body).await?;
+        let text = self
+            .request(http::Method::PUT, &format!("buckets/{name}"), body)
+            .await?;
         serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
     }
+}
+
+/// SigV4 (service `s3`) headers for a request: `authorization`, `x-amz-date` and
+/// `x-amz-content-sha256` = `payload_sha256` (a hex digest, `UNSIGNED-PAYLOAD` or a
+/// `STREAMING-…` constant). `headers` are signed as well and must be sent as given.
+pub fn sigv4_headers(
+    creds: &Credentials,
+    region: &str,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    payload_sha256: &str,
+) -> Result<Vec<(String, String)>, ClientError> {
+    let sign_err = |e: &dyn std::fmt::Display| ClientError::Sign(e.to_string());
+    let identity = aws_credential_types::Credentials::new(
+        &creds.access_key,
+        &creds.secret_key,
+        None,
+        None,
+        "hoard",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .map_err(|e| sign_err(&e))?
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        headers.iter().copied(),
+        SignableBody::Precomputed(payload_sha256.to_owned()),
+    )
+    .map_err(|e| sign_err(&e))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| sign_err(&e))?
+        .into_parts();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(())
+        .map_err(|e| sign_err(&e))?;
+    instructions.apply_to_request_http1x(&mut req);
+    Ok(req
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k != http::header::HOST)
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect())
 }
 
 fn human(bytes: u64) -> String {
@@ -91,7 +177,11 @@ fn human(bytes: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{bytes} B") } else { format!("{v:.2} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
 }
 
 /// The stats report as a table.

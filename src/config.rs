@@ -14,9 +14,15 @@ use crate::meta::{BucketRecord, ChunkParams};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("invalid setting: {0}")]
     Invalid(String),
 }
@@ -44,13 +50,25 @@ impl ChunkingConfig {
             )));
         }
         let same_avg = self.avg.is_none() || self.avg == Some(fallback.avg);
-        let min = self.min.unwrap_or(if same_avg { fallback.min } else { avg / 4 });
-        let max = self.max.unwrap_or(if same_avg { fallback.max } else { (avg * 4).min(16 * 1024 * 1024) });
+        let min = self
+            .min
+            .unwrap_or(if same_avg { fallback.min } else { avg / 4 });
+        let max = self.max.unwrap_or(if same_avg {
+            fallback.max
+        } else {
+            (avg * 4).min(16 * 1024 * 1024)
+        });
         if !(min >= 64 && min <= avg && avg <= max && max <= 16 * 1024 * 1024) {
-            return Err(ConfigError::Invalid(format!("chunk sizes must satisfy 64 <= min {min} <= avg {avg} <= max {max} <= 16 MiB")));
+            return Err(ConfigError::Invalid(format!(
+                "chunk sizes must satisfy 64 <= min {min} <= avg {avg} <= max {max} <= 16 MiB"
+            )));
         }
         // FastCDC wants even sizes.
-        Ok(ChunkParams { min: min & !1, avg: avg & !1, max: max & !1 })
+        Ok(ChunkParams {
+            min: min & !1,
+            avg: avg & !1,
+            max: max & !1,
+        })
     }
 }
 
@@ -112,7 +130,11 @@ impl Default for Config {
             domains: vec!["localhost".into()],
             max_streams: 64,
             stream_wait_ms: 10_000,
-            chunking: ChunkingConfig { avg: Some(64 * 1024), min: Some(16 * 1024), max: Some(256 * 1024) },
+            chunking: ChunkingConfig {
+                avg: Some(64 * 1024),
+                min: Some(16 * 1024),
+                max: Some(256 * 1024),
+            },
             compression_level: 1,
             segment_size: 4 * 1024 * 1024,
             inline_max: 16 * 1024,
@@ -173,17 +195,36 @@ impl Config {
         macro_rules! set {
             ($($f:ident),*) => {$( if let Some(v) = &o.$f { c.$f = v.clone(); } )*};
         }
-        set!(listen, data_dir, region, domains, max_streams, stream_wait_ms, compression_level, log);
+        set!(
+            listen,
+            data_dir,
+            region,
+            domains,
+            max_streams,
+            stream_wait_ms,
+            compression_level,
+            log
+        );
         if let Some(avg) = o.chunk_avg {
-            c.chunking = ChunkingConfig { avg: Some(avg), min: None, max: None };
+            c.chunking = ChunkingConfig {
+                avg: Some(avg),
+                min: None,
+                max: None,
+            };
         }
         c.validate()?;
         Ok(c)
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source: Box::new(source),
+        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -194,20 +235,30 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(format!("bucket {name}: {e}")))?;
         }
         if self.max_streams == 0 {
-            return Err(ConfigError::Invalid("max_streams must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "max_streams must be at least 1".into(),
+            ));
         }
         if self.segment_size < 64 * 1024 {
-            return Err(ConfigError::Invalid("segment_size must be at least 64 KiB".into()));
+            return Err(ConfigError::Invalid(
+                "segment_size must be at least 64 KiB".into(),
+            ));
         }
         if !(-7..=22).contains(&self.compression_level) {
-            return Err(ConfigError::Invalid("compression_level must be within -7..=22".into()));
+            return Err(ConfigError::Invalid(
+                "compression_level must be within -7..=22".into(),
+            ));
         }
         Ok(())
     }
 
     /// The chunking every new bucket gets unless its own settings say otherwise.
     pub fn default_chunking(&self) -> Result<ChunkParams, ConfigError> {
-        let base = ChunkParams { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+        let base = ChunkParams {
+            min: 16 * 1024,
+            avg: 64 * 1024,
+            max: 256 * 1024,
+        };
         self.chunking.resolve(base)
     }
 
@@ -228,11 +279,19 @@ impl Config {
             Some(c) => c.resolve(base)?,
             None => base,
         };
-        let level = compression_level.or(per_bucket.and_then(|b| b.compression_level)).unwrap_or(self.compression_level);
+        let level = compression_level
+            .or(per_bucket.and_then(|b| b.compression_level))
+            .unwrap_or(self.compression_level);
         if !(-7..=22).contains(&level) {
-            return Err(ConfigError::Invalid("compression_level must be within -7..=22".into()));
+            return Err(ConfigError::Invalid(
+                "compression_level must be within -7..=22".into(),
+            ));
         }
-        Ok(BucketRecord { created_ms: crate::meta::now_ms(), chunking: params, compression_level: level })
+        Ok(BucketRecord {
+            created_ms: crate::meta::now_ms(),
+            chunking: params,
+            compression_level: level,
+        })
     }
 
     pub fn stream_wait(&self) -> Duration {
@@ -250,10 +309,31 @@ mod tests {
 
     #[test]
     fn chunking_resolution_scales_min_and_max_with_avg() {
-        let c = ChunkingConfig { avg: Some(1024 * 1024), min: None, max: None };
-        let p = c.resolve(ChunkParams { min: 16384, avg: 65536, max: 262144 }).unwrap();
-        assert_eq!(p, ChunkParams { min: 262144, avg: 1048576, max: 4194304 });
-        let bad = ChunkingConfig { avg: Some(8 * 1024), min: None, max: None };
+        let c = ChunkingConfig {
+            avg: Some(1024 * 1024),
+            min: None,
+            max: None,
+        };
+        let p = c
+            .resolve(ChunkParams {
+                min: 16384,
+                avg: 65536,
+                max: 262144,
+            })
+            .unwrap();
+        assert_eq!(
+            p,
+            ChunkParams {
+                min: 262144,
+                avg: 1048576,
+                max: 4194304
+            }
+        );
+        let bad = ChunkingConfig {
+            avg: Some(8 * 1024),
+            min: None,
+            max: None,
+        };
         assert!(bad.resolve(p).is_err());
     }
 
@@ -262,7 +342,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hoard.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:9100\"\nmax_streams = 3\n[buckets.big]\nchunking = { avg = 1048576 }\n").unwrap();
-        let o = Overrides { config: Some(path), max_streams: Some(5), ..Overrides::default() };
+        let o = Overrides {
+            config: Some(path),
+            max_streams: Some(5),
+            ..Overrides::default()
+        };
         let c = Config::load(&o).unwrap();
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.max_streams, 5);

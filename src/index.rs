@@ -49,7 +49,8 @@ impl BloomFilter {
     }
 
     pub fn maybe_contains(&self, id: &ChunkId) -> bool {
-        self.positions(id).all(|p| self.words[(p / 64) as usize].load(Ordering::Relaxed) & (1 << (p % 64)) != 0)
+        self.positions(id)
+            .all(|p| self.words[(p / 64) as usize].load(Ordering::Relaxed) & (1 << (p % 64)) != 0)
     }
 
     pub fn memory_bytes(&self) -> u64 {
@@ -75,7 +76,9 @@ impl LocalityCache {
 
     fn add_segment(&mut self, seg: u64, ids: Vec<ChunkId>) {
         while self.order.len() >= self.capacity.max(1) {
-            let Some((old, old_ids)) = self.order.pop_front() else { break };
+            let Some((old, old_ids)) = self.order.pop_front() else {
+                break;
+            };
             for id in old_ids {
                 if self.ids.get(&id) == Some(&old) {
                     self.ids.remove(&id);
@@ -99,16 +102,28 @@ pub struct ChunkIndex {
 impl ChunkIndex {
     /// Builds the filter from every indexed chunk; it is sized for
     /// `max(expected, 2 x indexed)` chunks.
-    pub fn load(meta: MetaStore, expected: u64, locality_segments: usize) -> Result<ChunkIndex, MetaError> {
+    pub fn load(
+        meta: MetaStore,
+        expected: u64,
+        locality_segments: usize,
+    ) -> Result<ChunkIndex, MetaError> {
         let mut count = 0u64;
         meta.for_each_chunk_id(|_| count += 1)?;
         let filter = BloomFilter::with_capacity(expected.max(count * 2));
         meta.for_each_chunk_id(|id| filter.insert(id))?;
-        tracing::info!(chunks = count, filter_bytes = filter.memory_bytes(), "chunk filter loaded");
+        tracing::info!(
+            chunks = count,
+            filter_bytes = filter.memory_bytes(),
+            "chunk filter loaded"
+        );
         Ok(ChunkIndex {
             meta,
             filter,
-            locality: Mutex::new(LocalityCache { ids: HashMap::new(), order: VecDeque::new(), capacity: locality_segments }),
+            locality: Mutex::new(LocalityCache {
+                ids: HashMap::new(),
+                order: VecDeque::new(),
+                capacity: locality_segments,
+            }),
         })
     }
 
@@ -118,12 +133,23 @@ impl ChunkIndex {
         if !self.filter.maybe_contains(id) {
             return Ok(false);
         }
-        if self.locality.lock().map(|c| c.contains(id)).unwrap_or(false) {
+        if self
+            .locality
+            .lock()
+            .map(|c| c.contains(id))
+            .unwrap_or(false)
+        {
             return Ok(true);
         }
-        let Some(row) = self.meta.chunk_row_blocking(id)? else { return Ok(false) };
+        let Some(row) = self.meta.chunk_row_blocking(id)? else {
+            return Ok(false);
+        };
         let seg = row.loc.segment;
-        let cached = self.locality.lock().map(|c| c.has_segment(seg)).unwrap_or(true);
+        let cached = self
+            .locality
+            .lock()
+            .map(|c| c.has_segment(seg))
+            .unwrap_or(true);
         if !cached {
             let ids = self.meta.segment_chunk_ids_blocking(seg)?;
             if let Ok(mut c) = self.locality.lock() {
@@ -156,13 +182,19 @@ mod tests {
             f.insert(&id(n));
         }
         assert!((0..100_000).all(|n| f.maybe_contains(&id(n))));
-        let fp = (100_000..200_000).filter(|n| f.maybe_contains(&id(*n))).count();
+        let fp = (100_000..200_000)
+            .filter(|n| f.maybe_contains(&id(*n)))
+            .count();
         assert!(fp < 3_000, "false positives: {fp}");
     }
 
     #[test]
     fn locality_cache_evicts_oldest_segment() {
-        let mut c = LocalityCache { ids: HashMap::new(), order: VecDeque::new(), capacity: 2 };
+        let mut c = LocalityCache {
+            ids: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: 2,
+        };
         c.add_segment(1, vec![id(1)]);
         c.add_segment(2, vec![id(2)]);
         c.add_segment(3, vec![id(3)]);

@@ -27,7 +27,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use s3s::crypto::Checksum as _;
 use tokio::runtime::Handle;
@@ -39,8 +39,11 @@ use crate::meta::{ChunkId, ChunkParams, ChunkRef, Codec, MetaError, MetaStore, N
 use crate::metrics::Metrics;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
 
-/// Body frames buffered between the reader and each worker thread.
-const FRAME_QUEUE: usize = 16;
+/// Body bytes are handed to the worker threads in batches of this size, at most
+/// `BATCH_QUEUE` batches ahead, so a burst of work on one side does not stall the
+/// other.
+const BATCH_BYTES: usize = 1024 * 1024;
+const BATCH_QUEUE: usize = 8;
 /// Sealed segments a stream may have in flight before it waits.
 const SEGMENTS_IN_FLIGHT: usize = 2;
 /// Known chunks awaiting one batched reference take.
@@ -205,12 +208,18 @@ impl Ingest {
 
     /// Waits up to the configured time for a stream slot.
     pub async fn acquire(&self) -> Result<StreamPermit, IngestError> {
-        let permit = tokio::time::timeout(self.settings.stream_wait, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| IngestError::SlowDown)?
-            .map_err(|_| IngestError::SlowDown)?;
+        let permit = tokio::time::timeout(
+            self.settings.stream_wait,
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| IngestError::SlowDown)?
+        .map_err(|_| IngestError::SlowDown)?;
         self.metrics.active_streams.inc();
-        Ok(StreamPermit { _permit: permit, metrics: self.metrics.clone() })
+        Ok(StreamPermit {
+            _permit: permit,
+            metrics: self.metrics.clone(),
+        })
     }
 
     /// Receives a whole body through the pipeline. Nothing is visible until the
@@ -248,60 +257,85 @@ impl Ingest {
                 md5: md5.finalize(),
                 checksums: hasher.finalize(),
                 body: IngestedBody::Inline(head),
-                held: HeldRefs { meta: self.meta.clone(), refs: HashMap::new() },
+                held: HeldRefs {
+                    meta: self.meta.clone(),
+                    refs: HashMap::new(),
+                },
             });
         };
 
-        let (hash_tx, hash_rx) = mpsc::channel::<Bytes>(FRAME_QUEUE);
-        let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(FRAME_QUEUE);
+        let (hash_tx, hash_rx) = mpsc::channel::<Bytes>(BATCH_QUEUE);
+        let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(BATCH_QUEUE);
         let wanted = params.checksums;
         let hasher = tokio::task::spawn_blocking(move || run_hasher(hash_rx, wanted));
         let this = self.clone();
         let handle = Handle::current();
         let chunker_params = params.clone();
-        let chunker = tokio::task::spawn_blocking(move || Chunker::new(&this, handle, &chunker_params).run(chunk_rx));
+        let chunker = tokio::task::spawn_blocking(move || {
+            Chunker::new(&this, handle, &chunker_params).run(chunk_rx)
+        });
 
-        let mut total = 0u64;
+        let mut batch = BytesMut::with_capacity(BATCH_BYTES + first_big.len());
+        batch.extend_from_slice(&head);
+        batch.extend_from_slice(&first_big);
+        let mut total = batch.len() as u64;
         let mut read_result: Result<(), IngestError> = Ok(());
-        let mut next = if head.is_empty() { None } else { Some(Bytes::from(head)) };
-        let mut pending_big = Some(first_big);
         loop {
-            let frame = match next.take().or_else(|| pending_big.take()) {
-                Some(f) => f,
-                None => match body.next().await {
-                    Some(Ok(f)) => {
-                        self.metrics.bytes_in.inc_by(f.len() as u64);
-                        f
-                    }
-                    Some(Err(e)) => {
-                        read_result = Err(IngestError::Body(e.into()));
-                        break;
-                    }
-                    None => break,
-                },
+            let last = match body.next().await {
+                Some(Ok(f)) => {
+                    self.metrics.bytes_in.inc_by(f.len() as u64);
+                    total += f.len() as u64;
+                    batch.extend_from_slice(&f);
+                    false
+                }
+                Some(Err(e)) => {
+                    read_result = Err(IngestError::Body(e.into()));
+                    break;
+                }
+                None => true,
             };
-            if frame.is_empty() {
-                continue;
+            if batch.len() >= BATCH_BYTES || (last && !batch.is_empty()) {
+                let frame = batch.split().freeze();
+                batch.reserve(BATCH_BYTES);
+                if hash_tx.send(frame.clone()).await.is_err() || chunk_tx.send(frame).await.is_err()
+                {
+                    // A worker stopped early; its own result says why.
+                    break;
+                }
             }
-            total += frame.len() as u64;
-            if hash_tx.send(frame.clone()).await.is_err() || chunk_tx.send(frame).await.is_err() {
-                // A worker stopped early; its own result says why.
+            if last {
                 break;
             }
         }
         drop(hash_tx);
         drop(chunk_tx);
-        let (md5, checksums) = hasher.await.map_err(|e| IngestError::Worker(e.to_string()))?;
-        let (chunked, held) = chunker.await.map_err(|e| IngestError::Worker(e.to_string()))?;
-        let held = HeldRefs { meta: self.meta.clone(), refs: held };
+        let (md5, checksums) = hasher
+            .await
+            .map_err(|e| IngestError::Worker(e.to_string()))?;
+        let (chunked, held) = chunker
+            .await
+            .map_err(|e| IngestError::Worker(e.to_string()))?;
+        let held = HeldRefs {
+            meta: self.meta.clone(),
+            refs: held,
+        };
         read_result?;
         let manifest = chunked?;
         check_len(total, params.expected_len)?;
-        Ok(Ingested { size: total, md5, checksums, body: IngestedBody::Chunked(manifest), held })
+        Ok(Ingested {
+            size: total,
+            md5,
+            checksums,
+            body: IngestedBody::Chunked(manifest),
+            held,
+        })
     }
 
     fn next_segment_id(&self) -> Result<u64, IngestError> {
-        let mut ids = self.segment_ids.lock().map_err(|_| IngestError::Worker("segment id lock poisoned".into()))?;
+        let mut ids = self
+            .segment_ids
+            .lock()
+            .map_err(|_| IngestError::Worker("segment id lock poisoned".into()))?;
         if ids.is_empty() {
             *ids = self.meta.allocate_segment_ids_blocking(SEGMENT_ID_BLOCK)?;
         }
@@ -318,7 +352,10 @@ fn check_len(got: u64, expected: Option<u64>) -> Result<(), IngestError> {
     }
 }
 
-fn run_hasher(mut rx: mpsc::Receiver<Bytes>, wanted: ChecksumSet) -> ([u8; 16], s3s::dto::Checksum) {
+fn run_hasher(
+    mut rx: mpsc::Receiver<Bytes>,
+    wanted: ChecksumSet,
+) -> ([u8; 16], s3s::dto::Checksum) {
     let mut md5 = s3s::crypto::Md5::new();
     let mut sums = wanted.hasher();
     while let Some(frame) = rx.blocking_recv() {
@@ -326,6 +363,29 @@ fn run_hasher(mut rx: mpsc::Receiver<Bytes>, wanted: ChecksumSet) -> ([u8; 16], 
         sums.update(&frame);
     }
     (md5.finalize(), sums.finalize())
+}
+
+/// Bytes sampled at the start and the middle of a large chunk before compressing it.
+const PROBE: usize = 4096;
+
+/// Whether a chunk is worth compressing: small chunks always are tried; for large
+/// ones, two samples must shrink by at least 2%. Saves most of zstd's cost on data
+/// that is already compressed or encrypted, as backup streams often are.
+fn looks_compressible(
+    c: &mut zstd::bulk::Compressor<'static>,
+    data: &[u8],
+    scratch: &mut Vec<u8>,
+) -> bool {
+    if data.len() < 4 * PROBE {
+        return true;
+    }
+    let mid = data.len() / 2;
+    [&data[..PROBE], &data[mid..mid + PROBE]]
+        .iter()
+        .any(|sample| {
+            scratch.clear();
+            c.compress_to_buffer(sample, scratch).is_ok() && scratch.len() < PROBE * 98 / 100
+        })
 }
 
 type SegmentTask = JoinHandle<Result<Vec<NewChunk>, IngestError>>;
@@ -358,7 +418,10 @@ struct Chunker<'a> {
 
 impl<'a> Chunker<'a> {
     fn new(ingest: &'a Arc<Ingest>, handle: Handle, p: &IngestParams) -> Self {
-        let masks = fastcdc::v2020::select_masks(p.chunking.avg as usize, fastcdc::v2020::Normalization::Level1);
+        let masks = fastcdc::v2020::select_masks(
+            p.chunking.avg as usize,
+            fastcdc::v2020::Normalization::Level1,
+        );
         Chunker {
             ingest,
             handle,
@@ -384,7 +447,10 @@ impl<'a> Chunker<'a> {
 
     /// Consumes the frames; returns the manifest (or the error) and, always, the
     /// references registered for this stream so the caller can release them.
-    fn run(mut self, mut rx: mpsc::Receiver<Bytes>) -> (Result<Vec<ChunkRef>, IngestError>, HashMap<ChunkId, u32>) {
+    fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Bytes>,
+    ) -> (Result<Vec<ChunkRef>, IngestError>, HashMap<ChunkId, u32>) {
         let result = self.consume(&mut rx);
         drop(rx);
         // Whatever happened, wait for the segments in flight so their references
@@ -417,7 +483,16 @@ impl<'a> Chunker<'a> {
                 break;
             }
             let src = &buf[self.pos..];
-            let (_, n) = fastcdc::v2020::cut(src, min as usize, avg as usize, max as usize, ms, ml, ms << 1, ml << 1);
+            let (_, n) = fastcdc::v2020::cut(
+                src,
+                min as usize,
+                avg as usize,
+                max as usize,
+                ms,
+                ml,
+                ms << 1,
+                ml << 1,
+            );
             let n = if n == 0 { avail } else { n };
             if let Err(e) = self.chunk(&buf[self.pos..self.pos + n]) {
                 result = Err(e);
@@ -435,7 +510,10 @@ impl<'a> Chunker<'a> {
 
     fn chunk(&mut self, data: &[u8]) -> Result<(), IngestError> {
         let id = *blake3::hash(data).as_bytes();
-        self.manifest.push(ChunkRef { id, len: data.len() as u32 });
+        self.manifest.push(ChunkRef {
+            id,
+            len: data.len() as u32,
+        });
         if !self.seen.insert(id) {
             *self.extra.entry(id).or_default() += 1;
             return Ok(());
@@ -459,7 +537,10 @@ impl<'a> Chunker<'a> {
         }
         let batch = std::mem::take(&mut self.known);
         self.known_bytes = 0;
-        let found = self.ingest.meta.take_refs_blocking(batch.iter().map(|(id, _)| (*id, 1)).collect())?;
+        let found = self
+            .ingest
+            .meta
+            .take_refs_blocking(batch.iter().map(|(id, _)| (*id, 1)).collect())?;
         for ((id, bytes), found) in batch.into_iter().zip(found) {
             if found {
                 *self.held.entry(id).or_default() += 1;
@@ -475,13 +556,24 @@ impl<'a> Chunker<'a> {
         let compressor = match &mut self.compressor {
             Some(c) => c,
             None => self.compressor.insert(
-                zstd::bulk::Compressor::new(level).map_err(|e| IngestError::Worker(format!("zstd: {e}")))?,
+                zstd::bulk::Compressor::new(level)
+                    .map_err(|e| IngestError::Worker(format!("zstd: {e}")))?,
             ),
         };
+        let worth_trying = looks_compressible(compressor, data, &mut self.scratch);
         self.scratch.clear();
-        self.scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
-        let compressed = compressor.compress_to_buffer(data, &mut self.scratch).is_ok() && self.scratch.len() < data.len();
-        let (codec, payload) = if compressed { (Codec::Zstd, &self.scratch[..]) } else { (Codec::Raw, data) };
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(data.len()));
+        let compressed = worth_trying
+            && compressor
+                .compress_to_buffer(data, &mut self.scratch)
+                .is_ok()
+            && self.scratch.len() < data.len();
+        let (codec, payload) = if compressed {
+            (Codec::Zstd, &self.scratch[..])
+        } else {
+            (Codec::Raw, data)
+        };
         let e = self.open.push(id, data.len() as u32, codec, payload);
         self.open_chunks.push(NewChunk {
             id,
@@ -502,7 +594,10 @@ impl<'a> Chunker<'a> {
         if self.open.is_empty() {
             return Ok(());
         }
-        let builder = std::mem::replace(&mut self.open, SegmentBuilder::new(self.ingest.settings.segment_size + 64 * 1024));
+        let builder = std::mem::replace(
+            &mut self.open,
+            SegmentBuilder::new(self.ingest.settings.segment_size + 64 * 1024),
+        );
         let chunks = std::mem::take(&mut self.open_chunks);
         let (data, _) = builder.finish();
         let id = self.ingest.next_segment_id()?;
@@ -515,7 +610,10 @@ impl<'a> Chunker<'a> {
             let size = data.len() as u64;
             ingest.segments.write(id, data).await?;
             ingest.metrics.segments_written.inc();
-            ingest.meta.add_segment(&bucket, id, size, chunks.clone()).await?;
+            ingest
+                .meta
+                .add_segment(&bucket, id, size, chunks.clone())
+                .await?;
             ingest.index.note_indexed(chunks.iter().map(|c| &c.id));
             Ok(chunks)
         });
@@ -524,8 +622,13 @@ impl<'a> Chunker<'a> {
     }
 
     fn join_one(&mut self) -> Result<(), IngestError> {
-        let Some(task) = self.in_flight.pop_front() else { return Ok(()) };
-        let chunks = self.handle.block_on(task).map_err(|e| IngestError::Worker(e.to_string()))??;
+        let Some(task) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let chunks = self
+            .handle
+            .block_on(task)
+            .map_err(|e| IngestError::Worker(e.to_string()))??;
         for c in chunks {
             *self.held.entry(c.id).or_default() += c.refs;
         }
@@ -554,7 +657,10 @@ impl<'a> Chunker<'a> {
         let found = self.ingest.meta.take_refs_blocking(extra.clone())?;
         for ((id, n), ok) in extra.into_iter().zip(found) {
             if !ok {
-                return Err(IngestError::Worker(format!("chunk {} lost its index row while referenced", hex::encode(id))));
+                return Err(IngestError::Worker(format!(
+                    "chunk {} lost its index row while referenced",
+                    hex::encode(id)
+                )));
             }
             *self.held.entry(id).or_default() += n;
         }

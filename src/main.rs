@@ -11,7 +11,11 @@ use hoard::client::{AdminClient, render_stats};
 use hoard::config::{Config, Overrides};
 
 #[derive(Parser)]
-#[command(name = "hoard", version, about = "Deduplicating S3-compatible backup target")]
+#[command(
+    name = "hoard",
+    version,
+    about = "Deduplicating S3-compatible backup target"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,20 +85,47 @@ async fn run(cli: Cli) -> Result<(), String> {
             let cfg = Config::load(&o).map_err(|e| e.to_string())?;
             init_tracing(&cfg.log);
             let node = hoard::server::Node::open(cfg).map_err(|e| e.to_string())?;
-            hoard::server::serve(node, hoard::server::shutdown_signal()).await.map_err(|e| e.to_string())
+            hoard::server::serve(node, hoard::server::shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
         }
-        Command::Stats { bucket, json, target } => {
-            let report = client(&target)?.stats(bucket.as_deref()).await.map_err(|e| e.to_string())?;
+        Command::Stats {
+            bucket,
+            json,
+            target,
+        } => {
+            let report = client(&target)?
+                .stats(bucket.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
             } else {
                 print!("{}", render_stats(&report, bucket.is_some()));
             }
             Ok(())
         }
-        Command::Bucket(BucketCommand::Create { name, chunk_avg, chunk_min, chunk_max, compression_level, target }) => {
-            let req = CreateBucketRequest { chunk_avg, chunk_min, chunk_max, compression_level };
-            let s = client(&target)?.create_bucket(&name, &req).await.map_err(|e| e.to_string())?;
+        Command::Bucket(BucketCommand::Create {
+            name,
+            chunk_avg,
+            chunk_min,
+            chunk_max,
+            compression_level,
+            target,
+        }) => {
+            let req = CreateBucketRequest {
+                chunk_avg,
+                chunk_min,
+                chunk_max,
+                compression_level,
+            };
+            let s = client(&target)?
+                .create_bucket(&name, &req)
+                .await
+                .map_err(|e| e.to_string())?;
             println!(
                 "created bucket {}: chunks min {} / avg {} / max {} bytes, zstd level {}",
                 s.name, s.chunk_min, s.chunk_avg, s.chunk_max, s.compression_level
@@ -105,13 +136,22 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).with_ansi(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hoard: cannot start the runtime: {e}");

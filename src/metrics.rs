@@ -98,36 +98,115 @@ impl Metrics {
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
-        r.register("hoard_s3_requests", "S3 requests by operation", m.requests.clone());
-        r.register("hoard_s3_errors", "S3 error responses by operation and code", m.errors.clone());
-        r.register("hoard_s3_request_duration_seconds", "S3 request latency by operation", m.latency.clone());
-        r.register("hoard_http_responses", "HTTP responses by status", m.http_responses.clone());
-        r.register("hoard_ingest_active_streams", "Ingest streams in progress", m.active_streams.clone());
-        r.register("hoard_s3_received_bytes", "Object bytes received", m.bytes_in.clone());
-        r.register("hoard_s3_sent_bytes", "Object bytes sent", m.bytes_out.clone());
-        r.register("hoard_segments_written", "Segments written to the segment store", m.segments_written.clone());
-        r.register("hoard_integrity_errors", "Chunks that failed verification on read", m.integrity_errors.clone());
-        r.register("hoard_bucket_objects", "Objects per bucket", m.bucket_objects.clone());
-        r.register("hoard_bucket_logical_bytes", "Logical bytes per bucket", m.bucket_logical.clone());
-        r.register("hoard_bucket_stored_bytes", "Stored bytes a bucket's writes added", m.bucket_stored.clone());
+        r.register(
+            "hoard_s3_requests",
+            "S3 requests by operation",
+            m.requests.clone(),
+        );
+        r.register(
+            "hoard_s3_errors",
+            "S3 error responses by operation and code",
+            m.errors.clone(),
+        );
+        r.register(
+            "hoard_s3_request_duration_seconds",
+            "S3 request latency by operation",
+            m.latency.clone(),
+        );
+        r.register(
+            "hoard_http_responses",
+            "HTTP responses by status",
+            m.http_responses.clone(),
+        );
+        r.register(
+            "hoard_ingest_active_streams",
+            "Ingest streams in progress",
+            m.active_streams.clone(),
+        );
+        r.register(
+            "hoard_s3_received_bytes",
+            "Object bytes received",
+            m.bytes_in.clone(),
+        );
+        r.register(
+            "hoard_s3_sent_bytes",
+            "Object bytes sent",
+            m.bytes_out.clone(),
+        );
+        r.register(
+            "hoard_segments_written",
+            "Segments written to the segment store",
+            m.segments_written.clone(),
+        );
+        r.register(
+            "hoard_integrity_errors",
+            "Chunks that failed verification on read",
+            m.integrity_errors.clone(),
+        );
+        r.register(
+            "hoard_bucket_objects",
+            "Objects per bucket",
+            m.bucket_objects.clone(),
+        );
+        r.register(
+            "hoard_bucket_logical_bytes",
+            "Logical bytes per bucket",
+            m.bucket_logical.clone(),
+        );
+        r.register(
+            "hoard_bucket_stored_bytes",
+            "Stored bytes a bucket's writes added",
+            m.bucket_stored.clone(),
+        );
         r.register("hoard_objects", "Objects in all buckets", m.objects.clone());
-        r.register("hoard_logical_bytes", "Logical bytes in all buckets", m.logical.clone());
-        r.register("hoard_unique_bytes", "Raw bytes of distinct chunks and inline bodies", m.unique.clone());
-        r.register("hoard_stored_bytes", "Bytes in the segment store plus inline bodies", m.stored.clone());
-        r.register("hoard_unique_chunks", "Distinct chunks indexed", m.chunks.clone());
+        r.register(
+            "hoard_logical_bytes",
+            "Logical bytes in all buckets",
+            m.logical.clone(),
+        );
+        r.register(
+            "hoard_unique_bytes",
+            "Raw bytes of distinct chunks and inline bodies",
+            m.unique.clone(),
+        );
+        r.register(
+            "hoard_stored_bytes",
+            "Bytes in the segment store plus inline bodies",
+            m.stored.clone(),
+        );
+        r.register(
+            "hoard_unique_chunks",
+            "Distinct chunks indexed",
+            m.chunks.clone(),
+        );
         r.register("hoard_segments", "Segments written", m.segments.clone());
-        r.register("hoard_dedup_ratio", "Logical bytes / unique bytes", m.dedup_ratio.clone());
-        r.register("hoard_compression_ratio", "Unique bytes / stored bytes", m.compression_ratio.clone());
+        r.register(
+            "hoard_dedup_ratio",
+            "Logical bytes / unique bytes",
+            m.dedup_ratio.clone(),
+        );
+        r.register(
+            "hoard_compression_ratio",
+            "Unique bytes / stored bytes",
+            m.compression_ratio.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
     /// Records one finished S3 operation.
     pub fn observe(&self, operation: &str, seconds: f64, error_code: Option<&str>) {
-        let op = OpLabels { operation: operation.to_owned() };
+        let op = OpLabels {
+            operation: operation.to_owned(),
+        };
         self.requests.get_or_create(&op).inc();
         self.latency.get_or_create(&op).observe(seconds);
         if let Some(code) = error_code {
-            self.errors.get_or_create(&ErrorLabels { operation: operation.to_owned(), code: code.to_owned() }).inc();
+            self.errors
+                .get_or_create(&ErrorLabels {
+                    operation: operation.to_owned(),
+                    code: code.to_owned(),
+                })
+                .inc();
         }
     }
 
@@ -137,10 +216,16 @@ impl Metrics {
         self.bucket_logical.clear();
         self.bucket_stored.clear();
         for b in &stats.buckets {
-            let l = BucketLabels { bucket: b.name.clone() };
+            let l = BucketLabels {
+                bucket: b.name.clone(),
+            };
             self.bucket_objects.get_or_create(&l).set(b.objects as i64);
-            self.bucket_logical.get_or_create(&l).set(b.logical_bytes as i64);
-            self.bucket_stored.get_or_create(&l).set(b.stored_bytes as i64);
+            self.bucket_logical
+                .get_or_create(&l)
+                .set(b.logical_bytes as i64);
+            self.bucket_stored
+                .get_or_create(&l)
+                .set(b.stored_bytes as i64);
         }
         let t = &stats.total;
         self.objects.set(t.objects as i64);

@@ -21,7 +21,9 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::meta::{ChunkId, ChunkLocation, ChunkRef, Codec, MetaError, MetaStore, ObjectData, ObjectRecord};
+use crate::meta::{
+    ChunkId, ChunkLocation, ChunkRef, Codec, MetaError, MetaStore, ObjectData, ObjectRecord,
+};
 use crate::metrics::Metrics;
 use crate::segments::{SegmentError, SegmentStore};
 
@@ -37,7 +39,11 @@ pub enum RetrieveError {
     #[error("chunk {chunk} is missing from the index")]
     Missing { chunk: String },
     #[error("chunk {chunk} in segment {segment:016x} failed verification: {reason}")]
-    Corrupt { segment: u64, chunk: String, reason: String },
+    Corrupt {
+        segment: u64,
+        chunk: String,
+        reason: String,
+    },
     #[error("read worker failed: {0}")]
     Worker(String),
 }
@@ -82,7 +88,9 @@ impl Stream for ObjectBody {
                 self.metrics.bytes_out.inc_by(b.len() as u64);
                 return Poll::Ready(Some(Ok(b)));
             }
-            let Some(rx) = self.rx.as_mut() else { return Poll::Ready(None) };
+            let Some(rx) = self.rx.as_mut() else {
+                return Poll::Ready(None);
+            };
             match rx.poll_recv(cx) {
                 Poll::Ready(Some(Ok(group))) => self.first.extend(group),
                 Poll::Ready(Some(Err(e))) => {
@@ -100,19 +108,43 @@ impl Stream for ObjectBody {
 }
 
 impl Retrieve {
-    pub fn new(meta: MetaStore, segments: SegmentStore, metrics: Arc<Metrics>, prefetch: usize, read_max: usize) -> Self {
-        Retrieve { meta, segments, metrics, prefetch: prefetch.max(1), read_max: read_max.max(64 * 1024) as u64 }
+    pub fn new(
+        meta: MetaStore,
+        segments: SegmentStore,
+        metrics: Arc<Metrics>,
+        prefetch: usize,
+        read_max: usize,
+    ) -> Self {
+        Retrieve {
+            meta,
+            segments,
+            metrics,
+            prefetch: prefetch.max(1),
+            read_max: read_max.max(64 * 1024) as u64,
+        }
     }
 
     /// Opens `range` of the object for reading. Fails (before any byte is sent)
     /// when the first read group cannot be read or verified.
-    pub async fn open(self: &Arc<Self>, rec: &ObjectRecord, range: Range<u64>) -> Result<ObjectBody, RetrieveError> {
+    pub async fn open(
+        self: &Arc<Self>,
+        rec: &ObjectRecord,
+        range: Range<u64>,
+    ) -> Result<ObjectBody, RetrieveError> {
         let manifest = match &rec.data {
             ObjectData::Inline(d) => {
                 let s = range.start as usize;
                 let e = (range.end as usize).min(d.len());
-                let first = if s < e { VecDeque::from([Bytes::copy_from_slice(&d[s..e])]) } else { VecDeque::new() };
-                return Ok(ObjectBody { first, rx: None, metrics: self.metrics.clone() });
+                let first = if s < e {
+                    VecDeque::from([Bytes::copy_from_slice(&d[s..e])])
+                } else {
+                    VecDeque::new()
+                };
+                return Ok(ObjectBody {
+                    first,
+                    rx: None,
+                    metrics: self.metrics.clone(),
+                });
             }
             ObjectData::Chunked { manifest, .. } => self.meta.get_manifest(*manifest).await?,
         };
@@ -124,7 +156,11 @@ impl Retrieve {
             Some(Err(e)) => return Err(e),
             None => VecDeque::new(),
         };
-        Ok(ObjectBody { first, rx: Some(rx), metrics: self.metrics.clone() })
+        Ok(ObjectBody {
+            first,
+            rx: Some(rx),
+            metrics: self.metrics.clone(),
+        })
     }
 
     async fn produce(
@@ -146,7 +182,8 @@ impl Retrieve {
             }
             pos = end;
         }
-        let windows: Vec<Vec<(ChunkRef, u64)>> = selected.chunks(LOOKUP_WINDOW).map(<[_]>::to_vec).collect();
+        let windows: Vec<Vec<(ChunkRef, u64)>> =
+            selected.chunks(LOOKUP_WINDOW).map(<[_]>::to_vec).collect();
         let this = self.clone();
         let plans = futures::stream::iter(windows)
             .then(move |w| {
@@ -174,8 +211,15 @@ impl Retrieve {
         }
     }
 
-    async fn plan(&self, window: Vec<(ChunkRef, u64)>, range: Range<u64>) -> Result<Vec<ReadPlan>, RetrieveError> {
-        let locations = self.meta.chunk_locations(window.iter().map(|(c, _)| c.id).collect()).await?;
+    async fn plan(
+        &self,
+        window: Vec<(ChunkRef, u64)>,
+        range: Range<u64>,
+    ) -> Result<Vec<ReadPlan>, RetrieveError> {
+        let locations = self
+            .meta
+            .chunk_locations(window.iter().map(|(c, _)| c.id).collect())
+            .await?;
         let mut plans: Vec<ReadPlan> = Vec::new();
         for ((c, pos), loc) in window.into_iter().zip(locations) {
             let loc = loc.ok_or_else(|| {
@@ -185,21 +229,39 @@ impl Retrieve {
             })?;
             let from = range.start.max(pos);
             let to = range.end.min(pos + u64::from(c.len));
-            let planned = PlannedChunk { id: c.id, loc, skip: (from - pos) as usize, take: (to - from) as usize };
-            let (s, e) = (u64::from(loc.offset), u64::from(loc.offset) + u64::from(loc.stored_len));
+            let planned = PlannedChunk {
+                id: c.id,
+                loc,
+                skip: (from - pos) as usize,
+                take: (to - from) as usize,
+            };
+            let (s, e) = (
+                u64::from(loc.offset),
+                u64::from(loc.offset) + u64::from(loc.stored_len),
+            );
             match plans.last_mut() {
-                Some(p) if p.segment == loc.segment && p.end == s && e - p.start <= self.read_max => {
+                Some(p)
+                    if p.segment == loc.segment && p.end == s && e - p.start <= self.read_max =>
+                {
                     p.end = e;
                     p.chunks.push(planned);
                 }
-                _ => plans.push(ReadPlan { segment: loc.segment, start: s, end: e, chunks: vec![planned] }),
+                _ => plans.push(ReadPlan {
+                    segment: loc.segment,
+                    start: s,
+                    end: e,
+                    chunks: vec![planned],
+                }),
             }
         }
         Ok(plans)
     }
 
     async fn execute(&self, plan: ReadPlan) -> Result<Vec<Bytes>, RetrieveError> {
-        let data = self.segments.read_range(plan.segment, plan.start..plan.end).await?;
+        let data = self
+            .segments
+            .read_range(plan.segment, plan.start..plan.end)
+            .await?;
         let decoded = tokio::task::spawn_blocking(move || decode(&plan, &data))
             .await
             .map_err(|e| RetrieveError::Worker(e.to_string()))?;
@@ -215,17 +277,26 @@ impl Retrieve {
 fn decode(plan: &ReadPlan, data: &Bytes) -> Result<Vec<Bytes>, RetrieveError> {
     let mut out = Vec::with_capacity(plan.chunks.len());
     for c in &plan.chunks {
-        let corrupt = |reason: String| RetrieveError::Corrupt { segment: plan.segment, chunk: hex::encode(c.id), reason };
+        let corrupt = |reason: String| RetrieveError::Corrupt {
+            segment: plan.segment,
+            chunk: hex::encode(c.id),
+            reason,
+        };
         let at = (u64::from(c.loc.offset) - plan.start) as usize;
         let stored = data.slice(at..at + c.loc.stored_len as usize);
         let raw = match c.loc.codec {
             Codec::Raw => stored,
             Codec::Zstd => Bytes::from(
-                zstd::bulk::decompress(&stored, c.loc.raw_len as usize).map_err(|e| corrupt(format!("zstd: {e}")))?,
+                zstd::bulk::decompress(&stored, c.loc.raw_len as usize)
+                    .map_err(|e| corrupt(format!("zstd: {e}")))?,
             ),
         };
         if raw.len() != c.loc.raw_len as usize {
-            return Err(corrupt(format!("length {} instead of {}", raw.len(), c.loc.raw_len)));
+            return Err(corrupt(format!(
+                "length {} instead of {}",
+                raw.len(),
+                c.loc.raw_len
+            )));
         }
         if blake3::hash(&raw).as_bytes() != &c.id {
             return Err(corrupt("BLAKE3 mismatch".into()));

@@ -12,10 +12,12 @@
 //! The trailer lets a segment be checked and re-indexed on its own.
 //!
 //! Invariants:
-//! - `write` returns only once the segment is durable: OpenDAL's `fs` service writes a
-//!   temporary file in `<data>/tmp`, fsyncs it and renames it into place; we then fsync
-//!   the fan-out directory so that the rename itself survives a crash. A failed or
-//!   interrupted write leaves no file under the segment's key.
+//! - `write` returns only once the segment is durable: on the local backend it writes
+//!   a temporary file in `<data>/tmp`, fsyncs it, renames it into place and fsyncs
+//!   the fan-out directory so that the rename itself survives a crash; a guard
+//!   removes the temporary file on every error path. Other backends go through
+//!   OpenDAL, whose writes are atomic. A failed or interrupted write leaves no
+//!   object under the segment's key.
 //! - Keys are `segments/<2 hex>/<16 hex id>`; the fan-out directory is the id's low
 //!   byte, so sequential ids spread evenly over 256 directories.
 
@@ -72,11 +74,20 @@ impl SegmentBuilder {
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&FORMAT.to_le_bytes());
         buf.extend_from_slice(&0u32.to_le_bytes());
-        SegmentBuilder { buf, entries: Vec::new() }
+        SegmentBuilder {
+            buf,
+            entries: Vec::new(),
+        }
     }
 
     /// Appends one chunk's stored payload.
-    pub fn push(&mut self, id: ChunkId, raw_len: u32, codec: Codec, payload: &[u8]) -> TrailerEntry {
+    pub fn push(
+        &mut self,
+        id: ChunkId,
+        raw_len: u32,
+        codec: Codec,
+        payload: &[u8],
+    ) -> TrailerEntry {
         let entry = TrailerEntry {
             id,
             offset: self.buf.len() as u32,
@@ -109,7 +120,8 @@ impl SegmentBuilder {
             self.buf.push(e.codec as u8);
         }
         let digest = blake3::hash(&self.buf[start..]);
-        self.buf.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(&digest.as_bytes()[..16]);
         self.buf.extend_from_slice(END_MAGIC);
         (Bytes::from(self.buf), self.entries)
@@ -118,7 +130,10 @@ impl SegmentBuilder {
 
 /// Parses and checks a whole segment's header and trailer.
 pub fn parse_trailer(segment: u64, data: &[u8]) -> Result<Vec<TrailerEntry>, SegmentError> {
-    let corrupt = |reason: &str| SegmentError::Corrupt { segment, reason: reason.to_owned() };
+    let corrupt = |reason: &str| SegmentError::Corrupt {
+        segment,
+        reason: reason.to_owned(),
+    };
     if data.len() < HEADER_LEN + FOOTER_LEN || &data[..8] != MAGIC {
         return Err(corrupt("bad header"));
     }
@@ -130,9 +145,14 @@ pub fn parse_trailer(segment: u64, data: &[u8]) -> Result<Vec<TrailerEntry>, Seg
         return Err(corrupt("bad trailer magic"));
     }
     let n = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]) as usize;
-    let trailer_len = n.checked_mul(ENTRY_LEN).ok_or_else(|| corrupt("entry count overflows"))?;
+    let trailer_len = n
+        .checked_mul(ENTRY_LEN)
+        .ok_or_else(|| corrupt("entry count overflows"))?;
     let end = data.len() - FOOTER_LEN;
-    let start = end.checked_sub(trailer_len).filter(|s| *s >= HEADER_LEN).ok_or_else(|| corrupt("entry count too large"))?;
+    let start = end
+        .checked_sub(trailer_len)
+        .filter(|s| *s >= HEADER_LEN)
+        .ok_or_else(|| corrupt("entry count too large"))?;
     let trailer = &data[start..end];
     if blake3::hash(trailer).as_bytes()[..16] != footer[4..20] {
         return Err(corrupt("trailer checksum mismatch"));
@@ -147,8 +167,16 @@ pub fn parse_trailer(segment: u64, data: &[u8]) -> Result<Vec<TrailerEntry>, Seg
             1 => Codec::Zstd,
             _ => return Err(corrupt("unknown codec")),
         };
-        let entry = TrailerEntry { id, offset: u(32), stored_len: u(36), raw_len: u(40), codec };
-        if (entry.offset as usize) < HEADER_LEN || entry.offset as usize + entry.stored_len as usize > start {
+        let entry = TrailerEntry {
+            id,
+            offset: u(32),
+            stored_len: u(36),
+            raw_len: u(40),
+            codec,
+        };
+        if (entry.offset as usize) < HEADER_LEN
+            || entry.offset as usize + entry.stored_len as usize > start
+        {
             return Err(corrupt("entry outside payload area"));
         }
         out.push(entry);
@@ -191,32 +219,55 @@ impl SegmentStore {
             .root(&data_dir.to_string_lossy())
             .atomic_write_dir(&tmp.to_string_lossy());
         let op = Operator::new(builder)?;
-        Ok(SegmentStore { op, local_root: Some(root) })
+        Ok(SegmentStore {
+            op,
+            local_root: Some(root),
+        })
     }
 
     pub fn key(id: u64) -> String {
         format!("segments/{:02x}/{id:016x}", id & 0xff)
     }
 
-    /// Writes a whole segment durably (see the module invariants).
+    /// Writes a whole segment durably (see the module invariants). On the local
+    /// backend the write is done here, on one blocking thread, without OpenDAL's
+    /// extra buffer copy: temp file, fsync, rename, fsync of the directory.
     pub async fn write(&self, id: u64, data: Bytes) -> Result<(), SegmentError> {
-        self.op.write(&Self::key(id), data).await?;
-        if let Some(root) = &self.local_root {
-            let dir = root.join(format!("{:02x}", id & 0xff));
-            tokio::task::spawn_blocking(move || fsync_dir(&dir))
-                .await
-                .map_err(|e| SegmentError::Io(std::io::Error::other(e)))??;
+        match (self.local_path(id), &self.local_root) {
+            (Some(path), Some(root)) => {
+                let tmp = root.with_file_name("tmp").join(format!("{id:016x}.seg"));
+                tokio::task::spawn_blocking(move || write_durably(&tmp, &path, &data))
+                    .await
+                    .map_err(|e| SegmentError::Io(std::io::Error::other(e)))??;
+            }
+            _ => self.op.write(&Self::key(id), data).await.map(drop)?,
         }
         Ok(())
     }
 
     /// Reads `range` (byte offsets within the segment).
+    ///
+    /// On the local backend this is one positional read on a blocking thread:
+    /// OpenDAL's `fs` reader moves data through extra buffers, which costs GET a
+    /// tenth of its throughput.
     pub async fn read_range(&self, id: u64, range: Range<u64>) -> Result<Bytes, SegmentError> {
         let want = range.end - range.start;
-        let buf = self.op.read_with(&Self::key(id)).range(range).await?;
-        let bytes = buf.to_bytes();
+        let bytes = match self.local_path(id) {
+            Some(path) => tokio::task::spawn_blocking(move || read_at(&path, range))
+                .await
+                .map_err(|e| SegmentError::Io(std::io::Error::other(e)))??,
+            None => self
+                .op
+                .read_with(&Self::key(id))
+                .range(range)
+                .await?
+                .to_bytes(),
+        };
         if bytes.len() as u64 != want {
-            return Err(SegmentError::Corrupt { segment: id, reason: format!("short read: {} of {want} bytes", bytes.len()) });
+            return Err(SegmentError::Corrupt {
+                segment: id,
+                reason: format!("short read: {} of {want} bytes", bytes.len()),
+            });
         }
         Ok(bytes)
     }
@@ -228,8 +279,46 @@ impl SegmentStore {
 
     /// The local file of a segment, for the `fs` backend (tests and repair tools).
     pub fn local_path(&self, id: u64) -> Option<PathBuf> {
-        self.local_root.as_ref().map(|r| r.join(format!("{:02x}", id & 0xff)).join(format!("{id:016x}")))
+        self.local_root.as_ref().map(|r| {
+            r.join(format!("{:02x}", id & 0xff))
+                .join(format!("{id:016x}"))
+        })
     }
+}
+
+/// Removes a temporary file on every path that does not rename it into place.
+struct TempFile<'a>(&'a Path, bool);
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+}
+
+fn write_durably(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut guard = TempFile(tmp, false);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(tmp, path)?;
+    guard.1 = true;
+    fsync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn read_at(path: &Path, range: Range<u64>) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; (range.end - range.start) as usize];
+    file.read_exact_at(&mut buf, range.start)?;
+    Ok(Bytes::from(buf))
 }
 
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
@@ -264,10 +353,21 @@ mod tests {
         let e = b.push([3; 32], 4, Codec::Raw, b"abcd");
         let (data, _) = b.finish();
         store.write(0x1ff, data.clone()).await.unwrap();
-        let got = store.read_range(0x1ff, u64::from(e.offset)..u64::from(e.offset) + 4).await.unwrap();
+        let got = store
+            .read_range(0x1ff, u64::from(e.offset)..u64::from(e.offset) + 4)
+            .await
+            .unwrap();
         assert_eq!(&got[..], b"abcd");
         assert_eq!(store.read_all(0x1ff).await.unwrap(), data);
-        assert!(store.local_path(0x1ff).unwrap().ends_with("segments/ff/00000000000001ff"));
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(
+            store
+                .local_path(0x1ff)
+                .unwrap()
+                .ends_with("segments/ff/00000000000001ff")
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }

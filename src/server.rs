@@ -64,20 +64,32 @@ pub struct Node {
 impl Node {
     pub fn open(cfg: Config) -> Result<Node, ServerError> {
         let cfg = Arc::new(cfg);
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ServerError::DataDir(cfg.data_dir.clone(), e))?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| ServerError::DataDir(cfg.data_dir.clone(), e))?;
         let (root, origin) = Credentials::load_or_generate(&cfg.data_dir)?;
         match origin {
             Origin::Generated(path) => {
-                println!("hoard: generated root credentials (stored in {}, mode 0600):", path.display());
+                println!(
+                    "hoard: generated root credentials (stored in {}, mode 0600):",
+                    path.display()
+                );
                 println!("  access key: {}", root.access_key);
                 println!("  secret key: {}", root.secret_key);
             }
-            Origin::Environment => tracing::info!(access_key = %root.access_key, "root credentials from the environment"),
-            Origin::File => tracing::info!(access_key = %root.access_key, "root credentials from the data dir"),
+            Origin::Environment => {
+                tracing::info!(access_key = %root.access_key, "root credentials from the environment")
+            }
+            Origin::File => {
+                tracing::info!(access_key = %root.access_key, "root credentials from the data dir")
+            }
         }
         let meta = MetaStore::open(&cfg.meta_path(), cfg.meta_cache_mib * 1024 * 1024)?;
         let segments = SegmentStore::open_local(&cfg.data_dir)?;
-        let index = Arc::new(ChunkIndex::load(meta.clone(), cfg.filter_expected_chunks, cfg.locality_segments)?);
+        let index = Arc::new(ChunkIndex::load(
+            meta.clone(),
+            cfg.filter_expected_chunks,
+            cfg.locality_segments,
+        )?);
         let metrics = Arc::new(Metrics::new());
         let ingest = Arc::new(Ingest::new(
             meta.clone(),
@@ -91,14 +103,33 @@ impl Node {
                 inline_max: cfg.inline_max,
             },
         ));
-        let retrieve = Arc::new(Retrieve::new(meta.clone(), segments, metrics.clone(), cfg.get_prefetch, cfg.get_read_max));
+        let retrieve = Arc::new(Retrieve::new(
+            meta.clone(),
+            segments,
+            metrics.clone(),
+            cfg.get_prefetch,
+            cfg.get_read_max,
+        ));
         let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
-        let s3 = HoardS3::new(cfg.clone(), meta.clone(), ingest, retrieve, metrics.clone(), owner_id);
+        let s3 = HoardS3::new(
+            cfg.clone(),
+            meta.clone(),
+            ingest,
+            retrieve,
+            metrics.clone(),
+            owner_id,
+        );
         let mut builder = S3ServiceBuilder::new(s3);
         builder.set_auth(RootAuth::new(root));
         builder.set_route(AdminApi::new(cfg.clone(), meta.clone()));
-        builder.set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
-        Ok(Node { cfg, meta, metrics, s3: builder.build() })
+        builder
+            .set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
+        Ok(Node {
+            cfg,
+            meta,
+            metrics,
+            s3: builder.build(),
+        })
     }
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
@@ -109,7 +140,9 @@ impl Node {
         if let Ok(r) = &resp {
             self.metrics
                 .http_responses
-                .get_or_create(&crate::metrics::StatusLabels { status: r.status().as_u16().to_string() })
+                .get_or_create(&crate::metrics::StatusLabels {
+                    status: r.status().as_u16().to_string(),
+                })
                 .inc();
         }
         resp
@@ -120,13 +153,18 @@ impl Node {
             Ok(report) => self.metrics.render(&report),
             Err(e) => {
                 tracing::error!(error = %e, "metrics: cannot read stats");
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "stats unavailable\n".into());
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "stats unavailable\n".into(),
+                );
             }
         };
         let mut resp = plain(StatusCode::OK, text);
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            http::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
         );
         resp
     }
@@ -143,19 +181,32 @@ fn is_metrics_scrape<B>(req: &Request<B>) -> bool {
     req.method() == http::Method::GET
         && req.uri().path() == "/metrics"
         && !req.headers().contains_key(http::header::AUTHORIZATION)
-        && !req.uri().query().is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
+        && !req
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
 }
 
 /// Serves until `shutdown` resolves, then drains.
-pub async fn serve(node: Node, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn serve(
+    node: Node,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
     let addr = node.cfg.listen;
-    let listener = TcpListener::bind(addr).await.map_err(|e| ServerError::Listen(addr, e))?;
-    let local = listener.local_addr().map_err(|e| ServerError::Listen(addr, e))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Listen(addr, e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServerError::Listen(addr, e))?;
     println!("hoard: listening on http://{local}");
     tracing::info!(%local, data_dir = %node.cfg.data_dir.display(), "hoard is serving S3");
     let node = Arc::new(node);
     let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).keep_alive(true);
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -185,7 +236,10 @@ pub async fn serve(node: Node, shutdown: impl std::future::Future<Output = ()>) 
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some requests did not finish within the drain timeout");
     }
     tracing::info!("hoard stopped");

@@ -35,7 +35,15 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }
 
-fn usage(name: &str, objects: u64, logical: u64, unique: u64, stored: u64, chunks: u64, segments: u64) -> UsageReport {
+fn usage(
+    name: &str,
+    objects: u64,
+    logical: u64,
+    unique: u64,
+    stored: u64,
+    chunks: u64,
+    segments: u64,
+) -> UsageReport {
     UsageReport {
         name: name.to_owned(),
         objects,
@@ -53,7 +61,15 @@ pub fn report(buckets: &[(String, BucketStats)], totals: &StoreTotals) -> StatsR
     let per_bucket = buckets
         .iter()
         .map(|(name, s)| {
-            usage(name, s.objects, s.logical_bytes, s.new_raw_bytes + s.inline_bytes, s.stored_bytes, s.new_chunks, s.segments)
+            usage(
+                name,
+                s.objects,
+                s.logical_bytes,
+                s.new_raw_bytes + s.inline_bytes,
+                s.stored_bytes,
+                s.new_chunks,
+                s.segments,
+            )
         })
         .collect();
     let objects = buckets.iter().map(|(_, s)| s.objects).sum();
@@ -67,7 +83,10 @@ pub fn report(buckets: &[(String, BucketStats)], totals: &StoreTotals) -> StatsR
         totals.unique_chunks,
         totals.segments,
     );
-    StatsReport { buckets: per_bucket, total }
+    StatsReport {
+        buckets: per_bucket,
+        total,
+    }
 }
 
 pub async fn collect(meta: &MetaStore) -> Result<StatsReport, MetaError> {
@@ -81,8 +100,23 @@ mod tests {
 
     #[test]
     fn ratios_follow_the_definitions() {
-        let b = BucketStats { objects: 2, logical_bytes: 1000, new_raw_bytes: 400, inline_bytes: 100, stored_bytes: 250, new_chunks: 4, segments: 1 };
-        let t = StoreTotals { segments: 1, segment_bytes: 150, unique_chunks: 4, chunk_raw_bytes: 400, chunk_stored_bytes: 140, inline_bytes: 100 };
+        let b = BucketStats {
+            objects: 2,
+            logical_bytes: 1000,
+            new_raw_bytes: 400,
+            inline_bytes: 100,
+            stored_bytes: 250,
+            new_chunks: 4,
+            segments: 1,
+        };
+        let t = StoreTotals {
+            segments: 1,
+            segment_bytes: 150,
+            unique_chunks: 4,
+            chunk_raw_bytes: 400,
+            chunk_stored_bytes: 140,
+            inline_bytes: 100,
+        };
         let r = report(&[("b".into(), b)], &t);
         assert_eq!(r.total.unique_bytes, 500);
         assert_eq!(r.total.stored_bytes, 250);

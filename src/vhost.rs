@@ -19,17 +19,25 @@ impl VirtualHosts {
                 return Err(format!("invalid domain {d:?}"));
             }
         }
-        Ok(VirtualHosts { domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect() })
+        Ok(VirtualHosts {
+            domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+        })
     }
 
     /// The bucket a Host header names, if it is `bucket.DOMAIN[:port]`.
     pub fn bucket_of<'a>(&self, host: &'a str) -> Option<&'a str> {
-        let name = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        let name = host
+            .rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(h, _)| h);
         self.domains.iter().find_map(|d| {
             let prefix = name.len().checked_sub(d.len() + 1)?;
             let (bucket, rest) = name.split_at(prefix);
-            (rest.len() == d.len() + 1 && rest[1..].eq_ignore_ascii_case(d) && rest.starts_with('.') && !bucket.is_empty())
-                .then_some(bucket)
+            (rest.len() == d.len() + 1
+                && rest[1..].eq_ignore_ascii_case(d)
+                && rest.starts_with('.')
+                && !bucket.is_empty())
+            .then_some(bucket)
         })
     }
 }

@@ -32,7 +32,16 @@ async fn acknowledged_writes_survive_kill_9() {
     let mut s = Server::start();
     let c = s.client();
     c.create_bucket().bucket("acked").send().await.unwrap();
-    let sizes = [0usize, 1, 5000, 16 * 1024, 16 * 1024 + 1, 300_000, 4 * MIB - 3, 9 * MIB + 7];
+    let sizes = [
+        0usize,
+        1,
+        5000,
+        16 * 1024,
+        16 * 1024 + 1,
+        300_000,
+        4 * MIB - 3,
+        9 * MIB + 7,
+    ];
     let mut tasks = Vec::new();
     for round in 0..3u64 {
         for (i, size) in sizes.iter().enumerate() {
@@ -54,9 +63,18 @@ async fn acknowledged_writes_survive_kill_9() {
     s.restart();
     let c = s.client();
     for (key, data, etag) in &written {
-        let got = c.get_object().bucket("acked").key(key).send().await.unwrap();
+        let got = c
+            .get_object()
+            .bucket("acked")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(got.e_tag().unwrap().trim_matches('"'), etag);
-        assert!(got.body.collect().await.unwrap().into_bytes() == *data, "{key} after kill -9");
+        assert!(
+            got.body.collect().await.unwrap().into_bytes() == *data,
+            "{key} after kill -9"
+        );
     }
     let listed = c.list_objects_v2().bucket("acked").send().await.unwrap();
     assert_eq!(listed.key_count(), Some(written.len() as i32));
@@ -73,9 +91,17 @@ async fn put_interrupted_by_kill_9_leaves_the_previous_version() {
     let total = 48 * MIB;
     let v2 = random_bytes(2, total);
     for sent in [0usize, 100, 5 * MIB, 30 * MIB, total] {
-        let head = signed_head(&s, "PUT", "/crash/key", &[("content-length", &total.to_string())], "UNSIGNED-PAYLOAD");
+        let head = signed_head(
+            &s,
+            "PUT",
+            "/crash/key",
+            &[("content-length", &total.to_string())],
+            "UNSIGNED-PAYLOAD",
+        );
         let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-        conn.write_all(format!("{head}\r\n\r\n").as_bytes()).await.unwrap();
+        conn.write_all(format!("{head}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         conn.write_all(&v2[..sent]).await.unwrap();
         conn.flush().await.unwrap();
         // Let the server chunk, write segments and index some of what it got.
@@ -91,12 +117,18 @@ async fn put_interrupted_by_kill_9_leaves_the_previous_version() {
         let got = get_bytes(&c, "crash", "key").await;
         assert_eq!(got.len(), size, "listing and GET agree");
         if sent < total {
-            assert!(got == v1, "a PUT killed at byte {sent} left the previous version");
+            assert!(
+                got == v1,
+                "a PUT killed at byte {sent} left the previous version"
+            );
             assert_eq!(objects[0].e_tag().unwrap().trim_matches('"'), v1_etag);
         } else {
             // The whole body arrived: it was either committed before the kill or not
             // at all; never partly.
-            assert!(got == v1 || got == v2, "after a kill with the whole body sent");
+            assert!(
+                got == v1 || got == v2,
+                "after a kill with the whole body sent"
+            );
         }
     }
 }
@@ -109,14 +141,23 @@ async fn client_disconnect_mid_body_changes_nothing_and_releases_references() {
     let v1 = random_bytes(3, 2 * MIB);
     put_bytes(&c, "gone", "key", v1.clone()).await;
     let body = random_bytes(4, 20 * MIB);
-    let head = signed_head(&s, "PUT", "/gone/key", &[("content-length", &(40 * MIB).to_string())], "UNSIGNED-PAYLOAD");
+    let head = signed_head(
+        &s,
+        "PUT",
+        "/gone/key",
+        &[("content-length", &(40 * MIB).to_string())],
+        "UNSIGNED-PAYLOAD",
+    );
     let resp = raw_send(s.addr, &head, &body, true, Duration::from_secs(20)).await;
     assert!(!resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(get_bytes(&c, "gone", "key").await == v1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(s.stop());
     let audit = s.meta().audit_refs_blocking().unwrap();
-    assert!(audit.is_empty(), "an abandoned upload's references were released: {audit:?}");
+    assert!(
+        audit.is_empty(),
+        "an abandoned upload's references were released: {audit:?}"
+    );
 }
 
 #[tokio::test]
@@ -133,15 +174,40 @@ async fn a_flipped_byte_is_detected_and_never_served() {
     flip_byte(&files[0], 116);
     s.restart();
     let c = s.client();
-    let e = c.get_object().bucket("rot").key("small").send().await.unwrap_err();
+    let e = c
+        .get_object()
+        .bucket("rot")
+        .key("small")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 500);
     assert_eq!(code_of(&e), "InternalError");
-    assert!(s.log().contains("failed verification"), "a clear log line names the damage:\n{}", s.log());
+    assert!(
+        s.log().contains("failed verification"),
+        "a clear log line names the damage:\n{}",
+        s.log()
+    );
     // Bytes of other, intact chunks are still served by ranged GETs.
-    let tail = c.get_object().bucket("rot").key("small").range("bytes=-1000").send().await.unwrap();
+    let tail = c
+        .get_object()
+        .bucket("rot")
+        .key("small")
+        .range("bytes=-1000")
+        .send()
+        .await
+        .unwrap();
     assert!(tail.body.collect().await.unwrap().into_bytes()[..] == small[small.len() - 1000..]);
-    let metrics = reqwest::get(format!("{}/metrics", s.endpoint())).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("hoard_integrity_errors_total 1"), "{metrics}");
+    let metrics = reqwest::get(format!("{}/metrics", s.endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hoard_integrity_errors_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -162,9 +228,19 @@ async fn damage_past_the_first_read_aborts_the_body_instead_of_serving_it() {
         Err(e) => assert_eq!(status_of(&e), 500),
         Ok(out) => {
             let body = out.body.collect().await;
-            assert!(body.is_err(), "a damaged object must not be delivered whole");
+            assert!(
+                body.is_err(),
+                "a damaged object must not be delivered whole"
+            );
         }
     }
-    let head = c.get_object().bucket("rot2").key("big").range("bytes=0-999999").send().await.unwrap();
+    let head = c
+        .get_object()
+        .bucket("rot2")
+        .key("big")
+        .range("bytes=0-999999")
+        .send()
+        .await
+        .unwrap();
     assert!(head.body.collect().await.unwrap().into_bytes()[..] == big[..1_000_000]);
 }

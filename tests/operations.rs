@@ -6,17 +6,25 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use futures::StreamExt as _;
 use common::*;
+use futures::StreamExt as _;
 
 const MIB: usize = 1024 * 1024;
 
 async fn metrics(s: &Server) -> String {
-    reqwest::get(format!("{}/metrics", s.endpoint())).await.unwrap().text().await.unwrap()
+    reqwest::get(format!("{}/metrics", s.endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 fn metric(text: &str, line_prefix: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(line_prefix).and_then(|v| v.trim().parse().ok()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(line_prefix)
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 #[tokio::test]
@@ -26,24 +34,51 @@ async fn beyond_max_streams_a_put_waits_then_gets_slow_down() {
     let c = s.client();
     c.create_bucket().bucket("busy").send().await.unwrap();
     // Hold the only stream: a PUT whose body is still arriving.
-    let head = signed_head(&s, "PUT", "/busy/slow", &[("content-length", &(4 * MIB).to_string())], "UNSIGNED-PAYLOAD");
+    let head = signed_head(
+        &s,
+        "PUT",
+        "/busy/slow",
+        &[("content-length", &(4 * MIB).to_string())],
+        "UNSIGNED-PAYLOAD",
+    );
     let mut slow = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    slow.write_all(format!("{head}\r\n\r\n").as_bytes()).await.unwrap();
+    slow.write_all(format!("{head}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     slow.write_all(&random_bytes(1, MIB)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(metric(&metrics(&s).await, "hoard_ingest_active_streams "), Some(1.0));
+    assert_eq!(
+        metric(&metrics(&s).await, "hoard_ingest_active_streams "),
+        Some(1.0)
+    );
 
-    let e = c.put_object().bucket("busy").key("second").body(ByteStream::from(random_bytes(2, 100_000))).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("busy")
+        .key("second")
+        .body(ByteStream::from(random_bytes(2, 100_000)))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 503);
     assert_eq!(code_of(&e), "SlowDown");
 
     // Finish the first upload; then the slot is free again.
     slow.write_all(&random_bytes(3, 3 * MIB)).await.unwrap();
     let mut resp = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(20), tokio::io::AsyncReadExt::read(&mut slow, &mut resp)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read(&mut slow, &mut resp),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(String::from_utf8_lossy(&resp[..n]).starts_with("HTTP/1.1 200"));
     put_bytes(&c, "busy", "third", random_bytes(4, 100_000)).await;
-    assert_eq!(metric(&metrics(&s).await, "hoard_ingest_active_streams "), Some(0.0));
+    assert_eq!(
+        metric(&metrics(&s).await, "hoard_ingest_active_streams "),
+        Some(0.0)
+    );
 }
 
 #[tokio::test]
@@ -57,13 +92,33 @@ async fn metrics_and_stats_report_operations_and_space() {
     get_bytes(&c, "seen", "one").await;
     let _ = c.get_object().bucket("seen").key("missing").send().await;
     let m = metrics(&s).await;
-    assert_eq!(metric(&m, "hoard_s3_requests_total{operation=\"PutObject\"} "), Some(2.0), "{m}");
-    assert_eq!(metric(&m, "hoard_s3_errors_total{operation=\"GetObject\",code=\"NoSuchKey\"} "), Some(1.0), "{m}");
-    assert!(m.contains("hoard_s3_request_duration_seconds_bucket{le="), "{m}");
+    assert_eq!(
+        metric(&m, "hoard_s3_requests_total{operation=\"PutObject\"} "),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "hoard_s3_errors_total{operation=\"GetObject\",code=\"NoSuchKey\"} "
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        m.contains("hoard_s3_request_duration_seconds_bucket{le="),
+        "{m}"
+    );
     assert!(metric(&m, "hoard_s3_received_bytes_total ").unwrap() >= (2 * data.len()) as f64);
     assert!(metric(&m, "hoard_s3_sent_bytes_total ").unwrap() >= data.len() as f64);
-    assert_eq!(metric(&m, "hoard_bucket_objects{bucket=\"seen\"} "), Some(2.0));
-    assert_eq!(metric(&m, "hoard_logical_bytes "), Some((2 * data.len()) as f64));
+    assert_eq!(
+        metric(&m, "hoard_bucket_objects{bucket=\"seen\"} "),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&m, "hoard_logical_bytes "),
+        Some((2 * data.len()) as f64)
+    );
     assert!(metric(&m, "hoard_dedup_ratio ").unwrap() > 1.9);
     assert!(metric(&m, "hoard_http_responses_total{status=\"404\"} ").unwrap() >= 1.0);
 
@@ -75,12 +130,26 @@ async fn metrics_and_stats_report_operations_and_space() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
-    let row = text.lines().find(|l| l.starts_with("seen ")).expect("a row for the bucket");
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("seen "))
+        .expect("a row for the bucket");
     assert!(row.contains(" 2 ") && row.contains("2.00x"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("total ")), "{text}");
     let json = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"))
-        .args(["stats", "--json", "--bucket", "seen", "--endpoint", &s.endpoint()])
+        .args([
+            "stats",
+            "--json",
+            "--bucket",
+            "seen",
+            "--endpoint",
+            &s.endpoint(),
+        ])
         .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
         .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
         .output()
@@ -107,7 +176,14 @@ async fn sigterm_lets_a_running_put_finish_or_fail_cleanly() {
     let put = {
         let c = c.clone();
         let data = data.clone();
-        tokio::spawn(async move { c.put_object().bucket("term").key("k").body(ByteStream::from(data)).send().await })
+        tokio::spawn(async move {
+            c.put_object()
+                .bucket("term")
+                .key("k")
+                .body(ByteStream::from(data))
+                .send()
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(s.stop(), "hoard exits cleanly on SIGTERM");
@@ -129,14 +205,21 @@ async fn generated_root_credentials_are_private_and_stable() {
     let data = dir.path().join("data");
     let run = || {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
             .env_remove("HOARD_ROOT_ACCESS_KEY")
             .env_remove("HOARD_ROOT_SECRET_KEY")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
         let mut printed = Vec::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
@@ -152,17 +235,33 @@ async fn generated_root_credentials_are_private_and_stable() {
     };
     let first = run();
     assert!(first.iter().any(|l| l.contains("access key:")), "{first:?}");
-    let creds = hoard::auth::Credentials::from_data_dir(&data).unwrap().unwrap();
-    assert!(first.iter().any(|l| l.contains(&creds.secret_key)), "printed once, on first start");
+    let creds = hoard::auth::Credentials::from_data_dir(&data)
+        .unwrap()
+        .unwrap();
+    assert!(
+        first.iter().any(|l| l.contains(&creds.secret_key)),
+        "printed once, on first start"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join("root-credentials")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join("root-credentials"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let second = run();
-    assert!(!second.iter().any(|l| l.contains(&creds.secret_key)), "not printed again: {second:?}");
-    assert_eq!(hoard::auth::Credentials::from_data_dir(&data).unwrap().unwrap(), creds);
+    assert!(
+        !second.iter().any(|l| l.contains(&creds.secret_key)),
+        "not printed again: {second:?}"
+    );
+    assert_eq!(
+        hoard::auth::Credentials::from_data_dir(&data)
+            .unwrap()
+            .unwrap(),
+        creds
+    );
 }
 
 /// A body of `len` pseudo-random bytes produced on the fly.
@@ -176,7 +275,10 @@ fn generated_body(seed: u64, len: u64) -> ByteStream {
         let n = chunk.min(len - sent) as usize;
         let mut buf = vec![0u8; n];
         fill_random(seed ^ sent, &mut buf);
-        Some((Ok::<_, std::io::Error>(http_body::Frame::data(bytes::Bytes::from(buf))), sent + n as u64))
+        Some((
+            Ok::<_, std::io::Error>(http_body::Frame::data(bytes::Bytes::from(buf))),
+            sent + n as u64,
+        ))
     })
     .fuse();
     ByteStream::from_body_1_x(StreamBody::new(stream))
@@ -196,13 +298,20 @@ async fn memory_stays_bounded_while_5_gib_streams_in_and_out() {
         .send()
         .await
         .unwrap();
-    let mut out = c.get_object().bucket("huge").key("5g").send().await.unwrap();
+    let mut out = c
+        .get_object()
+        .bucket("huge")
+        .key("5g")
+        .send()
+        .await
+        .unwrap();
     let mut got = 0u64;
     let mut expect = vec![0u8; 4 * MIB];
     let mut pending: Vec<u8> = Vec::new();
     while let Some(bytes) = out.body.try_next().await.unwrap() {
         pending.extend_from_slice(&bytes);
-        while pending.len() >= 4 * MIB || (got + pending.len() as u64 == len && !pending.is_empty()) {
+        while pending.len() >= 4 * MIB || (got + pending.len() as u64 == len && !pending.is_empty())
+        {
             let n = (4 * MIB).min(pending.len());
             fill_random(42 ^ got, &mut expect[..n]);
             assert!(pending[..n] == expect[..n], "bytes differ at offset {got}");
@@ -212,6 +321,13 @@ async fn memory_stays_bounded_while_5_gib_streams_in_and_out() {
     }
     assert_eq!(got, len);
     let peak = s.peak_rss();
-    eprintln!("server peak RSS while 5 GiB streamed in and out: {} MiB", peak / MIB as u64);
-    assert!(peak > 0 && peak < 256 * MIB as u64, "server peak RSS {} MiB", peak / MIB as u64);
+    eprintln!(
+        "server peak RSS while 5 GiB streamed in and out: {} MiB",
+        peak / MIB as u64
+    );
+    assert!(
+        peak > 0 && peak < 256 * MIB as u64,
+        "server peak RSS {} MiB",
+        peak / MIB as u64
+    );
 }

@@ -18,26 +18,56 @@ async fn bucket_lifecycle_and_naming_rules() {
         let e = c.create_bucket().bucket(bad).send().await.unwrap_err();
         assert_eq!(status_of(&e), 400, "{bad}");
     }
-    let reserved = c.create_bucket().bucket("hoard-admin").send().await.unwrap_err();
+    let reserved = c
+        .create_bucket()
+        .bucket("hoard-admin")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&reserved), "InvalidBucketName");
 
     c.head_bucket().bucket("alpha").send().await.unwrap();
-    let missing = c.head_bucket().bucket("nope-missing").send().await.unwrap_err();
+    let missing = c
+        .head_bucket()
+        .bucket("nope-missing")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&missing), 404);
 
-    let loc = c.get_bucket_location().bucket("alpha").send().await.unwrap();
-    assert!(loc.location_constraint().is_none_or(|l| l.as_str().is_empty()));
+    let loc = c
+        .get_bucket_location()
+        .bucket("alpha")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        loc.location_constraint()
+            .is_none_or(|l| l.as_str().is_empty())
+    );
 
     c.create_bucket().bucket("beta").send().await.unwrap();
-    let names: Vec<String> =
-        c.list_buckets().send().await.unwrap().buckets().iter().filter_map(|b| b.name().map(str::to_owned)).collect();
+    let names: Vec<String> = c
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_owned))
+        .collect();
     assert_eq!(names, vec!["alpha", "beta"]);
 
     put_bytes(&c, "alpha", "k", b"x".to_vec()).await;
     let busy = c.delete_bucket().bucket("alpha").send().await.unwrap_err();
     assert_eq!(code_of(&busy), "BucketNotEmpty");
     assert_eq!(status_of(&busy), 409);
-    c.delete_object().bucket("alpha").key("k").send().await.unwrap();
+    c.delete_object()
+        .bucket("alpha")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
     c.delete_bucket().bucket("alpha").send().await.unwrap();
     let gone = c.delete_bucket().bucket("alpha").send().await.unwrap_err();
     assert_eq!(code_of(&gone), "NoSuchBucket");
@@ -65,38 +95,98 @@ async fn put_get_head_delete_round_trip_with_headers_and_metadata() {
         .send()
         .await
         .unwrap();
-    assert_eq!(put.e_tag().unwrap(), format!("\"{}\"", md5_hex(&data)), "the ETag of a single PUT is the body's MD5");
+    assert_eq!(
+        put.e_tag().unwrap(),
+        format!("\"{}\"", md5_hex(&data)),
+        "the ETag of a single PUT is the body's MD5"
+    );
 
-    let got = c.get_object().bucket("bkt1").key("dir/file.bin").send().await.unwrap();
+    let got = c
+        .get_object()
+        .bucket("bkt1")
+        .key("dir/file.bin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_type(), Some("application/x-test"));
     assert_eq!(got.content_encoding(), Some("identity"));
-    assert_eq!(got.content_disposition(), Some("attachment; filename=\"f.bin\""));
+    assert_eq!(
+        got.content_disposition(),
+        Some("attachment; filename=\"f.bin\"")
+    );
     assert_eq!(got.content_language(), Some("en-GB"));
     assert_eq!(got.cache_control(), Some("max-age=60"));
     assert_eq!(got.expires_string(), Some("Sun, 17 Mar 2030 17:46:40 GMT"));
     let meta = got.metadata().unwrap();
     assert_eq!(meta.get("owner").map(String::as_str), Some("backup-job-7"));
-    assert_eq!(meta.get("mixed-case").map(String::as_str), Some("Value with spaces"));
+    assert_eq!(
+        meta.get("mixed-case").map(String::as_str),
+        Some("Value with spaces")
+    );
     assert_eq!(got.content_length(), Some(data.len() as i64));
     let body = got.body.collect().await.unwrap().into_bytes();
     assert!(body == data, "GET returns the bytes that were PUT");
 
-    let head = c.head_object().bucket("bkt1").key("dir/file.bin").send().await.unwrap();
+    let head = c
+        .head_object()
+        .bucket("bkt1")
+        .key("dir/file.bin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_length(), Some(data.len() as i64));
     assert_eq!(head.e_tag(), put.e_tag());
-    assert_eq!(head.metadata().unwrap().get("owner").map(String::as_str), Some("backup-job-7"));
+    assert_eq!(
+        head.metadata().unwrap().get("owner").map(String::as_str),
+        Some("backup-job-7")
+    );
 
-    c.delete_object().bucket("bkt1").key("dir/file.bin").send().await.unwrap();
-    let e = c.get_object().bucket("bkt1").key("dir/file.bin").send().await.unwrap_err();
+    c.delete_object()
+        .bucket("bkt1")
+        .key("dir/file.bin")
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .get_object()
+        .bucket("bkt1")
+        .key("dir/file.bin")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), "NoSuchKey");
     assert_eq!(status_of(&e), 404);
-    let e = c.head_object().bucket("bkt1").key("dir/file.bin").send().await.unwrap_err();
+    let e = c
+        .head_object()
+        .bucket("bkt1")
+        .key("dir/file.bin")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 404);
     // Deleting an absent key succeeds, as in S3.
-    c.delete_object().bucket("bkt1").key("never-was").send().await.unwrap();
-    let e = c.get_object().bucket("nope-missing").key("k").send().await.unwrap_err();
+    c.delete_object()
+        .bucket("bkt1")
+        .key("never-was")
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .get_object()
+        .bucket("nope-missing")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), "NoSuchBucket");
-    let e = c.put_object().bucket("nope-missing").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("nope-missing")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), "NoSuchBucket");
 }
 
@@ -113,7 +203,13 @@ async fn overwrite_replaces_and_zero_length_objects_work() {
     let etag = put_bytes(&c, "bkt", "empty", Vec::new()).await;
     assert_eq!(etag, "d41d8cd98f00b204e9800998ecf8427e");
     assert!(get_bytes(&c, "bkt", "empty").await.is_empty());
-    let head = c.head_object().bucket("bkt").key("empty").send().await.unwrap();
+    let head = c
+        .head_object()
+        .bucket("bkt")
+        .key("empty")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_length(), Some(0));
 }
 
@@ -135,14 +231,42 @@ async fn ranges_suffix_open_ended_and_unsatisfiable() {
         (format!("bytes=1000-{}", n + 5000), 1000..n),
     ];
     for (h, want) in cases {
-        let got = c.get_object().bucket("rng").key("big").range(&h).send().await.unwrap();
-        assert_eq!(got.content_range(), Some(format!("bytes {}-{}/{}", want.start, want.end - 1, n).as_str()), "{h}");
+        let got = c
+            .get_object()
+            .bucket("rng")
+            .key("big")
+            .range(&h)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.content_range(),
+            Some(format!("bytes {}-{}/{}", want.start, want.end - 1, n).as_str()),
+            "{h}"
+        );
         let body = got.body.collect().await.unwrap().into_bytes();
         assert!(body[..] == data[want.clone()], "range {h}");
     }
-    let small = c.get_object().bucket("rng").key("small").range("bytes=-3").send().await.unwrap();
-    assert_eq!(&small.body.collect().await.unwrap().into_bytes()[..], b"789");
-    let e = c.get_object().bucket("rng").key("big").range(format!("bytes={}-", n + 10)).send().await.unwrap_err();
+    let small = c
+        .get_object()
+        .bucket("rng")
+        .key("small")
+        .range("bytes=-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        &small.body.collect().await.unwrap().into_bytes()[..],
+        b"789"
+    );
+    let e = c
+        .get_object()
+        .bucket("rng")
+        .key("big")
+        .range(format!("bytes={}-", n + 10))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 416);
     assert_eq!(code_of(&e), "InvalidRange");
 }
@@ -152,27 +276,102 @@ async fn conditional_gets_answer_304_and_412() {
     let s = Server::start();
     let c = s.client();
     c.create_bucket().bucket("cond").send().await.unwrap();
-    let etag = format!("\"{}\"", put_bytes(&c, "cond", "k", b"conditional".to_vec()).await);
-    let head = c.head_object().bucket("cond").key("k").send().await.unwrap();
+    let etag = format!(
+        "\"{}\"",
+        put_bytes(&c, "cond", "k", b"conditional".to_vec()).await
+    );
+    let head = c
+        .head_object()
+        .bucket("cond")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
     let modified = *head.last_modified().unwrap();
     let later = aws_sdk_s3::primitives::DateTime::from_secs(modified.secs() + 3600);
     let earlier = aws_sdk_s3::primitives::DateTime::from_secs(modified.secs() - 3600);
 
-    c.get_object().bucket("cond").key("k").if_match(&etag).send().await.unwrap();
-    let e = c.get_object().bucket("cond").key("k").if_match("\"0000\"").send().await.unwrap_err();
+    c.get_object()
+        .bucket("cond")
+        .key("k")
+        .if_match(&etag)
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_match("\"0000\"")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 412);
-    let e = c.get_object().bucket("cond").key("k").if_none_match(&etag).send().await.unwrap_err();
+    let e = c
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 304);
-    c.get_object().bucket("cond").key("k").if_none_match("\"other\"").send().await.unwrap();
-    let e = c.get_object().bucket("cond").key("k").if_modified_since(later).send().await.unwrap_err();
+    c.get_object()
+        .bucket("cond")
+        .key("k")
+        .if_none_match("\"other\"")
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_modified_since(later)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 304);
-    c.get_object().bucket("cond").key("k").if_modified_since(earlier).send().await.unwrap();
-    let e = c.get_object().bucket("cond").key("k").if_unmodified_since(earlier).send().await.unwrap_err();
+    c.get_object()
+        .bucket("cond")
+        .key("k")
+        .if_modified_since(earlier)
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_unmodified_since(earlier)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 412);
-    c.get_object().bucket("cond").key("k").if_unmodified_since(later).send().await.unwrap();
+    c.get_object()
+        .bucket("cond")
+        .key("k")
+        .if_unmodified_since(later)
+        .send()
+        .await
+        .unwrap();
     // If-Match that holds wins over If-Unmodified-Since that does not (RFC 9110).
-    c.get_object().bucket("cond").key("k").if_match(&etag).if_unmodified_since(earlier).send().await.unwrap();
-    let e = c.head_object().bucket("cond").key("k").if_none_match(&etag).send().await.unwrap_err();
+    c.get_object()
+        .bucket("cond")
+        .key("k")
+        .if_match(&etag)
+        .if_unmodified_since(earlier)
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .head_object()
+        .bucket("cond")
+        .key("k")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 304);
     // The connection stays usable after a 304.
     assert_eq!(get_bytes(&c, "cond", "k").await, b"conditional");
@@ -202,10 +401,29 @@ async fn checksums_are_verified_stored_and_returned() {
             .send()
             .await
             .unwrap();
-        let sent = [put.checksum_crc32(), put.checksum_crc32_c(), put.checksum_crc64_nvme(), put.checksum_sha1(), put.checksum_sha256()];
+        let sent = [
+            put.checksum_crc32(),
+            put.checksum_crc32_c(),
+            put.checksum_crc64_nvme(),
+            put.checksum_sha1(),
+            put.checksum_sha256(),
+        ];
         assert_eq!(sent.iter().filter(|v| v.is_some()).count(), 1, "{alg:?}");
-        let got = c.get_object().bucket("sum").key(&key).checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
-        let back = [got.checksum_crc32(), got.checksum_crc32_c(), got.checksum_crc64_nvme(), got.checksum_sha1(), got.checksum_sha256()];
+        let got = c
+            .get_object()
+            .bucket("sum")
+            .key(&key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        let back = [
+            got.checksum_crc32(),
+            got.checksum_crc32_c(),
+            got.checksum_crc64_nvme(),
+            got.checksum_sha1(),
+            got.checksum_sha256(),
+        ];
         assert_eq!(sent, back, "stored checksum returned for {alg:?}");
         assert!(got.body.collect().await.unwrap().into_bytes() == data);
     }
@@ -220,7 +438,13 @@ async fn checksums_are_verified_stored_and_returned() {
         .await
         .unwrap_err();
     assert_eq!(code_of(&e), "BadDigest");
-    let e = c.head_object().bucket("sum").key("bad").send().await.unwrap_err();
+    let e = c
+        .head_object()
+        .bucket("sum")
+        .key("bad")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 404);
 }
 
@@ -231,24 +455,62 @@ async fn content_md5_is_checked() {
     let c = s.client();
     c.create_bucket().bucket("md5").send().await.unwrap();
     let data = random_bytes(6, 100_000);
-    let good = base64::engine::general_purpose::STANDARD.encode(hex::decode(md5_hex(&data)).unwrap());
-    c.put_object().bucket("md5").key("ok").content_md5(&good).body(ByteStream::from(data.clone())).send().await.unwrap();
+    let good =
+        base64::engine::general_purpose::STANDARD.encode(hex::decode(md5_hex(&data)).unwrap());
+    c.put_object()
+        .bucket("md5")
+        .key("ok")
+        .content_md5(&good)
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
     let wrong = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
-    let e = c.put_object().bucket("md5").key("bad").content_md5(&wrong).body(ByteStream::from(data.clone())).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("md5")
+        .key("bad")
+        .content_md5(&wrong)
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), "BadDigest");
     assert_eq!(status_of(&e), 400);
-    let e = c.put_object().bucket("md5").key("bad").content_md5("not-base64!").body(ByteStream::from(data)).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("md5")
+        .key("bad")
+        .content_md5("not-base64!")
+        .body(ByteStream::from(data))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), "InvalidDigest");
     let keys = c.list_objects_v2().bucket("md5").send().await.unwrap();
-    assert_eq!(keys.key_count(), Some(1), "refused uploads leave nothing behind");
+    assert_eq!(
+        keys.key_count(),
+        Some(1),
+        "refused uploads leave nothing behind"
+    );
 }
 
-async fn keys_v2(c: &aws_sdk_s3::Client, bucket: &str, prefix: &str, delimiter: Option<&str>, max: i32) -> (Vec<String>, Vec<String>) {
+async fn keys_v2(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    max: i32,
+) -> (Vec<String>, Vec<String>) {
     let mut keys = Vec::new();
     let mut prefixes = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let mut req = c.list_objects_v2().bucket(bucket).prefix(prefix).max_keys(max);
+        let mut req = c
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .max_keys(max);
         if let Some(d) = delimiter {
             req = req.delimiter(d);
         }
@@ -257,8 +519,16 @@ async fn keys_v2(c: &aws_sdk_s3::Client, bucket: &str, prefix: &str, delimiter: 
         }
         let out = req.send().await.unwrap();
         assert!(out.key_count().unwrap() <= max);
-        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-        prefixes.extend(out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        prefixes.extend(
+            out.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_owned)),
+        );
         if out.is_truncated() == Some(true) {
             token = out.next_continuation_token().map(str::to_owned);
             assert!(token.is_some());
@@ -274,7 +544,19 @@ async fn listing_with_prefix_delimiter_and_pagination() {
     let s = Server::start();
     let c = s.client();
     c.create_bucket().bucket("lst").send().await.unwrap();
-    let keys = ["a", "a/", "a/b", "a/c/d", "a/c/e", "b/x", "b/y/z", "c", "photos/2024/jan.jpg", "photos/2024/feb.jpg", "photos/2025/mar.jpg"];
+    let keys = [
+        "a",
+        "a/",
+        "a/b",
+        "a/c/d",
+        "a/c/e",
+        "b/x",
+        "b/y/z",
+        "c",
+        "photos/2024/jan.jpg",
+        "photos/2024/feb.jpg",
+        "photos/2025/mar.jpg",
+    ];
     for k in keys {
         put_bytes(&c, "lst", k, k.as_bytes().to_vec()).await;
     }
@@ -307,16 +589,41 @@ async fn listing_with_prefix_delimiter_and_pagination() {
         assert_eq!(k, sorted, "max {max}");
     }
 
-    let after = c.list_objects_v2().bucket("lst").start_after("b/x").send().await.unwrap();
+    let after = c
+        .list_objects_v2()
+        .bucket("lst")
+        .start_after("b/x")
+        .send()
+        .await
+        .unwrap();
     let k: Vec<&str> = after.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(k[0], "b/y/z");
 
-    let owner = c.list_objects_v2().bucket("lst").fetch_owner(true).max_keys(1).send().await.unwrap();
+    let owner = c
+        .list_objects_v2()
+        .bucket("lst")
+        .fetch_owner(true)
+        .max_keys(1)
+        .send()
+        .await
+        .unwrap();
     assert!(owner.contents()[0].owner().and_then(|o| o.id()).is_some());
-    let no_owner = c.list_objects_v2().bucket("lst").max_keys(1).send().await.unwrap();
+    let no_owner = c
+        .list_objects_v2()
+        .bucket("lst")
+        .max_keys(1)
+        .send()
+        .await
+        .unwrap();
     assert!(no_owner.contents()[0].owner().is_none());
 
-    let zero = c.list_objects_v2().bucket("lst").max_keys(0).send().await.unwrap();
+    let zero = c
+        .list_objects_v2()
+        .bucket("lst")
+        .max_keys(0)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(zero.key_count(), Some(0));
 
     // v1 with marker and NextMarker.
@@ -328,18 +635,42 @@ async fn listing_with_prefix_delimiter_and_pagination() {
             req = req.marker(m);
         }
         let out = req.send().await.unwrap();
-        v1.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        v1.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
         if out.is_truncated() == Some(true) {
-            marker = Some(out.next_marker().map(str::to_owned).unwrap_or_else(|| v1.last().cloned().unwrap()));
+            marker = Some(
+                out.next_marker()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v1.last().cloned().unwrap()),
+            );
         } else {
             break;
         }
     }
     assert_eq!(v1, sorted);
-    let v1d = c.list_objects().bucket("lst").delimiter("/").prefix("a/").send().await.unwrap();
-    let p: Vec<&str> = v1d.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let v1d = c
+        .list_objects()
+        .bucket("lst")
+        .delimiter("/")
+        .prefix("a/")
+        .send()
+        .await
+        .unwrap();
+    let p: Vec<&str> = v1d
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
     assert_eq!(p, vec!["a/c/"]);
-    let e = c.list_objects_v2().bucket("nope-missing").send().await.unwrap_err();
+    let e = c
+        .list_objects_v2()
+        .bucket("nope-missing")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), "NoSuchBucket");
 }
 
@@ -348,12 +679,24 @@ async fn url_encoded_listing_round_trips_odd_keys() {
     let s = Server::start();
     let c = s.client();
     c.create_bucket().bucket("enc").send().await.unwrap();
-    let odd = ["plus+sign", "per%cent", "with space", "ünïcödé/文件", "amp&eq=q?"];
+    let odd = [
+        "plus+sign",
+        "per%cent",
+        "with space",
+        "ünïcödé/文件",
+        "amp&eq=q?",
+    ];
     for k in odd {
         put_bytes(&c, "enc", k, k.as_bytes().to_vec()).await;
         assert_eq!(get_bytes(&c, "enc", k).await, k.as_bytes(), "GET of {k}");
     }
-    let out = c.list_objects_v2().bucket("enc").encoding_type(EncodingType::Url).send().await.unwrap();
+    let out = c
+        .list_objects_v2()
+        .bucket("enc")
+        .encoding_type(EncodingType::Url)
+        .send()
+        .await
+        .unwrap();
     let mut got: Vec<String> = out
         .contents()
         .iter()
@@ -364,7 +707,13 @@ async fn url_encoded_listing_round_trips_odd_keys() {
     want.sort();
     assert_eq!(got, want);
     // Raw keys come back unencoded without encoding-type.
-    let out = c.list_objects_v2().bucket("enc").prefix("plus").send().await.unwrap();
+    let out = c
+        .list_objects_v2()
+        .bucket("enc")
+        .prefix("plus")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.contents()[0].key(), Some("plus+sign"));
 }
 

@@ -87,7 +87,9 @@ pub(super) fn list(
         let range = table.range::<&[u8]>((lower, std::ops::Bound::Excluded(hi.as_slice())))?;
         for row in range {
             let (k, v) = row?;
-            let Ok(key) = std::str::from_utf8(&k.value()[base..]) else { continue };
+            let Ok(key) = std::str::from_utf8(&k.value()[base..]) else {
+                continue;
+            };
             if let Some(d) = delimiter
                 && let Some(pos) = key[q.prefix.len()..].find(d)
             {
@@ -110,7 +112,8 @@ pub(super) fn list(
                 page.truncated = true;
                 break 'scan;
             }
-            page.entries.push(ListEntry::Object(key.to_owned(), decode_record(v.value())?));
+            page.entries
+                .push(ListEntry::Object(key.to_owned(), decode_record(v.value())?));
         }
         break;
     }

@@ -32,7 +32,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
 use tokio::sync::oneshot;
 
 pub use list::{ListEntry, ListPage, ListQuery};
@@ -81,7 +84,10 @@ pub enum MetaError {
 
 impl MetaError {
     fn aborts_group(&self) -> bool {
-        matches!(self, MetaError::Storage(_) | MetaError::Corrupt(_) | MetaError::Closed)
+        matches!(
+            self,
+            MetaError::Storage(_) | MetaError::Corrupt(_) | MetaError::Closed
+        )
     }
     fn shared(&self) -> MetaError {
         match self {
@@ -153,7 +159,9 @@ pub struct MetaStore {
 impl MetaStore {
     /// Opens (or creates) the store at `path`; `cache_bytes` bounds redb's page cache.
     pub fn open(path: &Path, cache_bytes: usize) -> MetaResult<MetaStore> {
-        let db = Database::builder().set_cache_size(cache_bytes).create(path)?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let txn = db.begin_write()?;
         {
             txn.open_table(BUCKETS)?;
@@ -210,7 +218,9 @@ impl MetaStore {
         R: Send + 'static,
         F: FnOnce(&WriteTransaction) -> MetaResult<R> + Send + 'static,
     {
-        self.submit(durable, f).await.unwrap_or(Err(MetaError::Closed))
+        self.submit(durable, f)
+            .await
+            .unwrap_or(Err(MetaError::Closed))
     }
 
     /// The same as `write`, for callers on blocking threads.
@@ -219,7 +229,9 @@ impl MetaStore {
         R: Send + 'static,
         F: FnOnce(&WriteTransaction) -> MetaResult<R> + Send + 'static,
     {
-        self.submit(durable, f).blocking_recv().unwrap_or(Err(MetaError::Closed))
+        self.submit(durable, f)
+            .blocking_recv()
+            .unwrap_or(Err(MetaError::Closed))
     }
 
     /// Runs a read-only closure on a blocking thread against a fresh snapshot.
@@ -238,7 +250,10 @@ impl MetaStore {
     }
 
     /// Runs a read-only closure on the calling (blocking) thread.
-    pub fn read_blocking<R>(&self, f: impl FnOnce(&ReadTransaction) -> MetaResult<R>) -> MetaResult<R> {
+    pub fn read_blocking<R>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> MetaResult<R>,
+    ) -> MetaResult<R> {
         let txn = self.db.begin_read()?;
         f(&txn)
     }
@@ -254,7 +269,10 @@ impl MetaStore {
             }
             buckets.insert(name.as_str(), encode_record(&rec)?.as_slice())?;
             let mut stats = txn.open_table(BUCKET_STATS)?;
-            stats.insert(name.as_str(), encode_record(&BucketStats::default())?.as_slice())?;
+            stats.insert(
+                name.as_str(),
+                encode_record(&BucketStats::default())?.as_slice(),
+            )?;
             Ok(())
         })
         .await
@@ -269,7 +287,11 @@ impl MetaStore {
             }
             let objects = txn.open_table(OBJECTS)?;
             let (lo, hi) = list::bucket_bounds(&name, "");
-            if objects.range(lo.as_slice()..hi.as_slice())?.next().is_some() {
+            if objects
+                .range(lo.as_slice()..hi.as_slice())?
+                .next()
+                .is_some()
+            {
                 return Err(MetaError::BucketNotEmpty);
             }
             buckets.remove(name.as_str())?;
@@ -358,13 +380,20 @@ impl MetaStore {
             let mut counters = txn.open_table(COUNTERS)?;
             if let Some(m) = &manifest {
                 let id = next_ids(&mut counters, C_NEXT_MANIFEST, 1).start;
-                txn.open_table(MANIFESTS)?.insert(id, encode_manifest(m).as_slice())?;
-                rec.data = ObjectData::Chunked { manifest: id, chunks: m.len() as u32 };
+                txn.open_table(MANIFESTS)?
+                    .insert(id, encode_manifest(m).as_slice())?;
+                rec.data = ObjectData::Chunked {
+                    manifest: id,
+                    chunks: m.len() as u32,
+                };
             }
             let okey = object_key(&bucket, &key);
             let old = {
                 let mut objects = txn.open_table(OBJECTS)?;
-                let old = objects.get(okey.as_slice())?.map(|v| decode_record::<ObjectRecord>(v.value())).transpose()?;
+                let old = objects
+                    .get(okey.as_slice())?
+                    .map(|v| decode_record::<ObjectRecord>(v.value()))
+                    .transpose()?;
                 objects.insert(okey.as_slice(), encode_record(&rec)?.as_slice())?;
                 old
             };
@@ -383,7 +412,10 @@ impl MetaStore {
             let ev = OutboxEvent {
                 bucket: bucket.clone(),
                 key: key.clone(),
-                kind: EventKind::Put { etag: rec.etag.clone(), size: rec.size },
+                kind: EventKind::Put {
+                    etag: rec.etag.clone(),
+                    size: rec.size,
+                },
                 time_ms: rec.modified_ms,
             };
             append_outbox(txn, &mut counters, &ev)?;
@@ -403,7 +435,9 @@ impl MetaStore {
             let okey = object_key(&bucket, &key);
             let old = {
                 let mut objects = txn.open_table(OBJECTS)?;
-                let old = objects.remove(okey.as_slice())?.map(|v| decode_record::<ObjectRecord>(v.value()));
+                let old = objects
+                    .remove(okey.as_slice())?
+                    .map(|v| decode_record::<ObjectRecord>(v.value()));
                 old.transpose()?
             };
             let Some(old) = old else { return Ok(false) };
@@ -411,7 +445,12 @@ impl MetaStore {
             let mut stats = bucket_stats_w(txn, &bucket)?;
             forget_object(txn, &mut counters, &mut stats, &old, unix_secs())?;
             put_bucket_stats(txn, &bucket, &stats)?;
-            let ev = OutboxEvent { bucket, key, kind: EventKind::Delete, time_ms: now_ms() };
+            let ev = OutboxEvent {
+                bucket,
+                key,
+                kind: EventKind::Delete,
+                time_ms: now_ms(),
+            };
             append_outbox(txn, &mut counters, &ev)?;
             Ok(true)
         })
@@ -428,7 +467,9 @@ impl MetaStore {
             let now = unix_secs();
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
-            refs.iter().map(|(id, n)| adjust_refs(&mut chunks, &mut segments, id, i64::from(*n), now)).collect()
+            refs.iter()
+                .map(|(id, n)| adjust_refs(&mut chunks, &mut segments, id, i64::from(*n), now))
+                .collect()
         })
     }
 
@@ -444,14 +485,24 @@ impl MetaStore {
     /// Indexes the chunks of a segment that is already durable in the segment store.
     /// A chunk that meanwhile got a row from another stream keeps that row (the copy
     /// in this segment is dead bytes) and receives this stream's references.
-    pub async fn add_segment(&self, bucket: &str, segment: u64, size: u64, entries: Vec<NewChunk>) -> MetaResult<()> {
+    pub async fn add_segment(
+        &self,
+        bucket: &str,
+        segment: u64,
+        size: u64,
+        entries: Vec<NewChunk>,
+    ) -> MetaResult<()> {
         let bucket = bucket.to_owned();
         self.write(false, move |txn| {
             let now = unix_secs();
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
             let mut seg_chunks = txn.open_table(SEGMENT_CHUNKS)?;
-            let mut row = SegmentRow { size, created: now, ..SegmentRow::default() };
+            let mut row = SegmentRow {
+                size,
+                created: now,
+                ..SegmentRow::default()
+            };
             segments.insert(segment, row.encode().as_slice())?;
             let mut added = BucketStats::default();
             for e in &entries {
@@ -459,7 +510,13 @@ impl MetaStore {
                     continue;
                 }
                 let chunk = ChunkRow {
-                    loc: ChunkLocation { segment, offset: e.offset, stored_len: e.stored_len, raw_len: e.raw_len, codec: e.codec },
+                    loc: ChunkLocation {
+                        segment,
+                        offset: e.offset,
+                        stored_len: e.stored_len,
+                        raw_len: e.raw_len,
+                        codec: e.codec,
+                    },
                     refs: e.refs,
                     zero_since: if e.refs == 0 { now } else { 0 },
                 };
@@ -513,11 +570,19 @@ impl MetaStore {
     }
 
     /// Locations of `ids` in one snapshot; `None` for a chunk without a row.
-    pub async fn chunk_locations(&self, ids: Vec<ChunkId>) -> MetaResult<Vec<Option<ChunkLocation>>> {
+    pub async fn chunk_locations(
+        &self,
+        ids: Vec<ChunkId>,
+    ) -> MetaResult<Vec<Option<ChunkLocation>>> {
         self.read(move |txn| {
             let t = txn.open_table(CHUNKS)?;
             ids.iter()
-                .map(|id| Ok(t.get(id.as_slice())?.map(|v| ChunkRow::decode(v.value())).transpose()?.map(|r| r.loc)))
+                .map(|id| {
+                    Ok(t.get(id.as_slice())?
+                        .map(|v| ChunkRow::decode(v.value()))
+                        .transpose()?
+                        .map(|r| r.loc))
+                })
                 .collect()
         })
         .await
@@ -559,7 +624,9 @@ impl MetaStore {
     pub async fn segment_row(&self, id: u64) -> MetaResult<Option<SegmentRow>> {
         self.read(move |txn| {
             let t = txn.open_table(SEGMENTS)?;
-            t.get(id)?.map(|v| SegmentRow::decode(v.value())).transpose()
+            t.get(id)?
+                .map(|v| SegmentRow::decode(v.value()))
+                .transpose()
         })
         .await
     }
@@ -575,7 +642,9 @@ impl MetaStore {
                 buckets.push((k.value().to_owned(), decode_record(v.value())?));
             }
             let c = txn.open_table(COUNTERS)?;
-            let get = |name: &str| -> MetaResult<u64> { Ok(c.get(name)?.map(|v| v.value()).unwrap_or(0)) };
+            let get = |name: &str| -> MetaResult<u64> {
+                Ok(c.get(name)?.map(|v| v.value()).unwrap_or(0))
+            };
             let totals = StoreTotals {
                 segments: get(C_SEGMENTS)?,
                 segment_bytes: get(C_SEGMENT_BYTES)?,
@@ -590,7 +659,11 @@ impl MetaStore {
     }
 
     /// Outbox events with sequence numbers `>= from`, at most `limit`.
-    pub async fn outbox_events(&self, from: u64, limit: usize) -> MetaResult<Vec<(u64, OutboxEvent)>> {
+    pub async fn outbox_events(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> MetaResult<Vec<(u64, OutboxEvent)>> {
         self.read(move |txn| {
             let t = txn.open_table(OUTBOX)?;
             let mut out = Vec::new();
@@ -615,7 +688,11 @@ fn run_committer(db: &Database, rx: &mpsc::Receiver<Job>) {
         }
         let durable = jobs.iter().any(|j| j.durable);
         let txn = db.begin_write().map_err(MetaError::from).and_then(|mut t| {
-            t.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+            t.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })?;
             Ok(t)
         });
         let txn = match txn {
@@ -682,16 +759,22 @@ fn get_bucket_w(txn: &WriteTransaction, name: &str) -> MetaResult<Option<BucketR
 
 fn chunk_row(txn: &ReadTransaction, id: &ChunkId) -> MetaResult<Option<ChunkRow>> {
     let t = txn.open_table(CHUNKS)?;
-    t.get(id.as_slice())?.map(|v| ChunkRow::decode(v.value())).transpose()
+    t.get(id.as_slice())?
+        .map(|v| ChunkRow::decode(v.value()))
+        .transpose()
 }
 
 fn bucket_stats_w(txn: &WriteTransaction, bucket: &str) -> MetaResult<BucketStats> {
     let t = txn.open_table(BUCKET_STATS)?;
-    Ok(t.get(bucket)?.map(|v| decode_record(v.value())).transpose()?.unwrap_or_default())
+    Ok(t.get(bucket)?
+        .map(|v| decode_record(v.value()))
+        .transpose()?
+        .unwrap_or_default())
 }
 
 fn put_bucket_stats(txn: &WriteTransaction, bucket: &str, stats: &BucketStats) -> MetaResult<()> {
-    txn.open_table(BUCKET_STATS)?.insert(bucket, encode_record(stats)?.as_slice())?;
+    txn.open_table(BUCKET_STATS)?
+        .insert(bucket, encode_record(stats)?.as_slice())?;
     Ok(())
 }
 
@@ -716,9 +799,14 @@ fn next_ids(counters: &mut CounterTable<'_>, name: &str, n: u64) -> Range<u64> {
     start..end
 }
 
-fn append_outbox(txn: &WriteTransaction, counters: &mut CounterTable<'_>, ev: &OutboxEvent) -> MetaResult<()> {
+fn append_outbox(
+    txn: &WriteTransaction,
+    counters: &mut CounterTable<'_>,
+    ev: &OutboxEvent,
+) -> MetaResult<()> {
     let seq = next_ids(counters, C_OUTBOX_SEQ, 1).start;
-    txn.open_table(OUTBOX)?.insert(seq, encode_record(ev)?.as_slice())?;
+    txn.open_table(OUTBOX)?
+        .insert(seq, encode_record(ev)?.as_slice())?;
     Ok(())
 }
 
@@ -783,7 +871,10 @@ fn adjust_refs(
     delta: i64,
     now: u64,
 ) -> MetaResult<bool> {
-    let row = chunks.get(id.as_slice())?.map(|v| ChunkRow::decode(v.value())).transpose()?;
+    let row = chunks
+        .get(id.as_slice())?
+        .map(|v| ChunkRow::decode(v.value()))
+        .transpose()?;
     let Some(mut row) = row else { return Ok(false) };
     let before = row.refs;
     let after = i64::from(before) + delta;
@@ -804,10 +895,15 @@ fn adjust_refs(
     };
     chunks.insert(id.as_slice(), row.encode().as_slice())?;
     if live_delta != 0 {
-        let seg = segments.get(row.loc.segment)?.map(|v| SegmentRow::decode(v.value())).transpose()?;
+        let seg = segments
+            .get(row.loc.segment)?
+            .map(|v| SegmentRow::decode(v.value()))
+            .transpose()?;
         if let Some(mut seg) = seg {
             seg.live_chunks = seg.live_chunks.saturating_add_signed(live_delta as i32);
-            seg.live_bytes = seg.live_bytes.saturating_add_signed(live_delta * i64::from(row.loc.stored_len));
+            seg.live_bytes = seg
+                .live_bytes
+                .saturating_add_signed(live_delta * i64::from(row.loc.stored_len));
             segments.insert(row.loc.segment, seg.encode().as_slice())?;
         }
     }
@@ -815,7 +911,10 @@ fn adjust_refs(
 }
 
 pub fn unix_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn now_ms() -> i64 {
@@ -849,14 +948,24 @@ impl MetaStore {
             let mut out = Vec::new();
             for row in txn.open_table(CHUNKS)?.iter()? {
                 let (k, v) = row?;
-                let Ok(id) = <ChunkId>::try_from(k.value()) else { continue };
+                let Ok(id) = <ChunkId>::try_from(k.value()) else {
+                    continue;
+                };
                 let stored = ChunkRow::decode(v.value())?.refs;
                 let n = counted.remove(&id).unwrap_or(0);
                 if u64::from(stored) != n {
-                    out.push(RefMismatch { id, stored: Some(stored), counted: n });
+                    out.push(RefMismatch {
+                        id,
+                        stored: Some(stored),
+                        counted: n,
+                    });
                 }
             }
-            out.extend(counted.into_iter().map(|(id, counted)| RefMismatch { id, stored: None, counted }));
+            out.extend(counted.into_iter().map(|(id, counted)| RefMismatch {
+                id,
+                stored: None,
+                counted,
+            }));
             Ok(out)
         })
     }

@@ -78,7 +78,10 @@ impl ChunkRow {
 
     pub fn decode(b: &[u8]) -> Result<Self, MetaError> {
         if b.len() != CHUNK_ROW_LEN {
-            return Err(MetaError::Corrupt(format!("chunk row of {} bytes", b.len())));
+            return Err(MetaError::Corrupt(format!(
+                "chunk row of {} bytes",
+                b.len()
+            )));
         }
         Ok(ChunkRow {
             loc: ChunkLocation {
@@ -123,7 +126,10 @@ impl SegmentRow {
 
     pub fn decode(b: &[u8]) -> Result<Self, MetaError> {
         if b.len() != SEGMENT_ROW_LEN {
-            return Err(MetaError::Corrupt(format!("segment row of {} bytes", b.len())));
+            return Err(MetaError::Corrupt(format!(
+                "segment row of {} bytes",
+                b.len()
+            )));
         }
         Ok(SegmentRow {
             size: le_u64(&b[0..8]),
@@ -162,7 +168,10 @@ pub fn decode_manifest(b: &[u8]) -> Result<Vec<ChunkRef>, MetaError> {
         .map(|e| {
             let mut id = [0u8; 32];
             id.copy_from_slice(&e[..32]);
-            ChunkRef { id, len: le_u32(&e[32..36]) }
+            ChunkRef {
+                id,
+                len: le_u32(&e[32..36]),
+            }
         })
         .collect())
 }
@@ -283,7 +292,13 @@ mod tests {
     #[test]
     fn chunk_row_round_trips() {
         let row = ChunkRow {
-            loc: ChunkLocation { segment: 7, offset: 16, stored_len: 100, raw_len: 200, codec: Codec::Zstd },
+            loc: ChunkLocation {
+                segment: 7,
+                offset: 16,
+                stored_len: 100,
+                raw_len: 200,
+                codec: Codec::Zstd,
+            },
             refs: 3,
             zero_since: 0,
         };
@@ -293,7 +308,16 @@ mod tests {
 
     #[test]
     fn manifest_round_trips_and_rejects_torn_entries() {
-        let refs = vec![ChunkRef { id: [1; 32], len: 5 }, ChunkRef { id: [2; 32], len: 70000 }];
+        let refs = vec![
+            ChunkRef {
+                id: [1; 32],
+                len: 5,
+            },
+            ChunkRef {
+                id: [2; 32],
+                len: 70000,
+            },
+        ];
         let enc = encode_manifest(&refs);
         assert_eq!(decode_manifest(&enc).unwrap(), refs);
         assert!(decode_manifest(&enc[..40]).is_err());
@@ -301,7 +325,12 @@ mod tests {
 
     #[test]
     fn record_format_byte_is_checked() {
-        let ev = OutboxEvent { bucket: "b".into(), key: "k".into(), kind: EventKind::Delete, time_ms: 1 };
+        let ev = OutboxEvent {
+            bucket: "b".into(),
+            key: "k".into(),
+            kind: EventKind::Delete,
+            time_ms: 1,
+        };
         let mut enc = encode_record(&ev).unwrap();
         assert_eq!(decode_record::<OutboxEvent>(&enc).unwrap(), ev);
         enc[0] = 9;

@@ -32,7 +32,10 @@ impl Encoder {
         match t.map(EncodingType::as_str) {
             None => Ok(Encoder(false)),
             Some(v) if v.eq_ignore_ascii_case(EncodingType::URL) => Ok(Encoder(true)),
-            Some(_) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")),
+            Some(_) => Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified in Request"
+            )),
         }
     }
     fn enc(&self, s: &str) -> String {
@@ -46,7 +49,10 @@ impl Encoder {
 fn max_keys(v: Option<i32>) -> S3Result<usize> {
     match v {
         None => Ok(MAX_KEYS as usize),
-        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must be a non-negative integer")),
+        Some(n) if n < 0 => Err(s3_error!(
+            InvalidArgument,
+            "max-keys must be a non-negative integer"
+        )),
         Some(n) => Ok(n.min(MAX_KEYS) as usize),
     }
 }
@@ -71,24 +77,39 @@ impl HoardS3 {
                     size: Some(rec.size as i64),
                     e_tag: Some(ETag::Strong(rec.etag.clone())),
                     last_modified: Some(timestamp(rec.modified_ms)),
-                    storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+                    storage_class: Some(ObjectStorageClass::from_static(
+                        ObjectStorageClass::STANDARD,
+                    )),
                     owner: with_owner.then(|| self.owner()),
                     ..Default::default()
                 }),
-                ListEntry::Prefix(p) => prefixes.push(CommonPrefix { prefix: Some(enc.enc(p)) }),
+                ListEntry::Prefix(p) => prefixes.push(CommonPrefix {
+                    prefix: Some(enc.enc(p)),
+                }),
             }
         }
         Split { contents, prefixes }
     }
 
-    pub(super) async fn list_objects_v1(&self, i: ListObjectsInput) -> S3Result<S3Response<ListObjectsOutput>> {
+    pub(super) async fn list_objects_v1(
+        &self,
+        i: ListObjectsInput,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
         let enc = Encoder::new(i.encoding_type.as_ref())?;
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
         let marker = i.marker.clone().filter(|m| !m.is_empty());
-        let q = ListQuery { prefix: prefix.clone(), delimiter: i.delimiter.clone(), after: marker.clone(), max };
+        let q = ListQuery {
+            prefix: prefix.clone(),
+            delimiter: i.delimiter.clone(),
+            after: marker.clone(),
+            max,
+        };
         let page = self.list_page(&i.bucket, q).await?;
-        let next_marker = page.truncated.then(|| page.entries.last().map(|e| enc.enc(e.name()))).flatten();
+        let next_marker = page
+            .truncated
+            .then(|| page.entries.last().map(|e| enc.enc(e.name())))
+            .flatten();
         let split = self.split(&page, &enc, true);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
@@ -105,7 +126,10 @@ impl HoardS3 {
         }))
     }
 
-    pub(super) async fn list_objects_v2_impl(&self, i: ListObjectsV2Input) -> S3Result<S3Response<ListObjectsV2Output>> {
+    pub(super) async fn list_objects_v2_impl(
+        &self,
+        i: ListObjectsV2Input,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let enc = Encoder::new(i.encoding_type.as_ref())?;
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
@@ -113,9 +137,17 @@ impl HoardS3 {
             Some(t) => Some(decode_token(t)?),
             None => i.start_after.clone().filter(|s| !s.is_empty()),
         };
-        let q = ListQuery { prefix: prefix.clone(), delimiter: i.delimiter.clone(), after, max };
+        let q = ListQuery {
+            prefix: prefix.clone(),
+            delimiter: i.delimiter.clone(),
+            after,
+            max,
+        };
         let page = self.list_page(&i.bucket, q).await?;
-        let next = page.truncated.then(|| page.entries.last().map(|e| TOKEN.encode(e.name()))).flatten();
+        let next = page
+            .truncated
+            .then(|| page.entries.last().map(|e| TOKEN.encode(e.name())))
+            .flatten();
         let split = self.split(&page, &enc, i.fetch_owner == Some(true));
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket),
@@ -140,7 +172,12 @@ fn decode_token(t: &str) -> S3Result<String> {
         .decode(t)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
 }
 
 #[cfg(test)]

@@ -43,24 +43,43 @@ impl HoardS3 {
         metrics: Arc<Metrics>,
         owner_id: String,
     ) -> Self {
-        HoardS3 { cfg, meta, ingest, retrieve, metrics, owner_id }
+        HoardS3 {
+            cfg,
+            meta,
+            ingest,
+            retrieve,
+            metrics,
+            owner_id,
+        }
     }
 
     /// Runs one operation, recording its count, latency and error code.
-    async fn observe<T>(&self, op: &'static str, fut: impl Future<Output = S3Result<T>>) -> S3Result<T> {
+    async fn observe<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = S3Result<T>>,
+    ) -> S3Result<T> {
         let t0 = Instant::now();
         let result = fut.await;
         let code = result.as_ref().err().map(|e| e.code().as_str().to_owned());
-        self.metrics.observe(op, t0.elapsed().as_secs_f64(), code.as_deref());
+        self.metrics
+            .observe(op, t0.elapsed().as_secs_f64(), code.as_deref());
         result
     }
 
     pub(crate) fn owner(&self) -> Owner {
-        Owner { display_name: Some("hoard".into()), id: Some(self.owner_id.clone()) }
+        Owner {
+            display_name: Some("hoard".into()),
+            id: Some(self.owner_id.clone()),
+        }
     }
 
     pub(crate) async fn bucket(&self, name: &str) -> S3Result<BucketRecord> {
-        self.meta.get_bucket(name).await.map_err(meta_error)?.ok_or_else(no_such_bucket)
+        self.meta
+            .get_bucket(name)
+            .await
+            .map_err(meta_error)?
+            .ok_or_else(no_such_bucket)
     }
 }
 
@@ -70,23 +89,35 @@ pub(crate) fn no_such_bucket() -> S3Error {
 
 pub(crate) fn internal(what: &str, e: &dyn std::fmt::Display) -> S3Error {
     tracing::error!(error = %e, "{what}");
-    S3Error::with_message(S3ErrorCode::InternalError, "We encountered an internal error. Please try again.")
+    S3Error::with_message(
+        S3ErrorCode::InternalError,
+        "We encountered an internal error. Please try again.",
+    )
 }
 
 pub(crate) fn meta_error(e: MetaError) -> S3Error {
     match e {
         MetaError::NoSuchBucket => no_such_bucket(),
         MetaError::BucketExists => {
-            s3_error!(BucketAlreadyOwnedByYou, "Your previous request to create the named bucket succeeded and you already own it.")
+            s3_error!(
+                BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it."
+            )
         }
-        MetaError::BucketNotEmpty => s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty"),
+        MetaError::BucketNotEmpty => s3_error!(
+            BucketNotEmpty,
+            "The bucket you tried to delete is not empty"
+        ),
         other => internal("metadata operation failed", &other),
     }
 }
 
 pub(crate) fn ingest_error(e: IngestError) -> S3Error {
     match e {
-        IngestError::SlowDown => s3_error!(SlowDown, "Too many concurrent uploads; please reduce your request rate."),
+        IngestError::SlowDown => s3_error!(
+            SlowDown,
+            "Too many concurrent uploads; please reduce your request rate."
+        ),
         IngestError::Body(source) => body_error(source),
         IngestError::Incomplete { got, expected } => S3Error::with_message(
             S3ErrorCode::IncompleteBody,
@@ -107,7 +138,10 @@ fn body_error(source: s3s::StdError) -> S3Error {
     let text = source.to_string();
     tracing::info!(error = %text, "upload body failed");
     if text.contains("SignatureMismatch") {
-        s3_error!(SignatureDoesNotMatch, "The chunk signature does not match the signing key and data.")
+        s3_error!(
+            SignatureDoesNotMatch,
+            "The chunk signature does not match the signing key and data."
+        )
     } else if text.contains("Sha256Mismatch") {
         let mut e = S3Error::with_message(
             S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
@@ -115,10 +149,14 @@ fn body_error(source: s3s::StdError) -> S3Error {
         );
         e.set_status_code(http::StatusCode::BAD_REQUEST);
         e
-    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany") {
+    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany")
+    {
         s3_error!(InvalidRequest, "The aws-chunked body is malformed.")
     } else {
-        s3_error!(IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
+        s3_error!(
+            IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        )
     }
 }
 
@@ -128,38 +166,67 @@ pub(crate) fn retrieve_error(e: RetrieveError) -> S3Error {
 
 #[async_trait::async_trait]
 impl S3 for HoardS3 {
-    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
         self.observe("CreateBucket", async {
             let name = req.input.bucket;
             if RESERVED_BUCKETS.contains(&name.as_str()) {
-                return Err(s3_error!(InvalidBucketName, "This bucket name is reserved by hoard"));
+                return Err(s3_error!(
+                    InvalidBucketName,
+                    "This bucket name is reserved by hoard"
+                ));
             }
-            let rec = self.cfg.bucket_record(&name, None, None).map_err(|e| internal("bucket settings", &e))?;
-            self.meta.create_bucket(&name, rec).await.map_err(meta_error)?;
+            let rec = self
+                .cfg
+                .bucket_record(&name, None, None)
+                .map_err(|e| internal("bucket settings", &e))?;
+            self.meta
+                .create_bucket(&name, rec)
+                .await
+                .map_err(meta_error)?;
             tracing::info!(bucket = %name, "bucket created");
-            Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
+            Ok(S3Response::new(CreateBucketOutput {
+                location: Some(format!("/{name}")),
+            }))
         })
         .await
     }
 
-    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
         self.observe("DeleteBucket", async {
-            self.meta.delete_bucket(&req.input.bucket).await.map_err(meta_error)?;
+            self.meta
+                .delete_bucket(&req.input.bucket)
+                .await
+                .map_err(meta_error)?;
             tracing::info!(bucket = %req.input.bucket, "bucket deleted");
             Ok(S3Response::new(DeleteBucketOutput::default()))
         })
         .await
     }
 
-    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
         self.observe("HeadBucket", async {
             self.bucket(&req.input.bucket).await?;
-            Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(self.cfg.region.clone()), ..Default::default() }))
+            Ok(S3Response::new(HeadBucketOutput {
+                bucket_region: Some(self.cfg.region.clone()),
+                ..Default::default()
+            }))
         })
         .await
     }
 
-    async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         self.observe("ListBuckets", async {
             let buckets = self.meta.list_buckets().await.map_err(meta_error)?;
             let buckets = buckets
@@ -170,7 +237,11 @@ impl S3 for HoardS3 {
                     bucket_region: Some(self.cfg.region.clone()),
                 })
                 .collect();
-            Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(self.owner()), ..Default::default() }))
+            Ok(S3Response::new(ListBucketsOutput {
+                buckets: Some(buckets),
+                owner: Some(self.owner()),
+                ..Default::default()
+            }))
         })
         .await
     }
@@ -182,28 +253,46 @@ impl S3 for HoardS3 {
         self.observe("GetBucketLocation", async {
             self.bucket(&req.input.bucket).await?;
             // us-east-1 is reported as an empty constraint, as S3 does.
-            let location_constraint =
-                (self.cfg.region != "us-east-1").then(|| BucketLocationConstraint::from(self.cfg.region.clone()));
-            Ok(S3Response::new(GetBucketLocationOutput { location_constraint }))
+            let location_constraint = (self.cfg.region != "us-east-1")
+                .then(|| BucketLocationConstraint::from(self.cfg.region.clone()));
+            Ok(S3Response::new(GetBucketLocationOutput {
+                location_constraint,
+            }))
         })
         .await
     }
 
-    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         self.observe("PutObject", self.put_object_impl(req)).await
     }
 
-    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         self.observe("GetObject", self.get_object_impl(req)).await
     }
 
-    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.observe("HeadObject", self.head_object_impl(req)).await
     }
 
-    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.observe("DeleteObject", async {
-            let existed = self.meta.delete_object(&req.input.bucket, &req.input.key).await.map_err(meta_error)?;
+            let existed = self
+                .meta
+                .delete_object(&req.input.bucket, &req.input.key)
+                .await
+                .map_err(meta_error)?;
             if existed {
                 tracing::debug!(bucket = %req.input.bucket, key = %req.input.key, "object deleted");
             }
@@ -212,12 +301,20 @@ impl S3 for HoardS3 {
         .await
     }
 
-    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
-        self.observe("ListObjects", self.list_objects_v1(req.input)).await
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.observe("ListObjects", self.list_objects_v1(req.input))
+            .await
     }
 
-    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.observe("ListObjectsV2", self.list_objects_v2_impl(req.input)).await
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.observe("ListObjectsV2", self.list_objects_v2_impl(req.input))
+            .await
     }
 }
 

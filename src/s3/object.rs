@@ -51,15 +51,27 @@ fn declared_value<'a>(input: &'a PutObjectInput, alg: &str) -> Option<&'a String
 
 /// Which checksums the request declares (header, algorithm or trailer).
 fn wanted_checksums(input: &PutObjectInput, headers: &HeaderMap) -> S3Result<ChecksumSet> {
-    let trailer = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    let algorithm = input.checksum_algorithm.as_ref().map(|a| a.as_str().to_ascii_uppercase());
+    let trailer = headers
+        .get("x-amz-trailer")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let algorithm = input
+        .checksum_algorithm
+        .as_ref()
+        .map(|a| a.as_str().to_ascii_uppercase());
     if let Some(a) = &algorithm
         && !ALGORITHMS.iter().any(|(name, _)| name == a)
     {
-        return Err(s3_error!(InvalidRequest, "Checksum algorithm {a} is not supported"));
+        return Err(s3_error!(
+            InvalidRequest,
+            "Checksum algorithm {a} is not supported"
+        ));
     }
     let want = |alg: &str, header: &str| {
-        declared_value(input, alg).is_some() || algorithm.as_deref() == Some(alg) || trailer.split(',').any(|t| t.trim() == header)
+        declared_value(input, alg).is_some()
+            || algorithm.as_deref() == Some(alg)
+            || trailer.split(',').any(|t| t.trim() == header)
     };
     Ok(ChecksumSet {
         crc32: want("CRC32", "x-amz-checksum-crc32"),
@@ -79,8 +91,13 @@ fn verify_checksums(
 ) -> S3Result<Vec<(String, String)>> {
     let mut stored = Vec::new();
     for (alg, header) in ALGORITHMS {
-        let Some(actual) = computed_value(computed, alg) else { continue };
-        let from_trailer = trailers.and_then(|t| t.get(header)).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let Some(actual) = computed_value(computed, alg) else {
+            continue;
+        };
+        let from_trailer = trailers
+            .and_then(|t| t.get(header))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let declared = declared_value(input, alg).cloned().or(from_trailer);
         if let Some(d) = declared
             && d.trim() != actual
@@ -96,10 +113,15 @@ fn verify_checksums(
 }
 
 fn content_md5(input: &PutObjectInput) -> S3Result<Option<[u8; 16]>> {
-    let Some(v) = &input.content_md5 else { return Ok(None) };
-    let bytes = B64.decode(v.trim()).map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))?;
-    let md5: [u8; 16] =
-        bytes.try_into().map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))?;
+    let Some(v) = &input.content_md5 else {
+        return Ok(None);
+    };
+    let bytes = B64
+        .decode(v.trim())
+        .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))?;
+    let md5: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))?;
     Ok(Some(md5))
 }
 
@@ -130,7 +152,12 @@ fn check_conditions(
 ) -> S3Result<()> {
     let modified_s = rec.modified_ms.div_euclid(1000);
     let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
-    let failed = || s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold");
+    let failed = || {
+        s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        )
+    };
     match if_match {
         Some(c) if !etag_matches(c, &rec.etag) => return Err(failed()),
         Some(_) => {}
@@ -159,7 +186,11 @@ fn check_conditions(
 }
 
 /// The byte range a GET/HEAD serves, and whether it was a range request.
-fn resolve_range(rec: &ObjectRecord, range: Option<&Range>, part_number: Option<i32>) -> S3Result<(std::ops::Range<u64>, bool)> {
+fn resolve_range(
+    rec: &ObjectRecord,
+    range: Option<&Range>,
+    part_number: Option<i32>,
+) -> S3Result<(std::ops::Range<u64>, bool)> {
     if let Some(n) = part_number
         && n != 1
     {
@@ -174,52 +205,71 @@ fn resolve_range(rec: &ObjectRecord, range: Option<&Range>, part_number: Option<
         None => Ok((0..rec.size, false)),
         Some(r) => match r.check(rec.size) {
             Ok(r) => Ok((r, true)),
-            Err(_) => Err(s3_error!(InvalidRange, "The requested range is not satisfiable")),
+            Err(_) => Err(s3_error!(
+                InvalidRange,
+                "The requested range is not satisfiable"
+            )),
         },
     }
 }
 
-/// The stored headers and metadata as S3 returns them on GET and HEAD.
-struct ObjectHeaders {
-    content_type: Option<String>,
-    content_encoding: Option<String>,
-    content_disposition: Option<String>,
-    content_language: Option<String>,
-    cache_control: Option<String>,
-    expires: Option<Timestamp>,
-    metadata: Option<Metadata>,
-    etag: ETag,
-    last_modified: Timestamp,
-}
-
-fn object_headers(rec: &ObjectRecord) -> ObjectHeaders {
-    let h = &rec.headers;
-    ObjectHeaders {
-        content_type: Some(h.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned())),
-        content_encoding: h.content_encoding.clone(),
-        content_disposition: h.content_disposition.clone(),
-        content_language: h.content_language.clone(),
-        cache_control: h.cache_control.clone(),
-        expires: h.expires.as_deref().and_then(parse_http_date),
-        metadata: (!rec.user_meta.is_empty()).then(|| rec.user_meta.iter().cloned().collect::<HashMap<_, _>>()),
-        etag: ETag::Strong(rec.etag.clone()),
-        last_modified: timestamp(rec.modified_ms),
-    }
+/// Builds a GetObjectOutput or HeadObjectOutput: the stored headers, metadata,
+/// length, range and (when asked for and the whole object is served) checksums,
+/// plus any extra fields given.
+macro_rules! object_output {
+    ($ty:ident { rec: $rec:expr, range: $range:expr, ranged: $ranged:expr, checksums: $with:expr $(, $field:ident: $value:expr)* $(,)? }) => {{
+        let rec: &ObjectRecord = $rec;
+        let range: &std::ops::Range<u64> = $range;
+        let with: bool = $with;
+        let get = |alg| if with { stored_checksum(rec, alg) } else { None };
+        let h = &rec.headers;
+        $ty {
+            content_length: Some((range.end - range.start) as i64),
+            content_range: $ranged.then(|| format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), rec.size)),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(ETag::Strong(rec.etag.clone())),
+            last_modified: Some(timestamp(rec.modified_ms)),
+            content_type: Some(h.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned())),
+            content_encoding: h.content_encoding.clone(),
+            content_disposition: h.content_disposition.clone(),
+            content_language: h.content_language.clone(),
+            cache_control: h.cache_control.clone(),
+            expires: h.expires.as_deref().and_then(parse_http_date),
+            metadata: (!rec.user_meta.is_empty()).then(|| rec.user_meta.iter().cloned().collect::<HashMap<_, _>>()),
+            checksum_crc32: get("CRC32"),
+            checksum_crc32c: get("CRC32C"),
+            checksum_crc64nvme: get("CRC64NVME"),
+            checksum_sha1: get("SHA1"),
+            checksum_sha256: get("SHA256"),
+            checksum_type: (with && !rec.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+            $($field: $value,)*
+            ..Default::default()
+        }
+    }};
 }
 
 fn stored_checksum(rec: &ObjectRecord, alg: &str) -> Option<String> {
-    rec.checksums.iter().find(|(a, _)| a == alg).map(|(_, v)| v.clone())
+    rec.checksums
+        .iter()
+        .find(|(a, _)| a == alg)
+        .map(|(_, v)| v.clone())
 }
 
 impl HoardS3 {
-    pub(super) async fn put_object_impl(&self, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    pub(super) async fn put_object_impl(
+        &self,
+        mut req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         let bucket_rec = self.bucket(&req.input.bucket).await?;
         let input = &mut req.input;
         if input.key.len() > MAX_KEY_LEN {
             return Err(s3_error!(KeyTooLongError, "Your key is too long"));
         }
         if input.content_length.is_some_and(|n| n > MAX_PUT_SIZE) {
-            return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size."));
+            return Err(s3_error!(
+                EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed object size."
+            ));
         }
         let md5_declared = content_md5(input)?;
         let checksums = wanted_checksums(input, &req.headers)?;
@@ -245,13 +295,24 @@ impl HoardS3 {
         if let Some(declared) = md5_declared
             && declared != ingested.md5
         {
-            return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+            return Err(s3_error!(
+                BadDigest,
+                "The Content-MD5 you specified did not match what we received."
+            ));
         }
-        let trailers = req.trailing_headers.as_ref().and_then(s3s::TrailingHeaders::take);
+        let trailers = req
+            .trailing_headers
+            .as_ref()
+            .and_then(s3s::TrailingHeaders::take);
         let stored_checksums = verify_checksums(input, trailers.as_ref(), &ingested.checksums)?;
 
         let etag = hex::encode(ingested.md5);
-        let mut user_meta: Vec<(String, String)> = input.metadata.take().unwrap_or_default().into_iter().collect();
+        let mut user_meta: Vec<(String, String)> = input
+            .metadata
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         user_meta.sort();
         let rec = ObjectRecord {
             size: ingested.size,
@@ -270,10 +331,19 @@ impl HoardS3 {
             data: ObjectData::Inline(Vec::new()),
         };
         let (rec, manifest) = match ingested.body {
-            IngestedBody::Inline(d) => (ObjectRecord { data: ObjectData::Inline(d), ..rec }, None),
+            IngestedBody::Inline(d) => (
+                ObjectRecord {
+                    data: ObjectData::Inline(d),
+                    ..rec
+                },
+                None,
+            ),
             IngestedBody::Chunked(m) => (rec, Some(m)),
         };
-        self.meta.commit_object(&input.bucket, &input.key, rec.clone(), manifest).await.map_err(meta_error)?;
+        self.meta
+            .commit_object(&input.bucket, &input.key, rec.clone(), manifest)
+            .await
+            .map_err(meta_error)?;
         ingested.held.disarm();
         tracing::debug!(bucket = %input.bucket, key = %input.key, size = rec.size, "object committed");
 
@@ -285,7 +355,8 @@ impl HoardS3 {
             checksum_crc64nvme: get("CRC64NVME"),
             checksum_sha1: get("SHA1"),
             checksum_sha256: get("SHA256"),
-            checksum_type: (!rec.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+            checksum_type: (!rec.checksums.is_empty())
+                .then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
             size: Some(rec.size as i64),
             ..Default::default()
         };
@@ -300,7 +371,10 @@ impl HoardS3 {
             .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))
     }
 
-    pub(super) async fn get_object_impl(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    pub(super) async fn get_object_impl(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         let i = &req.input;
         let rec = self.find_object(&i.bucket, &i.key).await?;
         check_conditions(
@@ -311,37 +385,30 @@ impl HoardS3 {
             i.if_unmodified_since.as_ref(),
         )?;
         let (range, ranged) = resolve_range(&rec, i.range.as_ref(), i.part_number)?;
-        let body = self.retrieve.open(&rec, range.clone()).await.map_err(retrieve_error)?;
-        let with_checksums = i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED) && !ranged;
-        let get = |alg| if with_checksums { stored_checksum(&rec, alg) } else { None };
-        let h = object_headers(&rec);
-        let output = GetObjectOutput {
+        let body = self
+            .retrieve
+            .open(&rec, range.clone())
+            .await
+            .map_err(retrieve_error)?;
+        let with_checksums = i
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+            && !ranged;
+        let output = object_output!(GetObjectOutput {
+            rec: &rec,
+            range: &range,
+            ranged: ranged,
+            checksums: with_checksums,
             body: Some(StreamingBlob::wrap(body)),
-            content_length: Some((range.end - range.start) as i64),
-            content_range: ranged.then(|| format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), rec.size)),
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(h.etag),
-            last_modified: Some(h.last_modified),
-            content_type: h.content_type,
-            content_encoding: h.content_encoding,
-            content_disposition: h.content_disposition,
-            content_language: h.content_language,
-            cache_control: h.cache_control,
-            expires: h.expires,
-            metadata: h.metadata,
-            checksum_crc32: get("CRC32"),
-            checksum_crc32c: get("CRC32C"),
-            checksum_crc64nvme: get("CRC64NVME"),
-            checksum_sha1: get("SHA1"),
-            checksum_sha256: get("SHA256"),
-            checksum_type: (with_checksums && !rec.checksums.is_empty())
-                .then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
-            ..Default::default()
-        };
+        });
         Ok(S3Response::new(output))
     }
 
-    pub(super) async fn head_object_impl(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    pub(super) async fn head_object_impl(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = &req.input;
         let rec = self.find_object(&i.bucket, &i.key).await?;
         check_conditions(
@@ -352,32 +419,16 @@ impl HoardS3 {
             i.if_unmodified_since.as_ref(),
         )?;
         let (range, ranged) = resolve_range(&rec, i.range.as_ref(), i.part_number)?;
-        let with_checksums = i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-        let get = |alg| if with_checksums { stored_checksum(&rec, alg) } else { None };
-        let h = object_headers(&rec);
-        let output = HeadObjectOutput {
-            content_length: Some((range.end - range.start) as i64),
-            content_range: ranged.then(|| format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), rec.size)),
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(h.etag),
-            last_modified: Some(h.last_modified),
-            content_type: h.content_type,
-            content_encoding: h.content_encoding,
-            content_disposition: h.content_disposition,
-            content_language: h.content_language,
-            cache_control: h.cache_control,
-            expires: h.expires,
-            metadata: h.metadata,
-            checksum_crc32: get("CRC32"),
-            checksum_crc32c: get("CRC32C"),
-            checksum_crc64nvme: get("CRC64NVME"),
-            checksum_sha1: get("SHA1"),
-            checksum_sha256: get("SHA256"),
-            checksum_type: (with_checksums && !rec.checksums.is_empty())
-                .then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
-            ..Default::default()
-        };
+        let with_checksums = i
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        let output = object_output!(HeadObjectOutput {
+            rec: &rec,
+            range: &range,
+            ranged: ranged,
+            checksums: with_checksums
+        });
         Ok(S3Response::new(output))
     }
 }
-

@@ -30,8 +30,18 @@ impl Server {
     pub fn start_with(args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(&tmp.path().join("data"), &tmp.path().join("server.log"), &args, "127.0.0.1:0");
-        Server { child: Some(child), addr, tmp, args }
+        let (child, addr) = spawn(
+            &tmp.path().join("data"),
+            &tmp.path().join("server.log"),
+            &args,
+            "127.0.0.1:0",
+        );
+        Server {
+            child: Some(child),
+            addr,
+            tmp,
+            args,
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -65,8 +75,13 @@ impl Server {
 
     /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return true };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         for _ in 0..600 {
             if let Ok(Some(status)) = c.try_wait() {
                 return status.success();
@@ -82,20 +97,30 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         let listen = self.addr.to_string();
-        let (child, addr) = spawn(&self.data_dir(), &self.tmp.path().join("server.log"), &self.args, &listen);
+        let (child, addr) = spawn(
+            &self.data_dir(),
+            &self.tmp.path().join("server.log"),
+            &self.args,
+            &listen,
+        );
         self.child = Some(child);
         self.addr = addr;
     }
 
     /// Opens the metadata store of a stopped server.
     pub fn meta(&self) -> hoard::meta::MetaStore {
-        assert!(self.child.is_none(), "stop the server before opening its metadata");
-        hoard::meta::MetaStore::open(&self.data_dir().join("meta.redb"), 16 << 20).expect("open meta")
+        assert!(
+            self.child.is_none(),
+            "stop the server before opening its metadata"
+        );
+        hoard::meta::MetaStore::open(&self.data_dir().join("meta.redb"), 16 << 20)
+            .expect("open meta")
     }
 
     /// Peak resident memory of the server process (VmHWM), in bytes.
     pub fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -112,7 +137,11 @@ impl Drop for Server {
 }
 
 fn spawn(data: &Path, log: &Path, args: &[String], listen: &str) -> (Child, SocketAddr) {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_hoard"))
         .arg("serve")
         .arg("--listen")
@@ -141,11 +170,18 @@ fn spawn(data: &Path, log: &Path, args: &[String], listen: &str) -> (Child, Sock
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("hoard did not start listening within 60 s");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("hoard did not start listening within 60 s");
     (child, addr.parse().expect("listen address"))
 }
 
-pub fn client_for(endpoint: &str, access: &str, secret: &str, path_style: bool) -> aws_sdk_s3::Client {
+pub fn client_for(
+    endpoint: &str,
+    access: &str,
+    secret: &str,
+    path_style: bool,
+) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -187,17 +223,33 @@ pub fn code_of<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata,
 {
-    err.as_service_error().and_then(|e| e.code()).unwrap_or("").to_owned()
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// The HTTP status of an SDK error response.
-pub fn status_of<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
+pub fn status_of<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> u16 {
     err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
 pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = c.get_object().bucket(bucket).key(key).send().await.expect("get_object");
-    out.body.collect().await.expect("body").into_bytes().to_vec()
+    let out = c
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("get_object");
+    out.body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
 }
 
 pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>) -> String {
@@ -214,39 +266,32 @@ pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Ve
 
 /// Stats from the admin endpoint of a running server.
 pub async fn stats(server: &Server) -> hoard::stats::StatsReport {
-    let creds = hoard::auth::Credentials { access_key: ACCESS_KEY.into(), secret_key: SECRET_KEY.into() };
-    hoard::client::AdminClient::new(&server.endpoint(), "us-east-1", creds).stats(None).await.expect("stats")
+    let creds = hoard::auth::Credentials {
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+    };
+    hoard::client::AdminClient::new(&server.endpoint(), "us-east-1", creds)
+        .stats(None)
+        .await
+        .expect("stats")
 }
 
 /// SigV4 headers (authorization, x-amz-date, x-amz-content-sha256) for a request
 /// whose payload hash is `content_sha256` (a hex digest or a STREAMING-/UNSIGNED-
 /// constant). `headers` are signed too and must be sent as given.
-pub fn sigv4_headers(method: &str, url: &str, headers: &[(&str, &str)], content_sha256: &str, secret: &str) -> Vec<(String, String)> {
-    use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign};
-    use aws_sigv4::sign::v4;
-    let identity = aws_credential_types::Credentials::new(ACCESS_KEY, secret, None, None, "test").into();
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("s3")
-        .time(std::time::SystemTime::now())
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
-    let signable = SignableRequest::new(
-        method,
-        url,
-        headers.iter().copied(),
-        SignableBody::Precomputed(content_sha256.to_owned()),
-    )
-    .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut req = http::Request::builder().method(method).uri(url).body(()).unwrap();
-    instructions.apply_to_request_http1x(&mut req);
-    req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect()
+pub fn sigv4_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    content_sha256: &str,
+    secret: &str,
+) -> Vec<(String, String)> {
+    let creds = hoard::auth::Credentials {
+        access_key: ACCESS_KEY.into(),
+        secret_key: secret.into(),
+    };
+    hoard::client::sigv4_headers(&creds, "us-east-1", method, url, headers, content_sha256)
+        .expect("sign")
 }
 
 /// Sends `head` (request line and headers, without the blank line) and `body` on a
@@ -258,10 +303,18 @@ pub async fn raw_exchange(addr: SocketAddr, head: &str, body: &[u8], wait: Durat
 
 /// Like `raw_exchange`, but closes the sending side after `body`, as a client that
 /// goes away mid-upload does.
-pub async fn raw_send(addr: SocketAddr, head: &str, body: &[u8], half_close: bool, wait: Duration) -> String {
+pub async fn raw_send(
+    addr: SocketAddr,
+    head: &str,
+    body: &[u8],
+    half_close: bool,
+    wait: Duration,
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("{head}\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("{head}\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     s.write_all(body).await.unwrap();
     if half_close {
         let _ = s.shutdown().await;
@@ -272,7 +325,13 @@ pub async fn raw_send(addr: SocketAddr, head: &str, body: &[u8], half_close: boo
 }
 
 /// A request head with SigV4 headers for `path` on the server.
-pub fn signed_head(server: &Server, method: &str, path: &str, extra: &[(&str, &str)], content_sha256: &str) -> String {
+pub fn signed_head(
+    server: &Server,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    content_sha256: &str,
+) -> String {
     let url = format!("{}{}", server.endpoint(), path);
     let host = server.addr.to_string();
     let mut signed: Vec<(&str, &str)> = vec![("host", host.as_str())];
@@ -293,5 +352,8 @@ pub fn signed_head(server: &Server, method: &str, path: &str, extra: &[(&str, &s
 /// Asserts the server never panicked.
 pub fn assert_no_panic(server: &Server) {
     let log = server.log();
-    assert!(!log.contains("panicked"), "server log shows a panic:\n{log}");
+    assert!(
+        !log.contains("panicked"),
+        "server log shows a panic:\n{log}"
+    );
 }
