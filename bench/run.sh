@@ -12,7 +12,7 @@ GENS=${3:-10}
 AK=benchaccesskey SK=benchsecretkey0123456789
 WORK=$(mktemp -d /tmp/hoard-bench.XXXXXX)
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$WORK"' EXIT
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 
 command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked
 command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq restic; }
@@ -95,3 +95,4 @@ print(f"| {'dedup+compression ratio':<34} | {logical/stored:>13.2f}x | {logical/
 print(f"| {'hoard dedup ratio / compression':<34} | {t['dedup_ratio']:>6.2f}x / {t['compression_ratio']:.2f}x | {'':>14} |")
 print(f"hoard stores {stored/restic:.2f}x what restic stores")
 PY
+exit 0

@@ -16,6 +16,7 @@ if ! command -v aws >/dev/null || ! aws --version >/dev/null 2>&1; then
     || { apt-get update -qq && apt-get install -y -qq awscli; }
   hash -r
 fi
+python3 -c "import boto3" 2>/dev/null || pip install --quiet boto3 2>/dev/null || pip install --quiet --break-system-packages boto3
 aws --version
 
 cargo build --all-targets

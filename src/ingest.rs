@@ -43,12 +43,12 @@ use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
 /// `BATCH_QUEUE` batches ahead, so a burst of work on one side does not stall the
 /// other.
 const BATCH_BYTES: usize = 1024 * 1024;
-const BATCH_QUEUE: usize = 8;
+const BATCH_QUEUE: usize = 4;
 /// Sealed segments a stream may have in flight before it waits.
 const SEGMENTS_IN_FLIGHT: usize = 2;
 /// Known chunks awaiting one batched reference take.
 const KNOWN_BATCH: usize = 256;
-const KNOWN_BATCH_BYTES: usize = 8 * 1024 * 1024;
+const KNOWN_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Segment ids reserved per metadata round trip.
 const SEGMENT_ID_BLOCK: u64 = 256;
 

@@ -146,7 +146,21 @@ fn init_tracing(filter: &str) {
         .init();
 }
 
+/// Caps glibc's malloc arenas. By default every blocking worker that handles 4 MiB
+/// segment buffers may get its own arena, and freed buffers stay resident in each.
+/// Measured with four parallel 1 GiB uploads: peak RSS 300 MiB with the default,
+/// 227 MiB with two arenas, at the same throughput (a fixed mmap threshold went
+/// lower still, 151 MiB, but cost GET a tenth of its speed in page faults).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

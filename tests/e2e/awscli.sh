@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end: the real aws-cli (and curl for presigned and virtual-hosted-style
-# requests) against a real hoard on 127.0.0.1. Prints one PASS/FAIL line per step
+# End-to-end: the real aws-cli, boto3 (tests/e2e/boto3_styles.py) and curl (presigned
+# and virtual-hosted-style requests) against a real hoard on 127.0.0.1. Prints one PASS/FAIL line per step
 # and a closing "N passed, M failed" line; exits non-zero on any failure.
 # Usage: tests/e2e/awscli.sh PATH/TO/hoard
 set -uo pipefail
@@ -69,6 +69,7 @@ step "presigned GET with curl" bash -c "curl -sf \"\$(command aws $EP s3 presign
 step "virtual-hosted-style GET with curl SigV4" bash -c "curl -sf --aws-sigv4 'aws:amz:us-east-1:s3' --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' --connect-to e2e-bucket.localhost:$PORT:127.0.0.1:$PORT http://e2e-bucket.localhost:$PORT/data/small.bin -o '$WORK/vhost' && cmp '$WORK/vhost' '$WORK/small.bin'"
 step "stats show the bucket" bash -c "'$HOARD' stats --endpoint http://$ADDR | tee /dev/stderr | grep -q '^e2e-bucket '"
 step "metrics are exposed" bash -c "curl -sf http://$ADDR/metrics | grep -q 'hoard_s3_requests_total{operation=\"PutObject\"}'"
+step "boto3, path- and virtual-hosted-style" python3 "$(dirname "$0")/boto3_styles.py" "http://$ADDR" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
 step "rb of a non-empty bucket is refused" bash -c "command aws $EP s3 rb s3://e2e-bucket 2>&1 | grep -q BucketNotEmpty"
 step "rm --recursive" aws s3 rm --recursive s3://e2e-bucket/
 step "rb" aws s3 rb s3://e2e-bucket
