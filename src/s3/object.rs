@@ -213,6 +213,28 @@ fn resolve_range(
     }
 }
 
+/// Looks up the object a GET or HEAD names (their inputs share these fields) and
+/// applies its conditions and range: `(record, range, ranged, checksums asked for)`.
+macro_rules! resolve_read {
+    ($self:ident, $input:expr) => {{
+        let i = $input;
+        let rec = $self.find_object(&i.bucket, &i.key).await?;
+        check_conditions(
+            &rec,
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        )?;
+        let (range, ranged) = resolve_range(&rec, i.range.as_ref(), i.part_number)?;
+        let checksums = i
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        (rec, range, ranged, checksums)
+    }};
+}
+
 /// Builds a GetObjectOutput or HeadObjectOutput: the stored headers, metadata,
 /// length, range and (when asked for and the whole object is served) checksums,
 /// plus any extra fields given.
@@ -375,31 +397,17 @@ impl HoardS3 {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let i = &req.input;
-        let rec = self.find_object(&i.bucket, &i.key).await?;
-        check_conditions(
-            &rec,
-            i.if_match.as_ref(),
-            i.if_none_match.as_ref(),
-            i.if_modified_since.as_ref(),
-            i.if_unmodified_since.as_ref(),
-        )?;
-        let (range, ranged) = resolve_range(&rec, i.range.as_ref(), i.part_number)?;
+        let (rec, range, ranged, with_checksums) = resolve_read!(self, &req.input);
         let body = self
             .retrieve
             .open(&rec, range.clone())
             .await
             .map_err(retrieve_error)?;
-        let with_checksums = i
-            .checksum_mode
-            .as_ref()
-            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-            && !ranged;
         let output = object_output!(GetObjectOutput {
             rec: &rec,
             range: &range,
             ranged: ranged,
-            checksums: with_checksums,
+            checksums: with_checksums && !ranged,
             body: Some(StreamingBlob::wrap(body)),
         });
         Ok(S3Response::new(output))
@@ -409,20 +417,7 @@ impl HoardS3 {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        let i = &req.input;
-        let rec = self.find_object(&i.bucket, &i.key).await?;
-        check_conditions(
-            &rec,
-            i.if_match.as_ref(),
-            i.if_none_match.as_ref(),
-            i.if_modified_since.as_ref(),
-            i.if_unmodified_since.as_ref(),
-        )?;
-        let (range, ranged) = resolve_range(&rec, i.range.as_ref(), i.part_number)?;
-        let with_checksums = i
-            .checksum_mode
-            .as_ref()
-            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        let (rec, range, ranged, with_checksums) = resolve_read!(self, &req.input);
         let output = object_output!(HeadObjectOutput {
             rec: &rec,
             range: &range,
