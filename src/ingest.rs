@@ -125,11 +125,6 @@ impl HeldRefs {
     pub fn disarm(mut self) {
         self.refs.clear();
     }
-
-    /// Total references held (equals the manifest's entry count once ingest is done).
-    pub fn count(&self) -> u64 {
-        self.refs.values().map(|n| u64::from(*n)).sum()
-    }
 }
 
 impl Drop for HeldRefs {

@@ -62,12 +62,6 @@ pub struct SegmentBuilder {
     entries: Vec<TrailerEntry>,
 }
 
-impl Default for SegmentBuilder {
-    fn default() -> Self {
-        Self::new(0)
-    }
-}
-
 impl SegmentBuilder {
     pub fn new(capacity: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity);

@@ -565,10 +565,6 @@ impl MetaStore {
         self.read_blocking(|txn| chunk_row(txn, id))
     }
 
-    pub async fn chunk_row(&self, id: ChunkId) -> MetaResult<Option<ChunkRow>> {
-        self.read(move |txn| chunk_row(txn, &id)).await
-    }
-
     /// Locations of `ids` in one snapshot; `None` for a chunk without a row.
     pub async fn chunk_locations(
         &self,
@@ -619,16 +615,6 @@ impl MetaStore {
             }
             Ok(n)
         })
-    }
-
-    pub async fn segment_row(&self, id: u64) -> MetaResult<Option<SegmentRow>> {
-        self.read(move |txn| {
-            let t = txn.open_table(SEGMENTS)?;
-            t.get(id)?
-                .map(|v| SegmentRow::decode(v.value()))
-                .transpose()
-        })
-        .await
     }
 
     // ----- stats and outbox -----
@@ -748,12 +734,17 @@ fn segment_chunk_key(segment: u64, id: &ChunkId) -> [u8; 40] {
 }
 
 fn get_bucket(txn: &ReadTransaction, name: &str) -> MetaResult<Option<BucketRecord>> {
-    let t = txn.open_table(BUCKETS)?;
-    t.get(name)?.map(|v| decode_record(v.value())).transpose()
+    bucket_in(&txn.open_table(BUCKETS)?, name)
 }
 
 fn get_bucket_w(txn: &WriteTransaction, name: &str) -> MetaResult<Option<BucketRecord>> {
-    let t = txn.open_table(BUCKETS)?;
+    bucket_in(&txn.open_table(BUCKETS)?, name)
+}
+
+fn bucket_in(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> MetaResult<Option<BucketRecord>> {
     t.get(name)?.map(|v| decode_record(v.value())).transpose()
 }
 
@@ -967,20 +958,6 @@ impl MetaStore {
                 counted,
             }));
             Ok(out)
-        })
-    }
-
-    /// Number of objects in a bucket (test and audit helper).
-    pub fn count_objects_blocking(&self, bucket: &str) -> MetaResult<u64> {
-        self.read_blocking(|txn| {
-            let (lo, hi) = list::bucket_bounds(bucket, "");
-            let t = txn.open_table(OBJECTS)?;
-            let mut n = 0;
-            for row in t.range(lo.as_slice()..hi.as_slice())? {
-                row?;
-                n += 1;
-            }
-            Ok(n)
         })
     }
 }

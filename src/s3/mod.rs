@@ -18,7 +18,7 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use crate::config::Config;
 use crate::ingest::{Ingest, IngestError};
-use crate::meta::{BucketRecord, MetaError, MetaStore, now_ms};
+use crate::meta::{BucketRecord, MetaError, MetaStore};
 use crate::metrics::Metrics;
 use crate::retrieve::{Retrieve, RetrieveError};
 
@@ -322,8 +322,4 @@ pub(crate) fn timestamp(ms: i64) -> Timestamp {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     Timestamp::from(t)
-}
-
-pub(crate) fn now_timestamp_ms() -> i64 {
-    now_ms()
 }

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::{HoardS3, ingest_error, meta_error, now_timestamp_ms, retrieve_error, timestamp};
+use super::{HoardS3, ingest_error, meta_error, retrieve_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestParams, IngestedBody};
 use crate::meta::{ObjectData, ObjectRecord, StoredHeaders};
 
@@ -339,7 +339,7 @@ impl HoardS3 {
         let rec = ObjectRecord {
             size: ingested.size,
             etag: etag.clone(),
-            modified_ms: now_timestamp_ms(),
+            modified_ms: crate::meta::now_ms(),
             headers: StoredHeaders {
                 content_type: input.content_type.take(),
                 content_encoding: input.content_encoding.take(),
