@@ -115,6 +115,9 @@ pub struct Config {
     pub get_prefetch: usize,
     /// Largest single ranged read a GET issues, in bytes.
     pub get_read_max: usize,
+    /// Multipart uploads not completed or aborted within this many seconds are
+    /// aborted by a background task, releasing their parts.
+    pub multipart_max_age_secs: u64,
     /// Settings for buckets created with these names.
     pub buckets: HashMap<String, BucketDefaults>,
     /// Log filter (tracing-subscriber env-filter syntax).
@@ -143,6 +146,7 @@ impl Default for Config {
             locality_segments: 256,
             get_prefetch: 4,
             get_read_max: 4 * 1024 * 1024,
+            multipart_max_age_secs: 7 * 24 * 3600,
             buckets: HashMap::new(),
             // s3s logs every client error at ERROR level; hoard logs what matters itself.
             log: "info,s3s=off".into(),
@@ -180,6 +184,9 @@ pub struct Overrides {
     /// zstd level for chunks.
     #[arg(long, env = "HOARD_COMPRESSION_LEVEL")]
     pub compression_level: Option<i32>,
+    /// Seconds after which an unfinished multipart upload is aborted.
+    #[arg(long, env = "HOARD_MULTIPART_MAX_AGE_SECS")]
+    pub multipart_max_age_secs: Option<u64>,
     /// Log filter.
     #[arg(long, env = "HOARD_LOG")]
     pub log: Option<String>,
@@ -203,6 +210,7 @@ impl Config {
             max_streams,
             stream_wait_ms,
             compression_level,
+            multipart_max_age_secs,
             log
         );
         if let Some(avg) = o.chunk_avg {

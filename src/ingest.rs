@@ -79,7 +79,7 @@ pub struct ChecksumSet {
 }
 
 impl ChecksumSet {
-    fn hasher(&self) -> s3s::checksum::ChecksumHasher {
+    pub fn hasher(&self) -> s3s::checksum::ChecksumHasher {
         use s3s::crypto::{Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
         s3s::checksum::ChecksumHasher {
             crc32: self.crc32.then(Crc32::new),
@@ -100,6 +100,9 @@ pub struct IngestParams {
     pub checksums: ChecksumSet,
     /// The declared decoded length, checked against what arrives.
     pub expected_len: Option<u64>,
+    /// Whether a small body may stay inline (objects) or must be chunked (parts,
+    /// whose manifests are joined on completion).
+    pub inline: bool,
 }
 
 /// A slot among the `max_streams` concurrent ingest streams.
@@ -230,12 +233,17 @@ impl Ingest {
         E: Into<s3s::StdError>,
     {
         // Small bodies stay inline: read up to inline_max + 1 bytes first.
+        let inline_max = if params.inline {
+            self.settings.inline_max
+        } else {
+            0
+        };
         let mut head: Vec<u8> = Vec::new();
         let mut first_big: Option<Bytes> = None;
         while let Some(frame) = body.next().await {
             let frame = frame.map_err(|e| IngestError::Body(e.into()))?;
             self.metrics.bytes_in.inc_by(frame.len() as u64);
-            if head.len() + frame.len() > self.settings.inline_max {
+            if head.len() + frame.len() > inline_max {
                 first_big = Some(frame);
                 break;
             }

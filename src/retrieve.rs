@@ -131,26 +131,32 @@ impl Retrieve {
         rec: &ObjectRecord,
         range: Range<u64>,
     ) -> Result<ObjectBody, RetrieveError> {
-        let manifest = match &rec.data {
-            ObjectData::Inline(d) => {
-                let s = range.start as usize;
-                let e = (range.end as usize).min(d.len());
-                let first = if s < e {
-                    VecDeque::from([Bytes::copy_from_slice(&d[s..e])])
-                } else {
-                    VecDeque::new()
-                };
-                return Ok(ObjectBody {
-                    first,
-                    rx: None,
-                    metrics: self.metrics.clone(),
-                });
+        if let ObjectData::Inline(d) = &rec.data {
+            let s = range.start as usize;
+            let e = (range.end as usize).min(d.len());
+            let first = if s < e {
+                VecDeque::from([Bytes::copy_from_slice(&d[s..e])])
+            } else {
+                VecDeque::new()
+            };
+            return Ok(ObjectBody {
+                first,
+                rx: None,
+                metrics: self.metrics.clone(),
+            });
+        }
+        // The manifests that overlap the range, with the object offset each starts at.
+        let mut pieces = Vec::new();
+        let mut pos = 0u64;
+        for (manifest, size) in rec.manifests() {
+            if pos < range.end && pos + size > range.start {
+                pieces.push((manifest, pos));
             }
-            ObjectData::Chunked { manifest, .. } => self.meta.get_manifest(*manifest).await?,
-        };
+            pos += size;
+        }
         let (tx, mut rx) = mpsc::channel(1);
         let this = self.clone();
-        tokio::spawn(async move { this.produce(manifest, range, tx).await });
+        tokio::spawn(async move { this.produce(pieces, range, tx).await });
         let first = match rx.recv().await {
             Some(Ok(group)) => VecDeque::from(group),
             Some(Err(e)) => return Err(e),
@@ -163,33 +169,37 @@ impl Retrieve {
         })
     }
 
+    /// Streams the verified bytes of `range`, reading one manifest at a time from
+    /// `pieces` (manifest id, object offset where it starts).
     async fn produce(
         self: Arc<Self>,
-        manifest: Vec<ChunkRef>,
+        pieces: Vec<(u64, u64)>,
         range: Range<u64>,
         tx: mpsc::Sender<Result<Vec<Bytes>, RetrieveError>>,
     ) {
-        // Object offsets of the chunks that overlap the range.
-        let mut selected: Vec<(ChunkRef, u64)> = Vec::new();
-        let mut pos = 0u64;
-        for c in manifest {
-            let end = pos + u64::from(c.len);
-            if end > range.start && pos < range.end {
-                selected.push((c, pos));
-            }
-            if pos >= range.end {
-                break;
-            }
-            pos = end;
-        }
-        let windows: Vec<Vec<(ChunkRef, u64)>> =
-            selected.chunks(LOOKUP_WINDOW).map(<[_]>::to_vec).collect();
+        let meta = self.meta.clone();
+        let (r1, r2) = (range.clone(), range.clone());
+        let windows = futures::stream::iter(pieces)
+            .then(move |(manifest, start)| {
+                let meta = meta.clone();
+                let range = r1.clone();
+                async move {
+                    let chunks = meta.get_manifest(manifest).await?;
+                    Ok(select_windows(chunks, start, &range))
+                }
+            })
+            .flat_map(
+                |r: Result<Vec<Vec<(ChunkRef, u64)>>, RetrieveError>| match r {
+                    Ok(ws) => futures::stream::iter(ws.into_iter().map(Ok).collect::<Vec<_>>()),
+                    Err(e) => futures::stream::iter(vec![Err(e)]),
+                },
+            );
         let this = self.clone();
-        let plans = futures::stream::iter(windows)
+        let plans = windows
             .then(move |w| {
                 let this = this.clone();
-                let range = range.clone();
-                async move { this.plan(w, range).await }
+                let range = r2.clone();
+                async move { this.plan(w?, range).await }
             })
             .flat_map(|r: Result<Vec<ReadPlan>, RetrieveError>| match r {
                 Ok(plans) => futures::stream::iter(plans.into_iter().map(Ok).collect::<Vec<_>>()),
@@ -271,6 +281,27 @@ impl Retrieve {
         }
         decoded
     }
+}
+
+/// The chunks of one manifest (starting at object offset `pos`) that overlap
+/// `range`, with their object offsets, cut into lookup windows.
+fn select_windows(
+    manifest: Vec<ChunkRef>,
+    mut pos: u64,
+    range: &Range<u64>,
+) -> Vec<Vec<(ChunkRef, u64)>> {
+    let mut selected: Vec<(ChunkRef, u64)> = Vec::new();
+    for c in manifest {
+        if pos >= range.end {
+            break;
+        }
+        let end = pos + u64::from(c.len);
+        if end > range.start {
+            selected.push((c, pos));
+        }
+        pos = end;
+    }
+    selected.chunks(LOOKUP_WINDOW).map(<[_]>::to_vec).collect()
 }
 
 /// Decompresses and verifies each chunk of a read group, then trims to the range.

@@ -201,6 +201,10 @@ pub async fn serve(
         .map_err(|e| ServerError::Listen(addr, e))?;
     println!("hoard: listening on http://{local}");
     tracing::info!(%local, data_dir = %node.cfg.data_dir.display(), "hoard is serving S3");
+    let expiry = tokio::spawn(expire_uploads(
+        node.meta.clone(),
+        Duration::from_secs(node.cfg.multipart_max_age_secs),
+    ));
     let node = Arc::new(node);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -235,6 +239,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    expiry.abort();
     tracing::info!("shutting down: draining in-flight requests");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
@@ -244,6 +249,20 @@ pub async fn serve(
     }
     tracing::info!("hoard stopped");
     Ok(())
+}
+
+/// Aborts multipart uploads older than `max_age`, checking every quarter of it (at
+/// most hourly).
+async fn expire_uploads(meta: MetaStore, max_age: Duration) {
+    let every = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::time::sleep(every).await;
+        let cutoff = crate::meta::now_ms().saturating_sub(max_age_ms);
+        if let Err(e) = meta.abort_uploads_before(cutoff).await {
+            tracing::warn!(error = %e, "cannot abort stale multipart uploads");
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

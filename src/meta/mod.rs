@@ -24,6 +24,7 @@
 //!   ones: an object commit that was acknowledged never names a lost row.
 
 mod list;
+mod multipart;
 pub mod records;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ use redb::{
 use tokio::sync::oneshot;
 
 pub use list::{ListEntry, ListPage, ListQuery};
+pub use multipart::{UploadEntry, UploadPage, UploadQuery};
 pub use records::*;
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -51,11 +53,16 @@ const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
 /// key: segment id (big endian) ++ chunk id; lets the index find a segment's chunks.
 const SEGMENT_CHUNKS: TableDefinition<&[u8], ()> = TableDefinition::new("segment_chunks");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// bucket \0 key \0 upload id -> UploadRecord
+const UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uploads");
+/// upload id | part number (u32 BE) -> PartRecord
+const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 const C_NEXT_SEGMENT: &str = "next_segment_id";
 const C_NEXT_MANIFEST: &str = "next_manifest_id";
 const C_OUTBOX_SEQ: &str = "outbox_seq";
+const C_NEXT_UPLOAD: &str = "next_upload_id";
 const C_SEGMENTS: &str = "segments";
 const C_SEGMENT_BYTES: &str = "segment_bytes";
 const C_CHUNKS: &str = "chunks";
@@ -74,6 +81,10 @@ pub enum MetaError {
     BucketExists,
     #[error("bucket is not empty")]
     BucketNotEmpty,
+    #[error("no such multipart upload")]
+    NoSuchUpload,
+    #[error("part {0} was replaced while the upload completed")]
+    InvalidPart(u32),
     #[error("metadata storage error: {0}")]
     Storage(#[from] redb::Error),
     #[error("corrupt metadata: {0}")]
@@ -94,6 +105,8 @@ impl MetaError {
             MetaError::NoSuchBucket => MetaError::NoSuchBucket,
             MetaError::BucketExists => MetaError::BucketExists,
             MetaError::BucketNotEmpty => MetaError::BucketNotEmpty,
+            MetaError::NoSuchUpload => MetaError::NoSuchUpload,
+            MetaError::InvalidPart(n) => MetaError::InvalidPart(*n),
             MetaError::Closed => MetaError::Closed,
             other => MetaError::Corrupt(format!("transaction group failed: {other}")),
         }
@@ -173,6 +186,8 @@ impl MetaStore {
             txn.open_table(SEGMENT_CHUNKS)?;
             txn.open_table(OUTBOX)?;
             txn.open_table(COUNTERS)?;
+            txn.open_table(UPLOADS)?;
+            txn.open_table(PARTS)?;
         }
         txn.commit()?;
         let db = Arc::new(db);
@@ -294,8 +309,11 @@ impl MetaStore {
             {
                 return Err(MetaError::BucketNotEmpty);
             }
+            drop(objects);
             buckets.remove(name.as_str())?;
             txn.open_table(BUCKET_STATS)?.remove(name.as_str())?;
+            // Uploads still in progress die with the bucket and release their parts.
+            multipart::abort_uploads_in(txn, &name)?;
             Ok(())
         })
         .await
@@ -379,47 +397,12 @@ impl MetaStore {
             let now = unix_secs();
             let mut counters = txn.open_table(COUNTERS)?;
             if let Some(m) = &manifest {
-                let id = next_ids(&mut counters, C_NEXT_MANIFEST, 1).start;
-                txn.open_table(MANIFESTS)?
-                    .insert(id, encode_manifest(m).as_slice())?;
                 rec.data = ObjectData::Chunked {
-                    manifest: id,
+                    manifest: insert_manifest(txn, &mut counters, m)?,
                     chunks: m.len() as u32,
                 };
             }
-            let okey = object_key(&bucket, &key);
-            let old = {
-                let mut objects = txn.open_table(OBJECTS)?;
-                let old = objects
-                    .get(okey.as_slice())?
-                    .map(|v| decode_record::<ObjectRecord>(v.value()))
-                    .transpose()?;
-                objects.insert(okey.as_slice(), encode_record(&rec)?.as_slice())?;
-                old
-            };
-            let mut stats = bucket_stats_w(txn, &bucket)?;
-            stats.objects += 1;
-            stats.logical_bytes += rec.size;
-            if let ObjectData::Inline(d) = &rec.data {
-                stats.stored_bytes += d.len() as u64;
-                stats.inline_bytes += d.len() as u64;
-                bump(&mut counters, C_INLINE_BYTES, d.len() as i64)?;
-            }
-            if let Some(old) = &old {
-                forget_object(txn, &mut counters, &mut stats, old, now)?;
-            }
-            put_bucket_stats(txn, &bucket, &stats)?;
-            let ev = OutboxEvent {
-                bucket: bucket.clone(),
-                key: key.clone(),
-                kind: EventKind::Put {
-                    etag: rec.etag.clone(),
-                    size: rec.size,
-                },
-                time_ms: rec.modified_ms,
-            };
-            append_outbox(txn, &mut counters, &ev)?;
-            Ok(())
+            put_object_record(txn, &mut counters, &bucket, &key, &rec, now)
         })
         .await
     }
@@ -801,6 +784,51 @@ fn append_outbox(
     Ok(())
 }
 
+/// Stores `rec` as the object's current version: replaces (and forgets) the version
+/// it supersedes, counts it in the bucket's stats and appends one outbox event. The
+/// references of the record's manifests must already be held.
+fn put_object_record(
+    txn: &WriteTransaction,
+    counters: &mut CounterTable<'_>,
+    bucket: &str,
+    key: &str,
+    rec: &ObjectRecord,
+    now: u64,
+) -> MetaResult<()> {
+    let okey = object_key(bucket, key);
+    let old = {
+        let mut objects = txn.open_table(OBJECTS)?;
+        let old = objects
+            .get(okey.as_slice())?
+            .map(|v| decode_record::<ObjectRecord>(v.value()))
+            .transpose()?;
+        objects.insert(okey.as_slice(), encode_record(rec)?.as_slice())?;
+        old
+    };
+    let mut stats = bucket_stats_w(txn, bucket)?;
+    stats.objects += 1;
+    stats.logical_bytes += rec.size;
+    if let ObjectData::Inline(d) = &rec.data {
+        stats.stored_bytes += d.len() as u64;
+        stats.inline_bytes += d.len() as u64;
+        bump(counters, C_INLINE_BYTES, d.len() as i64)?;
+    }
+    if let Some(old) = &old {
+        forget_object(txn, counters, &mut stats, old, now)?;
+    }
+    put_bucket_stats(txn, bucket, &stats)?;
+    let ev = OutboxEvent {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        kind: EventKind::Put {
+            etag: rec.etag.clone(),
+            size: rec.size,
+        },
+        time_ms: rec.modified_ms,
+    };
+    append_outbox(txn, counters, &ev)
+}
+
 /// Drops a replaced or deleted object version: its counters, its manifest and the
 /// references that manifest held.
 fn forget_object(
@@ -812,30 +840,45 @@ fn forget_object(
 ) -> MetaResult<()> {
     stats.objects = stats.objects.saturating_sub(1);
     stats.logical_bytes = stats.logical_bytes.saturating_sub(old.size);
-    match &old.data {
-        ObjectData::Inline(d) => {
-            stats.stored_bytes = stats.stored_bytes.saturating_sub(d.len() as u64);
-            stats.inline_bytes = stats.inline_bytes.saturating_sub(d.len() as u64);
-            bump(counters, C_INLINE_BYTES, -(d.len() as i64))?;
-        }
-        ObjectData::Chunked { manifest, .. } => {
-            let refs = {
-                let mut manifests = txn.open_table(MANIFESTS)?;
-                let removed = manifests.remove(*manifest)?;
-                match removed {
-                    Some(v) => decode_manifest(v.value())?,
-                    None => return Err(MetaError::Corrupt(format!("manifest {manifest} missing"))),
-                }
-            };
-            let mut counts: HashMap<ChunkId, u32> = HashMap::new();
-            for r in &refs {
-                *counts.entry(r.id).or_default() += 1;
-            }
-            let counts: Vec<(ChunkId, u32)> = counts.into_iter().collect();
-            release_refs_at(txn, &counts, now)?;
-        }
+    if let ObjectData::Inline(d) = &old.data {
+        stats.stored_bytes = stats.stored_bytes.saturating_sub(d.len() as u64);
+        stats.inline_bytes = stats.inline_bytes.saturating_sub(d.len() as u64);
+        bump(counters, C_INLINE_BYTES, -(d.len() as i64))?;
+    }
+    for (manifest, _) in old.manifests() {
+        drop_manifest(txn, manifest, now)?;
     }
     Ok(())
+}
+
+/// Removes a manifest and releases the references it held.
+fn drop_manifest(txn: &WriteTransaction, manifest: u64, now: u64) -> MetaResult<()> {
+    let refs = {
+        let mut manifests = txn.open_table(MANIFESTS)?;
+        let removed = manifests.remove(manifest)?;
+        match removed {
+            Some(v) => decode_manifest(v.value())?,
+            None => return Err(MetaError::Corrupt(format!("manifest {manifest} missing"))),
+        }
+    };
+    let mut counts: HashMap<ChunkId, u32> = HashMap::new();
+    for r in &refs {
+        *counts.entry(r.id).or_default() += 1;
+    }
+    let counts: Vec<(ChunkId, u32)> = counts.into_iter().collect();
+    release_refs_at(txn, &counts, now)
+}
+
+/// Stores a manifest under a new id.
+fn insert_manifest(
+    txn: &WriteTransaction,
+    counters: &mut CounterTable<'_>,
+    refs: &[ChunkRef],
+) -> MetaResult<u64> {
+    let id = next_ids(counters, C_NEXT_MANIFEST, 1).start;
+    txn.open_table(MANIFESTS)?
+        .insert(id, encode_manifest(refs).as_slice())?;
+    Ok(id)
 }
 
 fn release_refs(txn: &WriteTransaction, refs: &[(ChunkId, u32)]) -> MetaResult<()> {
@@ -925,6 +968,20 @@ pub struct RefMismatch {
 }
 
 impl MetaStore {
+    /// Chunks and stored bytes still referenced, summed over all segment rows.
+    pub fn live_usage_blocking(&self) -> MetaResult<(u64, u64)> {
+        self.read_blocking(|txn| {
+            let (mut chunks, mut bytes) = (0u64, 0u64);
+            for row in txn.open_table(SEGMENTS)?.iter()? {
+                let (_, v) = row?;
+                let seg = SegmentRow::decode(v.value())?;
+                chunks += u64::from(seg.live_chunks);
+                bytes += seg.live_bytes;
+            }
+            Ok((chunks, bytes))
+        })
+    }
+
     /// Recounts references from every committed manifest and compares them with the
     /// stored counts. With no upload in flight the two must agree.
     pub fn audit_refs_blocking(&self) -> MetaResult<Vec<RefMismatch>> {

@@ -219,11 +219,22 @@ pub struct StoredHeaders {
     pub expires: Option<String>,
 }
 
-/// An object's body: inline bytes or a manifest kept in the manifests table.
+/// An object's body: inline bytes, one manifest kept in the manifests table, or (for
+/// a completed multipart upload) one manifest per part, in part order. Each manifest
+/// holds one reference on every chunk it names, for as long as the record exists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ObjectData {
     Inline(Vec<u8>),
     Chunked { manifest: u64, chunks: u32 },
+    Parts(Vec<PartPiece>),
+}
+
+/// One part of a completed multipart object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartPiece {
+    pub manifest: u64,
+    pub chunks: u32,
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +248,50 @@ pub struct ObjectRecord {
     /// (algorithm name as S3 spells it, base64 value), e.g. ("CRC64NVME", "...").
     pub checksums: Vec<(String, String)>,
     pub data: ObjectData,
+}
+
+impl ObjectRecord {
+    /// The manifests holding the body, in order, each with the bytes it covers;
+    /// empty for an inline body.
+    pub fn manifests(&self) -> Vec<(u64, u64)> {
+        match &self.data {
+            ObjectData::Inline(_) => Vec::new(),
+            ObjectData::Chunked { manifest, .. } => vec![(*manifest, self.size)],
+            ObjectData::Parts(parts) => parts.iter().map(|p| (p.manifest, p.size)).collect(),
+        }
+    }
+
+    /// How many parts a multipart object has; `None` for any other object.
+    pub fn parts_count(&self) -> Option<usize> {
+        match &self.data {
+            ObjectData::Parts(parts) => Some(parts.len()),
+            _ => None,
+        }
+    }
+}
+
+/// A multipart upload in progress, keyed by bucket, key and upload id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub initiated_ms: i64,
+    pub headers: StoredHeaders,
+    pub user_meta: Vec<(String, String)>,
+    /// The checksum algorithm the upload was created with, as S3 spells it.
+    pub checksum_algorithm: Option<String>,
+}
+
+/// One uploaded part. Its manifest holds one reference on each chunk it names until
+/// the part is replaced, aborted, left out of the completion, or moves into the
+/// completed object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub size: u64,
+    /// Hex MD5 of the part (no quotes).
+    pub etag: String,
+    pub modified_ms: i64,
+    pub manifest: u64,
+    pub chunks: u32,
+    pub checksums: Vec<(String, String)>,
 }
 
 /// A change event appended to the outbox in the transaction that commits the change.

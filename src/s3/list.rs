@@ -25,10 +25,10 @@ fn url_encode(s: &str) -> String {
     out
 }
 
-struct Encoder(bool);
+pub(super) struct Encoder(bool);
 
 impl Encoder {
-    fn new(t: Option<&EncodingType>) -> S3Result<Encoder> {
+    pub(super) fn new(t: Option<&EncodingType>) -> S3Result<Encoder> {
         match t.map(EncodingType::as_str) {
             None => Ok(Encoder(false)),
             Some(v) if v.eq_ignore_ascii_case(EncodingType::URL) => Ok(Encoder(true)),
@@ -38,10 +38,10 @@ impl Encoder {
             )),
         }
     }
-    fn enc(&self, s: &str) -> String {
+    pub(super) fn enc(&self, s: &str) -> String {
         if self.0 { url_encode(s) } else { s.to_owned() }
     }
-    fn opt(&self, s: Option<&str>) -> Option<String> {
+    pub(super) fn opt(&self, s: Option<&str>) -> Option<String> {
         s.map(|s| self.enc(s))
     }
 }

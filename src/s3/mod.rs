@@ -7,6 +7,7 @@
 //! latency and error code in the metrics.
 
 mod list;
+mod multipart;
 mod object;
 
 use std::future::Future;
@@ -107,6 +108,14 @@ pub(crate) fn meta_error(e: MetaError) -> S3Error {
         MetaError::BucketNotEmpty => s3_error!(
             BucketNotEmpty,
             "The bucket you tried to delete is not empty"
+        ),
+        MetaError::NoSuchUpload => s3_error!(
+            NoSuchUpload,
+            "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+        ),
+        MetaError::InvalidPart(n) => s3_error!(
+            InvalidPart,
+            "Part {n} was uploaded again while the upload completed; its entity tag no longer matches."
         ),
         other => internal("metadata operation failed", &other),
     }
@@ -298,6 +307,64 @@ impl S3 for HoardS3 {
             }
             Ok(S3Response::new(DeleteObjectOutput::default()))
         })
+        .await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.observe(
+            "CreateMultipartUpload",
+            self.create_multipart_upload_impl(req),
+        )
+        .await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.observe("UploadPart", self.upload_part_impl(req)).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.observe(
+            "CompleteMultipartUpload",
+            self.complete_multipart_upload_impl(req),
+        )
+        .await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.observe(
+            "AbortMultipartUpload",
+            self.abort_multipart_upload_impl(req),
+        )
+        .await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.observe("ListParts", self.list_parts_impl(req)).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        self.observe(
+            "ListMultipartUploads",
+            self.list_multipart_uploads_impl(req),
+        )
         .await
     }
 

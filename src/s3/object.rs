@@ -10,12 +10,12 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{HoardS3, ingest_error, meta_error, retrieve_error, timestamp};
-use crate::ingest::{ChecksumSet, IngestParams, IngestedBody};
-use crate::meta::{ObjectData, ObjectRecord, StoredHeaders};
+use crate::ingest::{ChecksumSet, IngestParams, Ingested, IngestedBody};
+use crate::meta::{BucketRecord, ObjectData, ObjectRecord};
 
 /// S3's limit for one PUT.
-const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
-const MAX_KEY_LEN: usize = 1024;
+pub(super) const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
+pub(super) const MAX_KEY_LEN: usize = 1024;
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 /// The checksum algorithms S3 knows, with the header that carries each.
@@ -38,39 +38,91 @@ fn computed_value<'a>(c: &'a Checksum, alg: &str) -> Option<&'a String> {
     }
 }
 
-fn declared_value<'a>(input: &'a PutObjectInput, alg: &str) -> Option<&'a String> {
-    match alg {
-        "CRC32" => input.checksum_crc32.as_ref(),
-        "CRC32C" => input.checksum_crc32c.as_ref(),
-        "CRC64NVME" => input.checksum_crc64nvme.as_ref(),
-        "SHA1" => input.checksum_sha1.as_ref(),
-        "SHA256" => input.checksum_sha256.as_ref(),
-        _ => None,
+/// What a PutObject or UploadPart request declares about its body.
+pub(super) struct BodyClaims<'a> {
+    /// `x-amz-checksum-algorithm` (or the SDK's `x-amz-sdk-checksum-algorithm`).
+    pub algorithm: Option<String>,
+    /// Declared checksum values, in `ALGORITHMS` order.
+    pub values: [Option<&'a String>; 5],
+    pub content_md5: Option<&'a String>,
+    pub content_length: Option<i64>,
+}
+
+/// The [`BodyClaims`] of a PutObjectInput or UploadPartInput.
+macro_rules! body_claims {
+    ($i:expr) => {{
+        let i = $i;
+        BodyClaims {
+            algorithm: i
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_ascii_uppercase()),
+            values: [
+                i.checksum_crc32.as_ref(),
+                i.checksum_crc32c.as_ref(),
+                i.checksum_crc64nvme.as_ref(),
+                i.checksum_sha1.as_ref(),
+                i.checksum_sha256.as_ref(),
+            ],
+            content_md5: i.content_md5.as_ref(),
+            content_length: i.content_length,
+        }
+    }};
+}
+pub(super) use body_claims;
+
+impl BodyClaims<'_> {
+    fn declared(&self, alg: &str) -> Option<&String> {
+        let i = ALGORITHMS.iter().position(|(name, _)| *name == alg)?;
+        self.values[i]
+    }
+}
+
+/// Builds an output struct with the five checksum fields taken from `sums`
+/// ((algorithm, base64 value) pairs), plus the fields given.
+macro_rules! with_checksums {
+    ($ty:ident, $sums:expr, { $($field:ident: $value:expr),* $(,)? }) => {{
+        let sums: &[(String, String)] = $sums;
+        let get = |alg: &str| sums.iter().find(|(a, _)| a == alg).map(|(_, v)| v.clone());
+        $ty {
+            checksum_crc32: get("CRC32"),
+            checksum_crc32c: get("CRC32C"),
+            checksum_crc64nvme: get("CRC64NVME"),
+            checksum_sha1: get("SHA1"),
+            checksum_sha256: get("SHA256"),
+            $($field: $value,)*
+            ..Default::default()
+        }
+    }};
+}
+pub(super) use with_checksums;
+
+/// Checks an algorithm name against the ones S3 knows; returns it as S3 spells it.
+pub(super) fn checked_algorithm(a: &str) -> S3Result<String> {
+    let a = a.to_ascii_uppercase();
+    if ALGORITHMS.iter().any(|(name, _)| *name == a) {
+        Ok(a)
+    } else {
+        Err(s3_error!(
+            InvalidRequest,
+            "Checksum algorithm {a} is not supported"
+        ))
     }
 }
 
 /// Which checksums the request declares (header, algorithm or trailer).
-fn wanted_checksums(input: &PutObjectInput, headers: &HeaderMap) -> S3Result<ChecksumSet> {
+fn wanted_checksums(claims: &BodyClaims<'_>, headers: &HeaderMap) -> S3Result<ChecksumSet> {
     let trailer = headers
         .get("x-amz-trailer")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let algorithm = input
-        .checksum_algorithm
-        .as_ref()
-        .map(|a| a.as_str().to_ascii_uppercase());
-    if let Some(a) = &algorithm
-        && !ALGORITHMS.iter().any(|(name, _)| name == a)
-    {
-        return Err(s3_error!(
-            InvalidRequest,
-            "Checksum algorithm {a} is not supported"
-        ));
+    if let Some(a) = &claims.algorithm {
+        checked_algorithm(a)?;
     }
     let want = |alg: &str, header: &str| {
-        declared_value(input, alg).is_some()
-            || algorithm.as_deref() == Some(alg)
+        claims.declared(alg).is_some()
+            || claims.algorithm.as_deref() == Some(alg)
             || trailer.split(',').any(|t| t.trim() == header)
     };
     Ok(ChecksumSet {
@@ -85,7 +137,7 @@ fn wanted_checksums(input: &PutObjectInput, headers: &HeaderMap) -> S3Result<Che
 /// Compares every declared checksum (header or trailer) with the computed one and
 /// returns what to store: (algorithm, base64 value) for each computed checksum.
 fn verify_checksums(
-    input: &PutObjectInput,
+    claims: &BodyClaims<'_>,
     trailers: Option<&HeaderMap>,
     computed: &Checksum,
 ) -> S3Result<Vec<(String, String)>> {
@@ -98,7 +150,7 @@ fn verify_checksums(
             .and_then(|t| t.get(header))
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let declared = declared_value(input, alg).cloned().or(from_trailer);
+        let declared = claims.declared(alg).cloned().or(from_trailer);
         if let Some(d) = declared
             && d.trim() != actual
         {
@@ -112,8 +164,8 @@ fn verify_checksums(
     Ok(stored)
 }
 
-fn content_md5(input: &PutObjectInput) -> S3Result<Option<[u8; 16]>> {
-    let Some(v) = &input.content_md5 else {
+fn content_md5(v: Option<&String>) -> S3Result<Option<[u8; 16]>> {
+    let Some(v) = v else {
         return Ok(None);
     };
     let bytes = B64
@@ -125,7 +177,38 @@ fn content_md5(input: &PutObjectInput) -> S3Result<Option<[u8; 16]>> {
     Ok(Some(md5))
 }
 
-fn http_date(t: &Timestamp) -> Option<String> {
+/// A body received through the pipeline with its declarations checked.
+pub(super) struct Received {
+    pub ingested: Ingested,
+    /// (algorithm, base64 value) of every checksum computed.
+    pub checksums: Vec<(String, String)>,
+}
+
+/// The standard headers of a PutObject, CreateMultipartUpload or CopyObject input,
+/// as stored with the object.
+macro_rules! stored_headers {
+    ($i:expr) => {{
+        let i = &mut *$i;
+        $crate::meta::StoredHeaders {
+            content_type: i.content_type.take(),
+            content_encoding: i.content_encoding.take(),
+            content_disposition: i.content_disposition.take(),
+            content_language: i.content_language.take(),
+            cache_control: i.cache_control.take(),
+            expires: i.expires.as_ref().and_then($crate::s3::object::http_date),
+        }
+    }};
+}
+pub(super) use stored_headers;
+
+/// User metadata in a stable order.
+pub(super) fn user_meta(m: Option<Metadata>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = m.unwrap_or_default().into_iter().collect();
+    v.sort();
+    v
+}
+
+pub(super) fn http_date(t: &Timestamp) -> Option<String> {
     let mut buf = Vec::new();
     t.format(TimestampFormat::HttpDate, &mut buf).ok()?;
     String::from_utf8(buf).ok()
@@ -185,21 +268,40 @@ fn check_conditions(
     Ok(())
 }
 
-/// The byte range a GET/HEAD serves, and whether it was a range request.
+/// The byte range a GET/HEAD serves, and whether it was a range request. A part
+/// number selects that part of a multipart object; a simple object has one part.
 fn resolve_range(
     rec: &ObjectRecord,
     range: Option<&Range>,
     part_number: Option<i32>,
 ) -> S3Result<(std::ops::Range<u64>, bool)> {
-    if let Some(n) = part_number
-        && n != 1
-    {
-        let mut e = S3Error::with_message(
-            S3ErrorCode::Custom("InvalidPartNumber".into()),
-            "The requested partnumber is not satisfiable",
-        );
-        e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
-        return Err(e);
+    if let Some(n) = part_number {
+        if range.is_some() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Cannot specify both Range header and partNumber query parameter"
+            ));
+        }
+        let pieces = rec.manifests();
+        let found = match rec.parts_count() {
+            None if n == 1 => Some((0..rec.size, false)),
+            None => None,
+            Some(_) => {
+                let idx = usize::try_from(n).ok().and_then(|n| n.checked_sub(1));
+                idx.filter(|&i| i < pieces.len()).map(|i| {
+                    let start: u64 = pieces[..i].iter().map(|(_, size)| size).sum();
+                    (start..start + pieces[i].1, true)
+                })
+            }
+        };
+        return found.ok_or_else(|| {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("InvalidPartNumber".into()),
+                "The requested partnumber is not satisfiable",
+            );
+            e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            e
+        });
     }
     match range {
         None => Ok((0..rec.size, false)),
@@ -214,7 +316,8 @@ fn resolve_range(
 }
 
 /// Looks up the object a GET or HEAD names (their inputs share these fields) and
-/// applies its conditions and range: `(record, range, ranged, checksums asked for)`.
+/// applies its conditions and range:
+/// `(record, range, ranged, checksums asked for, parts count to report)`.
 macro_rules! resolve_read {
     ($self:ident, $input:expr) => {{
         let i = $input;
@@ -231,7 +334,8 @@ macro_rules! resolve_read {
             .checksum_mode
             .as_ref()
             .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-        (rec, range, ranged, checksums)
+        let parts_count = i.part_number.and(rec.parts_count()).map(|n| n as i32);
+        (rec, range, ranged, checksums, parts_count)
     }};
 }
 
@@ -263,7 +367,9 @@ macro_rules! object_output {
             checksum_crc64nvme: get("CRC64NVME"),
             checksum_sha1: get("SHA1"),
             checksum_sha256: get("SHA256"),
-            checksum_type: (with && !rec.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+            checksum_type: (with && !rec.checksums.is_empty()).then(|| ChecksumType::from_static(
+                if rec.parts_count().is_some() { ChecksumType::COMPOSITE } else { ChecksumType::FULL_OBJECT },
+            )),
             $($field: $value,)*
             ..Default::default()
         }
@@ -283,73 +389,32 @@ impl HoardS3 {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let bucket_rec = self.bucket(&req.input.bucket).await?;
-        let input = &mut req.input;
-        if input.key.len() > MAX_KEY_LEN {
+        if req.input.key.len() > MAX_KEY_LEN {
             return Err(s3_error!(KeyTooLongError, "Your key is too long"));
         }
-        if input.content_length.is_some_and(|n| n > MAX_PUT_SIZE) {
-            return Err(s3_error!(
-                EntityTooLarge,
-                "Your proposed upload exceeds the maximum allowed object size."
-            ));
-        }
-        let md5_declared = content_md5(input)?;
-        let checksums = wanted_checksums(input, &req.headers)?;
-        let params = IngestParams {
-            bucket: input.bucket.clone(),
-            chunking: bucket_rec.chunking,
-            compression_level: bucket_rec.compression_level,
+        let body = req.input.body.take();
+        let Received {
+            ingested,
             checksums,
-            expected_len: input.content_length.and_then(|n| u64::try_from(n).ok()),
-        };
-        let body = input.body.take();
-        let permit = self.ingest.acquire().await.map_err(ingest_error)?;
-        let ingested = match body {
-            Some(body) => self.ingest.ingest(&permit, params, body).await,
-            None => {
-                let empty = futures::stream::empty::<Result<bytes::Bytes, s3s::StdError>>();
-                self.ingest.ingest(&permit, params, empty).await
-            }
-        }
-        .map_err(ingest_error)?;
-        drop(permit);
-
-        if let Some(declared) = md5_declared
-            && declared != ingested.md5
-        {
-            return Err(s3_error!(
-                BadDigest,
-                "The Content-MD5 you specified did not match what we received."
-            ));
-        }
-        let trailers = req
-            .trailing_headers
-            .as_ref()
-            .and_then(s3s::TrailingHeaders::take);
-        let stored_checksums = verify_checksums(input, trailers.as_ref(), &ingested.checksums)?;
-
+        } = self
+            .receive(
+                &req.input.bucket,
+                &bucket_rec,
+                body_claims!(&req.input),
+                body,
+                &req,
+                true,
+            )
+            .await?;
+        let input = &mut req.input;
         let etag = hex::encode(ingested.md5);
-        let mut user_meta: Vec<(String, String)> = input
-            .metadata
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        user_meta.sort();
         let rec = ObjectRecord {
             size: ingested.size,
             etag: etag.clone(),
             modified_ms: crate::meta::now_ms(),
-            headers: StoredHeaders {
-                content_type: input.content_type.take(),
-                content_encoding: input.content_encoding.take(),
-                content_disposition: input.content_disposition.take(),
-                content_language: input.content_language.take(),
-                cache_control: input.cache_control.take(),
-                expires: input.expires.as_ref().and_then(http_date),
-            },
-            user_meta,
-            checksums: stored_checksums,
+            headers: stored_headers!(input),
+            user_meta: user_meta(input.metadata.take()),
+            checksums,
             data: ObjectData::Inline(Vec::new()),
         };
         let (rec, manifest) = match ingested.body {
@@ -369,20 +434,69 @@ impl HoardS3 {
         ingested.held.disarm();
         tracing::debug!(bucket = %input.bucket, key = %input.key, size = rec.size, "object committed");
 
-        let get = |alg| stored_checksum(&rec, alg);
-        let output = PutObjectOutput {
+        let output = with_checksums!(PutObjectOutput, &rec.checksums, {
             e_tag: Some(ETag::Strong(etag)),
-            checksum_crc32: get("CRC32"),
-            checksum_crc32c: get("CRC32C"),
-            checksum_crc64nvme: get("CRC64NVME"),
-            checksum_sha1: get("SHA1"),
-            checksum_sha256: get("SHA256"),
             checksum_type: (!rec.checksums.is_empty())
                 .then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
             size: Some(rec.size as i64),
-            ..Default::default()
-        };
+        });
         Ok(S3Response::new(output))
+    }
+
+    /// Receives a PutObject or UploadPart body through the ingest pipeline, within the
+    /// stream limit, and checks its length, Content-MD5 and checksums. On error the
+    /// references taken while ingesting are released.
+    pub(super) async fn receive<T>(
+        &self,
+        bucket: &str,
+        bucket_rec: &BucketRecord,
+        claims: BodyClaims<'_>,
+        body: Option<StreamingBlob>,
+        req: &S3Request<T>,
+        inline: bool,
+    ) -> S3Result<Received> {
+        if claims.content_length.is_some_and(|n| n > MAX_PUT_SIZE) {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed object size."
+            ));
+        }
+        let md5_declared = content_md5(claims.content_md5)?;
+        let params = IngestParams {
+            bucket: bucket.to_owned(),
+            chunking: bucket_rec.chunking,
+            compression_level: bucket_rec.compression_level,
+            checksums: wanted_checksums(&claims, &req.headers)?,
+            expected_len: claims.content_length.and_then(|n| u64::try_from(n).ok()),
+            inline,
+        };
+        let permit = self.ingest.acquire().await.map_err(ingest_error)?;
+        let ingested = match body {
+            Some(body) => self.ingest.ingest(&permit, params, body).await,
+            None => {
+                let empty = futures::stream::empty::<Result<bytes::Bytes, s3s::StdError>>();
+                self.ingest.ingest(&permit, params, empty).await
+            }
+        }
+        .map_err(ingest_error)?;
+        drop(permit);
+        if let Some(declared) = md5_declared
+            && declared != ingested.md5
+        {
+            return Err(s3_error!(
+                BadDigest,
+                "The Content-MD5 you specified did not match what we received."
+            ));
+        }
+        let trailers = req
+            .trailing_headers
+            .as_ref()
+            .and_then(s3s::TrailingHeaders::take);
+        let checksums = verify_checksums(&claims, trailers.as_ref(), &ingested.checksums)?;
+        Ok(Received {
+            ingested,
+            checksums,
+        })
     }
 
     async fn find_object(&self, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
@@ -397,7 +511,7 @@ impl HoardS3 {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let (rec, range, ranged, with_checksums) = resolve_read!(self, &req.input);
+        let (rec, range, ranged, with_checksums, parts_count) = resolve_read!(self, &req.input);
         let body = self
             .retrieve
             .open(&rec, range.clone())
@@ -409,6 +523,7 @@ impl HoardS3 {
             ranged: ranged,
             checksums: with_checksums && !ranged,
             body: Some(StreamingBlob::wrap(body)),
+            parts_count: parts_count,
         });
         Ok(S3Response::new(output))
     }
@@ -417,12 +532,13 @@ impl HoardS3 {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        let (rec, range, ranged, with_checksums) = resolve_read!(self, &req.input);
+        let (rec, range, ranged, with_checksums, parts_count) = resolve_read!(self, &req.input);
         let output = object_output!(HeadObjectOutput {
             rec: &rec,
             range: &range,
             ranged: ranged,
-            checksums: with_checksums
+            checksums: with_checksums && !ranged,
+            parts_count: parts_count,
         });
         Ok(S3Response::new(output))
     }

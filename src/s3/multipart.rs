@@ -1,0 +1,466 @@
+//! Multipart uploads: create, upload part, complete, abort, list parts and uploads.
+//!
+//! Each part streams through the dedup pipeline like a PutObject (always chunked,
+//! never inline) and keeps its own manifest. Completion never re-reads data: the
+//! object's body is the chosen parts' manifests in order, its ETag the MD5 of the
+//! parts' binary MD5s followed by `-N`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use s3s::crypto::Checksum as _;
+use s3s::dto::*;
+use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
+
+use super::list::Encoder;
+use super::object::{
+    BodyClaims, MAX_KEY_LEN, Received, body_claims, checked_algorithm, stored_headers, user_meta,
+    with_checksums,
+};
+use super::{HoardS3, meta_error, timestamp};
+use crate::ingest::{ChecksumSet, IngestedBody};
+use crate::meta::{
+    ObjectData, ObjectRecord, PartPiece, PartRecord, UploadEntry, UploadQuery, UploadRecord, now_ms,
+};
+
+/// S3's limits.
+const MAX_PARTS: i32 = 10_000;
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+const DEFAULT_LIST_MAX: i32 = 1000;
+
+fn invalid_part() -> S3Error {
+    s3_error!(
+        InvalidPart,
+        "One or more of the specified parts could not be found. The part may not have been \
+         uploaded, or the specified entity tag may not match the part's entity tag."
+    )
+}
+
+fn part_number(n: i32) -> S3Result<u32> {
+    if (1..=MAX_PARTS).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ))
+    }
+}
+
+fn list_max(v: Option<i32>, what: &str) -> S3Result<usize> {
+    match v {
+        None => Ok(DEFAULT_LIST_MAX as usize),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "{what} must be non-negative")),
+        Some(n) => Ok(n.min(DEFAULT_LIST_MAX) as usize),
+    }
+}
+
+/// The composite checksum S3 gives a multipart object: the algorithm over the
+/// concatenated binary part checksums, then `-N`. `None` when a part lacks it or the
+/// algorithm has no composite form (CRC64NVME is full-object only).
+fn composite_checksum(alg: &str, parts: &[&PartRecord]) -> Option<String> {
+    let set = ChecksumSet {
+        crc32: alg == "CRC32",
+        crc32c: alg == "CRC32C",
+        sha1: alg == "SHA1",
+        sha256: alg == "SHA256",
+        crc64nvme: false,
+    };
+    let mut hasher = set.hasher();
+    for p in parts {
+        let (_, v) = p.checksums.iter().find(|(a, _)| a == alg)?;
+        hasher.update(&B64.decode(v).ok()?);
+    }
+    let sums = hasher.finalize();
+    let v = match alg {
+        "CRC32" => sums.checksum_crc32,
+        "CRC32C" => sums.checksum_crc32c,
+        "SHA1" => sums.checksum_sha1,
+        "SHA256" => sums.checksum_sha256,
+        _ => None,
+    }?;
+    Some(format!("{v}-{}", parts.len()))
+}
+
+/// ETag of a multipart object: MD5 of the parts' binary MD5s, then `-N`.
+fn multipart_etag(parts: &[&PartRecord]) -> S3Result<String> {
+    let mut md5 = s3s::crypto::Md5::new();
+    for p in parts {
+        let bin = hex::decode(&p.etag).map_err(|_| invalid_part())?;
+        md5.update(&bin);
+    }
+    Ok(format!("{}-{}", hex::encode(md5.finalize()), parts.len()))
+}
+
+fn unquote(e: &ETag) -> &str {
+    e.value()
+}
+
+impl HoardS3 {
+    pub(super) async fn create_multipart_upload_impl(
+        &self,
+        mut req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        let input = &mut req.input;
+        if input.key.len() > MAX_KEY_LEN {
+            return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+        }
+        let checksum_algorithm = input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| checked_algorithm(a.as_str()))
+            .transpose()?;
+        let rec = UploadRecord {
+            initiated_ms: now_ms(),
+            headers: stored_headers!(input),
+            user_meta: user_meta(input.metadata.take()),
+            checksum_algorithm: checksum_algorithm.clone(),
+        };
+        let upload_id = self
+            .meta
+            .create_upload(&input.bucket, &input.key, rec)
+            .await
+            .map_err(meta_error)?;
+        tracing::debug!(bucket = %input.bucket, key = %input.key, %upload_id, "multipart upload created");
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            upload_id: Some(upload_id),
+            checksum_algorithm: checksum_algorithm.map(ChecksumAlgorithm::from),
+            checksum_type: input.checksum_type.take(),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn upload_part_impl(
+        &self,
+        mut req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let number = part_number(req.input.part_number)?;
+        let bucket_rec = self.bucket(&req.input.bucket).await?;
+        // Refuse before reading gigabytes for an upload that does not exist.
+        let (bucket, key, upload_id) = (
+            req.input.bucket.clone(),
+            req.input.key.clone(),
+            req.input.upload_id.clone(),
+        );
+        self.meta
+            .get_upload(&bucket, &key, &upload_id)
+            .await
+            .map_err(meta_error)?;
+        let body = req.input.body.take();
+        let Received {
+            ingested,
+            checksums,
+        } = self
+            .receive(
+                &bucket,
+                &bucket_rec,
+                body_claims!(&req.input),
+                body,
+                &req,
+                false,
+            )
+            .await?;
+        let manifest = match ingested.body {
+            IngestedBody::Chunked(m) => m,
+            IngestedBody::Inline(d) if d.is_empty() => Vec::new(),
+            IngestedBody::Inline(_) => {
+                return Err(super::internal("part ingest", &"part came back inline"));
+            }
+        };
+        let etag = hex::encode(ingested.md5);
+        let rec = PartRecord {
+            size: ingested.size,
+            etag: etag.clone(),
+            modified_ms: now_ms(),
+            manifest: 0,
+            chunks: 0,
+            checksums,
+        };
+        self.meta
+            .put_part(&bucket, &key, &upload_id, number, rec.clone(), manifest)
+            .await
+            .map_err(meta_error)?;
+        ingested.held.disarm();
+        Ok(S3Response::new(
+            with_checksums!(UploadPartOutput, &rec.checksums, {
+                e_tag: Some(ETag::Strong(etag)),
+            }),
+        ))
+    }
+
+    pub(super) async fn complete_multipart_upload_impl(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let chosen: Vec<CompletedPart> = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        if chosen.is_empty() {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        }
+        let mut numbers = Vec::with_capacity(chosen.len());
+        for c in &chosen {
+            let n = part_number(c.part_number.unwrap_or(0))?;
+            if numbers.last().is_some_and(|&last| n <= last) {
+                return Err(s3_error!(
+                    InvalidPartOrder,
+                    "The list of parts was not in ascending order. Parts must be ordered by part number."
+                ));
+            }
+            numbers.push(n);
+        }
+        let (upload, stored, _) = self
+            .meta
+            .list_parts(
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                0,
+                MAX_PARTS as usize,
+            )
+            .await
+            .map_err(meta_error)?;
+        let stored: std::collections::HashMap<u32, PartRecord> = stored.into_iter().collect();
+        let mut parts: Vec<&PartRecord> = Vec::with_capacity(chosen.len());
+        for (c, n) in chosen.iter().zip(&numbers) {
+            let p = stored.get(n).ok_or_else(invalid_part)?;
+            if c.e_tag.as_ref().is_some_and(|e| unquote(e) != p.etag) {
+                return Err(invalid_part());
+            }
+            parts.push(p);
+        }
+        if parts[..parts.len() - 1]
+            .iter()
+            .any(|p| p.size < MIN_PART_SIZE)
+        {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "Your proposed upload is smaller than the minimum allowed object size."
+            ));
+        }
+        let size: u64 = parts.iter().map(|p| p.size).sum();
+        if size > MAX_OBJECT_SIZE {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed object size."
+            ));
+        }
+        let etag = multipart_etag(&parts)?;
+        let checksums: Vec<(String, String)> = upload
+            .checksum_algorithm
+            .as_deref()
+            .and_then(|alg| composite_checksum(alg, &parts).map(|v| (alg.to_owned(), v)))
+            .into_iter()
+            .collect();
+        let rec = ObjectRecord {
+            size,
+            etag: etag.clone(),
+            modified_ms: now_ms(),
+            headers: upload.headers,
+            user_meta: upload.user_meta,
+            checksums,
+            data: ObjectData::Parts(
+                parts
+                    .iter()
+                    .map(|p| PartPiece {
+                        manifest: p.manifest,
+                        chunks: p.chunks,
+                        size: p.size,
+                    })
+                    .collect(),
+            ),
+        };
+        let chosen_manifests = numbers
+            .iter()
+            .zip(&parts)
+            .map(|(n, p)| (*n, p.manifest))
+            .collect();
+        self.meta
+            .complete_upload(
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                rec.clone(),
+                chosen_manifests,
+            )
+            .await
+            .map_err(meta_error)?;
+        tracing::debug!(bucket = %input.bucket, key = %input.key, parts = parts.len(), size, "multipart upload completed");
+        Ok(S3Response::new(
+            with_checksums!(CompleteMultipartUploadOutput, &rec.checksums, {
+                bucket: Some(input.bucket.clone()),
+                key: Some(input.key.clone()),
+                e_tag: Some(ETag::Strong(etag)),
+                checksum_type: (!rec.checksums.is_empty())
+                    .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            }),
+        ))
+    }
+
+    pub(super) async fn abort_multipart_upload_impl(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let i = &req.input;
+        self.meta
+            .abort_upload(&i.bucket, &i.key, &i.upload_id)
+            .await
+            .map_err(meta_error)?;
+        tracing::debug!(bucket = %i.bucket, key = %i.key, upload_id = %i.upload_id, "multipart upload aborted");
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(super) async fn list_parts_impl(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let i = req.input;
+        let max = list_max(i.max_parts, "max-parts")?;
+        let after = u32::try_from(i.part_number_marker.unwrap_or(0).max(0)).unwrap_or(0);
+        let (upload, parts, truncated) = self
+            .meta
+            .list_parts(&i.bucket, &i.key, &i.upload_id, after, max)
+            .await
+            .map_err(meta_error)?;
+        let next = parts.last().map(|(n, _)| *n as i32);
+        let parts = parts
+            .into_iter()
+            .map(|(n, p)| {
+                with_checksums!(Part, &p.checksums, {
+                    e_tag: Some(ETag::Strong(p.etag.clone())),
+                    last_modified: Some(timestamp(p.modified_ms)),
+                    part_number: Some(n as i32),
+                    size: Some(p.size as i64),
+                })
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(i.upload_id),
+            checksum_algorithm: upload.checksum_algorithm.map(ChecksumAlgorithm::from),
+            initiator: Some(Initiator {
+                display_name: self.owner().display_name,
+                id: self.owner().id,
+            }),
+            owner: Some(self.owner()),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            max_parts: Some(max as i32),
+            part_number_marker: i.part_number_marker,
+            next_part_number_marker: next,
+            is_truncated: Some(truncated),
+            parts: Some(parts),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn list_multipart_uploads_impl(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let enc = Encoder::new(i.encoding_type.as_ref())?;
+        let max = list_max(i.max_uploads, "max-uploads")?;
+        let q = UploadQuery {
+            prefix: i.prefix.clone().unwrap_or_default(),
+            delimiter: i.delimiter.clone(),
+            key_marker: i.key_marker.clone(),
+            upload_id_marker: i.upload_id_marker.clone(),
+            max,
+        };
+        let page = self
+            .meta
+            .list_uploads(&i.bucket, q)
+            .await
+            .map_err(meta_error)?;
+        let (mut uploads, mut prefixes) = (Vec::new(), Vec::new());
+        let (mut next_key, mut next_id) = (None, None);
+        for e in page.entries {
+            match e {
+                UploadEntry::Upload {
+                    key,
+                    upload_id,
+                    rec,
+                } => {
+                    next_key = Some(key.clone());
+                    next_id = Some(upload_id.clone());
+                    uploads.push(MultipartUpload {
+                        key: Some(enc.enc(&key)),
+                        upload_id: Some(upload_id),
+                        initiated: Some(timestamp(rec.initiated_ms)),
+                        initiator: Some(Initiator {
+                            display_name: self.owner().display_name,
+                            id: self.owner().id,
+                        }),
+                        owner: Some(self.owner()),
+                        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                        checksum_algorithm: rec.checksum_algorithm.map(ChecksumAlgorithm::from),
+                        ..Default::default()
+                    });
+                }
+                UploadEntry::Prefix(p) => {
+                    next_key = Some(p.clone());
+                    next_id = None;
+                    prefixes.push(CommonPrefix {
+                        prefix: Some(enc.enc(&p)),
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: enc.opt(i.prefix.as_deref()),
+            delimiter: enc.opt(i.delimiter.as_deref()),
+            key_marker: enc.opt(i.key_marker.as_deref()),
+            upload_id_marker: i.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(page.truncated),
+            next_key_marker: page
+                .truncated
+                .then(|| next_key.map(|k| enc.enc(&k)))
+                .flatten(),
+            next_upload_id_marker: page.truncated.then_some(next_id).flatten(),
+            encoding_type: i.encoding_type,
+            uploads: Some(uploads),
+            common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+            ..Default::default()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(etag: &str) -> PartRecord {
+        PartRecord {
+            size: 0,
+            etag: etag.into(),
+            modified_ms: 0,
+            manifest: 0,
+            chunks: 0,
+            checksums: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn multipart_etag_is_md5_of_binary_part_md5s() {
+        // Two parts "a" and "b": md5("a") and md5("b") concatenated, hashed again.
+        let a = part("0cc175b9c0f1b6a831c399e269772661");
+        let b = part("92eb5ffee6ae2fec3ad71c777531578f");
+        let mut md5 = s3s::crypto::Md5::new();
+        md5.update(&hex::decode(&a.etag).unwrap());
+        md5.update(&hex::decode(&b.etag).unwrap());
+        let want = format!("{}-2", hex::encode(md5.finalize()));
+        assert_eq!(multipart_etag(&[&a, &b]).unwrap(), want);
+        assert!(multipart_etag(&[&part("zz")]).is_err());
+    }
+}
