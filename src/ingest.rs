@@ -79,6 +79,17 @@ pub struct ChecksumSet {
 }
 
 impl ChecksumSet {
+    /// The set holding one algorithm, named as S3 spells it.
+    pub fn of(alg: &str) -> ChecksumSet {
+        ChecksumSet {
+            crc32: alg == "CRC32",
+            crc32c: alg == "CRC32C",
+            crc64nvme: alg == "CRC64NVME",
+            sha1: alg == "SHA1",
+            sha256: alg == "SHA256",
+        }
+    }
+
     pub fn hasher(&self) -> s3s::checksum::ChecksumHasher {
         use s3s::crypto::{Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
         s3s::checksum::ChecksumHasher {

@@ -394,7 +394,10 @@ async fn abort_replace_and_unused_parts_release_their_references() {
         .send()
         .await
         .unwrap();
-    assert_eq!(get_bytes(&c, "mpu", "kept").await, random_bytes(21, 5 * MIB));
+    assert_eq!(
+        get_bytes(&c, "mpu", "kept").await,
+        random_bytes(21, 5 * MIB)
+    );
 
     // An upload still open when its bucket goes away.
     c.create_bucket().bucket("doomed").send().await.unwrap();

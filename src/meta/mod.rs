@@ -83,6 +83,8 @@ pub enum MetaError {
     BucketNotEmpty,
     #[error("no such multipart upload")]
     NoSuchUpload,
+    #[error("the copy source changed or disappeared")]
+    SourceChanged,
     #[error("part {0} was replaced while the upload completed")]
     InvalidPart(u32),
     #[error("metadata storage error: {0}")]
@@ -106,6 +108,7 @@ impl MetaError {
             MetaError::BucketExists => MetaError::BucketExists,
             MetaError::BucketNotEmpty => MetaError::BucketNotEmpty,
             MetaError::NoSuchUpload => MetaError::NoSuchUpload,
+            MetaError::SourceChanged => MetaError::SourceChanged,
             MetaError::InvalidPart(n) => MetaError::InvalidPart(*n),
             MetaError::Closed => MetaError::Closed,
             other => MetaError::Corrupt(format!("transaction group failed: {other}")),
@@ -410,32 +413,80 @@ impl MetaStore {
     /// Deletes an object, releasing its references and appending one outbox event.
     /// Returns whether it existed; deleting an absent key changes nothing.
     pub async fn delete_object(&self, bucket: &str, key: &str) -> MetaResult<bool> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let found = self.delete_objects(bucket, vec![key.to_owned()]).await?;
+        Ok(found.first().copied().unwrap_or(false))
+    }
+
+    /// Deletes several objects in one durable transaction; for each key, whether it
+    /// existed.
+    pub async fn delete_objects(&self, bucket: &str, keys: Vec<String>) -> MetaResult<Vec<bool>> {
+        let bucket = bucket.to_owned();
         self.write(true, move |txn| {
             if get_bucket_w(txn, &bucket)?.is_none() {
                 return Err(MetaError::NoSuchBucket);
             }
-            let okey = object_key(&bucket, &key);
-            let old = {
-                let mut objects = txn.open_table(OBJECTS)?;
-                let old = objects
-                    .remove(okey.as_slice())?
-                    .map(|v| decode_record::<ObjectRecord>(v.value()));
-                old.transpose()?
-            };
-            let Some(old) = old else { return Ok(false) };
             let mut counters = txn.open_table(COUNTERS)?;
             let mut stats = bucket_stats_w(txn, &bucket)?;
-            forget_object(txn, &mut counters, &mut stats, &old, unix_secs())?;
+            let now = unix_secs();
+            let mut found = Vec::with_capacity(keys.len());
+            for key in keys {
+                let old = txn
+                    .open_table(OBJECTS)?
+                    .remove(object_key(&bucket, &key).as_slice())?
+                    .map(|v| decode_record::<ObjectRecord>(v.value()))
+                    .transpose()?;
+                let Some(old) = old else {
+                    found.push(false);
+                    continue;
+                };
+                forget_object(txn, &mut counters, &mut stats, &old, now)?;
+                let ev = OutboxEvent {
+                    bucket: bucket.clone(),
+                    key,
+                    kind: EventKind::Delete,
+                    time_ms: now_ms(),
+                };
+                append_outbox(txn, &mut counters, &ev)?;
+                found.push(true);
+            }
             put_bucket_stats(txn, &bucket, &stats)?;
-            let ev = OutboxEvent {
-                bucket,
-                key,
-                kind: EventKind::Delete,
-                time_ms: now_ms(),
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Copies an object by sharing its chunks: the copy gets its own manifests (the
+    /// same chunk ids) and takes one more reference per chunk occurrence; no stored
+    /// byte is read or written. `rec` is the copy's record; its body is taken from the
+    /// source, which must still be the version the caller checked (`etag`,
+    /// `modified_ms`), or the copy fails with `SourceChanged` and changes nothing.
+    pub async fn copy_object(
+        &self,
+        src: (&str, &str),
+        expect: (&str, i64),
+        dst: (&str, &str),
+        mut rec: ObjectRecord,
+    ) -> MetaResult<()> {
+        let (sb, sk) = (src.0.to_owned(), src.1.to_owned());
+        let (db, dk) = (dst.0.to_owned(), dst.1.to_owned());
+        let (etag, modified) = (expect.0.to_owned(), expect.1);
+        self.write(true, move |txn| {
+            if get_bucket_w(txn, &sb)?.is_none() || get_bucket_w(txn, &db)?.is_none() {
+                return Err(MetaError::NoSuchBucket);
+            }
+            let source = txn
+                .open_table(OBJECTS)?
+                .get(object_key(&sb, &sk).as_slice())?
+                .map(|v| decode_record::<ObjectRecord>(v.value()))
+                .transpose()?;
+            let source = match source {
+                Some(s) if s.etag == etag && s.modified_ms == modified => s,
+                _ => return Err(MetaError::SourceChanged),
             };
-            append_outbox(txn, &mut counters, &ev)?;
-            Ok(true)
+            let now = unix_secs();
+            let mut counters = txn.open_table(COUNTERS)?;
+            rec.data = share_data(txn, &mut counters, &source.data, now)?;
+            put_object_record(txn, &mut counters, &db, &dk, &rec, now)
         })
         .await
     }
@@ -849,6 +900,59 @@ fn forget_object(
         drop_manifest(txn, manifest, now)?;
     }
     Ok(())
+}
+
+/// A copy of an object body that shares its chunks: inline bytes are copied, each
+/// manifest is stored again under a new id and its chunks gain one reference per
+/// occurrence.
+fn share_data(
+    txn: &WriteTransaction,
+    counters: &mut CounterTable<'_>,
+    data: &ObjectData,
+    now: u64,
+) -> MetaResult<ObjectData> {
+    let mut share = |manifest: u64| -> MetaResult<u64> {
+        let refs = txn
+            .open_table(MANIFESTS)?
+            .get(manifest)?
+            .map(|v| decode_manifest(v.value()))
+            .transpose()?
+            .ok_or_else(|| MetaError::Corrupt(format!("manifest {manifest} missing")))?;
+        let mut counts: HashMap<ChunkId, u32> = HashMap::new();
+        for r in &refs {
+            *counts.entry(r.id).or_default() += 1;
+        }
+        let mut chunks = txn.open_table(CHUNKS)?;
+        let mut segments = txn.open_table(SEGMENTS)?;
+        for (id, n) in &counts {
+            if !adjust_refs(&mut chunks, &mut segments, id, i64::from(*n), now)? {
+                return Err(MetaError::Corrupt(format!(
+                    "chunk {} of manifest {manifest} has no index row",
+                    hex::encode(id)
+                )));
+            }
+        }
+        drop((chunks, segments));
+        insert_manifest(txn, counters, &refs)
+    };
+    Ok(match data {
+        ObjectData::Inline(d) => ObjectData::Inline(d.clone()),
+        ObjectData::Chunked { manifest, chunks } => ObjectData::Chunked {
+            manifest: share(*manifest)?,
+            chunks: *chunks,
+        },
+        ObjectData::Parts(parts) => ObjectData::Parts(
+            parts
+                .iter()
+                .map(|p| {
+                    Ok(PartPiece {
+                        manifest: share(p.manifest)?,
+                        ..*p
+                    })
+                })
+                .collect::<MetaResult<Vec<_>>>()?,
+        ),
+    })
 }
 
 /// Removes a manifest and releases the references it held.

@@ -6,6 +6,7 @@
 //! Every operation runs through [`HoardS3::observe`], which records its count,
 //! latency and error code in the metrics.
 
+mod copy;
 mod list;
 mod multipart;
 mod object;
@@ -308,6 +309,29 @@ impl S3 for HoardS3 {
             Ok(S3Response::new(DeleteObjectOutput::default()))
         })
         .await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.observe("CopyObject", self.copy_object_impl(req)).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.observe("UploadPartCopy", self.upload_part_copy_impl(req))
+            .await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.observe("DeleteObjects", self.delete_objects_impl(req))
+            .await
     }
 
     async fn create_multipart_upload(

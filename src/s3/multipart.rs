@@ -36,7 +36,7 @@ fn invalid_part() -> S3Error {
     )
 }
 
-fn part_number(n: i32) -> S3Result<u32> {
+pub(super) fn part_number(n: i32) -> S3Result<u32> {
     if (1..=MAX_PARTS).contains(&n) {
         Ok(n as u32)
     } else {
@@ -59,14 +59,10 @@ fn list_max(v: Option<i32>, what: &str) -> S3Result<usize> {
 /// concatenated binary part checksums, then `-N`. `None` when a part lacks it or the
 /// algorithm has no composite form (CRC64NVME is full-object only).
 fn composite_checksum(alg: &str, parts: &[&PartRecord]) -> Option<String> {
-    let set = ChecksumSet {
-        crc32: alg == "CRC32",
-        crc32c: alg == "CRC32C",
-        sha1: alg == "SHA1",
-        sha256: alg == "SHA256",
-        crc64nvme: false,
-    };
-    let mut hasher = set.hasher();
+    if alg == "CRC64NVME" {
+        return None;
+    }
+    let mut hasher = ChecksumSet::of(alg).hasher();
     for p in parts {
         let (_, v) = p.checksums.iter().find(|(a, _)| a == alg)?;
         hasher.update(&B64.decode(v).ok()?);

@@ -134,6 +134,16 @@ fn wanted_checksums(claims: &BodyClaims<'_>, headers: &HeaderMap) -> S3Result<Ch
     })
 }
 
+/// (algorithm, base64 value) of every checksum computed.
+pub(super) fn computed_pairs(computed: &Checksum) -> Vec<(String, String)> {
+    ALGORITHMS
+        .iter()
+        .filter_map(|(alg, _)| {
+            computed_value(computed, alg).map(|v| ((*alg).to_owned(), v.clone()))
+        })
+        .collect()
+}
+
 /// Compares every declared checksum (header or trailer) with the computed one and
 /// returns what to store: (algorithm, base64 value) for each computed checksum.
 fn verify_checksums(
@@ -141,13 +151,12 @@ fn verify_checksums(
     trailers: Option<&HeaderMap>,
     computed: &Checksum,
 ) -> S3Result<Vec<(String, String)>> {
-    let mut stored = Vec::new();
-    for (alg, header) in ALGORITHMS {
-        let Some(actual) = computed_value(computed, alg) else {
-            continue;
-        };
-        let from_trailer = trailers
-            .and_then(|t| t.get(header))
+    let stored = computed_pairs(computed);
+    for (alg, actual) in &stored {
+        let from_trailer = ALGORITHMS
+            .iter()
+            .find(|(a, _)| a == alg)
+            .and_then(|(_, header)| trailers.and_then(|t| t.get(*header)))
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let declared = claims.declared(alg).cloned().or(from_trailer);
@@ -159,7 +168,6 @@ fn verify_checksums(
                 format!("The {alg} you specified did not match the calculated checksum."),
             ));
         }
-        stored.push((alg.to_owned(), actual.clone()));
     }
     Ok(stored)
 }
@@ -226,7 +234,7 @@ fn etag_matches(cond: &ETagCondition, etag: &str) -> bool {
 }
 
 /// Evaluates GET/HEAD preconditions in the order S3 (RFC 9110) applies them.
-fn check_conditions(
+pub(super) fn check_conditions(
     rec: &ObjectRecord,
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
@@ -443,6 +451,23 @@ impl HoardS3 {
         Ok(S3Response::new(output))
     }
 
+    /// Runs one body through the ingest pipeline within the stream limit.
+    pub(super) async fn ingest_stream<S, E>(
+        &self,
+        params: IngestParams,
+        body: S,
+    ) -> S3Result<Ingested>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: Into<s3s::StdError>,
+    {
+        let permit = self.ingest.acquire().await.map_err(ingest_error)?;
+        self.ingest
+            .ingest(&permit, params, body)
+            .await
+            .map_err(ingest_error)
+    }
+
     /// Receives a PutObject or UploadPart body through the ingest pipeline, within the
     /// stream limit, and checks its length, Content-MD5 and checksums. On error the
     /// references taken while ingesting are released.
@@ -470,16 +495,13 @@ impl HoardS3 {
             expected_len: claims.content_length.and_then(|n| u64::try_from(n).ok()),
             inline,
         };
-        let permit = self.ingest.acquire().await.map_err(ingest_error)?;
         let ingested = match body {
-            Some(body) => self.ingest.ingest(&permit, params, body).await,
+            Some(body) => self.ingest_stream(params, body).await,
             None => {
                 let empty = futures::stream::empty::<Result<bytes::Bytes, s3s::StdError>>();
-                self.ingest.ingest(&permit, params, empty).await
+                self.ingest_stream(params, empty).await
             }
-        }
-        .map_err(ingest_error)?;
-        drop(permit);
+        }?;
         if let Some(declared) = md5_declared
             && declared != ingested.md5
         {
@@ -499,7 +521,7 @@ impl HoardS3 {
         })
     }
 
-    async fn find_object(&self, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
+    pub(super) async fn find_object(&self, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
         self.meta
             .get_object(bucket, key)
             .await

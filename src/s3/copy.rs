@@ -1,0 +1,338 @@
+//! CopyObject, UploadPartCopy and DeleteObjects.
+//!
+//! CopyObject never touches stored bytes: the copy gets its own manifests naming
+//! the source's chunks, which gain a reference each (see `MetaStore::copy_object`).
+//! UploadPartCopy streams the source range back through the ingest pipeline, so the
+//! part's ETag is the MD5 of its bytes as S3 defines it; dedup shares every chunk of
+//! the range except those around its two ends, where chunking re-synchronises.
+
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+use super::object::{
+    MAX_KEY_LEN, MAX_PUT_SIZE, check_conditions, stored_headers, user_meta, with_checksums,
+};
+use super::{HoardS3, meta_error, retrieve_error, timestamp};
+use crate::ingest::{ChecksumSet, IngestParams, IngestedBody};
+use crate::meta::{MetaError, ObjectRecord, PartRecord, now_ms};
+
+/// Keys one DeleteObjects request may name.
+const MAX_DELETE_KEYS: usize = 1000;
+/// Attempts when the copy source changes between its check and the copy.
+const COPY_ATTEMPTS: usize = 3;
+
+fn precondition_failed() -> S3Error {
+    s3_error!(
+        PreconditionFailed,
+        "At least one of the pre-conditions you specified did not hold"
+    )
+}
+
+/// The bucket and key of a copy source; only the current ("null") version exists
+/// until versioning does.
+fn copy_source(src: &CopySource) -> S3Result<(&str, &str)> {
+    match src {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
+            if version_id.as_deref().is_some_and(|v| v != "null") {
+                return Err(s3_error!(
+                    NoSuchVersion,
+                    "The specified version does not exist."
+                ));
+            }
+            Ok((bucket, key))
+        }
+        _ => Err(s3_error!(
+            NotImplemented,
+            "Access point and outpost copy sources are not supported"
+        )),
+    }
+}
+
+/// Parses `bytes=first-last` against an object of `size` bytes.
+fn copy_range(v: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let Some(v) = v else { return Ok(0..size) };
+    let malformed = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        )
+    };
+    let (first, last) = v
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(malformed)?;
+    let first: u64 = first.trim().parse().map_err(|_| malformed())?;
+    let last: u64 = last.trim().parse().map_err(|_| malformed())?;
+    if first > last {
+        return Err(malformed());
+    }
+    if last >= size {
+        return Err(s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable"
+        ));
+    }
+    Ok(first..last + 1)
+}
+
+impl HoardS3 {
+    /// Looks up a copy source and applies the x-amz-copy-source-if-* conditions;
+    /// every failed condition is a 412, as S3 answers copies.
+    async fn copy_source_record(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_match: Option<&ETagCondition>,
+        if_none_match: Option<&ETagCondition>,
+        if_modified_since: Option<&Timestamp>,
+        if_unmodified_since: Option<&Timestamp>,
+    ) -> S3Result<ObjectRecord> {
+        let rec = self.find_object(bucket, key).await?;
+        check_conditions(
+            &rec,
+            if_match,
+            if_none_match,
+            if_modified_since,
+            if_unmodified_since,
+        )
+        .map_err(|e| {
+            if *e.code() == S3ErrorCode::NotModified {
+                precondition_failed()
+            } else {
+                e
+            }
+        })?;
+        Ok(rec)
+    }
+
+    pub(super) async fn copy_object_impl(
+        &self,
+        mut req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = &mut req.input;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key) = (src_bucket.to_owned(), src_key.to_owned());
+        if input.key.len() > MAX_KEY_LEN {
+            return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+        }
+        self.bucket(&input.bucket).await?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if src_bucket == input.bucket && src_key == input.key && !replace {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            ));
+        }
+        let replaced = replace.then(|| (stored_headers!(input), user_meta(input.metadata.take())));
+        for _ in 0..COPY_ATTEMPTS {
+            let source = self
+                .copy_source_record(
+                    &src_bucket,
+                    &src_key,
+                    input.copy_source_if_match.as_ref(),
+                    input.copy_source_if_none_match.as_ref(),
+                    input.copy_source_if_modified_since.as_ref(),
+                    input.copy_source_if_unmodified_since.as_ref(),
+                )
+                .await?;
+            let (headers, meta) = replaced
+                .clone()
+                .unwrap_or_else(|| (source.headers.clone(), source.user_meta.clone()));
+            let rec = ObjectRecord {
+                modified_ms: now_ms(),
+                headers,
+                user_meta: meta,
+                ..source.clone()
+            };
+            let done = self
+                .meta
+                .copy_object(
+                    (&src_bucket, &src_key),
+                    (&source.etag, source.modified_ms),
+                    (&input.bucket, &input.key),
+                    rec.clone(),
+                )
+                .await;
+            match done {
+                Err(MetaError::SourceChanged) => continue,
+                Err(e) => return Err(meta_error(e)),
+                Ok(()) => {}
+            }
+            tracing::debug!(%src_bucket, %src_key, bucket = %input.bucket, key = %input.key, size = rec.size, "object copied");
+            let result = with_checksums!(CopyObjectResult, &rec.checksums, {
+                e_tag: Some(ETag::Strong(rec.etag.clone())),
+                last_modified: Some(timestamp(rec.modified_ms)),
+            });
+            return Ok(S3Response::new(CopyObjectOutput {
+                copy_object_result: Some(result),
+                ..Default::default()
+            }));
+        }
+        Err(s3_error!(
+            SlowDown,
+            "The copy source kept changing; please retry."
+        ))
+    }
+
+    pub(super) async fn upload_part_copy_impl(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let i = req.input;
+        let number = super::multipart::part_number(i.part_number)?;
+        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+        let bucket_rec = self.bucket(&i.bucket).await?;
+        let upload = self
+            .meta
+            .get_upload(&i.bucket, &i.key, &i.upload_id)
+            .await
+            .map_err(meta_error)?;
+        let source = self
+            .copy_source_record(
+                src_bucket,
+                src_key,
+                i.copy_source_if_match.as_ref(),
+                i.copy_source_if_none_match.as_ref(),
+                i.copy_source_if_modified_since.as_ref(),
+                i.copy_source_if_unmodified_since.as_ref(),
+            )
+            .await?;
+        let range = copy_range(i.copy_source_range.as_deref(), source.size)?;
+        if range.end - range.start > MAX_PUT_SIZE as u64 {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed object size."
+            ));
+        }
+        let body = self
+            .retrieve
+            .open(&source, range.clone())
+            .await
+            .map_err(retrieve_error)?;
+        let params = IngestParams {
+            bucket: i.bucket.clone(),
+            chunking: bucket_rec.chunking,
+            compression_level: bucket_rec.compression_level,
+            checksums: upload
+                .checksum_algorithm
+                .as_deref()
+                .map(ChecksumSet::of)
+                .unwrap_or_default(),
+            expected_len: Some(range.end - range.start),
+            inline: false,
+        };
+        let ingested = self.ingest_stream(params, body).await?;
+        let manifest = match ingested.body {
+            IngestedBody::Chunked(m) => m,
+            IngestedBody::Inline(_) => Vec::new(),
+        };
+        let checksums = super::object::computed_pairs(&ingested.checksums);
+        let rec = PartRecord {
+            size: ingested.size,
+            etag: hex::encode(ingested.md5),
+            modified_ms: now_ms(),
+            manifest: 0,
+            chunks: 0,
+            checksums,
+        };
+        self.meta
+            .put_part(
+                &i.bucket,
+                &i.key,
+                &i.upload_id,
+                number,
+                rec.clone(),
+                manifest,
+            )
+            .await
+            .map_err(meta_error)?;
+        ingested.held.disarm();
+        let result = with_checksums!(CopyPartResult, &rec.checksums, {
+            e_tag: Some(ETag::Strong(rec.etag.clone())),
+            last_modified: Some(timestamp(rec.modified_ms)),
+        });
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(result),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn delete_objects_impl(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let i = req.input;
+        let objects = i.delete.objects;
+        if objects.is_empty() || objects.len() > MAX_DELETE_KEYS {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        }
+        let quiet = i.delete.quiet.unwrap_or(false);
+        let mut errors = Vec::new();
+        let mut keys = Vec::with_capacity(objects.len());
+        for o in objects {
+            if o.version_id.as_deref().is_some_and(|v| v != "null") {
+                errors.push(Error {
+                    code: Some("NoSuchVersion".into()),
+                    key: Some(o.key),
+                    message: Some("The specified version does not exist.".into()),
+                    version_id: o.version_id,
+                });
+            } else {
+                keys.push(o.key);
+            }
+        }
+        self.meta
+            .delete_objects(&i.bucket, keys.clone())
+            .await
+            .map_err(meta_error)?;
+        // Deleting an absent key succeeds, as in S3.
+        let deleted: Vec<DeletedObject> = if quiet {
+            Vec::new()
+        } else {
+            keys.into_iter()
+                .map(|k| DeletedObject {
+                    key: Some(k),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: (!deleted.is_empty()).then_some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_ranges_parse_like_s3() {
+        assert_eq!(copy_range(None, 10).unwrap(), 0..10);
+        assert_eq!(copy_range(Some("bytes=2-5"), 10).unwrap(), 2..6);
+        assert_eq!(copy_range(Some("bytes=0-9"), 10).unwrap(), 0..10);
+        for bad in ["bytes=5-2", "2-5", "bytes=-5", "bytes=a-b", "bytes=3-"] {
+            assert_eq!(
+                *copy_range(Some(bad), 10).unwrap_err().code(),
+                S3ErrorCode::InvalidArgument,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            *copy_range(Some("bytes=5-10"), 10).unwrap_err().code(),
+            S3ErrorCode::InvalidRange
+        );
+    }
+}
