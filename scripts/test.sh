@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: unit and integration tests (aws-sdk-s3 against the real binary),
-# then the end-to-end aws-cli script. Installs what it needs on a fresh Debian
-# machine with a Rust toolchain.
+# then the end-to-end scripts for aws-cli, boto3, rclone and restic. Installs what it
+# needs on a fresh Debian machine with a Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+command -v rclone >/dev/null || need_apt+=(rclone)
+command -v restic >/dev/null || need_apt+=(restic)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
@@ -18,7 +20,17 @@ if ! command -v aws >/dev/null || ! aws --version >/dev/null 2>&1; then
 fi
 python3 -c "import boto3" 2>/dev/null || pip install --quiet boto3 2>/dev/null || pip install --quiet --break-system-packages boto3
 aws --version
+rclone version | head -1
+restic version
 
 cargo build --all-targets
 cargo test --all-targets -- --test-threads 2
-bash tests/e2e/awscli.sh target/debug/hoard
+failed=()
+for client in awscli boto3 rclone restic; do
+  echo "== end-to-end: $client =="
+  bash "tests/e2e/$client.sh" target/debug/hoard || failed+=("$client")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "end-to-end failures: ${failed[*]}"
+  exit 1
+fi
