@@ -2,7 +2,9 @@
 //! UNSIGNED-PAYLOAD requests (as curl would) and prints one JSON object of results.
 //!
 //! Measures: single-stream PUT and GET of 1 GiB of random data, the same PUT again
-//! under a new key, 4 parallel 1 GiB PUT streams, and 10,000 PUTs of 4 KiB objects.
+//! under a new key, 4 parallel 1 GiB PUT streams, a 1 GiB multipart upload of new
+//! data in 4 parts sent in parallel, a CopyObject of the 1 GiB object (ms), and 10,000
+//! PUTs of 4 KiB objects.
 //! Usage: loadgen ENDPOINT ACCESS_KEY SECRET_KEY [SIZE_MIB]
 
 use std::time::Instant;
@@ -20,10 +22,24 @@ struct Target {
 
 impl Target {
     fn signed(&self, method: &str, path: &str, len: Option<usize>) -> reqwest::RequestBuilder {
+        self.signed_with(method, path, len, &[])
+    }
+
+    /// A request signed with `extra` headers (sent and signed as given).
+    fn signed_with(
+        &self,
+        method: &str,
+        path: &str,
+        len: Option<usize>,
+        extra: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
         let url = format!("{}{}", self.endpoint, path);
         let len = len.map(|n| n.to_string());
-        let signed: Vec<(&str, &str)> =
-            len.iter().map(|n| ("content-length", n.as_str())).collect();
+        let signed: Vec<(&str, &str)> = len
+            .iter()
+            .map(|n| ("content-length", n.as_str()))
+            .chain(extra.iter().copied())
+            .collect();
         let headers = hoard::client::sigv4_headers(
             &self.creds,
             "us-east-1",
@@ -44,7 +60,8 @@ impl Target {
         b
     }
 
-    async fn put(&self, path: &str, data: Bytes) {
+    /// PUTs `data` to `path`; returns the ETag header.
+    async fn put(&self, path: &str, data: Bytes) -> String {
         let len = data.len();
         // Stream the body in 1 MiB frames, as a client reading a file would.
         let frames: Vec<Bytes> = (0..len.div_ceil(MIB))
@@ -60,7 +77,50 @@ impl Target {
             .await
             .unwrap();
         assert!(resp.status().is_success(), "PUT {path}: {}", resp.status());
+        let etag = header(&resp, "etag");
         let _ = resp.bytes().await;
+        etag
+    }
+
+    /// Sends a body-less or small request and returns the response text.
+    async fn call(&self, method: &str, path: &str, body: &str, extra: &[(&str, &str)]) -> String {
+        let resp = self
+            .signed_with(method, path, Some(body.len()), extra)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "{method} {path}: {}",
+            resp.status()
+        );
+        resp.text().await.unwrap()
+    }
+
+    /// A multipart upload of `data` in `parts` parts sent in parallel.
+    async fn multipart(&self, path: &str, data: Bytes, parts: usize) {
+        let created = self.call("POST", &format!("{path}?uploads"), "", &[]).await;
+        let id = between(&created, "<UploadId>", "</UploadId>");
+        let size = data.len().div_ceil(parts);
+        let uploads = (0..parts).map(|i| {
+            let part = data.slice(i * size..((i + 1) * size).min(data.len()));
+            let p = format!("{path}?partNumber={}&uploadId={id}", i + 1);
+            async move { self.put(&p, part).await }
+        });
+        let etags = futures::future::join_all(uploads).await;
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (i, e) in etags.iter().enumerate() {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
+                i + 1
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let done = self
+            .call("POST", &format!("{path}?uploadId={id}"), &xml, &[])
+            .await;
+        assert!(done.contains("<ETag>"), "complete: {done}");
     }
 
     async fn get(&self, path: &str) -> usize {
@@ -73,6 +133,23 @@ impl Target {
         }
         n
     }
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn between(text: &str, start: &str, end: &str) -> String {
+    let from = text.find(start).map(|i| i + start.len()).unwrap_or(0);
+    let to = text[from..]
+        .find(end)
+        .map(|i| from + i)
+        .unwrap_or(text.len());
+    text[from..to].to_owned()
 }
 
 fn random(seed: u64, len: usize) -> Bytes {
@@ -141,6 +218,23 @@ async fn main() {
     let put_parallel = mbps(4 * size, t0.elapsed().as_secs_f64());
     drop(streams);
 
+    let fresh = random(200, size);
+    let t0 = Instant::now();
+    t.multipart("/bench/multipart", fresh, 4).await;
+    let multipart = mbps(size, t0.elapsed().as_secs_f64());
+
+    let t0 = Instant::now();
+    t.call(
+        "PUT",
+        "/bench/copied",
+        "",
+        &[("x-amz-copy-source", "/bench/unique")],
+    )
+    .await;
+    let copy_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let n = t.get("/bench/copied").await;
+    assert_eq!(n, size, "the copy reads back whole");
+
     let small: Vec<Bytes> = (0..10_000u64)
         .map(|i| random(1_000_000 + i, 4096))
         .collect();
@@ -148,12 +242,14 @@ async fn main() {
     futures::stream::iter(small.into_iter().enumerate())
         .for_each_concurrent(16, |(i, d)| {
             let t = &t;
-            async move { t.put(&format!("/bench/small/{i:05}"), d).await }
+            async move {
+                t.put(&format!("/bench/small/{i:05}"), d).await;
+            }
         })
         .await;
     let small_ops = 10_000.0 / t0.elapsed().as_secs_f64();
 
     println!(
-        "{{\"put_unique_mbps\": {put_unique:.1}, \"get_mbps\": {get:.1}, \"put_again_mbps\": {put_again:.1}, \"put_4_streams_mbps\": {put_parallel:.1}, \"small_put_ops\": {small_ops:.1}}}"
+        "{{\"put_unique_mbps\": {put_unique:.1}, \"get_mbps\": {get:.1}, \"put_again_mbps\": {put_again:.1}, \"put_4_streams_mbps\": {put_parallel:.1}, \"small_put_ops\": {small_ops:.1}, \"multipart_4_parts_mbps\": {multipart:.1}, \"copy_ms\": {copy_ms:.1}}}"
     );
 }

@@ -59,6 +59,8 @@ rows = [("PUT 1 stream, unique data (MB/s)", "put_unique_mbps"),
         ("PUT 1 stream, already-stored data (MB/s)", "put_again_mbps"),
         ("PUT 4 streams, unique data (MB/s)", "put_4_streams_mbps"),
         ("PUT 4 KiB objects (ops/s)", "small_put_ops"),
+        ("multipart 1 GiB, 4 parts in parallel (MB/s)", "multipart_4_parts_mbps"),
+        ("CopyObject of the 1 GiB object (ms)", "copy_ms"),
         ("server peak RSS (MiB)", "peak_rss_mib")]
 print(f"| {'measure':<42} | {'hoard':>9} | {'s3s-fs':>9} | {'hoard/s3s-fs':>12} |")
 print(f"|{'-'*44}|{'-'*11}|{'-'*11}|{'-'*14}|")

@@ -299,6 +299,8 @@ impl Config {
             created_ms: crate::meta::now_ms(),
             chunking: params,
             compression_level: level,
+            versioning: crate::meta::Versioning::Unversioned,
+            tags: Vec::new(),
         })
     }
 

@@ -213,7 +213,7 @@ async fn copy_conditions_and_missing_sources_are_s3_errors() {
     );
     let err = c
         .copy_object()
-        .copy_source("cond/a?versionId=3HL4kqtJvjVBH40Nrjfkd")
+        .copy_source("cond/a?versionId=00000000000000ff")
         .bucket("cond")
         .key("c")
         .send()
@@ -222,6 +222,18 @@ async fn copy_conditions_and_missing_sources_are_s3_errors() {
     assert_eq!(
         (status_of(&err), code_of(&err).as_str()),
         (404, "NoSuchVersion")
+    );
+    let err = c
+        .copy_object()
+        .copy_source("cond/a?versionId=not-a-version-id")
+        .bucket("cond")
+        .key("c")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status_of(&err), code_of(&err).as_str()),
+        (400, "InvalidArgument")
     );
     assert_no_panic(&s);
 }
@@ -384,7 +396,7 @@ async fn delete_objects_removes_a_batch_and_reports_each_key() {
         .await
         .unwrap();
     assert_eq!(out.errors().len(), 1);
-    assert_eq!(out.errors()[0].code(), Some("NoSuchVersion"));
+    assert_eq!(out.errors()[0].code(), Some("InvalidArgument"));
     assert_eq!(out.errors()[0].key(), Some("k4"));
 
     let too_many: Vec<String> = (0..1001).map(|i| format!("x{i}")).collect();

@@ -56,10 +56,29 @@ pub(super) fn bucket_bounds(bucket: &str, prefix: &str) -> (Vec<u8>, Vec<u8>) {
     (lo, hi)
 }
 
+/// Lists keys whose current version is an object (delete markers hide a key).
 pub(super) fn list(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     bucket: &str,
     q: &ListQuery,
+) -> MetaResult<ListPage> {
+    scan(table, bucket, q, false)
+}
+
+/// Lists every key with a current version, delete markers included.
+pub(super) fn list_all(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    bucket: &str,
+    q: &ListQuery,
+) -> MetaResult<ListPage> {
+    scan(table, bucket, q, true)
+}
+
+fn scan(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    bucket: &str,
+    q: &ListQuery,
+    markers: bool,
 ) -> MetaResult<ListPage> {
     let mut page = ListPage::default();
     if q.max == 0 {
@@ -108,12 +127,15 @@ pub(super) fn list(
                 exclusive = false;
                 continue 'scan;
             }
+            let rec: ObjectRecord = decode_record(v.value())?;
+            if rec.delete_marker && !markers {
+                continue;
+            }
             if page.entries.len() == q.max {
                 page.truncated = true;
                 break 'scan;
             }
-            page.entries
-                .push(ListEntry::Object(key.to_owned(), decode_record(v.value())?));
+            page.entries.push(ListEntry::Object(key.to_owned(), rec));
         }
         break;
     }

@@ -26,6 +26,7 @@
 mod list;
 mod multipart;
 pub mod records;
+mod versions;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -34,14 +35,18 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
 };
 use tokio::sync::oneshot;
 
 pub use list::{ListEntry, ListPage, ListQuery};
 pub use multipart::{UploadEntry, UploadPage, UploadQuery};
 pub use records::*;
+use versions::put_object_record;
+pub use versions::{
+    DeleteOutcome, VersionEntry, VersionPage, VersionQuery, check_tags, parse_version_id,
+};
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 const BUCKET_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("bucket_stats");
@@ -55,6 +60,8 @@ const SEGMENT_CHUNKS: TableDefinition<&[u8], ()> = TableDefinition::new("segment
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// bucket \0 key \0 upload id -> UploadRecord
 const UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uploads");
+/// bucket \0 key \0 !seq (u64 BE) -> ObjectRecord of a noncurrent version
+const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
 /// upload id | part number (u32 BE) -> PartRecord
 const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
@@ -63,6 +70,9 @@ const C_NEXT_SEGMENT: &str = "next_segment_id";
 const C_NEXT_MANIFEST: &str = "next_manifest_id";
 const C_OUTBOX_SEQ: &str = "outbox_seq";
 const C_NEXT_UPLOAD: &str = "next_upload_id";
+const C_NEXT_VERSION: &str = "next_version_seq";
+/// The record format the store was written with.
+const C_SCHEMA: &str = "schema";
 const C_SEGMENTS: &str = "segments";
 const C_SEGMENT_BYTES: &str = "segment_bytes";
 const C_CHUNKS: &str = "chunks";
@@ -85,6 +95,12 @@ pub enum MetaError {
     NoSuchUpload,
     #[error("the copy source changed or disappeared")]
     SourceChanged,
+    #[error("no such key")]
+    NoSuchKey,
+    #[error("no such version")]
+    NoSuchVersion,
+    #[error("the version is a delete marker")]
+    DeleteMarker,
     #[error("part {0} was replaced while the upload completed")]
     InvalidPart(u32),
     #[error("metadata storage error: {0}")]
@@ -109,6 +125,9 @@ impl MetaError {
             MetaError::BucketNotEmpty => MetaError::BucketNotEmpty,
             MetaError::NoSuchUpload => MetaError::NoSuchUpload,
             MetaError::SourceChanged => MetaError::SourceChanged,
+            MetaError::NoSuchKey => MetaError::NoSuchKey,
+            MetaError::NoSuchVersion => MetaError::NoSuchVersion,
+            MetaError::DeleteMarker => MetaError::DeleteMarker,
             MetaError::InvalidPart(n) => MetaError::InvalidPart(*n),
             MetaError::Closed => MetaError::Closed,
             other => MetaError::Corrupt(format!("transaction group failed: {other}")),
@@ -191,6 +210,17 @@ impl MetaStore {
             txn.open_table(COUNTERS)?;
             txn.open_table(UPLOADS)?;
             txn.open_table(PARTS)?;
+            txn.open_table(VERSIONS)?;
+            let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
+            let mut counters = txn.open_table(COUNTERS)?;
+            let schema = counter(&counters, C_SCHEMA)?;
+            if schema != u64::from(RECORD_FORMAT) && !empty {
+                return Err(MetaError::Corrupt(format!(
+                    "{} was written with metadata format {schema}; this hoard reads format {RECORD_FORMAT} and will not touch it",
+                    path.display()
+                )));
+            }
+            counters.insert(C_SCHEMA, u64::from(RECORD_FORMAT))?;
         }
         txn.commit()?;
         let db = Arc::new(db);
@@ -342,23 +372,6 @@ impl MetaStore {
 
     // ----- objects -----
 
-    /// The object's record, or `Ok(None)` when the key is absent; `NoSuchBucket` when
-    /// the bucket is.
-    pub async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.read(move |txn| {
-            if get_bucket(txn, &bucket)?.is_none() {
-                return Err(MetaError::NoSuchBucket);
-            }
-            let t = txn.open_table(OBJECTS)?;
-            match t.get(object_key(&bucket, &key).as_slice())? {
-                Some(v) => Ok(Some(decode_record(v.value())?)),
-                None => Ok(None),
-            }
-        })
-        .await
-    }
-
     pub async fn get_manifest(&self, id: u64) -> MetaResult<Vec<ChunkRef>> {
         self.read(move |txn| {
             let t = txn.open_table(MANIFESTS)?;
@@ -391,7 +404,7 @@ impl MetaStore {
         key: &str,
         mut rec: ObjectRecord,
         manifest: Option<Vec<ChunkRef>>,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<String> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.write(true, move |txn| {
             if get_bucket_w(txn, &bucket)?.is_none() {
@@ -410,47 +423,38 @@ impl MetaStore {
         .await
     }
 
-    /// Deletes an object, releasing its references and appending one outbox event.
-    /// Returns whether it existed; deleting an absent key changes nothing.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> MetaResult<bool> {
-        let found = self.delete_objects(bucket, vec![key.to_owned()]).await?;
-        Ok(found.first().copied().unwrap_or(false))
+    /// Deletes a key or one version of it (see `versions::delete_key`); `None` when
+    /// there was nothing to delete, which changes nothing.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<String>,
+    ) -> MetaResult<Option<DeleteOutcome>> {
+        let mut out = self
+            .delete_objects(bucket, vec![(key.to_owned(), version)])
+            .await?;
+        Ok(out.pop().flatten())
     }
 
-    /// Deletes several objects in one durable transaction; for each key, whether it
-    /// existed.
-    pub async fn delete_objects(&self, bucket: &str, keys: Vec<String>) -> MetaResult<Vec<bool>> {
+    /// Deletes several keys (or versions) in one durable transaction.
+    pub async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: Vec<(String, Option<String>)>,
+    ) -> MetaResult<Vec<Option<DeleteOutcome>>> {
         let bucket = bucket.to_owned();
         self.write(true, move |txn| {
             if get_bucket_w(txn, &bucket)?.is_none() {
                 return Err(MetaError::NoSuchBucket);
             }
             let mut counters = txn.open_table(COUNTERS)?;
-            let mut stats = bucket_stats_w(txn, &bucket)?;
             let now = unix_secs();
-            let mut found = Vec::with_capacity(keys.len());
-            for key in keys {
-                let old = txn
-                    .open_table(OBJECTS)?
-                    .remove(object_key(&bucket, &key).as_slice())?
-                    .map(|v| decode_record::<ObjectRecord>(v.value()))
-                    .transpose()?;
-                let Some(old) = old else {
-                    found.push(false);
-                    continue;
-                };
-                forget_object(txn, &mut counters, &mut stats, &old, now)?;
-                let ev = OutboxEvent {
-                    bucket: bucket.clone(),
-                    key,
-                    kind: EventKind::Delete,
-                    time_ms: now_ms(),
-                };
-                append_outbox(txn, &mut counters, &ev)?;
-                found.push(true);
-            }
-            put_bucket_stats(txn, &bucket, &stats)?;
-            Ok(found)
+            keys.iter()
+                .map(|(key, version)| {
+                    versions::delete_key(txn, &mut counters, &bucket, key, version.as_deref(), now)
+                })
+                .collect()
         })
         .await
     }
@@ -462,25 +466,27 @@ impl MetaStore {
     /// `modified_ms`), or the copy fails with `SourceChanged` and changes nothing.
     pub async fn copy_object(
         &self,
-        src: (&str, &str),
+        src: (&str, &str, Option<String>),
         expect: (&str, i64),
         dst: (&str, &str),
         mut rec: ObjectRecord,
-    ) -> MetaResult<()> {
-        let (sb, sk) = (src.0.to_owned(), src.1.to_owned());
+    ) -> MetaResult<String> {
+        let (sb, sk, sv) = (src.0.to_owned(), src.1.to_owned(), src.2);
         let (db, dk) = (dst.0.to_owned(), dst.1.to_owned());
         let (etag, modified) = (expect.0.to_owned(), expect.1);
         self.write(true, move |txn| {
             if get_bucket_w(txn, &sb)?.is_none() || get_bucket_w(txn, &db)?.is_none() {
                 return Err(MetaError::NoSuchBucket);
             }
-            let source = txn
-                .open_table(OBJECTS)?
-                .get(object_key(&sb, &sk).as_slice())?
-                .map(|v| decode_record::<ObjectRecord>(v.value()))
-                .transpose()?;
+            let source = {
+                let objects = txn.open_table(OBJECTS)?;
+                let versions = txn.open_table(VERSIONS)?;
+                versions::find_version(&objects, &versions, &sb, &sk, sv.as_deref())?
+            };
             let source = match source {
-                Some(s) if s.etag == etag && s.modified_ms == modified => s,
+                Some((_, s)) if !s.delete_marker && s.etag == etag && s.modified_ms == modified => {
+                    s
+                }
                 _ => return Err(MetaError::SourceChanged),
             };
             let now = unix_secs();
@@ -835,51 +841,6 @@ fn append_outbox(
     Ok(())
 }
 
-/// Stores `rec` as the object's current version: replaces (and forgets) the version
-/// it supersedes, counts it in the bucket's stats and appends one outbox event. The
-/// references of the record's manifests must already be held.
-fn put_object_record(
-    txn: &WriteTransaction,
-    counters: &mut CounterTable<'_>,
-    bucket: &str,
-    key: &str,
-    rec: &ObjectRecord,
-    now: u64,
-) -> MetaResult<()> {
-    let okey = object_key(bucket, key);
-    let old = {
-        let mut objects = txn.open_table(OBJECTS)?;
-        let old = objects
-            .get(okey.as_slice())?
-            .map(|v| decode_record::<ObjectRecord>(v.value()))
-            .transpose()?;
-        objects.insert(okey.as_slice(), encode_record(rec)?.as_slice())?;
-        old
-    };
-    let mut stats = bucket_stats_w(txn, bucket)?;
-    stats.objects += 1;
-    stats.logical_bytes += rec.size;
-    if let ObjectData::Inline(d) = &rec.data {
-        stats.stored_bytes += d.len() as u64;
-        stats.inline_bytes += d.len() as u64;
-        bump(counters, C_INLINE_BYTES, d.len() as i64)?;
-    }
-    if let Some(old) = &old {
-        forget_object(txn, counters, &mut stats, old, now)?;
-    }
-    put_bucket_stats(txn, bucket, &stats)?;
-    let ev = OutboxEvent {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        kind: EventKind::Put {
-            etag: rec.etag.clone(),
-            size: rec.size,
-        },
-        time_ms: rec.modified_ms,
-    };
-    append_outbox(txn, counters, &ev)
-}
-
 /// Drops a replaced or deleted object version: its counters, its manifest and the
 /// references that manifest held.
 fn forget_object(
@@ -889,6 +850,9 @@ fn forget_object(
     old: &ObjectRecord,
     now: u64,
 ) -> MetaResult<()> {
+    if old.delete_marker {
+        return Ok(());
+    }
     stats.objects = stats.objects.saturating_sub(1);
     stats.logical_bytes = stats.logical_bytes.saturating_sub(old.size);
     if let ObjectData::Inline(d) = &old.data {

@@ -287,7 +287,7 @@ impl MetaStore {
         upload_id: &str,
         rec: ObjectRecord,
         chosen: Vec<(u32, u64)>,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<String> {
         let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         self.write(true, move |txn| {
             require_upload_w(txn, &bucket, &key, &id)?;

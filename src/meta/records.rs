@@ -189,7 +189,24 @@ pub struct BucketRecord {
     pub created_ms: i64,
     pub chunking: ChunkParams,
     pub compression_level: i32,
+    pub versioning: Versioning,
+    pub tags: Vec<(String, String)>,
 }
+
+/// A bucket's versioning state, as PutBucketVersioning sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Versioning {
+    /// Never enabled: every write replaces the key's only ("null") version.
+    #[default]
+    Unversioned,
+    /// Every write adds a version with a new id; deletes add delete markers.
+    Enabled,
+    /// Writes replace the "null" version; earlier versions stay.
+    Suspended,
+}
+
+/// The version id of versions written while versioning was off or suspended.
+pub const NULL_VERSION: &str = "null";
 
 /// Per-bucket counters, updated in the transactions that change them.
 ///
@@ -248,9 +265,33 @@ pub struct ObjectRecord {
     /// (algorithm name as S3 spells it, base64 value), e.g. ("CRC64NVME", "...").
     pub checksums: Vec<(String, String)>,
     pub data: ObjectData,
+    /// "null", or the hex of `seq` for versions written with versioning enabled.
+    pub version_id: String,
+    /// Commit order of versions across the store; orders a key's versions.
+    pub seq: u64,
+    /// A delete marker: no body, hides the key from GET and listings.
+    pub delete_marker: bool,
+    pub tags: Vec<(String, String)>,
 }
 
 impl ObjectRecord {
+    /// A delete marker written at `modified_ms`.
+    pub fn delete_marker(modified_ms: i64) -> ObjectRecord {
+        ObjectRecord {
+            size: 0,
+            etag: String::new(),
+            modified_ms,
+            headers: StoredHeaders::default(),
+            user_meta: Vec::new(),
+            checksums: Vec::new(),
+            data: ObjectData::Inline(Vec::new()),
+            version_id: NULL_VERSION.into(),
+            seq: 0,
+            delete_marker: true,
+            tags: Vec::new(),
+        }
+    }
+
     /// The manifests holding the body, in order, each with the bytes it covers;
     /// empty for an inline body.
     pub fn manifests(&self) -> Vec<(u64, u64)> {
@@ -278,6 +319,8 @@ pub struct UploadRecord {
     pub user_meta: Vec<(String, String)>,
     /// The checksum algorithm the upload was created with, as S3 spells it.
     pub checksum_algorithm: Option<String>,
+    /// Tags from `x-amz-tagging`, given to the completed object.
+    pub tags: Vec<(String, String)>,
 }
 
 /// One uploaded part. Its manifest holds one reference on each chunk it names until
@@ -299,17 +342,27 @@ pub struct PartRecord {
 pub struct OutboxEvent {
     pub bucket: String,
     pub key: String,
+    /// The version written or removed ("null" when unversioned).
+    pub version_id: String,
     pub kind: EventKind,
     pub time_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventKind {
-    Put { etag: String, size: u64 },
+    Put {
+        etag: String,
+        size: u64,
+    },
+    /// A delete marker was added (versioned) or the only version removed.
     Delete,
+    /// One version (or delete marker) was removed by version id.
+    DeleteVersion,
 }
 
-const RECORD_FORMAT: u8 = 1;
+/// Format 2 added versions and tags to object and bucket records; a store written
+/// with format 1 is refused at open (see `MetaStore::open`).
+pub const RECORD_FORMAT: u8 = 2;
 
 pub fn encode_record<T: Serialize>(v: &T) -> Result<Vec<u8>, MetaError> {
     let mut out = vec![RECORD_FORMAT];
@@ -383,6 +436,7 @@ mod tests {
         let ev = OutboxEvent {
             bucket: "b".into(),
             key: "k".into(),
+            version_id: NULL_VERSION.into(),
             kind: EventKind::Delete,
             time_ms: 1,
         };

@@ -28,22 +28,18 @@ fn precondition_failed() -> S3Error {
     )
 }
 
-/// The bucket and key of a copy source; only the current ("null") version exists
-/// until versioning does.
-fn copy_source(src: &CopySource) -> S3Result<(&str, &str)> {
+/// The bucket, key and version of a copy source.
+fn copy_source(src: &CopySource) -> S3Result<(&str, &str, Option<&str>)> {
     match src {
         CopySource::Bucket {
             bucket,
             key,
             version_id,
         } => {
-            if version_id.as_deref().is_some_and(|v| v != "null") {
-                return Err(s3_error!(
-                    NoSuchVersion,
-                    "The specified version does not exist."
-                ));
+            if let Some(v) = version_id {
+                super::object::check_version_id(v)?;
             }
-            Ok((bucket, key))
+            Ok((bucket, key, version_id.as_deref()))
         }
         _ => Err(s3_error!(
             NotImplemented,
@@ -84,14 +80,13 @@ impl HoardS3 {
     /// every failed condition is a 412, as S3 answers copies.
     async fn copy_source_record(
         &self,
-        bucket: &str,
-        key: &str,
+        (bucket, key, version): (&str, &str, Option<&str>),
         if_match: Option<&ETagCondition>,
         if_none_match: Option<&ETagCondition>,
         if_modified_since: Option<&Timestamp>,
         if_unmodified_since: Option<&Timestamp>,
     ) -> S3Result<ObjectRecord> {
-        let rec = self.find_object(bucket, key).await?;
+        let rec = self.find_object(bucket, key, version).await?;
         check_conditions(
             &rec,
             if_match,
@@ -114,8 +109,9 @@ impl HoardS3 {
         mut req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = &mut req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let (src_bucket, src_key) = (src_bucket.to_owned(), src_key.to_owned());
+        let src_version = src_version.map(str::to_owned);
         if input.key.len() > MAX_KEY_LEN {
             return Err(s3_error!(KeyTooLongError, "Your key is too long"));
         }
@@ -124,18 +120,22 @@ impl HoardS3 {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if src_bucket == input.bucket && src_key == input.key && !replace {
+        if src_bucket == input.bucket && src_key == input.key && src_version.is_none() && !replace {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
         let replaced = replace.then(|| (stored_headers!(input), user_meta(input.metadata.take())));
+        let replace_tags = input
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
+        let new_tags = super::object::parse_tagging(input.tagging.as_deref())?;
         for _ in 0..COPY_ATTEMPTS {
             let source = self
                 .copy_source_record(
-                    &src_bucket,
-                    &src_key,
+                    (&src_bucket, &src_key, src_version.as_deref()),
                     input.copy_source_if_match.as_ref(),
                     input.copy_source_if_none_match.as_ref(),
                     input.copy_source_if_modified_since.as_ref(),
@@ -149,22 +149,27 @@ impl HoardS3 {
                 modified_ms: now_ms(),
                 headers,
                 user_meta: meta,
+                tags: if replace_tags {
+                    new_tags.clone()
+                } else {
+                    source.tags.clone()
+                },
                 ..source.clone()
             };
             let done = self
                 .meta
                 .copy_object(
-                    (&src_bucket, &src_key),
+                    (&src_bucket, &src_key, src_version.clone()),
                     (&source.etag, source.modified_ms),
                     (&input.bucket, &input.key),
                     rec.clone(),
                 )
                 .await;
-            match done {
+            let version_id = match done {
                 Err(MetaError::SourceChanged) => continue,
                 Err(e) => return Err(meta_error(e)),
-                Ok(()) => {}
-            }
+                Ok(v) => v,
+            };
             tracing::debug!(%src_bucket, %src_key, bucket = %input.bucket, key = %input.key, size = rec.size, "object copied");
             let result = with_checksums!(CopyObjectResult, &rec.checksums, {
                 e_tag: Some(ETag::Strong(rec.etag.clone())),
@@ -172,6 +177,8 @@ impl HoardS3 {
             });
             return Ok(S3Response::new(CopyObjectOutput {
                 copy_object_result: Some(result),
+                version_id: super::object::reported_version(&version_id),
+                copy_source_version_id: super::object::reported_version(&source.version_id),
                 ..Default::default()
             }));
         }
@@ -187,7 +194,7 @@ impl HoardS3 {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let i = req.input;
         let number = super::multipart::part_number(i.part_number)?;
-        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+        let src = copy_source(&i.copy_source)?;
         let bucket_rec = self.bucket(&i.bucket).await?;
         let upload = self
             .meta
@@ -196,8 +203,7 @@ impl HoardS3 {
             .map_err(meta_error)?;
         let source = self
             .copy_source_record(
-                src_bucket,
-                src_key,
+                src,
                 i.copy_source_if_match.as_ref(),
                 i.copy_source_if_none_match.as_ref(),
                 i.copy_source_if_modified_since.as_ref(),
@@ -280,29 +286,45 @@ impl HoardS3 {
         let mut errors = Vec::new();
         let mut keys = Vec::with_capacity(objects.len());
         for o in objects {
-            if o.version_id.as_deref().is_some_and(|v| v != "null") {
+            let bad = o
+                .version_id
+                .as_deref()
+                .is_some_and(|v| crate::meta::parse_version_id(v).is_none());
+            if bad {
                 errors.push(Error {
-                    code: Some("NoSuchVersion".into()),
+                    code: Some("InvalidArgument".into()),
                     key: Some(o.key),
-                    message: Some("The specified version does not exist.".into()),
+                    message: Some("Invalid version id specified".into()),
                     version_id: o.version_id,
                 });
             } else {
-                keys.push(o.key);
+                keys.push((o.key, o.version_id));
             }
         }
-        self.meta
+        let outcomes = self
+            .meta
             .delete_objects(&i.bucket, keys.clone())
             .await
             .map_err(meta_error)?;
-        // Deleting an absent key succeeds, as in S3.
+        // Deleting an absent key or version succeeds, as in S3.
         let deleted: Vec<DeletedObject> = if quiet {
             Vec::new()
         } else {
             keys.into_iter()
-                .map(|k| DeletedObject {
-                    key: Some(k),
-                    ..Default::default()
+                .zip(outcomes)
+                .map(|((key, asked), outcome)| {
+                    let marker = outcome.as_ref().is_some_and(|o| o.delete_marker);
+                    let removed = outcome.and_then(|o| o.version_id);
+                    DeletedObject {
+                        key: Some(key),
+                        delete_marker: marker.then_some(true),
+                        delete_marker_version_id: if asked.is_none() && marker {
+                            removed.clone()
+                        } else {
+                            None
+                        },
+                        version_id: asked,
+                    }
                 })
                 .collect()
         };

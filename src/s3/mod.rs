@@ -10,6 +10,7 @@ mod copy;
 mod list;
 mod multipart;
 mod object;
+mod versioning;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -113,6 +114,14 @@ pub(crate) fn meta_error(e: MetaError) -> S3Error {
         MetaError::NoSuchUpload => s3_error!(
             NoSuchUpload,
             "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+        ),
+        MetaError::NoSuchKey => s3_error!(NoSuchKey, "The specified key does not exist."),
+        MetaError::NoSuchVersion => {
+            s3_error!(NoSuchVersion, "The specified version does not exist.")
+        }
+        MetaError::DeleteMarker => s3_error!(
+            MethodNotAllowed,
+            "The specified method is not allowed against a delete marker."
         ),
         MetaError::InvalidPart(n) => s3_error!(
             InvalidPart,
@@ -298,15 +307,24 @@ impl S3 for HoardS3 {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.observe("DeleteObject", async {
-            let existed = self
+            let i = &req.input;
+            if let Some(v) = &i.version_id {
+                object::check_version_id(v)?;
+            }
+            let outcome = self
                 .meta
-                .delete_object(&req.input.bucket, &req.input.key)
+                .delete_object(&i.bucket, &i.key, i.version_id.clone())
                 .await
                 .map_err(meta_error)?;
-            if existed {
-                tracing::debug!(bucket = %req.input.bucket, key = %req.input.key, "object deleted");
-            }
-            Ok(S3Response::new(DeleteObjectOutput::default()))
+            let Some(outcome) = outcome else {
+                return Ok(S3Response::new(DeleteObjectOutput::default()));
+            };
+            tracing::debug!(bucket = %i.bucket, key = %i.key, version = ?outcome.version_id, "object deleted");
+            Ok(S3Response::new(DeleteObjectOutput {
+                delete_marker: outcome.delete_marker.then_some(true),
+                version_id: outcome.version_id.as_deref().and_then(object::reported_version),
+                ..Default::default()
+            }))
         })
         .await
     }
@@ -331,6 +349,86 @@ impl S3 for HoardS3 {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         self.observe("DeleteObjects", self.delete_objects_impl(req))
+            .await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.observe("PutBucketVersioning", self.put_bucket_versioning_impl(req))
+            .await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.observe("GetBucketVersioning", self.get_bucket_versioning_impl(req))
+            .await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        self.observe("ListObjectVersions", self.list_object_versions_impl(req))
+            .await
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        self.observe("PutObjectTagging", self.put_object_tagging_impl(req))
+            .await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        self.observe("GetObjectTagging", self.get_object_tagging_impl(req))
+            .await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        self.observe("DeleteObjectTagging", self.delete_object_tagging_impl(req))
+            .await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        self.observe("PutBucketTagging", self.put_bucket_tagging_impl(req))
+            .await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        self.observe("GetBucketTagging", self.get_bucket_tagging_impl(req))
+            .await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.observe("DeleteBucketTagging", self.delete_bucket_tagging_impl(req))
+            .await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.observe("GetObjectAttributes", self.get_object_attributes_impl(req))
             .await
     }
 

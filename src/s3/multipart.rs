@@ -112,6 +112,7 @@ impl HoardS3 {
             headers: stored_headers!(input),
             user_meta: user_meta(input.metadata.take()),
             checksum_algorithm: checksum_algorithm.clone(),
+            tags: super::object::parse_tagging(input.tagging.as_deref())?,
         };
         let upload_id = self
             .meta
@@ -263,6 +264,10 @@ impl HoardS3 {
             headers: upload.headers,
             user_meta: upload.user_meta,
             checksums,
+            version_id: crate::meta::NULL_VERSION.into(),
+            seq: 0,
+            delete_marker: false,
+            tags: upload.tags,
             data: ObjectData::Parts(
                 parts
                     .iter()
@@ -279,7 +284,8 @@ impl HoardS3 {
             .zip(&parts)
             .map(|(n, p)| (*n, p.manifest))
             .collect();
-        self.meta
+        let version_id = self
+            .meta
             .complete_upload(
                 &input.bucket,
                 &input.key,
@@ -297,6 +303,7 @@ impl HoardS3 {
                 e_tag: Some(ETag::Strong(etag)),
                 checksum_type: (!rec.checksums.is_empty())
                     .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+                version_id: super::object::reported_version(&version_id),
             }),
         ))
     }

@@ -216,6 +216,63 @@ pub(super) fn user_meta(m: Option<Metadata>) -> Vec<(String, String)> {
     v
 }
 
+/// Refuses a version id hoard cannot have issued (400 InvalidArgument, as S3).
+pub(super) fn check_version_id(v: &str) -> S3Result<()> {
+    match crate::meta::parse_version_id(v) {
+        Some(_) => Ok(()),
+        None => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
+    }
+}
+
+/// The version id to report: none for the "null" version of an unversioned write.
+pub(super) fn reported_version(v: &str) -> Option<String> {
+    (v != crate::meta::NULL_VERSION).then(|| v.to_owned())
+}
+
+/// Parses `x-amz-tagging` (URL query syntax) into tags and validates them.
+pub(super) fn parse_tagging(v: Option<&str>) -> S3Result<Vec<(String, String)>> {
+    let Some(v) = v.filter(|v| !v.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let mut tags = Vec::new();
+    for pair in v.split('&') {
+        let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            url_decode(s).ok_or_else(|| s3_error!(InvalidArgument, "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates."))
+        };
+        tags.push((decode(k)?, decode(val)?));
+    }
+    crate::meta::check_tags(&tags, 10)
+        .map_err(|m| S3Error::with_message(S3ErrorCode::InvalidTag, m))?;
+    Ok(tags)
+}
+
+/// Percent-decoding for query strings (`+` is a space); `None` on bad escapes or
+/// bytes that are not UTF-8.
+fn url_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 pub(super) fn http_date(t: &Timestamp) -> Option<String> {
     let mut buf = Vec::new();
     t.format(TimestampFormat::HttpDate, &mut buf).ok()?;
@@ -329,7 +386,9 @@ fn resolve_range(
 macro_rules! resolve_read {
     ($self:ident, $input:expr) => {{
         let i = $input;
-        let rec = $self.find_object(&i.bucket, &i.key).await?;
+        let rec = $self
+            .find_object(&i.bucket, &i.key, i.version_id.as_deref())
+            .await?;
         check_conditions(
             &rec,
             i.if_match.as_ref(),
@@ -375,6 +434,7 @@ macro_rules! object_output {
             checksum_crc64nvme: get("CRC64NVME"),
             checksum_sha1: get("SHA1"),
             checksum_sha256: get("SHA256"),
+            version_id: reported_version(&rec.version_id),
             checksum_type: (with && !rec.checksums.is_empty()).then(|| ChecksumType::from_static(
                 if rec.parts_count().is_some() { ChecksumType::COMPOSITE } else { ChecksumType::FULL_OBJECT },
             )),
@@ -400,6 +460,7 @@ impl HoardS3 {
         if req.input.key.len() > MAX_KEY_LEN {
             return Err(s3_error!(KeyTooLongError, "Your key is too long"));
         }
+        let tags = parse_tagging(req.input.tagging.as_deref())?;
         let body = req.input.body.take();
         let Received {
             ingested,
@@ -424,6 +485,10 @@ impl HoardS3 {
             user_meta: user_meta(input.metadata.take()),
             checksums,
             data: ObjectData::Inline(Vec::new()),
+            version_id: crate::meta::NULL_VERSION.into(),
+            seq: 0,
+            delete_marker: false,
+            tags,
         };
         let (rec, manifest) = match ingested.body {
             IngestedBody::Inline(d) => (
@@ -435,7 +500,8 @@ impl HoardS3 {
             ),
             IngestedBody::Chunked(m) => (rec, Some(m)),
         };
-        self.meta
+        let version_id = self
+            .meta
             .commit_object(&input.bucket, &input.key, rec.clone(), manifest)
             .await
             .map_err(meta_error)?;
@@ -447,6 +513,7 @@ impl HoardS3 {
             checksum_type: (!rec.checksums.is_empty())
                 .then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
             size: Some(rec.size as i64),
+            version_id: reported_version(&version_id),
         });
         Ok(S3Response::new(output))
     }
@@ -521,12 +588,51 @@ impl HoardS3 {
         })
     }
 
-    pub(super) async fn find_object(&self, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
-        self.meta
-            .get_object(bucket, key)
+    /// The current version of a key, or the version named; a delete marker reads as
+    /// 404 NoSuchKey (current) or 405 MethodNotAllowed (by id), with
+    /// `x-amz-delete-marker: true`, as in S3.
+    pub(super) async fn find_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<ObjectRecord> {
+        if let Some(v) = version {
+            check_version_id(v)?;
+        }
+        let rec = self
+            .meta
+            .get_version(bucket, key, version.map(str::to_owned))
             .await
-            .map_err(meta_error)?
-            .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))
+            .map_err(meta_error)?;
+        match rec {
+            Some(r) if r.delete_marker => {
+                let mut e = if version.is_some() {
+                    s3_error!(
+                        MethodNotAllowed,
+                        "The specified method is not allowed against this resource."
+                    )
+                } else {
+                    s3_error!(NoSuchKey, "The specified key does not exist.")
+                };
+                let mut h = HeaderMap::new();
+                h.insert(
+                    "x-amz-delete-marker",
+                    http::HeaderValue::from_static("true"),
+                );
+                if let Ok(v) = r.version_id.parse() {
+                    h.insert("x-amz-version-id", v);
+                }
+                e.set_headers(h);
+                Err(e)
+            }
+            Some(r) => Ok(r),
+            None if version.is_some() => Err(s3_error!(
+                NoSuchVersion,
+                "The specified version does not exist."
+            )),
+            None => Err(s3_error!(NoSuchKey, "The specified key does not exist.")),
+        }
     }
 
     pub(super) async fn get_object_impl(
@@ -546,6 +652,7 @@ impl HoardS3 {
             checksums: with_checksums && !ranged,
             body: Some(StreamingBlob::wrap(body)),
             parts_count: parts_count,
+            tag_count: (!rec.tags.is_empty()).then_some(rec.tags.len() as i32),
         });
         Ok(S3Response::new(output))
     }
