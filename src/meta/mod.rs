@@ -1086,3 +1086,62 @@ impl MetaStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_written_with_another_record_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        {
+            let meta = MetaStore::open(&path, 1 << 20).unwrap();
+            let rec = BucketRecord {
+                created_ms: 0,
+                chunking: ChunkParams {
+                    min: 16384,
+                    avg: 65536,
+                    max: 262_144,
+                },
+                compression_level: 1,
+                versioning: Versioning::Unversioned,
+                tags: Vec::new(),
+            };
+            meta.create_bucket("b", rec).await.unwrap();
+        }
+        // The committer thread lets go of the file once it sees the store dropped.
+        let reopen = || {
+            for _ in 0..100 {
+                match MetaStore::open(&path, 1 << 20) {
+                    Err(MetaError::Storage(redb::Error::DatabaseAlreadyOpen)) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    other => return other,
+                }
+            }
+            Err(MetaError::Closed)
+        };
+        // Reopening the same format works; a store claiming format 1 is refused.
+        drop(reopen().unwrap());
+        {
+            let db = (0..100)
+                .find_map(|_| {
+                    let db = Database::create(&path).ok();
+                    if db.is_none() {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    db
+                })
+                .expect("database released");
+            let txn = db.begin_write().unwrap();
+            txn.open_table(COUNTERS)
+                .unwrap()
+                .insert(C_SCHEMA, 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = reopen().err().expect("refused");
+        assert!(err.to_string().contains("format 1"), "{err}");
+    }
+}

@@ -277,7 +277,13 @@ impl HoardS3 {
         let rec = self
             .find_object(&i.bucket, &i.key, i.version_id.as_deref())
             .await?;
-        let wants = |a: &str| i.object_attributes.iter().any(|x| x.as_str() == a);
+        // Clients send one comma-separated header or one header per attribute.
+        let wants = |a: &str| {
+            i.object_attributes
+                .iter()
+                .flat_map(|x| x.as_str().split(','))
+                .any(|x| x.trim() == a)
+        };
         let get = |alg: &str| {
             rec.checksums
                 .iter()

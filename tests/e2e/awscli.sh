@@ -83,6 +83,50 @@ s3api_delete_objects() {
   [ "$(aws s3api delete-objects --bucket e2e-bucket --delete '{"Objects":[{"Key":"del/1"},{"Key":"del/2"}]}' --query 'length(Deleted)')" = 2 ]
   [ -z "$(aws s3api list-objects-v2 --bucket e2e-bucket --prefix del/ --query 'Contents[].Key' --output text | grep -v None)" ]
 }
+s3api_versioning() {
+  local v1 v2 marker
+  aws s3api create-bucket --bucket e2e-versions >/dev/null
+  aws s3api put-bucket-versioning --bucket e2e-versions --versioning-configuration Status=Enabled
+  [ "$(aws s3api get-bucket-versioning --bucket e2e-versions --query Status --output text)" = Enabled ]
+  v1=$(aws s3api put-object --bucket e2e-versions --key doc --body "$WORK/small.bin" --query VersionId --output text)
+  v2=$(aws s3api put-object --bucket e2e-versions --key doc --body "$WORK/tree/f1" --query VersionId --output text)
+  [ "$v1" != "$v2" ]
+  aws s3api get-object --bucket e2e-versions --key doc --version-id "$v1" "$WORK/v1.back" >/dev/null
+  cmp "$WORK/v1.back" "$WORK/small.bin"
+  marker=$(aws s3api delete-object --bucket e2e-versions --key doc --query VersionId --output text)
+  aws s3api head-object --bucket e2e-versions --key doc 2>&1 | grep -q 404
+  [ "$(aws s3api list-object-versions --bucket e2e-versions --query 'length(Versions)')" = 2 ]
+  [ "$(aws s3api list-object-versions --bucket e2e-versions --query 'DeleteMarkers[0].VersionId' --output text)" = "$marker" ]
+  aws s3api delete-object --bucket e2e-versions --key doc --version-id "$marker" >/dev/null
+  aws s3api get-object --bucket e2e-versions --key doc "$WORK/v2.back" >/dev/null
+  cmp "$WORK/v2.back" "$WORK/tree/f1"
+  for v in "$v1" "$v2"; do aws s3api delete-object --bucket e2e-versions --key doc --version-id "$v" >/dev/null; done
+  aws s3api delete-bucket --bucket e2e-versions
+}
+s3api_tagging() {
+  aws s3api put-object --bucket e2e-bucket --key tagged --body "$WORK/small.bin" --tagging 'job=nightly&tier=gold' >/dev/null
+  aws s3api get-object-tagging --bucket e2e-bucket --key tagged --query 'TagSet[?Key==`job`].Value' --output text | grep -qx nightly
+  aws s3api put-object-tagging --bucket e2e-bucket --key tagged --tagging 'TagSet=[{Key=owner,Value=ops}]'
+  aws s3api get-object-tagging --bucket e2e-bucket --key tagged --query 'TagSet[0].Key' --output text | grep -qx owner
+  aws s3api delete-object-tagging --bucket e2e-bucket --key tagged
+  [ "$(aws s3api get-object-tagging --bucket e2e-bucket --key tagged --query 'length(TagSet)')" = 0 ]
+  aws s3api put-bucket-tagging --bucket e2e-bucket --tagging 'TagSet=[{Key=team,Value=backup}]'
+  aws s3api get-bucket-tagging --bucket e2e-bucket --query 'TagSet[0].Value' --output text | grep -qx backup
+  aws s3api delete-bucket-tagging --bucket e2e-bucket
+  aws s3api get-bucket-tagging --bucket e2e-bucket 2>&1 | grep -q NoSuchTagSet
+  aws s3api delete-object --bucket e2e-bucket --key tagged
+}
+s3api_attributes() {
+  [ "$(aws s3api get-object-attributes --bucket e2e-bucket --key data/huge.bin --object-attributes ObjectSize ObjectParts --query ObjectSize)" = 104857600 ]
+  [ "$(aws s3api get-object-attributes --bucket e2e-bucket --key data/huge.bin --object-attributes ObjectParts --query ObjectParts.TotalPartsCount)" -gt 1 ]
+}
+s3api_not_implemented() {
+  aws s3api get-bucket-policy --bucket e2e-bucket 2>&1 | grep -q NotImplemented
+}
+step_fn "s3api versioning: enable, versions, delete marker, get by version, delete versions" s3api_versioning
+step_fn "s3api object and bucket tagging" s3api_tagging
+step_fn "s3api get-object-attributes" s3api_attributes
+step_fn "s3api: an operation hoard does not implement is NotImplemented" s3api_not_implemented
 step_fn "s3api multipart: create, upload-part, list-parts, list-multipart-uploads, complete, part-number" s3api_multipart
 step_fn "s3api abort-multipart-upload" s3api_abort
 step_fn "s3api upload-part-copy with ranges" s3api_upload_part_copy

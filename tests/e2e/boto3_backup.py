@@ -125,6 +125,29 @@ def range_gets():
     assert error_code(lambda: c.get_object(Bucket=B, Key="full.vbk", Range=f"bytes={len(whole)}-")) == "InvalidRange"
 
 
+def versions_and_delete_markers():
+    vb = "boto3-versions"
+    c.create_bucket(Bucket=vb)
+    c.put_bucket_versioning(Bucket=vb, VersioningConfiguration={"Status": "Enabled"})
+    ids = [c.put_object(Bucket=vb, Key="db.bak", Body=p)["VersionId"] for p in parts[:2]]
+    marker = c.delete_object(Bucket=vb, Key="db.bak")
+    assert marker["DeleteMarker"] is True
+    assert error_code(lambda: c.get_object(Bucket=vb, Key="db.bak")) == "NoSuchKey"
+    listed = c.list_object_versions(Bucket=vb)
+    assert [v["VersionId"] for v in listed["Versions"]] == ids[::-1], listed["Versions"]
+    assert [m["VersionId"] for m in listed["DeleteMarkers"]] == [marker["VersionId"]]
+    assert listed["DeleteMarkers"][0]["IsLatest"] is True
+    assert c.get_object(Bucket=vb, Key="db.bak", VersionId=ids[0])["Body"].read() == parts[0]
+    # Restore the previous version by copying it over the delete marker.
+    c.copy_object(Bucket=vb, Key="db.bak", CopySource={"Bucket": vb, "Key": "db.bak", "VersionId": ids[0]})
+    assert c.get_object(Bucket=vb, Key="db.bak")["Body"].read() == parts[0]
+    every = c.list_object_versions(Bucket=vb)
+    doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in every.get("Versions", []) + every.get("DeleteMarkers", [])]
+    out = c.delete_objects(Bucket=vb, Delete={"Objects": doomed})
+    assert len(out["Deleted"]) == len(doomed) == 4, out
+    c.delete_bucket(Bucket=vb)
+
+
 def cleanup():
     keys = [o["Key"] for o in c.list_objects_v2(Bucket=B).get("Contents", [])]
     out = c.delete_objects(Bucket=B, Delete={"Objects": [{"Key": k} for k in keys]})
@@ -138,6 +161,7 @@ step("abort another upload", abort_another)
 step("managed transfer: 21 MiB up and down in 8 MiB parts, 4 threads", managed_transfer)
 step("copy with REPLACE", copy_replace)
 step("range GETs: first byte, across a part boundary, suffix, open-ended, past the end", range_gets)
+step("versioning: list versions, delete markers, restore by copy, delete every version", versions_and_delete_markers)
 step("delete_objects and delete bucket", cleanup)
 
 print(f"{passed} passed, {failed} failed")
