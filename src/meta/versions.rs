@@ -198,8 +198,9 @@ pub(super) fn put_object_record(
     let mut stats = bucket_stats_w(txn, bucket)?;
     count_in(&mut stats, counters, &rec)?;
     let mut versions = txn.open_table(VERSIONS)?;
-    if versioning != Versioning::Enabled {
-        // The null version is replaced wherever it is.
+    if versioning == Versioning::Suspended {
+        // The null version is replaced wherever it is (a never-versioned bucket has
+        // no noncurrent versions).
         if let Some(n) = noncurrent(&versions, bucket, key)?
             .into_iter()
             .find(|r| r.version_id == NULL_VERSION)
@@ -338,15 +339,8 @@ pub fn check_tags(tags: &[(String, String)], max: usize) -> Result<(), String> {
 
 impl MetaStore {
     pub async fn set_versioning(&self, bucket: &str, state: Versioning) -> MetaResult<()> {
-        let bucket = bucket.to_owned();
-        self.write(true, move |txn| {
-            let mut buckets = txn.open_table(BUCKETS)?;
-            let mut rec = bucket_in(&buckets, &bucket)?.ok_or(MetaError::NoSuchBucket)?;
-            rec.versioning = state;
-            buckets.insert(bucket.as_str(), encode_record(&rec)?.as_slice())?;
-            Ok(())
-        })
-        .await
+        self.update_bucket(bucket, move |rec| rec.versioning = state)
+            .await
     }
 
     pub async fn set_bucket_tags(
@@ -354,11 +348,20 @@ impl MetaStore {
         bucket: &str,
         tags: Vec<(String, String)>,
     ) -> MetaResult<()> {
+        self.update_bucket(bucket, move |rec| rec.tags = tags).await
+    }
+
+    /// Changes a bucket's record in one durable transaction.
+    async fn update_bucket(
+        &self,
+        bucket: &str,
+        change: impl FnOnce(&mut super::BucketRecord) + Send + 'static,
+    ) -> MetaResult<()> {
         let bucket = bucket.to_owned();
         self.write(true, move |txn| {
             let mut buckets = txn.open_table(BUCKETS)?;
             let mut rec = bucket_in(&buckets, &bucket)?.ok_or(MetaError::NoSuchBucket)?;
-            rec.tags = tags;
+            change(&mut rec);
             buckets.insert(bucket.as_str(), encode_record(&rec)?.as_slice())?;
             Ok(())
         })
