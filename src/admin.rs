@@ -7,6 +7,7 @@
 //! | GET | `/hoard-admin/v1/stats[?bucket=B]` | the stats report (one bucket, or all and the total) |
 //! | PUT | `/hoard-admin/v1/buckets/NAME` | creates a bucket; JSON body `{"chunk_avg", "chunk_min", "chunk_max", "compression_level"}`, all optional |
 //! | GET | `/hoard-admin/v1/buckets/NAME` | a bucket's settings |
+//! | POST | `/hoard-admin/v1/gc[?dry-run=true][&grace-secs=N]` | runs one cleaner pass (waits for one already running) and returns its report |
 //!
 //! Errors come back as S3 error XML with the usual codes.
 
@@ -17,6 +18,7 @@ use s3s::route::S3Route;
 use s3s::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
 
+use crate::cleaner::{Cleaner, GcOptions};
 use crate::config::{ChunkingConfig, Config};
 use crate::meta::MetaStore;
 use crate::s3::{internal, meta_error, no_such_bucket};
@@ -45,19 +47,45 @@ pub struct BucketSettings {
 pub struct AdminApi {
     cfg: Arc<Config>,
     meta: MetaStore,
+    cleaner: Arc<Cleaner>,
+}
+
+/// The value of `name` in a query string.
+fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 impl AdminApi {
-    pub fn new(cfg: Arc<Config>, meta: MetaStore) -> Self {
-        AdminApi { cfg, meta }
+    pub fn new(cfg: Arc<Config>, meta: MetaStore, cleaner: Arc<Cleaner>) -> Self {
+        AdminApi { cfg, meta, cleaner }
+    }
+
+    async fn gc(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
+        let dry_run = matches!(query_param(uri, "dry-run"), Some("true" | "1"));
+        let grace = query_param(uri, "grace-secs")
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    s3_error!(
+                        InvalidArgument,
+                        "grace-secs must be a whole number of seconds"
+                    )
+                })
+            })
+            .transpose()?
+            .map(std::time::Duration::from_secs);
+        let report = self
+            .cleaner
+            .run(GcOptions { dry_run, grace })
+            .await
+            .map_err(|e| internal("gc pass failed", &e))?;
+        json(StatusCode::OK, &report)
     }
 
     async fn stats(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
         let mut report = stats::collect(&self.meta).await.map_err(meta_error)?;
-        let bucket = uri
-            .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("bucket=")));
-        if let Some(b) = bucket {
+        if let Some(b) = query_param(uri, "bucket") {
             report.buckets.retain(|r| r.name == b);
             if report.buckets.is_empty() {
                 return Err(no_such_bucket());
@@ -171,6 +199,7 @@ impl S3Route for AdminApi {
             (&Method::GET, ["stats"]) => self.stats(&req.uri).await,
             (&Method::PUT, ["buckets", name]) => self.create_bucket(name, req.input).await,
             (&Method::GET, ["buckets", name]) => self.get_bucket(name).await,
+            (&Method::POST, ["gc"]) => self.gc(&req.uri).await,
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }

@@ -101,6 +101,20 @@ impl AdminClient {
         serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// Runs one cleaner pass on the server and returns its report.
+    pub async fn gc(
+        &self,
+        dry_run: bool,
+        grace: Option<std::time::Duration>,
+    ) -> Result<crate::cleaner::GcReport, ClientError> {
+        let mut path = format!("gc?dry-run={dry_run}");
+        if let Some(g) = grace {
+            path.push_str(&format!("&grace-secs={}", g.as_secs()));
+        }
+        let text = self.request(http::Method::POST, &path, Vec::new()).await?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     pub async fn create_bucket(
         &self,
         name: &str,

@@ -118,6 +118,8 @@ pub struct Config {
     /// Multipart uploads not completed or aborted within this many seconds are
     /// aborted by a background task, releasing their parts.
     pub multipart_max_age_secs: u64,
+    /// The cleaner (garbage collection and compaction).
+    pub cleaner: CleanerConfig,
     /// Settings for buckets created with these names.
     pub buckets: HashMap<String, BucketDefaults>,
     /// Log filter (tracing-subscriber env-filter syntax).
@@ -147,9 +149,33 @@ impl Default for Config {
             get_prefetch: 4,
             get_read_max: 4 * 1024 * 1024,
             multipart_max_age_secs: 7 * 24 * 3600,
+            cleaner: CleanerConfig::default(),
             buckets: HashMap::new(),
             // s3s logs every client error at ERROR level; hoard logs what matters itself.
             log: "info,s3s=off".into(),
+        }
+    }
+}
+
+/// `[cleaner]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanerConfig {
+    /// Seconds a chunk's reference count must have been zero before it is dead; also
+    /// how long a compacted segment's file stays for readers that looked it up.
+    pub grace_secs: u64,
+    /// Segments whose live bytes are below this percentage of their size are compacted.
+    pub sparse_percent: u64,
+    /// Seconds before a segment file no metadata names (left by a crash) is removed.
+    pub orphan_grace_secs: u64,
+}
+
+impl Default for CleanerConfig {
+    fn default() -> Self {
+        CleanerConfig {
+            grace_secs: 600,
+            sparse_percent: 50,
+            orphan_grace_secs: 24 * 3600,
         }
     }
 }

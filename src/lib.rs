@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cleaner;
 pub mod client;
 pub mod config;
 pub mod index;

@@ -51,6 +51,32 @@ enum Command {
     /// Manage buckets.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Reclaim space now: delete dead segments, compact sparse ones.
+    Gc {
+        /// Report what a pass would free without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Grace period for unreferenced chunks, e.g. 0s, 90s, 10m, 1h (default: the
+        /// server's `cleaner.grace_secs`).
+        #[arg(long, value_parser = parse_duration)]
+        grace_period: Option<std::time::Duration>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `N`, `Ns`, `Nm`, `Nh` or `Nd`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("unknown unit in {s}: use s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Subcommand)]
@@ -106,6 +132,36 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 print!("{}", render_stats(&report, bucket.is_some()));
             }
+            Ok(())
+        }
+        Command::Gc {
+            dry_run,
+            grace_period,
+            target,
+        } => {
+            eprintln!(
+                "hoard gc: {} pass started on {} (progress in the server log and hoard_gc_* metrics)",
+                if dry_run { "dry-run" } else { "cleaner" },
+                target.endpoint
+            );
+            let r = client(&target)?
+                .gc(dry_run, grace_period)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{}segments examined {}, deleted {}, compacted {} ({} abandoned); chunks removed {}; \
+                 bytes freed {}, rewritten {}; orphan files {}; {:.1} s",
+                if r.dry_run { "dry run: " } else { "" },
+                r.segments_examined,
+                r.segments_deleted,
+                r.segments_compacted,
+                r.compactions_abandoned,
+                r.chunks_removed,
+                r.bytes_freed,
+                r.bytes_rewritten,
+                r.orphans_removed,
+                r.seconds
+            );
             Ok(())
         }
         Command::Bucket(BucketCommand::Create {

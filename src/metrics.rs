@@ -48,6 +48,11 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub segments_written: Counter,
     pub integrity_errors: Counter,
+    pub gc_running: Gauge,
+    pub gc_runs: Counter,
+    pub gc_freed_bytes: Counter,
+    pub gc_rewritten_bytes: Counter,
+    pub gc_chunks_removed: Counter,
     bucket_objects: Family<BucketLabels, Gauge>,
     bucket_logical: Family<BucketLabels, Gauge>,
     bucket_stored: Family<BucketLabels, Gauge>,
@@ -84,6 +89,11 @@ impl Metrics {
             bytes_out: Counter::default(),
             segments_written: Counter::default(),
             integrity_errors: Counter::default(),
+            gc_running: Gauge::default(),
+            gc_runs: Counter::default(),
+            gc_freed_bytes: Counter::default(),
+            gc_rewritten_bytes: Counter::default(),
+            gc_chunks_removed: Counter::default(),
             bucket_objects: Family::default(),
             bucket_logical: Family::default(),
             bucket_stored: Family::default(),
@@ -117,6 +127,31 @@ impl Metrics {
             "hoard_http_responses",
             "HTTP responses by status",
             m.http_responses.clone(),
+        );
+        r.register(
+            "hoard_gc_running",
+            "1 while a cleaner pass runs",
+            m.gc_running.clone(),
+        );
+        r.register(
+            "hoard_gc_runs",
+            "Cleaner passes completed",
+            m.gc_runs.clone(),
+        );
+        r.register(
+            "hoard_gc_freed_bytes",
+            "Stored bytes the cleaner gave back",
+            m.gc_freed_bytes.clone(),
+        );
+        r.register(
+            "hoard_gc_rewritten_bytes",
+            "Bytes of kept chunks compaction copied",
+            m.gc_rewritten_bytes.clone(),
+        );
+        r.register(
+            "hoard_gc_chunks_removed",
+            "Dead chunks the cleaner removed from the index",
+            m.gc_chunks_removed.clone(),
         );
         r.register(
             "hoard_ingest_active_streams",

@@ -268,10 +268,57 @@ impl Retrieve {
     }
 
     async fn execute(&self, plan: ReadPlan) -> Result<Vec<Bytes>, RetrieveError> {
-        let data = self
+        let data = match self
             .segments
             .read_range(plan.segment, plan.start..plan.end)
-            .await?;
+            .await
+        {
+            Ok(d) => d,
+            Err(SegmentError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Box::pin(self.relocate(plan)).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.decode_verified(plan, data).await
+    }
+
+    /// The cleaner compacted the segment away after this read was planned: looks the
+    /// chunks up again and reads each from where it is now (once; a chunk whose
+    /// location did not change is missing for real).
+    async fn relocate(&self, plan: ReadPlan) -> Result<Vec<Bytes>, RetrieveError> {
+        let ids: Vec<ChunkId> = plan.chunks.iter().map(|c| c.id).collect();
+        let locations = self.meta.chunk_locations(ids).await?;
+        let mut out = Vec::with_capacity(plan.chunks.len());
+        for (c, loc) in plan.chunks.into_iter().zip(locations) {
+            let loc = match loc {
+                Some(l) if l.segment != plan.segment => l,
+                _ => {
+                    return Err(RetrieveError::Missing {
+                        chunk: hex::encode(c.id),
+                    });
+                }
+            };
+            let (start, end) = (
+                u64::from(loc.offset),
+                u64::from(loc.offset) + u64::from(loc.stored_len),
+            );
+            let data = self.segments.read_range(loc.segment, start..end).await?;
+            let single = ReadPlan {
+                segment: loc.segment,
+                start,
+                end,
+                chunks: vec![PlannedChunk { loc, ..c }],
+            };
+            out.extend(self.decode_verified(single, data).await?);
+        }
+        Ok(out)
+    }
+
+    async fn decode_verified(
+        &self,
+        plan: ReadPlan,
+        data: Bytes,
+    ) -> Result<Vec<Bytes>, RetrieveError> {
         let decoded = tokio::task::spawn_blocking(move || decode(&plan, &data))
             .await
             .map_err(|e| RetrieveError::Worker(e.to_string()))?;
@@ -308,34 +355,40 @@ fn select_windows(
 fn decode(plan: &ReadPlan, data: &Bytes) -> Result<Vec<Bytes>, RetrieveError> {
     let mut out = Vec::with_capacity(plan.chunks.len());
     for c in &plan.chunks {
-        let corrupt = |reason: String| RetrieveError::Corrupt {
+        let at = (u64::from(c.loc.offset) - plan.start) as usize;
+        let stored = data.slice(at..at + c.loc.stored_len as usize);
+        let raw = decode_chunk(&c.id, &c.loc, stored).map_err(|reason| RetrieveError::Corrupt {
             segment: plan.segment,
             chunk: hex::encode(c.id),
             reason,
-        };
-        let at = (u64::from(c.loc.offset) - plan.start) as usize;
-        let stored = data.slice(at..at + c.loc.stored_len as usize);
-        let raw = match c.loc.codec {
-            Codec::Raw => stored,
-            Codec::Zstd => Bytes::from(
-                zstd::bulk::decompress(&stored, c.loc.raw_len as usize)
-                    .map_err(|e| corrupt(format!("zstd: {e}")))?,
-            ),
-        };
-        if raw.len() != c.loc.raw_len as usize {
-            return Err(corrupt(format!(
-                "length {} instead of {}",
-                raw.len(),
-                c.loc.raw_len
-            )));
-        }
-        if blake3::hash(&raw).as_bytes() != &c.id {
-            return Err(corrupt("BLAKE3 mismatch".into()));
-        }
+        })?;
         if c.skip + c.take > raw.len() {
-            return Err(corrupt("manifest length disagrees with the index".into()));
+            return Err(RetrieveError::Corrupt {
+                segment: plan.segment,
+                chunk: hex::encode(c.id),
+                reason: "manifest length disagrees with the index".into(),
+            });
         }
         out.push(raw.slice(c.skip..c.skip + c.take));
     }
     Ok(out)
+}
+
+/// A chunk's raw bytes from its stored payload, checked against its length and its
+/// BLAKE3 id; the error says what was wrong.
+pub fn decode_chunk(id: &ChunkId, loc: &ChunkLocation, stored: Bytes) -> Result<Bytes, String> {
+    let raw = match loc.codec {
+        Codec::Raw => stored,
+        Codec::Zstd => Bytes::from(
+            zstd::bulk::decompress(&stored, loc.raw_len as usize)
+                .map_err(|e| format!("zstd: {e}"))?,
+        ),
+    };
+    if raw.len() != loc.raw_len as usize {
+        return Err(format!("length {} instead of {}", raw.len(), loc.raw_len));
+    }
+    if blake3::hash(&raw).as_bytes() != id {
+        return Err("BLAKE3 mismatch".into());
+    }
+    Ok(raw)
 }

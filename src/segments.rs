@@ -271,6 +271,43 @@ impl SegmentStore {
         Ok(self.op.read(&Self::key(id)).await?.to_bytes())
     }
 
+    /// Deletes a segment; deleting one that is already gone succeeds.
+    pub async fn delete(&self, id: u64) -> Result<(), SegmentError> {
+        match self.local_path(id) {
+            Some(path) => match tokio::fs::remove_file(&path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            },
+            None => Ok(self.op.delete(&Self::key(id)).await?),
+        }
+    }
+
+    /// Ids and modification times of the segment files on the local backend (empty
+    /// for other backends).
+    pub async fn list_local(&self) -> Result<Vec<(u64, std::time::SystemTime)>, SegmentError> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(Vec::new());
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for fan in std::fs::read_dir(&root)? {
+                for f in std::fs::read_dir(fan?.path())? {
+                    let f = f?;
+                    let id = f
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| u64::from_str_radix(n, 16).ok());
+                    if let Some(id) = id {
+                        out.push((id, f.metadata()?.modified()?));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| SegmentError::Io(std::io::Error::other(e)))?
+    }
+
     /// The local file of a segment, for the `fs` backend (tests and repair tools).
     pub fn local_path(&self, id: u64) -> Option<PathBuf> {
         self.local_root.as_ref().map(|r| {

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::AdminApi;
 use crate::auth::{Credentials, Origin, RootAuth};
+use crate::cleaner::{Cleaner, CleanerSettings};
 use crate::config::Config;
 use crate::index::ChunkIndex;
 use crate::ingest::{Ingest, IngestSettings};
@@ -103,6 +104,17 @@ impl Node {
                 inline_max: cfg.inline_max,
             },
         ));
+        let cleaner = Arc::new(Cleaner::new(
+            meta.clone(),
+            segments.clone(),
+            metrics.clone(),
+            CleanerSettings {
+                grace: Duration::from_secs(cfg.cleaner.grace_secs),
+                sparse_percent: cfg.cleaner.sparse_percent,
+                orphan_grace: Duration::from_secs(cfg.cleaner.orphan_grace_secs),
+                segment_size: cfg.segment_size,
+            },
+        ));
         let retrieve = Arc::new(Retrieve::new(
             meta.clone(),
             segments,
@@ -121,7 +133,7 @@ impl Node {
         );
         let mut builder = S3ServiceBuilder::new(s3);
         builder.set_auth(RootAuth::new(root));
-        builder.set_route(AdminApi::new(cfg.clone(), meta.clone()));
+        builder.set_route(AdminApi::new(cfg.clone(), meta.clone(), cleaner));
         builder
             .set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
         Ok(Node {

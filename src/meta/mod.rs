@@ -23,6 +23,7 @@
 //!   together with every later commit, because a durable commit persists all earlier
 //!   ones: an object commit that was acknowledged never names a lost row.
 
+mod gc;
 mod list;
 mod multipart;
 pub mod records;
@@ -40,6 +41,7 @@ use redb::{
 };
 use tokio::sync::oneshot;
 
+pub use gc::{Freed, KeptChunk, SegmentCandidate};
 pub use list::{ListEntry, ListPage, ListQuery};
 pub use multipart::{UploadEntry, UploadPage, UploadQuery};
 pub use records::*;
@@ -60,6 +62,10 @@ const SEGMENT_CHUNKS: TableDefinition<&[u8], ()> = TableDefinition::new("segment
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// bucket \0 key \0 upload id -> UploadRecord
 const UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uploads");
+/// segment id -> the bucket whose write stored it (for per-bucket stored bytes)
+const SEGMENT_BUCKETS: TableDefinition<u64, &str> = TableDefinition::new("segment_buckets");
+/// segment id -> unix time after which its file may be deleted (compacted away)
+const PENDING_DELETES: TableDefinition<u64, u64> = TableDefinition::new("pending_deletes");
 /// bucket \0 key \0 !seq (u64 BE) -> ObjectRecord of a noncurrent version
 const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
 /// upload id | part number (u32 BE) -> PartRecord
@@ -211,6 +217,8 @@ impl MetaStore {
             txn.open_table(UPLOADS)?;
             txn.open_table(PARTS)?;
             txn.open_table(VERSIONS)?;
+            txn.open_table(SEGMENT_BUCKETS)?;
+            txn.open_table(PENDING_DELETES)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;
@@ -580,6 +588,8 @@ impl MetaStore {
             bump(&mut counters, C_CHUNK_STORED, stored as i64)?;
             // The bucket may have been deleted meanwhile; the chunks stay indexed.
             if get_bucket_w(txn, &bucket)?.is_some() {
+                txn.open_table(SEGMENT_BUCKETS)?
+                    .insert(segment, bucket.as_str())?;
                 let mut stats = bucket_stats_w(txn, &bucket)?;
                 stats.new_chunks += added.new_chunks;
                 stats.new_raw_bytes += added.new_raw_bytes;

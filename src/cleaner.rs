@@ -1,0 +1,308 @@
+//! `cleaner` owns reclaiming space: deleting segments whose chunks are all dead,
+//! compacting sparse segments, deleting compacted segments after their grace period,
+//! and removing segment files nothing knows about (left by crashes).
+//!
+//! A chunk is *dead* when its reference count has been zero for at least the grace
+//! period; a chunk with references, or unreferenced for less than that, is *kept*
+//! (a writer may still revive it). Finding work reads segment rows only; compaction
+//! reads only the kept chunks of the segments it compacts, verifies each against its
+//! BLAKE3 id, and copies the stored payload unchanged. One pass runs at a time.
+//!
+//! ## Concurrent operations, and why each pair is safe
+//!
+//! Every metadata step below is one transaction in the committer's single writer, and
+//! each validates before it mutates, so any two are ordered.
+//!
+//! | cleaner step | vs PUT / UploadPart / copy (reference take) | vs segment seal (`add_segment`) | vs delete, overwrite, abort (release) | vs GET |
+//! |---|---|---|---|---|
+//! | remove dead segment (rows re-checked: no chunk kept) | a take before the removal makes the chunk kept and the removal changes nothing; a take after finds no row and the writer stores the chunk anew | a new segment's chunk that already has a row in the dying segment adds references to that row first, so the removal sees it kept | a release only makes chunks dead sooner; their grace period still runs | a reader that looked up a chunk of this segment did so before its object's references fell to zero, at least one grace period ago |
+//! | compaction: read kept chunks, write a new durable segment | no change to metadata yet | - | - | - |
+//! | compaction commit (repoint kept chunks, drop dead rows, queue old file) | a chunk left behind as dead but revived meanwhile is kept after all: the commit fails and changes nothing, the new file is deleted | as for removal | a chunk moved while being released keeps its new row with the count the release left | a reader with an old location reads the old file, which stays until the grace period after the commit; every chunk read is verified, so a reader can never get wrong bytes |
+//! | delete a queued file (grace period over) | - | - | - | readers looked up locations before the commit, more than a grace period ago |
+//! | remove an orphan file (no row, not queued, id already handed out, older than the orphan grace period) | a segment being written has a temp name until its durable rename and gets its row right after; the orphan grace period (24 h) covers that gap | as for PUT | - | no reader can know an id without a row |
+//!
+//! Verify and repair (a later issue) and replication receive take and release
+//! references through the same operations, so the same rows apply.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{MetaError, MetaStore, SegmentCandidate, unix_secs};
+use crate::metrics::Metrics;
+use crate::retrieve::decode_chunk;
+use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CleanerError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error("cleaner worker failed: {0}")]
+    Worker(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CleanerSettings {
+    /// How long a chunk's count must have been zero before it is dead.
+    pub grace: Duration,
+    /// Segments whose live bytes are below this share of their size are compacted.
+    pub sparse_percent: u64,
+    /// How old an unknown segment file must be before it is removed.
+    pub orphan_grace: Duration,
+    /// Target size of the segments compaction writes.
+    pub segment_size: usize,
+}
+
+/// What one pass did (or, dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub segments_examined: u64,
+    pub segments_deleted: u64,
+    pub segments_compacted: u64,
+    pub chunks_removed: u64,
+    /// Stored bytes given back (segment files removed, minus what compaction wrote).
+    pub bytes_freed: u64,
+    /// Bytes of kept chunks compaction copied into new segments.
+    pub bytes_rewritten: u64,
+    pub orphans_removed: u64,
+    pub compactions_abandoned: u64,
+    pub seconds: f64,
+}
+
+/// Options of one pass.
+#[derive(Debug, Clone, Default)]
+pub struct GcOptions {
+    pub dry_run: bool,
+    /// Overrides the configured grace period (tests and `hoard gc --grace-period`).
+    pub grace: Option<Duration>,
+}
+
+pub struct Cleaner {
+    meta: MetaStore,
+    segments: SegmentStore,
+    metrics: Arc<Metrics>,
+    settings: CleanerSettings,
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Cleaner {
+    pub fn new(
+        meta: MetaStore,
+        segments: SegmentStore,
+        metrics: Arc<Metrics>,
+        settings: CleanerSettings,
+    ) -> Self {
+        Cleaner {
+            meta,
+            segments,
+            metrics,
+            settings,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// One pass over the store; waits for a pass already running to finish first.
+    pub async fn run(&self, opts: GcOptions) -> Result<GcReport, CleanerError> {
+        let _one = self.running.lock().await;
+        let started = std::time::Instant::now();
+        self.metrics.gc_running.set(1);
+        let result = self.pass(&opts).await;
+        self.metrics.gc_running.set(0);
+        let mut report = result?;
+        report.seconds = started.elapsed().as_secs_f64();
+        if !report.dry_run {
+            self.metrics.gc_runs.inc();
+            self.metrics.gc_freed_bytes.inc_by(report.bytes_freed);
+            self.metrics
+                .gc_rewritten_bytes
+                .inc_by(report.bytes_rewritten);
+            self.metrics.gc_chunks_removed.inc_by(report.chunks_removed);
+        }
+        tracing::info!(?report, "gc pass finished");
+        Ok(report)
+    }
+
+    async fn pass(&self, opts: &GcOptions) -> Result<GcReport, CleanerError> {
+        let grace = opts.grace.unwrap_or(self.settings.grace);
+        let now = unix_secs();
+        let cutoff = now.saturating_sub(grace.as_secs());
+        let mut report = GcReport {
+            dry_run: opts.dry_run,
+            ..GcReport::default()
+        };
+        let candidates = self
+            .meta
+            .gc_candidates(self.settings.sparse_percent)
+            .await?;
+        tracing::info!(
+            candidates = candidates.len(),
+            grace_secs = grace.as_secs(),
+            dry_run = opts.dry_run,
+            "gc pass started"
+        );
+        for (n, c) in candidates.iter().enumerate() {
+            report.segments_examined += 1;
+            if opts.dry_run {
+                report.bytes_freed += c.row.size - c.row.live_bytes.min(c.row.size);
+                if c.row.live_chunks == 0 {
+                    report.segments_deleted += 1;
+                    report.chunks_removed += u64::from(c.row.chunks);
+                } else {
+                    report.segments_compacted += 1;
+                    report.chunks_removed += u64::from(c.row.chunks - c.row.live_chunks);
+                    report.bytes_rewritten += c.row.live_bytes;
+                }
+                continue;
+            }
+            if c.row.live_chunks == 0 {
+                self.remove_dead(c.id, cutoff, &mut report).await?;
+            } else {
+                self.compact(c, cutoff, now + grace.as_secs(), &mut report)
+                    .await?;
+            }
+            if (n + 1) % 100 == 0 {
+                tracing::info!(
+                    done = n + 1,
+                    of = candidates.len(),
+                    freed = report.bytes_freed,
+                    "gc progress"
+                );
+            }
+        }
+        if !opts.dry_run {
+            self.delete_due(now).await?;
+        }
+        report.orphans_removed = self.remove_orphans(opts.dry_run).await?;
+        Ok(report)
+    }
+
+    async fn remove_dead(
+        &self,
+        id: u64,
+        cutoff: u64,
+        report: &mut GcReport,
+    ) -> Result<(), CleanerError> {
+        if let Some(freed) = self.meta.remove_dead_segment(id, cutoff).await? {
+            // Every reader of this segment looked up its chunks a grace period ago.
+            self.segments.delete(id).await?;
+            report.segments_deleted += 1;
+            report.chunks_removed += freed.chunks;
+            report.bytes_freed += freed.bytes;
+            tracing::debug!(segment = id, bytes = freed.bytes, "dead segment deleted");
+        }
+        Ok(())
+    }
+
+    /// Copies a sparse segment's kept chunks into a new segment and queues the old one
+    /// for deletion after the grace period.
+    async fn compact(
+        &self,
+        c: &SegmentCandidate,
+        cutoff: u64,
+        delete_at: u64,
+        report: &mut GcReport,
+    ) -> Result<(), CleanerError> {
+        let kept = self.meta.chunks_to_keep(c.id, cutoff).await?;
+        if kept.is_empty() {
+            return self.remove_dead(c.id, cutoff, report).await;
+        }
+        let max_chunk = kept
+            .iter()
+            .map(|k| k.loc.stored_len as usize)
+            .max()
+            .unwrap_or(0);
+        let mut builder = SegmentBuilder::new(self.settings.segment_size + max_chunk + 64 * 1024);
+        let mut moved = Vec::with_capacity(kept.len());
+        let mut rewritten = 0u64;
+        for k in &kept {
+            let start = u64::from(k.loc.offset);
+            let stored = self
+                .segments
+                .read_range(c.id, start..start + u64::from(k.loc.stored_len))
+                .await?;
+            let (id, loc, check) = (k.id, k.loc, stored.clone());
+            let verified = tokio::task::spawn_blocking(move || decode_chunk(&id, &loc, check))
+                .await
+                .map_err(|e| CleanerError::Worker(e.to_string()))?;
+            if let Err(reason) = verified {
+                // Never copy damage forward; verify reports it.
+                self.metrics.integrity_errors.inc();
+                tracing::error!(segment = c.id, chunk = %hex::encode(k.id), %reason, "compaction found a chunk that failed verification; segment left as it is");
+                report.compactions_abandoned += 1;
+                return Ok(());
+            }
+            let e = builder.push(k.id, k.loc.raw_len, k.loc.codec, &stored);
+            moved.push((k.id, e.offset));
+            rewritten += u64::from(k.loc.stored_len);
+        }
+        let (data, _): (Bytes, _) = builder.finish();
+        let size = data.len() as u64;
+        let meta = self.meta.clone();
+        let new = tokio::task::spawn_blocking(move || meta.allocate_segment_ids_blocking(1))
+            .await
+            .map_err(|e| CleanerError::Worker(e.to_string()))??
+            .start;
+        self.segments.write(new, data).await?;
+        self.metrics.segments_written.inc();
+        match self
+            .meta
+            .commit_compaction(c.id, new, size, moved, cutoff, delete_at)
+            .await?
+        {
+            Some(freed) => {
+                report.segments_compacted += 1;
+                report.chunks_removed += freed.chunks;
+                report.bytes_freed += freed.bytes;
+                report.bytes_rewritten += rewritten;
+                tracing::debug!(old = c.id, new, rewritten, "segment compacted");
+            }
+            None => {
+                // A chunk left behind was revived meanwhile; nothing changed.
+                self.segments.delete(new).await?;
+                report.compactions_abandoned += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes compacted segment files whose grace period is over.
+    async fn delete_due(&self, now: u64) -> Result<(), CleanerError> {
+        for id in self.meta.pending_deletes(Some(now)).await? {
+            self.segments.delete(id).await?;
+            self.meta.pending_delete_done(id).await?;
+            tracing::debug!(segment = id, "compacted segment file deleted");
+        }
+        Ok(())
+    }
+
+    /// Removes segment files older than the orphan grace period that no row names.
+    async fn remove_orphans(&self, dry_run: bool) -> Result<u64, CleanerError> {
+        let files = self.segments.list_local().await?;
+        let old_enough = SystemTime::now()
+            .checked_sub(self.settings.orphan_grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let files: Vec<u64> = files
+            .into_iter()
+            .filter(|(_, mtime)| *mtime <= old_enough)
+            .map(|(id, _)| id)
+            .collect();
+        let (known, next) = self.meta.segment_known(files.clone()).await?;
+        let mut removed = 0;
+        for (id, known) in files.into_iter().zip(known) {
+            if known || id >= next {
+                continue;
+            }
+            if !dry_run {
+                self.segments.delete(id).await?;
+                tracing::info!(segment = id, "orphan segment file removed");
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
