@@ -43,7 +43,11 @@ fn keep(row: &ChunkRow, cutoff: u64) -> bool {
     row.refs > 0 || row.zero_since > cutoff
 }
 
-fn chunks_of(t: &impl ReadableTable<&'static [u8], ()>, segment: u64) -> MetaResult<Vec<ChunkId>> {
+/// The ids on a segment's chunk list.
+pub(super) fn chunks_of(
+    t: &impl ReadableTable<&'static [u8], ()>,
+    segment: u64,
+) -> MetaResult<Vec<ChunkId>> {
     let lo = segment_chunk_key(segment, &[0u8; 32]);
     let hi = segment_chunk_key(segment, &[0xffu8; 32]);
     let mut out = Vec::new();

@@ -636,19 +636,7 @@ impl MetaStore {
 
     /// The ids of the chunks indexed in `segment`.
     pub fn segment_chunk_ids_blocking(&self, segment: u64) -> MetaResult<Vec<ChunkId>> {
-        self.read_blocking(|txn| {
-            let t = txn.open_table(SEGMENT_CHUNKS)?;
-            let lo = segment_chunk_key(segment, &[0u8; 32]);
-            let hi = segment_chunk_key(segment, &[0xffu8; 32]);
-            let mut out = Vec::new();
-            for row in t.range(lo.as_slice()..=hi.as_slice())? {
-                let (k, _) = row?;
-                let mut id = [0u8; 32];
-                id.copy_from_slice(&k.value()[8..40]);
-                out.push(id);
-            }
-            Ok(out)
-        })
+        self.read_blocking(|txn| gc::chunks_of(&txn.open_table(SEGMENT_CHUNKS)?, segment))
     }
 
     /// Calls `f` with every indexed chunk id (start-up filter fill).
