@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{MetaError, MetaStore, SegmentCandidate, unix_secs};
+use crate::meta::{MetaError, MetaStore, SegmentCandidate, now_ms, unix_secs};
 use crate::metrics::Metrics;
 use crate::retrieve::decode_chunk;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
@@ -304,5 +304,92 @@ impl Cleaner {
             removed += 1;
         }
         Ok(removed)
+    }
+}
+
+/// When passes run on their own (the `[cleaner]` settings besides the grace periods).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Minutes after midnight UTC: [start, end); may wrap past midnight.
+    pub window: Option<(u32, u32)>,
+    pub idle: Option<Duration>,
+    pub check: Duration,
+}
+
+/// Parses "HH:MM-HH:MM" into minutes after midnight.
+pub fn parse_window(w: &str) -> Result<(u32, u32), String> {
+    let minutes = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    };
+    w.split_once('-')
+        .and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)))
+        .filter(|(a, b)| a != b)
+        .ok_or_else(|| format!("cleaner.window must look like \"01:00-05:00\", not {w:?}"))
+}
+
+fn in_window((start, end): (u32, u32), minute: u32) -> bool {
+    if start < end {
+        (start..end).contains(&minute)
+    } else {
+        minute >= start || minute < end
+    }
+}
+
+impl Cleaner {
+    /// Runs passes on the schedule until the task is dropped: once per daily window
+    /// (the first check inside it), and once the server has been idle long enough
+    /// after requests that came since the last pass.
+    pub async fn run_on_schedule(self: Arc<Self>, schedule: Schedule) {
+        let mut last_pass_ms: i64 = 0;
+        let mut window_day: Option<u64> = None;
+        loop {
+            tokio::time::sleep(schedule.check).await;
+            let now = now_ms();
+            let secs = u64::try_from(now / 1000).unwrap_or(0);
+            let (day, minute) = (secs / 86_400, ((secs % 86_400) / 60) as u32);
+            let window_due = schedule
+                .window
+                .is_some_and(|w| in_window(w, minute) && window_day != Some(day));
+            let last_request = self
+                .metrics
+                .last_request_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let idle_due = schedule.idle.is_some_and(|idle| {
+                last_request > last_pass_ms
+                    && now - last_request >= i64::try_from(idle.as_millis()).unwrap_or(i64::MAX)
+            });
+            if !(window_due || idle_due) {
+                continue;
+            }
+            if window_due {
+                window_day = Some(day);
+            }
+            let trigger = if window_due { "window" } else { "idle" };
+            tracing::info!(trigger, "scheduled gc pass");
+            last_pass_ms = now_ms();
+            if let Err(e) = self.run(GcOptions::default()).await {
+                tracing::error!(error = %e, trigger, "scheduled gc pass failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_and_wrap_past_midnight() {
+        assert_eq!(parse_window("01:00-05:00"), Ok((60, 300)));
+        let night = parse_window("22:30-02:00").unwrap();
+        assert!(in_window(night, 23 * 60));
+        assert!(in_window(night, 60));
+        assert!(!in_window(night, 12 * 60));
+        assert!(!in_window((60, 300), 300));
+        for bad in ["1-5", "01:00", "25:00-01:00", "01:60-02:00", "03:00-03:00"] {
+            assert!(parse_window(bad).is_err(), "{bad}");
+        }
     }
 }

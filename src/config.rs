@@ -168,6 +168,13 @@ pub struct CleanerConfig {
     pub sparse_percent: u64,
     /// Seconds before a segment file no metadata names (left by a crash) is removed.
     pub orphan_grace_secs: u64,
+    /// Daily window (UTC, "HH:MM-HH:MM") in which one pass runs; none by default.
+    pub window: Option<String>,
+    /// Run a pass once no S3 request came for this many minutes (after requests
+    /// since the last pass); 0 turns it off.
+    pub idle_minutes: f64,
+    /// How often the schedule is checked, in seconds.
+    pub check_secs: u64,
 }
 
 impl Default for CleanerConfig {
@@ -176,6 +183,9 @@ impl Default for CleanerConfig {
             grace_secs: 600,
             sparse_percent: 50,
             orphan_grace_secs: 24 * 3600,
+            window: None,
+            idle_minutes: 0.0,
+            check_secs: 60,
         }
     }
 }
@@ -267,6 +277,9 @@ impl Config {
             b.chunking
                 .resolve(self.default_chunking()?)
                 .map_err(|e| ConfigError::Invalid(format!("bucket {name}: {e}")))?;
+        }
+        if let Some(w) = &self.cleaner.window {
+            crate::cleaner::parse_window(w).map_err(ConfigError::Invalid)?;
         }
         if self.max_streams == 0 {
             return Err(ConfigError::Invalid(

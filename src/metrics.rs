@@ -48,6 +48,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub segments_written: Counter,
     pub integrity_errors: Counter,
+    /// Unix milliseconds of the last S3 request (the cleaner's idle trigger).
+    pub last_request_ms: std::sync::atomic::AtomicI64,
     pub gc_running: Gauge,
     pub gc_runs: Counter,
     pub gc_freed_bytes: Counter,
@@ -89,6 +91,7 @@ impl Metrics {
             bytes_out: Counter::default(),
             segments_written: Counter::default(),
             integrity_errors: Counter::default(),
+            last_request_ms: std::sync::atomic::AtomicI64::new(0),
             gc_running: Gauge::default(),
             gc_runs: Counter::default(),
             gc_freed_bytes: Counter::default(),
@@ -230,6 +233,8 @@ impl Metrics {
 
     /// Records one finished S3 operation.
     pub fn observe(&self, operation: &str, seconds: f64, error_code: Option<&str>) {
+        self.last_request_ms
+            .store(crate::meta::now_ms(), std::sync::atomic::Ordering::Relaxed);
         let op = OpLabels {
             operation: operation.to_owned(),
         };

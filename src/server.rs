@@ -58,6 +58,7 @@ pub enum ServerError {
 pub struct Node {
     pub cfg: Arc<Config>,
     pub meta: MetaStore,
+    pub cleaner: Arc<Cleaner>,
     pub metrics: Arc<Metrics>,
     pub s3: S3Service,
 }
@@ -133,12 +134,13 @@ impl Node {
         );
         let mut builder = S3ServiceBuilder::new(s3);
         builder.set_auth(RootAuth::new(root));
-        builder.set_route(AdminApi::new(cfg.clone(), meta.clone(), cleaner));
+        builder.set_route(AdminApi::new(cfg.clone(), meta.clone(), cleaner.clone()));
         builder
             .set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
         Ok(Node {
             cfg,
             meta,
+            cleaner,
             metrics,
             s3: builder.build(),
         })
@@ -217,6 +219,19 @@ pub async fn serve(
         node.meta.clone(),
         Duration::from_secs(node.cfg.multipart_max_age_secs),
     ));
+    let schedule = crate::cleaner::Schedule {
+        window: node
+            .cfg
+            .cleaner
+            .window
+            .as_deref()
+            .and_then(|w| crate::cleaner::parse_window(w).ok()),
+        idle: (node.cfg.cleaner.idle_minutes > 0.0)
+            .then(|| Duration::from_secs_f64(node.cfg.cleaner.idle_minutes * 60.0)),
+        check: Duration::from_secs(node.cfg.cleaner.check_secs.max(1)),
+    };
+    let scheduled_gc = (schedule.window.is_some() || schedule.idle.is_some())
+        .then(|| tokio::spawn(node.cleaner.clone().run_on_schedule(schedule)));
     let node = Arc::new(node);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -252,6 +267,9 @@ pub async fn serve(
     }
     drop(listener);
     expiry.abort();
+    if let Some(t) = scheduled_gc {
+        t.abort();
+    }
     tracing::info!("shutting down: draining in-flight requests");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await

@@ -315,3 +315,51 @@ async fn segment_files_no_metadata_names_are_removed_after_the_orphan_grace() {
     assert!(future.exists());
     assert_eq!(get_bytes(&c, "orphans", "real").await, data);
 }
+
+async fn wait_for_stored_below(s: &Server, limit: u64) -> u64 {
+    let mut stored = u64::MAX;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stored = stats(s).await.total.stored_bytes;
+        if stored < limit {
+            break;
+        }
+    }
+    stored
+}
+
+#[tokio::test]
+async fn the_cleaner_runs_by_itself_when_idle_and_in_its_window() {
+    // The window pass runs at the first check inside the window (here: 3 s after
+    // start, after the delete); the idle pass once requests stopped for ~2 s.
+    for (name, schedule) in [
+        ("idle", "idle_minutes = 0.03\ncheck_secs = 1"),
+        ("window", "window = \"00:00-24:00\"\ncheck_secs = 3"),
+    ] {
+        let cfg = tempfile::NamedTempFile::new().unwrap();
+        let text = format!("[cleaner]\ngrace_secs = 0\n{schedule}\n");
+        std::fs::write(cfg.path(), text).unwrap();
+        let s = Server::start_with(&["--config", cfg.path().to_str().unwrap()]);
+        let c = s.client();
+        c.create_bucket().bucket("auto").send().await.unwrap();
+        put_bytes(&c, "auto", "x", random_bytes(9, 6 * MIB)).await;
+        c.delete_object()
+            .bucket("auto")
+            .key("x")
+            .send()
+            .await
+            .unwrap();
+        let stored = wait_for_stored_below(&s, MIB as u64).await;
+        assert!(
+            stored < MIB as u64,
+            "{name}: stored {stored} bytes 15 s after the delete"
+        );
+        assert!(s.log().contains("scheduled gc pass"), "{name}");
+        assert!(
+            s.log().contains(&format!("trigger=\"{name}\""))
+                || s.log().contains(&format!("trigger={name}")),
+            "{name}: {}",
+            s.log()
+        );
+    }
+}
