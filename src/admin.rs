@@ -8,6 +8,7 @@
 //! | PUT | `/hoard-admin/v1/buckets/NAME` | creates a bucket; JSON body `{"chunk_avg", "chunk_min", "chunk_max", "compression_level"}`, all optional |
 //! | GET | `/hoard-admin/v1/buckets/NAME` | a bucket's settings |
 //! | POST | `/hoard-admin/v1/gc[?dry-run=true][&grace-secs=N]` | runs one cleaner pass (waits for one already running) and returns its report |
+//! | POST | `/hoard-admin/v1/verify[?bucket=B]` | checks chunks, trailers, reference counts and segment files; returns the report |
 //!
 //! Errors come back as S3 error XML with the usual codes.
 
@@ -22,6 +23,7 @@ use crate::cleaner::{Cleaner, GcOptions};
 use crate::config::{ChunkingConfig, Config};
 use crate::meta::MetaStore;
 use crate::s3::{internal, meta_error, no_such_bucket};
+use crate::segments::SegmentStore;
 use crate::stats;
 
 pub const PREFIX: &str = "/hoard-admin/v1/";
@@ -47,6 +49,7 @@ pub struct BucketSettings {
 pub struct AdminApi {
     cfg: Arc<Config>,
     meta: MetaStore,
+    segments: SegmentStore,
     cleaner: Arc<Cleaner>,
 }
 
@@ -58,8 +61,33 @@ fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
 }
 
 impl AdminApi {
-    pub fn new(cfg: Arc<Config>, meta: MetaStore, cleaner: Arc<Cleaner>) -> Self {
-        AdminApi { cfg, meta, cleaner }
+    pub fn new(
+        cfg: Arc<Config>,
+        meta: MetaStore,
+        segments: SegmentStore,
+        cleaner: Arc<Cleaner>,
+    ) -> Self {
+        AdminApi {
+            cfg,
+            meta,
+            segments,
+            cleaner,
+        }
+    }
+
+    async fn verify(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
+        let bucket = query_param(uri, "bucket").map(str::to_owned);
+        if let Some(b) = &bucket {
+            self.meta
+                .get_bucket(b)
+                .await
+                .map_err(meta_error)?
+                .ok_or_else(no_such_bucket)?;
+        }
+        let report = crate::verify::verify(&self.meta, &self.segments, bucket)
+            .await
+            .map_err(|e| internal("verify failed", &e))?;
+        json(StatusCode::OK, &report)
     }
 
     async fn gc(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
@@ -200,6 +228,7 @@ impl S3Route for AdminApi {
             (&Method::PUT, ["buckets", name]) => self.create_bucket(name, req.input).await,
             (&Method::GET, ["buckets", name]) => self.get_bucket(name).await,
             (&Method::POST, ["gc"]) => self.gc(&req.uri).await,
+            (&Method::POST, ["verify"]) => self.verify(&req.uri).await,
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }

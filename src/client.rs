@@ -115,6 +115,19 @@ impl AdminClient {
         serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// Runs verify on the server (the whole store, or one bucket's objects).
+    pub async fn verify(
+        &self,
+        bucket: Option<&str>,
+    ) -> Result<crate::verify::VerifyReport, ClientError> {
+        let path = match bucket {
+            Some(b) => format!("verify?bucket={b}"),
+            None => "verify".to_owned(),
+        };
+        let text = self.request(http::Method::POST, &path, Vec::new()).await?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     pub async fn create_bucket(
         &self,
         name: &str,
@@ -223,5 +236,70 @@ pub fn render_stats(report: &StatsReport, only_bucket: bool) -> String {
     if !only_bucket {
         out.push_str(&row(&report.total));
     }
+    out
+}
+
+/// The verify report as `hoard verify` prints it.
+pub fn render_verify(r: &crate::verify::VerifyReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "checked {} segments, {} chunks, {} bytes{}",
+        r.segments_checked,
+        r.chunks_checked,
+        r.bytes_read,
+        r.bucket
+            .as_deref()
+            .map(|b| format!(" (bucket {b})"))
+            .unwrap_or_default()
+    );
+    for s in &r.missing_segments {
+        let _ = writeln!(out, "MISSING segment {s:016x}");
+    }
+    for c in &r.corrupt_chunks {
+        let _ = writeln!(
+            out,
+            "CORRUPT chunk {} in segment {:016x}: {}",
+            c.chunk, c.segment, c.reason
+        );
+    }
+    for c in &r.trailer_problems {
+        let _ = writeln!(
+            out,
+            "TRAILER segment {:016x} chunk {}: {}",
+            c.segment, c.chunk, c.reason
+        );
+    }
+    for c in &r.count_problems {
+        let stored = c
+            .stored
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "no index row".into());
+        let _ = writeln!(
+            out,
+            "COUNT chunk {}: stored {stored}, manifests name it {} times",
+            c.chunk, c.counted
+        );
+    }
+    for s in &r.orphan_segments {
+        let _ = writeln!(out, "ORPHAN segment file {s:016x} (no metadata names it)");
+    }
+    for d in &r.damaged_objects {
+        let _ = writeln!(
+            out,
+            "DAMAGED {}/{} (version {}): {} chunks",
+            d.bucket, d.key, d.version, d.damaged_chunks
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        if r.is_clean() {
+            "clean"
+        } else {
+            "PROBLEMS FOUND"
+        }
+    );
     out
 }

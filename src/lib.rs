@@ -18,4 +18,5 @@ pub mod s3;
 pub mod segments;
 pub mod server;
 pub mod stats;
+pub mod verify;
 pub mod vhost;

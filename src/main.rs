@@ -51,6 +51,17 @@ enum Command {
     /// Manage buckets.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Check every chunk, trailer, reference count and segment file; name the
+    /// objects any damage affects. Exits with status 1 when anything is wrong.
+    Verify {
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Print the JSON report.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Reclaim space now: delete dead segments, compact sparse ones.
     Gc {
         /// Report what a pass would free without changing anything.
@@ -133,6 +144,29 @@ async fn run(cli: Cli) -> Result<(), String> {
                 print!("{}", render_stats(&report, bucket.is_some()));
             }
             Ok(())
+        }
+        Command::Verify {
+            bucket,
+            json,
+            target,
+        } => {
+            let r = client(&target)?
+                .verify(bucket.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", hoard::client::render_verify(&r));
+            }
+            if r.is_clean() {
+                Ok(())
+            } else {
+                Err("verify found problems".into())
+            }
         }
         Command::Gc {
             dry_run,

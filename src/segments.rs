@@ -268,7 +268,10 @@ impl SegmentStore {
 
     /// Reads a whole segment.
     pub async fn read_all(&self, id: u64) -> Result<Bytes, SegmentError> {
-        Ok(self.op.read(&Self::key(id)).await?.to_bytes())
+        match self.local_path(id) {
+            Some(path) => Ok(Bytes::from(tokio::fs::read(path).await?)),
+            None => Ok(self.op.read(&Self::key(id)).await?.to_bytes()),
+        }
     }
 
     /// Deletes a segment; deleting one that is already gone succeeds.

@@ -118,7 +118,7 @@ impl Node {
         ));
         let retrieve = Arc::new(Retrieve::new(
             meta.clone(),
-            segments,
+            segments.clone(),
             metrics.clone(),
             cfg.get_prefetch,
             cfg.get_read_max,
@@ -134,7 +134,12 @@ impl Node {
         );
         let mut builder = S3ServiceBuilder::new(s3);
         builder.set_auth(RootAuth::new(root));
-        builder.set_route(AdminApi::new(cfg.clone(), meta.clone(), cleaner.clone()));
+        builder.set_route(AdminApi::new(
+            cfg.clone(),
+            meta.clone(),
+            segments.clone(),
+            cleaner.clone(),
+        ));
         builder
             .set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
         Ok(Node {

@@ -62,8 +62,20 @@ pub(super) fn chunks_of(
 
 /// The rows of a segment's indexed chunks that still point into it.
 fn rows_in(txn: &WriteTransaction, segment: u64) -> MetaResult<Vec<(ChunkId, ChunkRow)>> {
-    let ids = chunks_of(&txn.open_table(SEGMENT_CHUNKS)?, segment)?;
-    let chunks = txn.open_table(CHUNKS)?;
+    rows_in_tables(
+        &txn.open_table(SEGMENT_CHUNKS)?,
+        &txn.open_table(CHUNKS)?,
+        segment,
+    )
+}
+
+/// `rows_in` over tables of any transaction.
+pub(super) fn rows_in_tables(
+    seg_chunks: &impl ReadableTable<&'static [u8], ()>,
+    chunks: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    segment: u64,
+) -> MetaResult<Vec<(ChunkId, ChunkRow)>> {
+    let ids = chunks_of(seg_chunks, segment)?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(v) = chunks.get(id.as_slice())? {

@@ -27,6 +27,7 @@ mod gc;
 mod list;
 mod multipart;
 pub mod records;
+mod verify;
 mod versions;
 
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ pub use gc::{Freed, KeptChunk, SegmentCandidate};
 pub use list::{ListEntry, ListPage, ListQuery};
 pub use multipart::{UploadEntry, UploadPage, UploadQuery};
 pub use records::*;
+pub use verify::DamagedObject;
 use versions::put_object_record;
 pub use versions::{
     DeleteOutcome, VersionEntry, VersionPage, VersionQuery, check_tags, parse_version_id,
