@@ -135,15 +135,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .stats(bucket.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-                );
-            } else {
-                print!("{}", render_stats(&report, bucket.is_some()));
-            }
-            Ok(())
+            print_report(json, &report, |r| render_stats(r, bucket.is_some()))
         }
         Command::Verify {
             bucket,
@@ -154,14 +146,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .verify(bucket.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
-                );
-            } else {
-                print!("{}", hoard::client::render_verify(&r));
-            }
+            print_report(json, &r, hoard::client::render_verify)?;
             if r.is_clean() {
                 Ok(())
             } else {
@@ -223,6 +208,23 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Prints a report as JSON or as its table.
+fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    render: impl Fn(&T) -> String,
+) -> Result<(), String> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", render(report));
+    }
+    Ok(())
 }
 
 fn init_tracing(filter: &str) {

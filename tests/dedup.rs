@@ -6,21 +6,8 @@ mod common;
 use aws_sdk_s3::primitives::ByteStream;
 use common::*;
 use hoard::admin::CreateBucketRequest;
-use hoard::auth::Credentials;
-use hoard::client::AdminClient;
 
 const MIB: usize = 1024 * 1024;
-
-fn admin(s: &Server) -> AdminClient {
-    AdminClient::new(
-        &s.endpoint(),
-        "us-east-1",
-        Credentials {
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
-        },
-    )
-}
 
 fn write_file(dir: &std::path::Path, name: &str, data: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);

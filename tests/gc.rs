@@ -13,14 +13,6 @@ use hoard::cleaner::GcReport;
 
 const MIB: usize = 1024 * 1024;
 
-fn admin(s: &Server) -> hoard::client::AdminClient {
-    let creds = hoard::auth::Credentials {
-        access_key: ACCESS_KEY.into(),
-        secret_key: SECRET_KEY.into(),
-    };
-    hoard::client::AdminClient::new(&s.endpoint(), "us-east-1", creds)
-}
-
 async fn gc(s: &Server, dry_run: bool) -> GcReport {
     admin(s)
         .gc(dry_run, Some(Duration::ZERO))

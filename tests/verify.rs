@@ -104,14 +104,9 @@ async fn verify_finds_corrupt_chunks_and_lost_segments_and_names_the_damaged_obj
     // Bucket w's objects are intact, and verify --bucket w says so.
     let (ok, text) = cli(&s, &["verify", "--bucket", "www"]);
     assert!(ok, "{text}");
-    assert_eq!(get_bytes(&c, "www", "other").await, random_bytes(3, 2 * MIB));
+    assert_eq!(
+        get_bytes(&c, "www", "other").await,
+        random_bytes(3, 2 * MIB)
+    );
     assert_no_panic(&s);
-}
-
-fn admin(s: &Server) -> hoard::client::AdminClient {
-    let creds = hoard::auth::Credentials {
-        access_key: ACCESS_KEY.into(),
-        secret_key: SECRET_KEY.into(),
-    };
-    hoard::client::AdminClient::new(&s.endpoint(), "us-east-1", creds)
 }

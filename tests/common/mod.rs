@@ -264,16 +264,18 @@ pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Ve
     out.e_tag().unwrap_or("").trim_matches('"').to_owned()
 }
 
-/// Stats from the admin endpoint of a running server.
-pub async fn stats(server: &Server) -> hoard::stats::StatsReport {
+/// A client of the running server's admin API, with the test root key.
+pub fn admin(server: &Server) -> hoard::client::AdminClient {
     let creds = hoard::auth::Credentials {
         access_key: ACCESS_KEY.into(),
         secret_key: SECRET_KEY.into(),
     };
     hoard::client::AdminClient::new(&server.endpoint(), "us-east-1", creds)
-        .stats(None)
-        .await
-        .expect("stats")
+}
+
+/// Stats from the admin endpoint of a running server.
+pub async fn stats(server: &Server) -> hoard::stats::StatsReport {
+    admin(server).stats(None).await.expect("stats")
 }
 
 /// SigV4 headers (authorization, x-amz-date, x-amz-content-sha256) for a request
