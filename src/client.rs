@@ -235,6 +235,14 @@ pub fn render_stats(report: &StatsReport, only_bucket: bool) -> String {
     }
     if !only_bucket {
         out.push_str(&row(&report.total));
+        if let Some(d) = &report.disk {
+            out.push_str(&format!(
+                "disk: {} used, {} free of {}\n",
+                human(d.used_bytes),
+                human(d.free_bytes),
+                human(d.total_bytes)
+            ));
+        }
     }
     out
 }

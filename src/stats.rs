@@ -29,6 +29,40 @@ pub struct UsageReport {
 pub struct StatsReport {
     pub buckets: Vec<UsageReport>,
     pub total: UsageReport,
+    /// The file system holding the data dir (local store only).
+    #[serde(default)]
+    pub disk: Option<DiskUsage>,
+}
+
+/// Space on the file system that holds the data dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUsage {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    /// Available to hoard (the file system's free space for unprivileged writers).
+    pub free_bytes: u64,
+}
+
+/// `statvfs` of the file system holding `path`.
+pub fn disk_usage(path: &std::path::Path) -> Option<DiskUsage> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct we pass; the path is a valid C string.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        st
+    };
+    let frsize = st.f_frsize as u64;
+    let total = st.f_blocks as u64 * frsize;
+    let free_all = st.f_bfree as u64 * frsize;
+    Some(DiskUsage {
+        total_bytes: total,
+        used_bytes: total.saturating_sub(free_all),
+        free_bytes: st.f_bavail as u64 * frsize,
+    })
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -86,6 +120,7 @@ pub fn report(buckets: &[(String, BucketStats)], totals: &StoreTotals) -> StatsR
     StatsReport {
         buckets: per_bucket,
         total,
+        disk: None,
     }
 }
 

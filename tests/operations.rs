@@ -141,6 +141,14 @@ async fn metrics_and_stats_report_operations_and_space() {
         .expect("a row for the bucket");
     assert!(row.contains(" 2 ") && row.contains("2.00x"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("total ")), "{text}");
+    let disk = text
+        .lines()
+        .find(|l| l.starts_with("disk: "))
+        .expect("the local store's space");
+    assert!(
+        disk.contains(" used, ") && disk.contains(" free of "),
+        "{text}"
+    );
     let json = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"))
         .args([
             "stats",
@@ -157,6 +165,9 @@ async fn metrics_and_stats_report_operations_and_space() {
     let report: hoard::stats::StatsReport = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report.buckets.len(), 1);
     assert_eq!(report.buckets[0].objects, 2);
+    let disk = report.disk.expect("disk usage in the JSON report");
+    assert!(disk.total_bytes > 0 && disk.free_bytes <= disk.total_bytes);
+    assert!(disk.used_bytes + disk.free_bytes <= disk.total_bytes);
     // A wrong key is refused by the admin API too.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"))
         .args(["stats", "--endpoint", &s.endpoint()])
