@@ -6,6 +6,13 @@
 //! data in 4 parts sent in parallel, a CopyObject of the 1 GiB object (ms), and 10,000
 //! PUTs of 4 KiB objects.
 //! Usage: loadgen ENDPOINT ACCESS_KEY SECRET_KEY [SIZE_MIB]
+//!        loadgen ENDPOINT ACCESS_KEY SECRET_KEY objects BUCKET COUNT SIZE_MIB SEED [delete-odd]
+//!        loadgen ENDPOINT ACCESS_KEY SECRET_KEY sparse BUCKET SIZE_MIB
+//! The second form PUTs COUNT objects of new random data into an existing bucket, one
+//! stream at a time, then (with `delete-odd`) deletes every other one, and prints the
+//! PUT throughput (used by `bench/gc.sh`). The third PUTs one object of SIZE_MIB, then
+//! a 1 MiB slice of each 4 MiB of it as objects of their own, then deletes the big one,
+//! leaving its segments about a quarter live (for compaction).
 
 use std::time::Instant;
 
@@ -135,6 +142,51 @@ impl Target {
     }
 }
 
+/// `objects BUCKET COUNT SIZE_MIB SEED [delete-odd]`.
+async fn objects(t: &Target, args: &[String]) {
+    let bucket = &args[0];
+    let count: u64 = args[1].parse().unwrap();
+    let size = args[2].parse::<usize>().unwrap() * MIB;
+    let seed: u64 = args[3].parse().unwrap();
+    let t0 = Instant::now();
+    for i in 0..count {
+        t.put(
+            &format!("/{bucket}/obj-{seed}-{i:05}"),
+            random(seed * 1_000_000 + i, size),
+        )
+        .await;
+    }
+    let put = mbps(size * count as usize, t0.elapsed().as_secs_f64());
+    if args.get(4).map(String::as_str) == Some("delete-odd") {
+        for i in (1..count).step_by(2) {
+            let resp = t
+                .signed("DELETE", &format!("/{bucket}/obj-{seed}-{i:05}"), None)
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "DELETE: {}", resp.status());
+        }
+    }
+    println!("{{\"put_mbps\": {put:.1}}}");
+}
+
+async fn sparse(t: &Target, bucket: &str, size_mib: usize) {
+    let big = random(4242, size_mib * MIB);
+    t.put(&format!("/{bucket}/big"), big.clone()).await;
+    for i in 0..size_mib / 4 {
+        let at = i * 4 * MIB + 3 * MIB / 2;
+        t.put(&format!("/{bucket}/slice-{i:05}"), big.slice(at..at + MIB))
+            .await;
+    }
+    let resp = t
+        .signed("DELETE", &format!("/{bucket}/big"), None)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "DELETE: {}", resp.status());
+    println!("{{\"slices\": {}}}", size_mib / 4);
+}
+
 fn header(resp: &reqwest::Response, name: &str) -> String {
     resp.headers()
         .get(name)
@@ -171,11 +223,6 @@ fn mbps(bytes: usize, secs: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let size = args
-        .get(4)
-        .map(|s| s.parse::<usize>().unwrap())
-        .unwrap_or(1024)
-        * MIB;
     let creds = hoard::auth::Credentials {
         access_key: args[2].clone(),
         secret_key: args[3].clone(),
@@ -185,6 +232,16 @@ async fn main() {
         creds,
         http: reqwest::Client::new(),
     };
+    match args.get(4).map(String::as_str) {
+        Some("objects") => return objects(&t, &args[5..]).await,
+        Some("sparse") => return sparse(&t, &args[5], args[6].parse().unwrap()).await,
+        _ => {}
+    }
+    let size = args
+        .get(4)
+        .map(|s| s.parse::<usize>().unwrap())
+        .unwrap_or(1024)
+        * MIB;
     let resp = t.signed("PUT", "/bench", Some(0)).send().await.unwrap();
     assert!(
         resp.status().is_success(),

@@ -35,6 +35,9 @@ use crate::metrics::Metrics;
 use crate::retrieve::decode_chunk;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
 
+/// Dead segments removed per metadata transaction (one fsync for the batch).
+const DEAD_BATCH: usize = 128;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CleanerError {
     #[error(transparent)]
@@ -145,6 +148,7 @@ impl Cleaner {
             dry_run = opts.dry_run,
             "gc pass started"
         );
+        let mut dead = Vec::new();
         for (n, c) in candidates.iter().enumerate() {
             report.segments_examined += 1;
             if opts.dry_run {
@@ -160,12 +164,16 @@ impl Cleaner {
                 continue;
             }
             if c.row.live_chunks == 0 {
-                self.remove_dead(c.id, cutoff, &mut report).await?;
+                dead.push(c.id);
+                if dead.len() == DEAD_BATCH {
+                    self.remove_dead(std::mem::take(&mut dead), cutoff, &mut report)
+                        .await?;
+                }
             } else {
                 self.compact(c, cutoff, now + grace.as_secs(), &mut report)
                     .await?;
             }
-            if (n + 1) % 100 == 0 {
+            if (n + 1) % 256 == 0 {
                 tracing::info!(
                     done = n + 1,
                     of = candidates.len(),
@@ -175,19 +183,25 @@ impl Cleaner {
             }
         }
         if !opts.dry_run {
+            self.remove_dead(dead, cutoff, &mut report).await?;
             self.delete_due(now).await?;
         }
         report.orphans_removed = self.remove_orphans(opts.dry_run).await?;
         Ok(report)
     }
 
+    /// Removes the dead ones among `ids` (one transaction), then their files.
     async fn remove_dead(
         &self,
-        id: u64,
+        ids: Vec<u64>,
         cutoff: u64,
         report: &mut GcReport,
     ) -> Result<(), CleanerError> {
-        if let Some(freed) = self.meta.remove_dead_segment(id, cutoff).await? {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for (id, freed) in self.meta.remove_dead_segments(ids, cutoff).await? {
+            let Some(freed) = freed else { continue };
             // Every reader of this segment looked up its chunks a grace period ago.
             self.segments.delete(id).await?;
             report.segments_deleted += 1;
@@ -209,7 +223,7 @@ impl Cleaner {
     ) -> Result<(), CleanerError> {
         let kept = self.meta.chunks_to_keep(c.id, cutoff).await?;
         if kept.is_empty() {
-            return self.remove_dead(c.id, cutoff, report).await;
+            return self.remove_dead(vec![c.id], cutoff, report).await;
         }
         let max_chunk = kept
             .iter()

@@ -177,19 +177,25 @@ impl MetaStore {
         .await
     }
 
-    /// Removes a segment none of whose chunks is kept (see `keep`), with its chunks'
-    /// rows; `None`, changing nothing, if one is kept. The caller deletes the file.
-    pub async fn remove_dead_segment(
+    /// Removes each segment none of whose chunks is kept (see `keep`), with its
+    /// chunks' rows, in one durable transaction; `None` (that segment unchanged) where
+    /// one is kept. The caller deletes the files of the removed ones.
+    pub async fn remove_dead_segments(
         &self,
-        segment: u64,
+        segments: Vec<u64>,
         cutoff: u64,
-    ) -> MetaResult<Option<Freed>> {
+    ) -> MetaResult<Vec<(u64, Option<Freed>)>> {
         self.write(true, move |txn| {
-            let rows = rows_in(txn, segment)?;
-            if rows.iter().any(|(_, r)| keep(r, cutoff)) {
-                return Ok(None);
-            }
-            drop_segment_rows(txn, segment, &rows).map(Some)
+            segments
+                .into_iter()
+                .map(|segment| {
+                    let rows = rows_in(txn, segment)?;
+                    if rows.iter().any(|(_, r)| keep(r, cutoff)) {
+                        return Ok((segment, None));
+                    }
+                    Ok((segment, Some(drop_segment_rows(txn, segment, &rows)?)))
+                })
+                .collect()
         })
         .await
     }
