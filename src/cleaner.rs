@@ -58,6 +58,8 @@ pub struct CleanerSettings {
     pub orphan_grace: Duration,
     /// Target size of the segments compaction writes.
     pub segment_size: usize,
+    /// Share of wall time the cleaner may work while uploads are streaming in.
+    pub busy_percent: u64,
 }
 
 /// What one pass did (or, dry run, would do).
@@ -163,15 +165,18 @@ impl Cleaner {
                 }
                 continue;
             }
+            let step = std::time::Instant::now();
             if c.row.live_chunks == 0 {
                 dead.push(c.id);
                 if dead.len() == DEAD_BATCH {
                     self.remove_dead(std::mem::take(&mut dead), cutoff, &mut report)
                         .await?;
+                    self.yield_to_uploads(step.elapsed()).await;
                 }
             } else {
                 self.compact(c, cutoff, now + grace.as_secs(), &mut report)
                     .await?;
+                self.yield_to_uploads(step.elapsed()).await;
             }
             if (n + 1) % 256 == 0 {
                 tracing::info!(
@@ -188,6 +193,15 @@ impl Cleaner {
         }
         report.orphans_removed = self.remove_orphans(opts.dry_run).await?;
         Ok(report)
+    }
+
+    /// While uploads stream in, the cleaner works at most `busy_percent` of the time:
+    /// after a step that took `worked`, it pauses for the rest of the share.
+    async fn yield_to_uploads(&self, worked: Duration) {
+        let busy = self.settings.busy_percent.clamp(1, 100);
+        if busy < 100 && self.metrics.active_streams.get() > 0 {
+            tokio::time::sleep(worked * (100 - busy) as u32 / busy as u32).await;
+        }
     }
 
     /// Removes the dead ones among `ids` (one transaction), then their files.

@@ -175,6 +175,9 @@ pub struct CleanerConfig {
     pub idle_minutes: f64,
     /// How often the schedule is checked, in seconds.
     pub check_secs: u64,
+    /// Percentage of wall time a pass may work while uploads stream in; it pauses
+    /// between steps for the rest.
+    pub busy_percent: u64,
 }
 
 impl Default for CleanerConfig {
@@ -186,6 +189,7 @@ impl Default for CleanerConfig {
             window: None,
             idle_minutes: 0.0,
             check_secs: 60,
+            busy_percent: 25,
         }
     }
 }

@@ -114,6 +114,7 @@ impl Node {
                 sparse_percent: cfg.cleaner.sparse_percent,
                 orphan_grace: Duration::from_secs(cfg.cleaner.orphan_grace_secs),
                 segment_size: cfg.segment_size,
+                busy_percent: cfg.cleaner.busy_percent,
             },
         ));
         let retrieve = Arc::new(Retrieve::new(
