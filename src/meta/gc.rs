@@ -202,12 +202,16 @@ impl MetaStore {
 
     /// The chunks of a segment that compaction must keep, in segment order.
     pub async fn chunks_to_keep(&self, segment: u64, cutoff: u64) -> MetaResult<Vec<KeptChunk>> {
-        self.write(false, move |txn| {
-            let mut kept: Vec<KeptChunk> = rows_in(txn, segment)?
-                .into_iter()
-                .filter(|(_, r)| keep(r, cutoff))
-                .map(|(id, r)| KeptChunk { id, loc: r.loc })
-                .collect();
+        self.read(move |txn| {
+            let mut kept: Vec<KeptChunk> = rows_in_tables(
+                &txn.open_table(SEGMENT_CHUNKS)?,
+                &txn.open_table(CHUNKS)?,
+                segment,
+            )?
+            .into_iter()
+            .filter(|(_, r)| keep(r, cutoff))
+            .map(|(id, r)| KeptChunk { id, loc: r.loc })
+            .collect();
             kept.sort_by_key(|k| k.loc.offset);
             Ok(kept)
         })
