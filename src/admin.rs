@@ -9,6 +9,8 @@
 //! | GET | `/hoard-admin/v1/buckets/NAME` | a bucket's settings |
 //! | POST | `/hoard-admin/v1/gc[?dry-run=true][&grace-secs=N]` | runs one cleaner pass (waits for one already running) and returns its report |
 //! | POST | `/hoard-admin/v1/verify[?bucket=B]` | checks chunks, trailers, reference counts and segment files; returns the report |
+//! | GET | `/hoard-admin/v1/quotas` | the quotas in force (logical bytes; see `meta::quota`) |
+//! | PUT | `/hoard-admin/v1/quotas` | sets or removes one; JSON body `{"bucket": B or null for the store, "bytes": N or null to remove}`; returns the quotas |
 //!
 //! Errors come back as S3 error XML with the usual codes.
 
@@ -35,6 +37,14 @@ pub struct CreateBucketRequest {
     pub chunk_min: Option<u32>,
     pub chunk_max: Option<u32>,
     pub compression_level: Option<i32>,
+}
+
+/// Sets (`bytes`) or removes (`bytes: null`) the quota of `bucket`, or of the whole
+/// store when `bucket` is null.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct QuotaRequest {
+    pub bucket: Option<String>,
+    pub bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,18 +133,25 @@ impl AdminApi {
         json(StatusCode::OK, &report)
     }
 
-    async fn create_bucket(&self, name: &str, mut body: Body) -> S3Result<S3Response<Body>> {
-        let bytes = body
-            .store_all_limited(MAX_BODY)
+    async fn set_quota(&self, body: Body) -> S3Result<S3Response<Body>> {
+        let req: QuotaRequest = json_body(body).await?;
+        self.meta
+            .set_quota(req.bucket.clone(), req.bytes)
             .await
-            .map_err(|_| s3_error!(InvalidRequest, "request body too large"))?;
-        let req: CreateBucketRequest = if bytes.is_empty() {
-            CreateBucketRequest::default()
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                S3Error::with_message(S3ErrorCode::InvalidArgument, format!("invalid JSON: {e}"))
-            })?
-        };
+            .map_err(meta_error)?;
+        tracing::info!(bucket = ?req.bucket, bytes = ?req.bytes, "quota set through the admin API");
+        self.quotas().await
+    }
+
+    async fn quotas(&self) -> S3Result<S3Response<Body>> {
+        json(
+            StatusCode::OK,
+            &self.meta.quotas().await.map_err(meta_error)?,
+        )
+    }
+
+    async fn create_bucket(&self, name: &str, body: Body) -> S3Result<S3Response<Body>> {
+        let req: CreateBucketRequest = json_body(body).await?;
         if !valid_bucket_name(name) || crate::s3::RESERVED_BUCKETS.contains(&name) {
             return Err(s3_error!(
                 InvalidBucketName,
@@ -199,6 +216,20 @@ pub fn valid_bucket_name(name: &str) -> bool {
         && name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
+/// A JSON request body of at most `MAX_BODY` bytes; empty reads as `T::default()`.
+async fn json_body<T: serde::de::DeserializeOwned + Default>(mut body: Body) -> S3Result<T> {
+    let bytes = body
+        .store_all_limited(MAX_BODY)
+        .await
+        .map_err(|_| s3_error!(InvalidRequest, "request body too large"))?;
+    if bytes.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        S3Error::with_message(S3ErrorCode::InvalidArgument, format!("invalid JSON: {e}"))
+    })
+}
+
 fn json<T: Serialize>(status: StatusCode, v: &T) -> S3Result<S3Response<Body>> {
     let text = serde_json::to_string_pretty(v).map_err(|e| internal("admin JSON", &e))?;
     let mut resp = S3Response::with_status(Body::from(text), status);
@@ -230,6 +261,8 @@ impl S3Route for AdminApi {
             (&Method::GET, ["buckets", name]) => self.get_bucket(name).await,
             (&Method::POST, ["gc"]) => self.gc(&req.uri).await,
             (&Method::POST, ["verify"]) => self.verify(&req.uri).await,
+            (&Method::GET, ["quotas"]) => self.quotas().await,
+            (&Method::PUT, ["quotas"]) => self.set_quota(req.input).await,
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }

@@ -92,13 +92,23 @@ impl AdminClient {
         Ok(text)
     }
 
+    /// A request whose JSON answer decodes to `T`.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let text = self.request(method, path, body).await?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     pub async fn stats(&self, bucket: Option<&str>) -> Result<StatsReport, ClientError> {
         let path = match bucket {
             Some(b) => format!("stats?bucket={b}"),
             None => "stats".to_owned(),
         };
-        let text = self.request(http::Method::GET, &path, Vec::new()).await?;
-        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+        self.call(http::Method::GET, &path, Vec::new()).await
     }
 
     /// Runs one cleaner pass on the server and returns its report.
@@ -111,8 +121,7 @@ impl AdminClient {
         if let Some(g) = grace {
             path.push_str(&format!("&grace-secs={}", g.as_secs()));
         }
-        let text = self.request(http::Method::POST, &path, Vec::new()).await?;
-        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+        self.call(http::Method::POST, &path, Vec::new()).await
     }
 
     /// Runs verify on the server (the whole store, or one bucket's objects).
@@ -124,8 +133,7 @@ impl AdminClient {
             Some(b) => format!("verify?bucket={b}"),
             None => "verify".to_owned(),
         };
-        let text = self.request(http::Method::POST, &path, Vec::new()).await?;
-        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+        self.call(http::Method::POST, &path, Vec::new()).await
     }
 
     pub async fn create_bucket(
@@ -134,10 +142,22 @@ impl AdminClient {
         req: &crate::admin::CreateBucketRequest,
     ) -> Result<crate::admin::BucketSettings, ClientError> {
         let body = serde_json::to_vec(req).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let text = self
-            .request(http::Method::PUT, &format!("buckets/{name}"), body)
-            .await?;
-        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+        self.call(http::Method::PUT, &format!("buckets/{name}"), body)
+            .await
+    }
+
+    /// Sets or (with `bytes` = `None`) removes a bucket's or the store's quota;
+    /// returns the quotas now in force.
+    pub async fn set_quota(
+        &self,
+        req: &crate::admin::QuotaRequest,
+    ) -> Result<crate::meta::Quotas, ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.call(http::Method::PUT, "quotas", body).await
+    }
+
+    pub async fn quotas(&self) -> Result<crate::meta::Quotas, ClientError> {
+        self.call(http::Method::GET, "quotas", Vec::new()).await
     }
 }
 
@@ -196,7 +216,8 @@ pub fn sigv4_headers(
         .collect())
 }
 
-fn human(bytes: u64) -> String {
+/// Bytes in binary units, as the CLI prints them.
+pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -214,15 +235,16 @@ fn human(bytes: u64) -> String {
 /// The stats report as a table.
 pub fn render_stats(report: &StatsReport, only_bucket: bool) -> String {
     let mut out = format!(
-        "{:<24} {:>10} {:>14} {:>14} {:>12} {:>9} {:>7} {:>7}\n",
-        "BUCKET", "OBJECTS", "LOGICAL", "STORED", "CHUNKS", "SEGMENTS", "DEDUP", "COMPR"
+        "{:<24} {:>10} {:>14} {:>14} {:>14} {:>12} {:>9} {:>7} {:>7}\n",
+        "BUCKET", "OBJECTS", "LOGICAL", "QUOTA", "STORED", "CHUNKS", "SEGMENTS", "DEDUP", "COMPR"
     );
     let row = |r: &UsageReport| {
         format!(
-            "{:<24} {:>10} {:>14} {:>14} {:>12} {:>9} {:>6.2}x {:>6.2}x\n",
+            "{:<24} {:>10} {:>14} {:>14} {:>14} {:>12} {:>9} {:>6.2}x {:>6.2}x\n",
             r.name,
             r.objects,
             human(r.logical_bytes),
+            r.quota_bytes.map_or_else(|| "-".to_owned(), human),
             human(r.stored_bytes),
             r.unique_chunks,
             r.segments,

@@ -51,6 +51,9 @@ enum Command {
     /// Manage buckets.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Limit the logical bytes of a bucket or of the whole store.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Check every chunk, trailer, reference count and segment file; name the
     /// objects any damage affects. Exits with status 1 when anything is wrong.
     Verify {
@@ -74,6 +77,57 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Set the quota on logical bytes (object sizes, all versions) of a bucket, or of
+    /// the whole store without --bucket. SIZE: bytes, or with KB MB GB TB (powers of
+    /// 1000) or KiB MiB GiB TiB (powers of 1024); `none` removes the quota.
+    Set {
+        #[arg(long)]
+        bucket: Option<String>,
+        #[arg(value_parser = parse_quota)]
+        size: Quota,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show the quotas in force.
+    Show {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// A quota argument: a size, or `none`.
+#[derive(Clone, Copy)]
+struct Quota(Option<u64>);
+
+fn parse_quota(s: &str) -> Result<Quota, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Quota(None));
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("not a size: {s}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000u64.pow(2),
+        "gb" => 1000u64.pow(3),
+        "tb" => 1000u64.pow(4),
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "unknown unit in {s}: use KB MB GB TB or KiB MiB GiB TiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .map(|b| Quota(Some(b)))
+        .ok_or_else(|| format!("size too large: {s}"))
 }
 
 /// `N`, `Ns`, `Nm`, `Nh` or `Nd`.
@@ -207,6 +261,38 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Quota(QuotaCommand::Set {
+            bucket,
+            size,
+            target,
+        }) => {
+            let req = hoard::admin::QuotaRequest {
+                bucket,
+                bytes: size.0,
+            };
+            let q = client(&target)?
+                .set_quota(&req)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_quotas(&q);
+            Ok(())
+        }
+        Command::Quota(QuotaCommand::Show { target }) => {
+            let q = client(&target)?.quotas().await.map_err(|e| e.to_string())?;
+            print_quotas(&q);
+            Ok(())
+        }
+    }
+}
+
+fn print_quotas(q: &hoard::meta::Quotas) {
+    let human = hoard::client::human;
+    println!(
+        "store: {}",
+        q.store.map_or_else(|| "no quota".to_owned(), human)
+    );
+    for (b, n) in &q.buckets {
+        println!("bucket {b}: {}", human(*n));
     }
 }
 

@@ -23,6 +23,9 @@ pub struct UsageReport {
     pub segments: u64,
     pub dedup_ratio: f64,
     pub compression_ratio: f64,
+    /// The quota on `logical_bytes` (the store's on the total row), if any.
+    #[serde(default)]
+    pub quota_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +91,7 @@ fn usage(
         segments,
         dedup_ratio: ratio(logical, unique),
         compression_ratio: ratio(unique, stored),
+        quota_bytes: None,
     }
 }
 
@@ -124,9 +128,20 @@ pub fn report(buckets: &[(String, BucketStats)], totals: &StoreTotals) -> StatsR
     }
 }
 
+/// The report with each bucket's and the store's quota filled in.
 pub async fn collect(meta: &MetaStore) -> Result<StatsReport, MetaError> {
     let (buckets, totals) = meta.stats().await?;
-    Ok(report(&buckets, &totals))
+    let quotas = meta.quotas().await?;
+    let mut r = report(&buckets, &totals);
+    for b in &mut r.buckets {
+        b.quota_bytes = quotas
+            .buckets
+            .iter()
+            .find(|(name, _)| *name == b.name)
+            .map(|(_, q)| *q);
+    }
+    r.total.quota_bytes = quotas.store;
+    Ok(r)
 }
 
 #[cfg(test)]

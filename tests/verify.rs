@@ -6,24 +6,6 @@ use common::*;
 
 const MIB: usize = 1024 * 1024;
 
-fn cli(s: &Server, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"))
-        .args(args)
-        .args(["--endpoint", &s.endpoint()])
-        .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
-        .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// Segment files by id, lowest first.
 fn segment_files(s: &Server) -> Vec<(u64, std::path::PathBuf)> {
     let mut out = Vec::new();

@@ -26,6 +26,7 @@
 mod gc;
 mod list;
 mod multipart;
+mod quota;
 pub mod records;
 mod verify;
 mod versions;
@@ -45,6 +46,8 @@ use tokio::sync::oneshot;
 pub use gc::{Freed, KeptChunk, SegmentCandidate};
 pub use list::{ListEntry, ListPage, ListQuery};
 pub use multipart::{UploadEntry, UploadPage, UploadQuery};
+pub use quota::Quotas;
+use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
 pub use verify::DamagedObject;
 use versions::put_object_record;
@@ -111,6 +114,9 @@ pub enum MetaError {
     DeleteMarker,
     #[error("part {0} was replaced while the upload completed")]
     InvalidPart(u32),
+    /// The message names the quota, the usage and what the write adds.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("metadata storage error: {0}")]
     Storage(#[from] redb::Error),
     #[error("corrupt metadata: {0}")]
@@ -137,6 +143,7 @@ impl MetaError {
             MetaError::NoSuchVersion => MetaError::NoSuchVersion,
             MetaError::DeleteMarker => MetaError::DeleteMarker,
             MetaError::InvalidPart(n) => MetaError::InvalidPart(*n),
+            MetaError::QuotaExceeded(m) => MetaError::QuotaExceeded(m.clone()),
             MetaError::Closed => MetaError::Closed,
             other => MetaError::Corrupt(format!("transaction group failed: {other}")),
         }
@@ -221,6 +228,7 @@ impl MetaStore {
             txn.open_table(VERSIONS)?;
             txn.open_table(SEGMENT_BUCKETS)?;
             txn.open_table(PENDING_DELETES)?;
+            txn.open_table(quota::QUOTAS)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;
@@ -355,6 +363,7 @@ impl MetaStore {
             drop(objects);
             buckets.remove(name.as_str())?;
             txn.open_table(BUCKET_STATS)?.remove(name.as_str())?;
+            quota::forget_bucket_quota(txn, &name)?;
             // Uploads still in progress die with the bucket and release their parts.
             multipart::abort_uploads_in(txn, &name)?;
             Ok(())
@@ -420,6 +429,14 @@ impl MetaStore {
             if get_bucket_w(txn, &bucket)?.is_none() {
                 return Err(MetaError::NoSuchBucket);
             }
+            ensure_quota(
+                txn,
+                &QuotaCheck {
+                    bucket: &bucket,
+                    key: Some(&key),
+                    size: rec.size,
+                },
+            )?;
             let now = unix_secs();
             let mut counters = txn.open_table(COUNTERS)?;
             if let Some(m) = &manifest {
@@ -499,6 +516,14 @@ impl MetaStore {
                 }
                 _ => return Err(MetaError::SourceChanged),
             };
+            ensure_quota(
+                txn,
+                &QuotaCheck {
+                    bucket: &db,
+                    key: Some(&dk),
+                    size: source.size,
+                },
+            )?;
             let now = unix_secs();
             let mut counters = txn.open_table(COUNTERS)?;
             rec.data = share_data(txn, &mut counters, &source.data, now)?;

@@ -300,6 +300,14 @@ impl MetaStore {
                     return Err(MetaError::InvalidPart(*n));
                 }
             }
+            super::ensure_quota(
+                txn,
+                &super::QuotaCheck {
+                    bucket: &bucket,
+                    key: Some(&key),
+                    size: rec.size,
+                },
+            )?;
             let chosen: HashMap<u32, u64> = chosen.into_iter().collect();
             remove_upload(txn, &upload_key(&bucket, &key, &id), &id, |n, p| {
                 chosen.get(&n) == Some(&p.manifest)

@@ -95,7 +95,7 @@ fn version_key(bucket: &str, key: &str, seq: u64) -> Vec<u8> {
 type RecTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 /// A key's noncurrent versions, newest first.
-fn noncurrent(
+pub(super) fn noncurrent(
     versions: &impl ReadableTable<&'static [u8], &'static [u8]>,
     bucket: &str,
     key: &str,

@@ -217,6 +217,10 @@ impl HoardS3 {
                 "Your proposed upload exceeds the maximum allowed object size."
             ));
         }
+        self.meta
+            .check_quota(&i.bucket, None, range.end - range.start)
+            .await
+            .map_err(meta_error)?;
         let body = self
             .retrieve
             .open(&source, range.clone())

@@ -127,6 +127,12 @@ pub(crate) fn meta_error(e: MetaError) -> S3Error {
             InvalidPart,
             "Part {n} was uploaded again while the upload completed; its entity tag no longer matches."
         ),
+        MetaError::QuotaExceeded(msg) => {
+            tracing::info!(%msg, "write refused by a quota");
+            let mut e = S3Error::with_message(S3ErrorCode::Custom("QuotaExceeded".into()), msg);
+            e.set_status_code(http::StatusCode::FORBIDDEN);
+            e
+        }
         other => internal("metadata operation failed", &other),
     }
 }

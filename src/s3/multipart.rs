@@ -13,8 +13,8 @@ use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::list::Encoder;
 use super::object::{
-    BodyClaims, MAX_KEY_LEN, Received, body_claims, checked_algorithm, stored_headers, user_meta,
-    with_checksums,
+    BodyClaims, BodyTarget, MAX_KEY_LEN, Received, body_claims, checked_algorithm, stored_headers,
+    user_meta, with_checksums,
 };
 use super::{HoardS3, meta_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestedBody};
@@ -157,7 +157,7 @@ impl HoardS3 {
                 body_claims!(&req.input),
                 body,
                 &req,
-                false,
+                BodyTarget::Part,
             )
             .await?;
         let manifest = match ingested.body {

@@ -185,6 +185,14 @@ fn content_md5(v: Option<&String>) -> S3Result<Option<[u8; 16]>> {
     Ok(Some(md5))
 }
 
+/// What a received body becomes: an object version of a key (which may stay inline,
+/// and replaces that key's current body) or an upload part (always chunked).
+#[derive(Clone, Copy)]
+pub(super) enum BodyTarget<'a> {
+    Object { key: &'a str },
+    Part,
+}
+
 /// A body received through the pipeline with its declarations checked.
 pub(super) struct Received {
     pub ingested: Ingested,
@@ -472,7 +480,9 @@ impl HoardS3 {
                 body_claims!(&req.input),
                 body,
                 &req,
-                true,
+                BodyTarget::Object {
+                    key: &req.input.key,
+                },
             )
             .await?;
         let input = &mut req.input;
@@ -536,8 +546,9 @@ impl HoardS3 {
     }
 
     /// Receives a PutObject or UploadPart body through the ingest pipeline, within the
-    /// stream limit, and checks its length, Content-MD5 and checksums. On error the
-    /// references taken while ingesting are released.
+    /// stream limit, and checks its length, Content-MD5 and checksums. A declared
+    /// length that would break a quota is refused before the body is read. On error
+    /// the references taken while ingesting are released.
     pub(super) async fn receive<T>(
         &self,
         bucket: &str,
@@ -545,13 +556,23 @@ impl HoardS3 {
         claims: BodyClaims<'_>,
         body: Option<StreamingBlob>,
         req: &S3Request<T>,
-        inline: bool,
+        target: BodyTarget<'_>,
     ) -> S3Result<Received> {
         if claims.content_length.is_some_and(|n| n > MAX_PUT_SIZE) {
             return Err(s3_error!(
                 EntityTooLarge,
                 "Your proposed upload exceeds the maximum allowed object size."
             ));
+        }
+        let (key, inline) = match target {
+            BodyTarget::Object { key } => (Some(key), true),
+            BodyTarget::Part => (None, false),
+        };
+        if let Some(n) = claims.content_length.and_then(|n| u64::try_from(n).ok()) {
+            self.meta
+                .check_quota(bucket, key, n)
+                .await
+                .map_err(meta_error)?;
         }
         let md5_declared = content_md5(claims.content_md5)?;
         let params = IngestParams {

@@ -359,3 +359,22 @@ pub fn assert_no_panic(server: &Server) {
         "server log shows a panic:\n{log}"
     );
 }
+
+/// Runs the `hoard` CLI against `s` with the root keys; (exit success, stdout+stderr).
+pub fn cli(s: &Server, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"))
+        .args(args)
+        .args(["--endpoint", &s.endpoint()])
+        .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
+        .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

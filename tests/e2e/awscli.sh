@@ -123,6 +123,17 @@ s3api_attributes() {
 s3api_not_implemented() {
   aws s3api get-bucket-policy --bucket e2e-bucket 2>&1 | grep -q NotImplemented
 }
+quota_refusal() {
+  aws s3 mb s3://e2e-quota
+  "$HOARD" quota set --bucket e2e-quota 1MiB --endpoint "http://$ADDR"
+  aws s3 cp "$WORK/small.bin" s3://e2e-quota/fits
+  ! aws s3 cp "$WORK/big.bin" s3://e2e-quota/big 2>"$WORK/quota.err"
+  grep -q 'QuotaExceeded' "$WORK/quota.err" && grep -q 'over its quota' "$WORK/quota.err"
+  [ "$(aws s3 ls s3://e2e-quota/ | wc -l)" -eq 1 ]
+  aws s3 rm s3://e2e-quota/fits && aws s3 rb s3://e2e-quota
+}
+export HOARD ADDR
+step_fn "a cp beyond a bucket quota fails with QuotaExceeded and stores nothing" quota_refusal
 step_fn "s3api versioning: enable, versions, delete marker, get by version, delete versions" s3api_versioning
 step_fn "s3api object and bucket tagging" s3api_tagging
 step_fn "s3api get-object-attributes" s3api_attributes
