@@ -156,8 +156,18 @@ impl Node {
         if is_metrics_scrape(&req) {
             return Ok(self.metrics_response().await);
         }
-        let resp = hyper::service::Service::call(&self.s3, req).await;
-        if let Ok(r) = &resp {
+        let has_body = request_has_body(&req);
+        let mut resp = hyper::service::Service::call(&self.s3, req).await;
+        if let Ok(r) = &mut resp {
+            // An error may be answered before the body was read (a quota, a size
+            // limit); the connection then carries unread bytes and cannot serve the
+            // client's next request, so tell the client not to reuse it.
+            if has_body && (r.status().is_client_error() || r.status().is_server_error()) {
+                r.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             self.metrics
                 .http_responses
                 .get_or_create(&crate::metrics::StatusLabels {
@@ -321,4 +331,13 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// Whether a request declares a body (a non-zero length, or chunked transfer).
+fn request_has_body<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
 }

@@ -185,6 +185,13 @@ fn content_md5(v: Option<&String>) -> S3Result<Option<[u8; 16]>> {
     Ok(Some(md5))
 }
 
+fn expects_continue(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
 /// What a received body becomes: an object version of a key (which may stay inline,
 /// and replaces that key's current body) or an upload part (always chunked).
 #[derive(Clone, Copy)]
@@ -568,11 +575,18 @@ impl HoardS3 {
             BodyTarget::Object { key } => (Some(key), true),
             BodyTarget::Part => (None, false),
         };
-        if let Some(n) = claims.content_length.and_then(|n| u64::try_from(n).ok()) {
-            self.meta
-                .check_quota(bucket, key, n)
-                .await
-                .map_err(meta_error)?;
+        if let Some(n) = claims.content_length.and_then(|n| u64::try_from(n).ok())
+            && let Err(e) = self.meta.check_quota(bucket, key, n).await
+        {
+            // A client that did not wait for `100 Continue` is sending the body now:
+            // read it to the end, storing nothing, so that it sees this answer
+            // rather than a broken pipe.
+            if !expects_continue(&req.headers)
+                && let Some(mut body) = body
+            {
+                while let Some(Ok(_)) = futures::StreamExt::next(&mut body).await {}
+            }
+            return Err(meta_error(e));
         }
         let md5_declared = content_md5(claims.content_md5)?;
         let params = IngestParams {
