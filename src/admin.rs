@@ -8,7 +8,7 @@
 //! | PUT | `/hoard-admin/v1/buckets/NAME` | creates a bucket; JSON body `{"chunk_avg", "chunk_min", "chunk_max", "compression_level"}`, all optional |
 //! | GET | `/hoard-admin/v1/buckets/NAME` | a bucket's settings |
 //! | POST | `/hoard-admin/v1/gc[?dry-run=true][&grace-secs=N]` | runs one cleaner pass (waits for one already running) and returns its report |
-//! | POST | `/hoard-admin/v1/verify[?bucket=B]` | checks chunks, trailers, reference counts and segment files; returns the report |
+//! | POST | `/hoard-admin/v1/verify[?bucket=B][&repair=true]` | checks chunks, trailers, reference counts and segment files; returns the report. With `repair` (whole store only): repairs what it found (see `repair`), then verifies again and returns that report with what repair changed |
 //! | GET | `/hoard-admin/v1/quotas` | the quotas in force (logical bytes; see `meta::quota`) |
 //! | PUT | `/hoard-admin/v1/quotas` | sets or removes one; JSON body `{"bucket": B or null for the store, "bytes": N or null to remove}`; returns the quotas |
 //!
@@ -87,16 +87,36 @@ impl AdminApi {
 
     async fn verify(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
         let bucket = query_param(uri, "bucket").map(str::to_owned);
+        let repair = matches!(query_param(uri, "repair"), Some("true" | "1"));
         if let Some(b) = &bucket {
+            if repair {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "repair works on the whole store; leave out the bucket"
+                ));
+            }
             self.meta
                 .get_bucket(b)
                 .await
                 .map_err(meta_error)?
                 .ok_or_else(no_such_bucket)?;
         }
-        let report = crate::verify::verify(&self.meta, &self.segments, bucket)
-            .await
-            .map_err(|e| internal("verify failed", &e))?;
+        // No cleaner pass runs during a repair, and none starts.
+        let _cleaner = if repair {
+            Some(self.cleaner.hold_off().await)
+        } else {
+            None
+        };
+        let verify = || crate::verify::verify(&self.meta, &self.segments, bucket.clone());
+        let mut report = verify().await.map_err(|e| internal("verify failed", &e))?;
+        if repair {
+            let done =
+                crate::repair::repair(&self.meta, &self.segments, self.cfg.segment_size, &report)
+                    .await
+                    .map_err(|e| internal("repair failed", &e))?;
+            report = verify().await.map_err(|e| internal("verify failed", &e))?;
+            report.repair = Some(done);
+        }
         json(StatusCode::OK, &report)
     }
 

@@ -21,8 +21,13 @@
 //! | delete a queued file (grace period over) | - | - | - | readers looked up locations before the commit, more than a grace period ago |
 //! | remove an orphan file (no row, not queued, id already handed out, older than the orphan grace period) | a segment being written has a temp name until its durable rename and gets its row right after; the orphan grace period (24 h) covers that gap | as for PUT | - | no reader can know an id without a row |
 //!
-//! Verify and repair (a later issue) and replication receive take and release
-//! references through the same operations, so the same rows apply.
+//! | repair: copy a damaged segment's intact chunks, then one transaction repoints them, turns the referenced rest into lost rows and drops the segment's rows; the file moves to `quarantine/` | a take on a chunk that became lost finds no row and the writer stores the chunk; `add_segment` hands the lost references to the new row | as for PUT | a release of a lost chunk lowers its lost count | a reader with the old location finds the file gone and looks the chunk up again: the new copy, or no row (an error, never wrong bytes) |
+//! | repair: fix counts (one transaction recounts all manifests) | counts are lowered only while no upload holds references (`RefHolders`), so a take of an upload in flight is never undone | as for PUT | ordered by the committer | - |
+//! | repair: index a lost chunk found in a segment file | the row is added only if the chunk is still lost and unindexed, re-checked in the transaction | as for PUT | - | - |
+//!
+//! A repair holds the cleaner off (`hold_off`), so no pass runs during one. Verify
+//! only reads. Replication receive (a later issue) takes and releases references
+//! through the same operations, so the same rows apply.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{MetaError, MetaStore, SegmentCandidate, now_ms, unix_secs};
+use crate::meta::{ChunkId, KeptChunk, MetaError, MetaStore, SegmentCandidate, now_ms, unix_secs};
 use crate::metrics::Metrics;
 use crate::retrieve::decode_chunk;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
@@ -109,6 +114,11 @@ impl Cleaner {
             settings,
             running: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Keeps passes from running until the guard is dropped (waits for one running).
+    pub async fn hold_off(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.running.lock().await
     }
 
     /// One pass over the store; waits for a pass already running to finish first.
@@ -239,43 +249,25 @@ impl Cleaner {
         if kept.is_empty() {
             return self.remove_dead(vec![c.id], cutoff, report).await;
         }
-        let max_chunk = kept
-            .iter()
-            .map(|k| k.loc.stored_len as usize)
-            .max()
-            .unwrap_or(0);
-        let mut builder = SegmentBuilder::new(self.settings.segment_size + max_chunk + 64 * 1024);
-        let mut moved = Vec::with_capacity(kept.len());
-        let mut rewritten = 0u64;
-        for k in &kept {
-            let start = u64::from(k.loc.offset);
-            let stored = self
-                .segments
-                .read_range(c.id, start..start + u64::from(k.loc.stored_len))
-                .await?;
-            let (id, loc, check) = (k.id, k.loc, stored.clone());
-            let verified = tokio::task::spawn_blocking(move || decode_chunk(&id, &loc, check))
-                .await
-                .map_err(|e| CleanerError::Worker(e.to_string()))?;
-            if let Err(reason) = verified {
-                // Never copy damage forward; verify reports it.
-                self.metrics.integrity_errors.inc();
-                tracing::error!(segment = c.id, chunk = %hex::encode(k.id), %reason, "compaction found a chunk that failed verification; segment left as it is");
-                report.compactions_abandoned += 1;
-                return Ok(());
-            }
-            let e = builder.push(k.id, k.loc.raw_len, k.loc.codec, &stored);
-            moved.push((k.id, e.offset));
-            rewritten += u64::from(k.loc.stored_len);
+        let Copied {
+            data,
+            moved,
+            bad,
+            rewritten,
+        } = copy_chunks(&self.segments, c.id, &kept, self.settings.segment_size).await?;
+        if !bad.is_empty() {
+            // Never copy damage forward; verify reports it and repair moves it aside.
+            self.metrics.integrity_errors.inc_by(bad.len() as u64);
+            tracing::error!(
+                segment = c.id,
+                chunks = bad.len(),
+                "compaction found chunks that failed verification; segment left as it is"
+            );
+            report.compactions_abandoned += 1;
+            return Ok(());
         }
-        let (data, _): (Bytes, _) = builder.finish();
         let size = data.len() as u64;
-        let meta = self.meta.clone();
-        let new = tokio::task::spawn_blocking(move || meta.allocate_segment_ids_blocking(1))
-            .await
-            .map_err(|e| CleanerError::Worker(e.to_string()))??
-            .start;
-        self.segments.write(new, data).await?;
+        let new = store_segment(&self.meta, &self.segments, data).await?;
         self.metrics.segments_written.inc();
         match self
             .meta
@@ -333,6 +325,81 @@ impl Cleaner {
         }
         Ok(removed)
     }
+}
+
+/// Chunks copied out of a segment: the new segment's bytes, where each moved chunk
+/// now starts, the chunks that failed verification (left out), and the bytes copied.
+pub(crate) struct Copied {
+    pub data: Bytes,
+    pub moved: Vec<(ChunkId, u32)>,
+    pub bad: Vec<ChunkId>,
+    pub rewritten: u64,
+}
+
+/// Reads `kept` chunks (in segment order) from segment `src`, verifies each against
+/// its BLAKE3 id and packs the intact ones, stored bytes unchanged, into one new
+/// segment. A chunk that cannot be read or fails verification is left out, in `bad`.
+pub(crate) async fn copy_chunks(
+    segments: &SegmentStore,
+    src: u64,
+    kept: &[KeptChunk],
+    segment_size: usize,
+) -> Result<Copied, CleanerError> {
+    let max_chunk = kept
+        .iter()
+        .map(|k| k.loc.stored_len as usize)
+        .max()
+        .unwrap_or(0);
+    let mut builder = SegmentBuilder::new(segment_size + max_chunk + 64 * 1024);
+    let mut out = Copied {
+        data: Bytes::new(),
+        moved: Vec::with_capacity(kept.len()),
+        bad: Vec::new(),
+        rewritten: 0,
+    };
+    for k in kept {
+        let start = u64::from(k.loc.offset);
+        let stored = match segments
+            .read_range(src, start..start + u64::from(k.loc.stored_len))
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(segment = src, chunk = %hex::encode(k.id), error = %e, "chunk cannot be read");
+                out.bad.push(k.id);
+                continue;
+            }
+        };
+        let (id, loc, check) = (k.id, k.loc, stored.clone());
+        let verified = tokio::task::spawn_blocking(move || decode_chunk(&id, &loc, check))
+            .await
+            .map_err(|e| CleanerError::Worker(e.to_string()))?;
+        if let Err(reason) = verified {
+            tracing::error!(segment = src, chunk = %hex::encode(k.id), %reason, "chunk failed verification");
+            out.bad.push(k.id);
+            continue;
+        }
+        let e = builder.push(k.id, k.loc.raw_len, k.loc.codec, &stored);
+        out.moved.push((k.id, e.offset));
+        out.rewritten += u64::from(k.loc.stored_len);
+    }
+    out.data = builder.finish().0;
+    Ok(out)
+}
+
+/// Writes `data` durably as a segment with a newly allocated id; returns the id.
+pub(crate) async fn store_segment(
+    meta: &MetaStore,
+    segments: &SegmentStore,
+    data: Bytes,
+) -> Result<u64, CleanerError> {
+    let m = meta.clone();
+    let id = tokio::task::spawn_blocking(move || m.allocate_segment_ids_blocking(1))
+        .await
+        .map_err(|e| CleanerError::Worker(e.to_string()))??
+        .start;
+    segments.write(id, data).await?;
+    Ok(id)
 }
 
 /// When passes run on their own (the `[cleaner]` settings besides the grace periods).

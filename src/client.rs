@@ -124,15 +124,17 @@ impl AdminClient {
         self.call(http::Method::POST, &path, Vec::new()).await
     }
 
-    /// Runs verify on the server (the whole store, or one bucket's objects).
+    /// Runs verify on the server (the whole store, or one bucket's objects); with
+    /// `repair`, repairs what it finds and reports the store as it is afterwards.
     pub async fn verify(
         &self,
         bucket: Option<&str>,
+        repair: bool,
     ) -> Result<crate::verify::VerifyReport, ClientError> {
-        let path = match bucket {
-            Some(b) => format!("verify?bucket={b}"),
-            None => "verify".to_owned(),
-        };
+        let mut path = format!("verify?repair={repair}");
+        if let Some(b) = bucket {
+            path.push_str(&format!("&bucket={b}"));
+        }
         self.call(http::Method::POST, &path, Vec::new()).await
     }
 
@@ -314,6 +316,29 @@ pub fn render_verify(r: &crate::verify::VerifyReport) -> String {
     }
     for s in &r.orphan_segments {
         let _ = writeln!(out, "ORPHAN segment file {s:016x} (no metadata names it)");
+    }
+    if !r.lost_chunks.is_empty() {
+        let _ = writeln!(
+            out,
+            "LOST {} chunks with no intact copy (uploading the same data again heals their objects; --json lists them all):",
+            r.lost_chunks.len()
+        );
+        for c in r.lost_chunks.iter().take(10) {
+            let _ = writeln!(out, "  {c}");
+        }
+    }
+    if let Some(rep) = &r.repair {
+        let _ = writeln!(
+            out,
+            "repair: {} segments moved to quarantine ({} chunks rescued, {} lost); {} counts fixed, {} left high (uploads in flight), {} segment rows fixed; {} lost chunks found and indexed again",
+            rep.segments_quarantined.len(),
+            rep.chunks_rescued,
+            rep.chunks_lost + rep.counts.newly_lost,
+            rep.counts.fixed,
+            rep.counts.left_high,
+            rep.counts.segments_fixed,
+            rep.chunks_reindexed
+        );
     }
     for d in &r.damaged_objects {
         let _ = writeln!(

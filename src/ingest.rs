@@ -35,7 +35,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::index::ChunkIndex;
-use crate::meta::{ChunkId, ChunkParams, ChunkRef, Codec, MetaError, MetaStore, NewChunk};
+use crate::meta::{ChunkId, ChunkParams, ChunkRef, Codec, MetaError, MetaStore, NewChunk, RefHold};
 use crate::metrics::Metrics;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
 
@@ -129,10 +129,13 @@ impl Drop for StreamPermit {
 }
 
 /// References an upload holds on chunks. Released on drop unless the commit that
-/// hands them to a manifest succeeded (`disarm`).
+/// hands them to a manifest succeeded (`disarm`). The `RefHold`, taken before the
+/// first reference, is let go only once the references are committed or released,
+/// so that `verify --repair` knows when counts above the manifests are in flight.
 pub struct HeldRefs {
     meta: MetaStore,
     refs: HashMap<ChunkId, u32>,
+    hold: Option<RefHold>,
 }
 
 impl HeldRefs {
@@ -148,9 +151,11 @@ impl Drop for HeldRefs {
         }
         let refs: Vec<(ChunkId, u32)> = self.refs.drain().collect();
         let meta = self.meta.clone();
+        let hold = self.hold.take();
         match Handle::try_current() {
             Ok(h) => {
                 h.spawn(async move {
+                    let _hold = hold;
                     if let Err(e) = meta.release_refs(refs).await {
                         tracing::warn!(error = %e, "could not release an abandoned upload's references; `hoard verify --repair` recounts them");
                     }
@@ -243,6 +248,7 @@ impl Ingest {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<s3s::StdError>,
     {
+        let hold = self.meta.ref_holders().hold();
         // Small bodies stay inline: read up to inline_max + 1 bytes first.
         let inline_max = if params.inline {
             self.settings.inline_max
@@ -274,6 +280,7 @@ impl Ingest {
                 held: HeldRefs {
                     meta: self.meta.clone(),
                     refs: HashMap::new(),
+                    hold: None,
                 },
             });
         };
@@ -332,6 +339,7 @@ impl Ingest {
         let held = HeldRefs {
             meta: self.meta.clone(),
             refs: held,
+            hold: Some(hold),
         };
         read_result?;
         let manifest = chunked?;

@@ -13,6 +13,7 @@ pub mod index;
 pub mod ingest;
 pub mod meta;
 pub mod metrics;
+pub mod repair;
 pub mod retrieve;
 pub mod s3;
 pub mod segments;

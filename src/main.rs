@@ -59,6 +59,11 @@ enum Command {
     Verify {
         #[arg(long)]
         bucket: Option<String>,
+        /// Then repair what was found (whole store): move damaged segments aside
+        /// keeping their intact chunks, fix reference counts, index lost chunks found
+        /// in segment files; damaged objects are reported, never dropped.
+        #[arg(long, conflicts_with = "bucket")]
+        repair: bool,
         /// Print the JSON report.
         #[arg(long)]
         json: bool,
@@ -193,11 +198,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Verify {
             bucket,
+            repair,
             json,
             target,
         } => {
             let r = client(&target)?
-                .verify(bucket.as_deref())
+                .verify(bucket.as_deref(), repair)
                 .await
                 .map_err(|e| e.to_string())?;
             print_report(json, &r, hoard::client::render_verify)?;

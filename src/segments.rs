@@ -285,6 +285,39 @@ impl SegmentStore {
         }
     }
 
+    /// Moves a damaged segment out of the store, to `quarantine/<id>` (under the data
+    /// dir on the local backend), where an operator can inspect it; nothing reads it
+    /// there. Moving one that is already gone succeeds.
+    pub async fn quarantine(&self, id: u64) -> Result<(), SegmentError> {
+        let aside = format!("quarantine/{id:016x}");
+        match (self.local_path(id), &self.local_root) {
+            (Some(path), Some(root)) => {
+                let dir = root.with_file_name("quarantine");
+                let to = dir.join(format!("{id:016x}"));
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    std::fs::create_dir_all(&dir)?;
+                    match std::fs::rename(&path, &to) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                        _ => {
+                            fsync_dir(&dir)?;
+                            path.parent().map_or(Ok(()), fsync_dir)
+                        }
+                    }
+                })
+                .await
+                .map_err(|e| SegmentError::Io(std::io::Error::other(e)))??;
+            }
+            _ => {
+                let key = Self::key(id);
+                if self.op.exists(&key).await? {
+                    self.op.copy(&key, &aside).await?;
+                    self.op.delete(&key).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Ids and modification times of the segment files on the local backend (empty
     /// for other backends).
     pub async fn list_local(&self) -> Result<Vec<(u64, std::time::SystemTime)>, SegmentError> {

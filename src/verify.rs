@@ -2,7 +2,8 @@
 //! its segment and checked against its BLAKE3 id, each segment's trailer against the
 //! index, every reference count against a recount from all manifests (objects,
 //! versions, upload parts), and the segment files against the segment rows. It reports
-//! what is wrong and which object versions it damages; it changes nothing.
+//! what is wrong and which object versions it damages; it changes nothing (`repair`
+//! fixes what it finds).
 //!
 //! Reference counts above the recount are expected while uploads are in flight (they
 //! hold references their manifests do not name yet); run it on a quiet store for an
@@ -57,8 +58,15 @@ pub struct VerifyReport {
     pub count_problems: Vec<CountProblem>,
     /// Segment files no row names.
     pub orphan_segments: Vec<u64>,
-    /// Object versions and upload parts that name a corrupt, missing or unindexed chunk.
+    /// Chunks with no intact copy that repair recorded as lost (hex ids).
+    #[serde(default)]
+    pub lost_chunks: Vec<String>,
+    /// Object versions and upload parts that name a corrupt, missing, lost or
+    /// unindexed chunk.
     pub damaged_objects: Vec<DamagedObject>,
+    /// What `--repair` changed before this report was taken.
+    #[serde(default)]
+    pub repair: Option<crate::repair::RepairReport>,
 }
 
 impl VerifyReport {
@@ -68,6 +76,7 @@ impl VerifyReport {
             && self.trailer_problems.is_empty()
             && self.count_problems.is_empty()
             && self.orphan_segments.is_empty()
+            && self.lost_chunks.is_empty()
             && self.damaged_objects.is_empty()
     }
 }
@@ -118,6 +127,12 @@ pub async fn verify(
             .map(|(id, _)| id)
             .collect();
     }
+    report.lost_chunks = meta
+        .lost_chunks()
+        .await?
+        .into_iter()
+        .map(|(id, _)| hex::encode(id))
+        .collect();
     let (damaged, _unindexed) = meta.objects_naming(bad, bucket).await?;
     report.damaged_objects = damaged;
     for d in &report.damaged_objects {

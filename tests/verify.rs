@@ -50,7 +50,7 @@ async fn verify_finds_corrupt_chunks_and_lost_segments_and_names_the_damaged_obj
     let mut bytes = std::fs::read(c_segment).unwrap();
     bytes[1000] ^= 0x40;
     std::fs::write(c_segment, &bytes).unwrap();
-    let report = admin(&s).verify(None).await.unwrap();
+    let report = admin(&s).verify(None, false).await.unwrap();
     assert_eq!(report.corrupt_chunks.len(), 1, "{report:?}");
     let damaged: Vec<(&str, &str)> = report
         .damaged_objects
@@ -90,5 +90,168 @@ async fn verify_finds_corrupt_chunks_and_lost_segments_and_names_the_damaged_obj
         get_bytes(&c, "www", "other").await,
         random_bytes(3, 2 * MIB)
     );
+    assert_no_panic(&s);
+}
+
+/// Names of the files in the data dir's quarantine.
+fn quarantined(s: &Server) -> Vec<String> {
+    match std::fs::read_dir(s.data_dir().join("quarantine")) {
+        Ok(d) => d
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn repair_moves_damage_aside_keeps_intact_chunks_and_a_reupload_heals() {
+    let s = Server::start();
+    let c = s.client();
+    c.create_bucket().bucket("rrr").send().await.unwrap();
+    let a = random_bytes(1, 6 * MIB);
+    put_bytes(&c, "rrr", "a", a.clone()).await;
+    c.copy_object()
+        .copy_source("rrr/a")
+        .bucket("rrr")
+        .key("b")
+        .send()
+        .await
+        .unwrap();
+    let cc = random_bytes(2, 3 * MIB);
+    put_bytes(&c, "rrr", "c", cc.clone()).await;
+    // d shares all but its first chunks with c's tail, stored in c's segment.
+    let d = cc[3 * MIB / 2..].to_vec();
+    put_bytes(&c, "rrr", "d", d.clone()).await;
+    let files = segment_files(&s);
+    // c's segment is the one written after a's two; flip a byte of its first chunk.
+    let c_segment = files[2].clone();
+    let mut bytes = std::fs::read(&c_segment.1).unwrap();
+    bytes[1000] ^= 0x40;
+    std::fs::write(&c_segment.1, &bytes).unwrap();
+    // And a's first segment is lost.
+    std::fs::remove_file(&files[0].1).unwrap();
+
+    let (ok, text) = cli(&s, &["verify", "--repair"]);
+    assert!(!ok, "damaged objects remain, so verify still fails: {text}");
+    assert!(
+        text.contains("repair: 2 segments moved to quarantine"),
+        "{text}"
+    );
+    for key in ["a", "b", "c"] {
+        assert!(text.contains(&format!("DAMAGED rrr/{key}")), "{text}");
+    }
+    assert!(!text.contains("DAMAGED rrr/d"), "{text}");
+    assert!(text.contains("LOST 51 chunks"), "{text}");
+    assert!(text.contains("(43 chunks rescued, 51 lost)"), "{text}");
+    assert!(
+        !text.contains("CORRUPT") && !text.contains("MISSING"),
+        "{text}"
+    );
+    let aside = quarantined(&s);
+    assert!(
+        aside.contains(&format!("{:016x}", c_segment.0)),
+        "the corrupt segment is kept for inspection: {aside:?}"
+    );
+    assert!(!c_segment.1.exists());
+    // d's chunks were rescued from the corrupt segment; c and a still refuse to serve.
+    assert_eq!(get_bytes(&c, "rrr", "d").await, d);
+    for key in ["a", "c"] {
+        let err = c.get_object().bucket("rrr").key(key).send().await;
+        let err = match err {
+            Ok(out) => out.body.collect().await.map(drop).unwrap_err().to_string(),
+            Err(e) => format!("{}", status_of(&e)),
+        };
+        assert!(!err.is_empty(), "{key} must not be served");
+    }
+
+    // Uploading the same data again stores the lost chunks and heals every object
+    // that names them; deleting the re-uploads and collecting keeps them healed.
+    put_bytes(&c, "rrr", "a-again", a.clone()).await;
+    put_bytes(&c, "rrr", "c-again", cc.clone()).await;
+    let (ok, text) = cli(&s, &["verify"]);
+    assert!(ok, "{text}");
+    for key in ["a-again", "c-again"] {
+        c.delete_object()
+            .bucket("rrr")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (ok, text) = cli(&s, &["gc", "--grace-period", "0s"]);
+    assert!(ok, "{text}");
+    assert_eq!(get_bytes(&c, "rrr", "a").await, a);
+    assert_eq!(get_bytes(&c, "rrr", "b").await, a);
+    assert_eq!(get_bytes(&c, "rrr", "c").await, cc);
+    assert_eq!(get_bytes(&c, "rrr", "d").await, d);
+    let (ok, text) = cli(&s, &["verify"]);
+    assert!(ok, "{text}");
+    assert_no_panic(&s);
+}
+
+use redb::ReadableTable as _;
+
+const CHUNKS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("chunks");
+
+#[tokio::test]
+async fn repair_fixes_wrong_counts_and_reindexes_a_lost_row_from_the_trailer() {
+    let mut s = Server::start();
+    let c = s.client();
+    c.create_bucket().bucket("cnt").send().await.unwrap();
+    let x = random_bytes(5, 4 * MIB);
+    let mut y = x.clone();
+    y.extend_from_slice(&random_bytes(6, MIB));
+    put_bytes(&c, "cnt", "x", x.clone()).await;
+    put_bytes(&c, "cnt", "y", y.clone()).await;
+    assert!(s.stop());
+
+    // Damage the index: one count leaked high, one fallen to zero long ago (the next
+    // gc would delete a chunk two objects name), one row gone.
+    {
+        let db = redb::Database::open(s.data_dir().join("meta.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(CHUNKS).unwrap();
+            let rows: Vec<(Vec<u8>, hoard::meta::ChunkRow)> = t
+                .iter()
+                .unwrap()
+                .take(3)
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    let row = hoard::meta::ChunkRow::decode(v.value()).unwrap();
+                    (k.value().to_vec(), row)
+                })
+                .collect();
+            let mut high = rows[0].1;
+            high.refs += 5;
+            t.insert(rows[0].0.as_slice(), high.encode().as_slice())
+                .unwrap();
+            let mut zero = rows[1].1;
+            zero.refs = 0;
+            zero.zero_since = 1;
+            t.insert(rows[1].0.as_slice(), zero.encode().as_slice())
+                .unwrap();
+            t.remove(rows[2].0.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    s.restart();
+    let report = admin(&s).verify(None, false).await.unwrap();
+    assert_eq!(report.count_problems.len(), 3, "{report:?}");
+    assert!(!report.damaged_objects.is_empty(), "{report:?}");
+
+    let report = admin(&s).verify(None, true).await.unwrap();
+    let done = report.repair.clone().expect("repair ran");
+    assert_eq!(done.counts.fixed, 2, "{done:?}");
+    assert_eq!(done.chunks_reindexed, 1, "{done:?}");
+    assert!(done.segments_quarantined.is_empty(), "{done:?}");
+    assert!(report.is_clean(), "{report:?}");
+
+    let (ok, text) = cli(&s, &["gc", "--grace-period", "0s"]);
+    assert!(ok, "{text}");
+    assert_eq!(get_bytes(&c, "cnt", "x").await, x);
+    assert_eq!(get_bytes(&c, "cnt", "y").await, y);
+    let (ok, text) = cli(&s, &["verify"]);
+    assert!(ok, "{text}");
     assert_no_panic(&s);
 }

@@ -7,6 +7,8 @@
 //! before the check keeps its row and aborts the removal; one revived after finds no
 //! row and is stored anew by its writer.
 
+use std::collections::HashMap;
+
 use redb::{ReadableTable, WriteTransaction};
 
 use super::{
@@ -61,7 +63,10 @@ pub(super) fn chunks_of(
 }
 
 /// The rows of a segment's indexed chunks that still point into it.
-fn rows_in(txn: &WriteTransaction, segment: u64) -> MetaResult<Vec<(ChunkId, ChunkRow)>> {
+pub(super) fn rows_in(
+    txn: &WriteTransaction,
+    segment: u64,
+) -> MetaResult<Vec<(ChunkId, ChunkRow)>> {
     rows_in_tables(
         &txn.open_table(SEGMENT_CHUNKS)?,
         &txn.open_table(CHUNKS)?,
@@ -90,7 +95,7 @@ pub(super) fn rows_in_tables(
 
 /// Removes a segment's rows (its chunks' rows listed in `dead`, its chunk list, its
 /// row and owner) and counts what that frees in the store and bucket counters.
-fn drop_segment_rows(
+pub(super) fn drop_segment_rows(
     txn: &WriteTransaction,
     segment: u64,
     dead: &[(ChunkId, ChunkRow)],
@@ -136,6 +141,55 @@ fn drop_segment_rows(
         chunks: dead.len() as u64,
         bytes: size,
     })
+}
+
+/// Points `kept` chunks at their copies in the new segment `new` (offsets in
+/// `moved_at`), and adds that segment's row, owner and counters.
+pub(super) fn repoint(
+    txn: &WriteTransaction,
+    new: u64,
+    new_size: u64,
+    kept: &[(ChunkId, ChunkRow)],
+    moved_at: &HashMap<ChunkId, u32>,
+    owner: Option<&str>,
+) -> MetaResult<()> {
+    let mut new_row = SegmentRow {
+        size: new_size,
+        created: super::unix_secs(),
+        ..SegmentRow::default()
+    };
+    {
+        let mut chunks = txn.open_table(CHUNKS)?;
+        let mut seg_chunks = txn.open_table(SEGMENT_CHUNKS)?;
+        for (id, mut row) in kept.iter().copied() {
+            let Some(offset) = moved_at.get(&id) else {
+                continue;
+            };
+            row.loc.segment = new;
+            row.loc.offset = *offset;
+            chunks.insert(id.as_slice(), row.encode().as_slice())?;
+            seg_chunks.insert(segment_chunk_key(new, &id).as_slice(), ())?;
+            new_row.chunks += 1;
+            if row.refs > 0 {
+                new_row.live_chunks += 1;
+                new_row.live_bytes += u64::from(row.loc.stored_len);
+            }
+        }
+    }
+    txn.open_table(SEGMENTS)?
+        .insert(new, new_row.encode().as_slice())?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    bump(&mut counters, C_SEGMENTS, 1)?;
+    bump(&mut counters, C_SEGMENT_BYTES, new_size as i64)?;
+    drop(counters);
+    if let Some(bucket) = owner {
+        txn.open_table(SEGMENT_BUCKETS)?.insert(new, bucket)?;
+        adjust_bucket(txn, bucket, |s| {
+            s.stored_bytes += new_size;
+            s.segments += 1;
+        })?;
+    }
+    Ok(())
 }
 
 /// Applies `f` to a bucket's stats if the bucket still has them.
@@ -234,53 +288,19 @@ impl MetaStore {
     ) -> MetaResult<Option<Freed>> {
         self.write(true, move |txn| {
             let rows = rows_in(txn, old)?;
-            let moved_ids: std::collections::HashMap<ChunkId, u32> =
-                moved.iter().copied().collect();
+            let moved_ids: HashMap<ChunkId, u32> = moved.iter().copied().collect();
             let (kept, dead): (Vec<_>, Vec<_>) = rows
                 .into_iter()
                 .partition(|(id, _)| moved_ids.contains_key(id));
             if dead.iter().any(|(_, r)| keep(r, cutoff)) {
                 return Ok(None);
             }
-            let mut new_row = SegmentRow {
-                size: new_size,
-                created: super::unix_secs(),
-                ..SegmentRow::default()
-            };
-            {
-                let mut chunks = txn.open_table(CHUNKS)?;
-                let mut seg_chunks = txn.open_table(SEGMENT_CHUNKS)?;
-                for (id, mut row) in kept.iter().copied() {
-                    row.loc.segment = new;
-                    row.loc.offset = moved_ids[&id];
-                    chunks.insert(id.as_slice(), row.encode().as_slice())?;
-                    seg_chunks.insert(segment_chunk_key(new, &id).as_slice(), ())?;
-                    new_row.chunks += 1;
-                    if row.refs > 0 {
-                        new_row.live_chunks += 1;
-                        new_row.live_bytes += u64::from(row.loc.stored_len);
-                    }
-                }
-            }
             let owner = txn
                 .open_table(SEGMENT_BUCKETS)?
                 .get(old)?
                 .map(|v| v.value().to_owned());
             let freed = drop_segment_rows(txn, old, &dead)?;
-            txn.open_table(SEGMENTS)?
-                .insert(new, new_row.encode().as_slice())?;
-            let mut counters = txn.open_table(COUNTERS)?;
-            bump(&mut counters, C_SEGMENTS, 1)?;
-            bump(&mut counters, C_SEGMENT_BYTES, new_size as i64)?;
-            drop(counters);
-            if let Some(bucket) = owner {
-                txn.open_table(SEGMENT_BUCKETS)?
-                    .insert(new, bucket.as_str())?;
-                adjust_bucket(txn, &bucket, |s| {
-                    s.stored_bytes += new_size;
-                    s.segments += 1;
-                })?;
-            }
+            repoint(txn, new, new_size, &kept, &moved_ids, owner.as_deref())?;
             txn.open_table(PENDING_DELETES)?.insert(old, delete_at)?;
             Ok(Some(Freed {
                 chunks: freed.chunks,

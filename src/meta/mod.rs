@@ -28,6 +28,7 @@ mod list;
 mod multipart;
 mod quota;
 pub mod records;
+mod repair;
 mod verify;
 mod versions;
 
@@ -49,6 +50,7 @@ pub use multipart::{UploadEntry, UploadPage, UploadQuery};
 pub use quota::Quotas;
 use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
+pub use repair::{CountFix, RefHold, RefHolders};
 pub use verify::DamagedObject;
 use versions::put_object_record;
 pub use versions::{
@@ -204,6 +206,7 @@ pub struct StoreTotals {
 pub struct MetaStore {
     db: Arc<Database>,
     jobs: mpsc::Sender<Job>,
+    holders: RefHolders,
 }
 
 impl MetaStore {
@@ -229,6 +232,7 @@ impl MetaStore {
             txn.open_table(SEGMENT_BUCKETS)?;
             txn.open_table(PENDING_DELETES)?;
             txn.open_table(quota::QUOTAS)?;
+            txn.open_table(repair::LOST_CHUNKS)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;
@@ -248,7 +252,11 @@ impl MetaStore {
             .name("hoard-meta-commit".into())
             .spawn(move || run_committer(&committer_db, &rx))
             .map_err(|e| MetaError::Corrupt(format!("cannot start committer thread: {e}")))?;
-        Ok(MetaStore { db, jobs })
+        Ok(MetaStore {
+            db,
+            jobs,
+            holders: RefHolders::default(),
+        })
     }
 
     /// Queues `f` for the committer; the receiver yields its result once the group
@@ -584,6 +592,10 @@ impl MetaStore {
                 if adjust_refs(&mut chunks, &mut segments, &e.id, i64::from(e.refs), now)? {
                     continue;
                 }
+                // Content that was lost comes back: its damaged objects' references
+                // move onto the new row.
+                let lost = repair::take_lost(txn, &e.id)?;
+                let refs = u32::try_from(u64::from(e.refs) + lost).unwrap_or(u32::MAX);
                 let chunk = ChunkRow {
                     loc: ChunkLocation {
                         segment,
@@ -592,13 +604,13 @@ impl MetaStore {
                         raw_len: e.raw_len,
                         codec: e.codec,
                     },
-                    refs: e.refs,
-                    zero_since: if e.refs == 0 { now } else { 0 },
+                    refs,
+                    zero_since: if refs == 0 { now } else { 0 },
                 };
                 chunks.insert(e.id.as_slice(), chunk.encode().as_slice())?;
                 seg_chunks.insert(segment_chunk_key(segment, &e.id).as_slice(), ())?;
                 row.chunks += 1;
-                if e.refs > 0 {
+                if refs > 0 {
                     row.live_chunks += 1;
                     row.live_bytes += u64::from(e.stored_len);
                 }
@@ -982,7 +994,9 @@ fn release_refs_at(txn: &WriteTransaction, refs: &[(ChunkId, u32)], now: u64) ->
     let mut chunks = txn.open_table(CHUNKS)?;
     let mut segments = txn.open_table(SEGMENTS)?;
     for (id, n) in refs {
-        if !adjust_refs(&mut chunks, &mut segments, id, -i64::from(*n), now)? {
+        if !adjust_refs(&mut chunks, &mut segments, id, -i64::from(*n), now)?
+            && !repair::release_lost(txn, id, *n)?
+        {
             tracing::warn!(chunk = %hex::encode(id), "releasing references of a chunk with no index row");
         }
     }
@@ -1102,11 +1116,18 @@ impl MetaStore {
                     });
                 }
             }
-            out.extend(counted.into_iter().map(|(id, counted)| RefMismatch {
-                id,
-                stored: None,
-                counted,
-            }));
+            // A lost chunk's count lives in its lost row.
+            let lost = txn.open_table(repair::LOST_CHUNKS)?;
+            for (id, counted) in counted {
+                let stored = lost.get(id.as_slice())?.map(|v| v.value());
+                if stored != Some(counted) {
+                    out.push(RefMismatch {
+                        id,
+                        stored: stored.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                        counted,
+                    });
+                }
+            }
             Ok(out)
         })
     }
