@@ -120,6 +120,8 @@ pub struct Config {
     pub multipart_max_age_secs: u64,
     /// The cleaner (garbage collection and compaction).
     pub cleaner: CleanerConfig,
+    /// The background scrub.
+    pub scrub: ScrubConfig,
     /// Settings for buckets created with these names.
     pub buckets: HashMap<String, BucketDefaults>,
     /// Log filter (tracing-subscriber env-filter syntax).
@@ -150,6 +152,7 @@ impl Default for Config {
             get_read_max: 4 * 1024 * 1024,
             multipart_max_age_secs: 7 * 24 * 3600,
             cleaner: CleanerConfig::default(),
+            scrub: ScrubConfig::default(),
             buckets: HashMap::new(),
             // s3s logs every client error at ERROR level; hoard logs what matters itself.
             log: "info,s3s=off".into(),
@@ -190,6 +193,25 @@ impl Default for CleanerConfig {
             idle_minutes: 0.0,
             check_secs: 60,
             busy_percent: 25,
+        }
+    }
+}
+
+/// `[scrub]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrubConfig {
+    /// Segment bytes read and verified per second, in MiB; 0 turns the scrub off.
+    pub rate_mib: f64,
+    /// A new cycle over the whole store starts at most this often, in seconds.
+    pub cycle_secs: u64,
+}
+
+impl Default for ScrubConfig {
+    fn default() -> Self {
+        ScrubConfig {
+            rate_mib: 8.0,
+            cycle_secs: 7 * 24 * 3600,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod repair;
 pub mod retrieve;
 pub mod s3;
+pub mod scrub;
 pub mod segments;
 pub mod server;
 pub mod stats;

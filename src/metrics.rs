@@ -55,6 +55,10 @@ pub struct Metrics {
     pub gc_freed_bytes: Counter,
     pub gc_rewritten_bytes: Counter,
     pub gc_chunks_removed: Counter,
+    pub scrub_bytes: Counter,
+    pub scrub_segments: Counter,
+    pub scrub_problems: Counter,
+    pub scrub_cycles: Counter,
     bucket_objects: Family<BucketLabels, Gauge>,
     bucket_logical: Family<BucketLabels, Gauge>,
     bucket_stored: Family<BucketLabels, Gauge>,
@@ -97,6 +101,10 @@ impl Metrics {
             gc_freed_bytes: Counter::default(),
             gc_rewritten_bytes: Counter::default(),
             gc_chunks_removed: Counter::default(),
+            scrub_bytes: Counter::default(),
+            scrub_segments: Counter::default(),
+            scrub_problems: Counter::default(),
+            scrub_cycles: Counter::default(),
             bucket_objects: Family::default(),
             bucket_logical: Family::default(),
             bucket_stored: Family::default(),
@@ -155,6 +163,26 @@ impl Metrics {
             "hoard_gc_chunks_removed",
             "Dead chunks the cleaner removed from the index",
             m.gc_chunks_removed.clone(),
+        );
+        r.register(
+            "hoard_scrub_read_bytes",
+            "Segment bytes the background scrub read and verified",
+            m.scrub_bytes.clone(),
+        );
+        r.register(
+            "hoard_scrub_segments",
+            "Segments the background scrub checked",
+            m.scrub_segments.clone(),
+        );
+        r.register(
+            "hoard_scrub_problems",
+            "Corrupt chunks, trailer mismatches and missing segments the scrub found",
+            m.scrub_problems.clone(),
+        );
+        r.register(
+            "hoard_scrub_cycles",
+            "Scrub cycles over the whole store completed",
+            m.scrub_cycles.clone(),
         );
         r.register(
             "hoard_ingest_active_streams",

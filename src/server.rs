@@ -60,6 +60,7 @@ pub struct Node {
     pub meta: MetaStore,
     pub cleaner: Arc<Cleaner>,
     pub metrics: Arc<Metrics>,
+    pub segments: SegmentStore,
     pub s3: S3Service,
 }
 
@@ -148,6 +149,7 @@ impl Node {
             meta,
             cleaner,
             metrics,
+            segments,
             s3: builder.build(),
         })
     }
@@ -248,6 +250,18 @@ pub async fn serve(
     };
     let scheduled_gc = (schedule.window.is_some() || schedule.idle.is_some())
         .then(|| tokio::spawn(node.cleaner.clone().run_on_schedule(schedule)));
+    let scrub = (node.cfg.scrub.rate_mib > 0.0).then(|| {
+        tokio::spawn(
+            crate::scrub::Scrub {
+                meta: node.meta.clone(),
+                segments: node.segments.clone(),
+                metrics: node.metrics.clone(),
+                rate: node.cfg.scrub.rate_mib * 1024.0 * 1024.0,
+                cycle: Duration::from_secs(node.cfg.scrub.cycle_secs),
+            }
+            .run(),
+        )
+    });
     let node = Arc::new(node);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -283,7 +297,7 @@ pub async fn serve(
     }
     drop(listener);
     expiry.abort();
-    if let Some(t) = scheduled_gc {
+    for t in [scheduled_gc, scrub].into_iter().flatten() {
         t.abort();
     }
     tracing::info!("shutting down: draining in-flight requests");

@@ -147,7 +147,9 @@ pub async fn verify(
     Ok(report)
 }
 
-async fn check_segment(
+/// Checks one segment's chunks and trailer into `report`; the ids of chunks found
+/// corrupt or missing are added to `bad`.
+pub(crate) async fn check_segment(
     meta: &MetaStore,
     segments: &SegmentStore,
     id: u64,

@@ -198,12 +198,7 @@ async fn a_flipped_byte_is_detected_and_never_served() {
         .await
         .unwrap();
     assert!(tail.body.collect().await.unwrap().into_bytes()[..] == small[small.len() - 1000..]);
-    let metrics = reqwest::get(format!("{}/metrics", s.endpoint()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics.contains("hoard_integrity_errors_total 1"),
         "{metrics}"

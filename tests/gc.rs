@@ -72,12 +72,7 @@ async fn deleting_everything_and_running_gc_gives_the_space_back() {
         files_before - r.segments_deleted as usize
     );
     assert_eq!(segment_files(&s), 0);
-    let metrics = reqwest::get(format!("{}/metrics", s.endpoint()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s).await;
     assert!(metrics.contains("hoard_gc_runs_total 1"), "{metrics}");
 
     // The store works on: the same data again is stored anew.

@@ -11,22 +11,6 @@ use futures::StreamExt as _;
 
 const MIB: usize = 1024 * 1024;
 
-async fn metrics(s: &Server) -> String {
-    reqwest::get(format!("{}/metrics", s.endpoint()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-fn metric(text: &str, line_prefix: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(line_prefix)
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
 #[tokio::test]
 async fn beyond_max_streams_a_put_waits_then_gets_slow_down() {
     use tokio::io::AsyncWriteExt;
@@ -48,7 +32,7 @@ async fn beyond_max_streams_a_put_waits_then_gets_slow_down() {
     slow.write_all(&random_bytes(1, MIB)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        metric(&metrics(&s).await, "hoard_ingest_active_streams "),
+        metric(&metrics_text(&s).await, "hoard_ingest_active_streams "),
         Some(1.0)
     );
 
@@ -76,7 +60,7 @@ async fn beyond_max_streams_a_put_waits_then_gets_slow_down() {
     assert!(String::from_utf8_lossy(&resp[..n]).starts_with("HTTP/1.1 200"));
     put_bytes(&c, "busy", "third", random_bytes(4, 100_000)).await;
     assert_eq!(
-        metric(&metrics(&s).await, "hoard_ingest_active_streams "),
+        metric(&metrics_text(&s).await, "hoard_ingest_active_streams "),
         Some(0.0)
     );
 }
@@ -91,7 +75,7 @@ async fn metrics_and_stats_report_operations_and_space() {
     put_bytes(&c, "seen", "two", data.clone()).await;
     get_bytes(&c, "seen", "one").await;
     let _ = c.get_object().bucket("seen").key("missing").send().await;
-    let m = metrics(&s).await;
+    let m = metrics_text(&s).await;
     assert_eq!(
         metric(&m, "hoard_s3_requests_total{operation=\"PutObject\"} "),
         Some(2.0),

@@ -255,3 +255,56 @@ async fn repair_fixes_wrong_counts_and_reindexes_a_lost_row_from_the_trailer() {
     assert!(ok, "{text}");
     assert_no_panic(&s);
 }
+
+#[tokio::test]
+async fn the_background_scrub_finds_a_flipped_byte_by_itself() {
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(cfg.path(), "[scrub]\nrate_mib = 200\ncycle_secs = 1\n").unwrap();
+    let s = Server::start_with(&["--config", cfg.path().to_str().unwrap()]);
+    let c = s.client();
+    c.create_bucket().bucket("scr").send().await.unwrap();
+    put_bytes(&c, "scr", "fine", random_bytes(1, 5 * MIB)).await;
+    put_bytes(&c, "scr", "doomed", random_bytes(2, 2 * MIB)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let wait_for = |name: &'static str, min: f64| {
+        let s = &s;
+        async move {
+            loop {
+                let text = metrics_text(s).await;
+                let v = metric(&text, name).unwrap_or(0.0);
+                if v >= min {
+                    return text;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} stayed below {min}:\n{text}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // Whole cycles over a clean store find nothing.
+    let text = wait_for("hoard_scrub_cycles_total ", 2.0).await;
+    assert_eq!(metric(&text, "hoard_scrub_problems_total "), Some(0.0));
+    assert!(metric(&text, "hoard_scrub_read_bytes_total ").unwrap() >= (7 * MIB) as f64);
+
+    let files = segment_files(&s);
+    let last = &files.last().unwrap().1;
+    let mut bytes = std::fs::read(last).unwrap();
+    bytes[500] ^= 0x01;
+    std::fs::write(last, &bytes).unwrap();
+    wait_for("hoard_scrub_problems_total ", 1.0).await;
+    let log = s.log();
+    assert!(log.contains("scrub found damage"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("scrub: object is damaged") && l.contains("doomed")),
+        "{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("scrub: object is damaged") && l.contains("fine")),
+        "{log}"
+    );
+    assert_no_panic(&s);
+}

@@ -848,7 +848,7 @@ fn put_bucket_stats(txn: &WriteTransaction, bucket: &str, stats: &BucketStats) -
 
 type CounterTable<'t> = redb::Table<'t, &'static str, u64>;
 
-fn counter(counters: &CounterTable<'_>, name: &str) -> MetaResult<u64> {
+fn counter(counters: &impl ReadableTable<&'static str, u64>, name: &str) -> MetaResult<u64> {
     Ok(counters.get(name)?.map(|v| v.value()).unwrap_or(0))
 }
 

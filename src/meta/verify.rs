@@ -87,7 +87,27 @@ fn split_object_key(k: &[u8]) -> (String, String) {
     )
 }
 
+/// The counter holding the last segment id the background scrub checked.
+const C_SCRUB_POSITION: &str = "scrub_position";
+
 impl MetaStore {
+    /// The last segment id the background scrub checked (0: start of a cycle).
+    pub async fn scrub_position(&self) -> MetaResult<u64> {
+        self.read(|txn| super::counter(&txn.open_table(super::COUNTERS)?, C_SCRUB_POSITION))
+            .await
+    }
+
+    /// Records the scrub's position; not durable on its own (a crash may make the
+    /// scrub check a few segments again).
+    pub async fn set_scrub_position(&self, id: u64) -> MetaResult<()> {
+        self.write(false, move |txn| {
+            txn.open_table(super::COUNTERS)?
+                .insert(C_SCRUB_POSITION, id)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Every segment id with a row.
     pub async fn segment_ids(&self) -> MetaResult<Vec<u64>> {
         self.read(|txn| {

@@ -378,3 +378,21 @@ pub fn cli(s: &Server, args: &[&str]) -> (bool, String) {
         ),
     )
 }
+
+/// The Prometheus exposition of `s`.
+pub async fn metrics_text(s: &Server) -> String {
+    reqwest::get(format!("{}/metrics", s.endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value on the first exposition line starting with `line_prefix`.
+pub fn metric(text: &str, line_prefix: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(line_prefix)
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
