@@ -42,6 +42,9 @@ use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
 
 /// Dead segments removed per metadata transaction (one fsync for the batch).
 const DEAD_BATCH: usize = 128;
+/// The same while uploads stream in: a smaller transaction holds the committer, which
+/// their segment and object commits wait for, for less time at once.
+const DEAD_BATCH_BUSY: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CleanerError {
@@ -178,7 +181,7 @@ impl Cleaner {
             let step = std::time::Instant::now();
             if c.row.live_chunks == 0 {
                 dead.push(c.id);
-                if dead.len() == DEAD_BATCH {
+                if dead.len() >= self.dead_batch() {
                     self.remove_dead(std::mem::take(&mut dead), cutoff, &mut report)
                         .await?;
                     self.yield_to_uploads(step.elapsed()).await;
@@ -203,6 +206,14 @@ impl Cleaner {
         }
         report.orphans_removed = self.remove_orphans(opts.dry_run).await?;
         Ok(report)
+    }
+
+    fn dead_batch(&self) -> usize {
+        if self.metrics.active_streams.get() > 0 {
+            DEAD_BATCH_BUSY
+        } else {
+            DEAD_BATCH
+        }
     }
 
     /// While uploads stream in, the cleaner works at most `busy_percent` of the time:
