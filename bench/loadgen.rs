@@ -6,11 +6,13 @@
 //! data in 4 parts sent in parallel, a CopyObject of the 1 GiB object (ms), and 10,000
 //! PUTs of 4 KiB objects.
 //! Usage: loadgen ENDPOINT ACCESS_KEY SECRET_KEY [SIZE_MIB]
-//!        loadgen ENDPOINT ACCESS_KEY SECRET_KEY objects BUCKET COUNT SIZE_MIB SEED [delete-odd]
+//!        loadgen ENDPOINT ACCESS_KEY SECRET_KEY objects BUCKET COUNT SIZE_MIB SEED [read] [delete-odd]
 //!        loadgen ENDPOINT ACCESS_KEY SECRET_KEY sparse BUCKET SIZE_MIB
 //! The second form PUTs COUNT objects of new random data into an existing bucket, one
-//! stream at a time, then (with `delete-odd`) deletes every other one, and prints the
-//! PUT throughput (used by `bench/gc.sh`). The third PUTs one object of SIZE_MIB, then
+//! stream at a time, then (with `read`) GETs each back, then (with `delete-odd`)
+//! deletes every other one, and prints the PUT (and GET) throughput (used by
+//! `bench/gc.sh` and `bench/tls.sh`). An https endpoint is trusted through the CA
+//! certificate file named by `HOARD_CA`. The third PUTs one object of SIZE_MIB, then
 //! a 1 MiB slice of each 4 MiB of it as objects of their own, then deletes the big one,
 //! leaving its segments about a quarter live (for compaction).
 
@@ -157,7 +159,17 @@ async fn objects(t: &Target, args: &[String]) {
         .await;
     }
     let put = mbps(size * count as usize, t0.elapsed().as_secs_f64());
-    if args.get(4).map(String::as_str) == Some("delete-odd") {
+    let options = &args[4..];
+    let mut get = None;
+    if options.iter().any(|o| o == "read") {
+        let t0 = Instant::now();
+        for i in 0..count {
+            let n = t.get(&format!("/{bucket}/obj-{seed}-{i:05}")).await;
+            assert_eq!(n, size);
+        }
+        get = Some(mbps(size * count as usize, t0.elapsed().as_secs_f64()));
+    }
+    if options.iter().any(|o| o == "delete-odd") {
         for i in (1..count).step_by(2) {
             let resp = t
                 .signed("DELETE", &format!("/{bucket}/obj-{seed}-{i:05}"), None)
@@ -167,7 +179,10 @@ async fn objects(t: &Target, args: &[String]) {
             assert!(resp.status().is_success(), "DELETE: {}", resp.status());
         }
     }
-    println!("{{\"put_mbps\": {put:.1}}}");
+    match get {
+        Some(g) => println!("{{\"put_mbps\": {put:.1}, \"get_mbps\": {g:.1}}}"),
+        None => println!("{{\"put_mbps\": {put:.1}}}"),
+    }
 }
 
 async fn sparse(t: &Target, bucket: &str, size_mib: usize) {
@@ -227,10 +242,16 @@ async fn main() {
         access_key: args[2].clone(),
         secret_key: args[3].clone(),
     };
+    // An https endpoint is trusted through the CA file in HOARD_CA.
+    let ca = std::env::var("HOARD_CA").ok().filter(|c| !c.is_empty());
+    let tls = hoard::tls::client_config(ca.as_deref().map(std::path::Path::new)).unwrap();
     let t = Target {
         endpoint: args[1].clone(),
         creds,
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap(),
     };
     match args.get(4).map(String::as_str) {
         Some("objects") => return objects(&t, &args[5..]).await,

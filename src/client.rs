@@ -24,6 +24,8 @@ pub enum ClientError {
     Status { status: u16, body: String },
     #[error("unexpected answer: {0}")]
     Decode(String),
+    #[error("TLS set-up: {0}")]
+    Tls(String),
 }
 
 pub struct AdminClient {
@@ -34,13 +36,25 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    pub fn new(endpoint: &str, region: &str, creds: Credentials) -> AdminClient {
-        AdminClient {
+    /// A client of the server at `endpoint`; an https endpoint is trusted through the
+    /// CA certificate file `ca` (PEM), or not at all.
+    pub fn new(
+        endpoint: &str,
+        region: &str,
+        creds: Credentials,
+        ca: Option<&std::path::Path>,
+    ) -> Result<AdminClient, ClientError> {
+        let tls = crate::tls::client_config(ca).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        Ok(AdminClient {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             region: region.to_owned(),
             creds,
-            http: reqwest::Client::new(),
-        }
+            http,
+        })
     }
 
     async fn request(

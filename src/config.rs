@@ -122,6 +122,11 @@ pub struct Config {
     pub cleaner: CleanerConfig,
     /// The background scrub.
     pub scrub: ScrubConfig,
+    /// TLS on the listener.
+    pub tls: TlsConfig,
+    /// A second listener serving plain HTTP while `listen` serves TLS (for backup
+    /// software that needs HTTP); none by default.
+    pub listen_plain: Option<SocketAddr>,
     /// Settings for buckets created with these names.
     pub buckets: HashMap<String, BucketDefaults>,
     /// Log filter (tracing-subscriber env-filter syntax).
@@ -153,6 +158,8 @@ impl Default for Config {
             multipart_max_age_secs: 7 * 24 * 3600,
             cleaner: CleanerConfig::default(),
             scrub: ScrubConfig::default(),
+            tls: TlsConfig::default(),
+            listen_plain: None,
             buckets: HashMap::new(),
             // s3s logs every client error at ERROR level; hoard logs what matters itself.
             log: "info,s3s=off".into(),
@@ -193,6 +200,38 @@ impl Default for CleanerConfig {
             idle_minutes: 0.0,
             check_secs: 60,
             busy_percent: 25,
+        }
+    }
+}
+
+/// `[tls]` in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Serve HTTPS on `listen`. Without `cert`/`key`, a private CA and a server
+    /// certificate are generated under `<data_dir>/tls/` on first start.
+    pub enabled: bool,
+    /// Your own PEM certificate chain and private key (reloaded on SIGHUP).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Key type of generated certificates.
+    pub key_type: crate::tls::KeyType,
+    /// Extra names for the generated server certificate (besides `domains`,
+    /// localhost, 127.0.0.1, ::1 and the machine's host name).
+    pub hostnames: Vec<String>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files to serve, when TLS is on.
+    pub fn files(&self, data_dir: &Path) -> Option<crate::tls::TlsFiles> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                ca: None,
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ if self.enabled => Some(crate::tls::TlsFiles::generated(data_dir)),
+            _ => None,
         }
     }
 }
@@ -252,6 +291,22 @@ pub struct Overrides {
     /// Log filter.
     #[arg(long, env = "HOARD_LOG")]
     pub log: Option<String>,
+    /// Serve HTTPS (a private CA and certificate are generated under <data-dir>/tls/
+    /// unless --tls-cert and --tls-key are given).
+    #[arg(long, env = "HOARD_TLS")]
+    pub tls: bool,
+    /// Your own PEM certificate chain (implies --tls); reloaded on SIGHUP.
+    #[arg(long, env = "HOARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "HOARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Key type of generated certificates.
+    #[arg(long, env = "HOARD_TLS_KEY_TYPE", value_enum)]
+    pub tls_key_type: Option<crate::tls::KeyType>,
+    /// Also serve plain HTTP on this address while --listen serves TLS.
+    #[arg(long, env = "HOARD_LISTEN_PLAIN")]
+    pub listen_plain: Option<SocketAddr>,
 }
 
 impl Config {
@@ -275,6 +330,18 @@ impl Config {
             multipart_max_age_secs,
             log
         );
+        if o.tls {
+            c.tls.enabled = true;
+        }
+        if let (Some(cert), Some(key)) = (&o.tls_cert, &o.tls_key) {
+            (c.tls.cert, c.tls.key, c.tls.enabled) = (Some(cert.clone()), Some(key.clone()), true);
+        }
+        if let Some(k) = o.tls_key_type {
+            c.tls.key_type = k;
+        }
+        if o.listen_plain.is_some() {
+            c.listen_plain = o.listen_plain;
+        }
         if let Some(avg) = o.chunk_avg {
             c.chunking = ChunkingConfig {
                 avg: Some(avg),
@@ -306,6 +373,16 @@ impl Config {
         }
         if let Some(w) = &self.cleaner.window {
             crate::cleaner::parse_window(w).map_err(ConfigError::Invalid)?;
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key go together".into(),
+            ));
+        }
+        if self.listen_plain.is_some() && self.tls.files(&self.data_dir).is_none() {
+            return Err(ConfigError::Invalid(
+                "listen_plain is for a plain HTTP listener beside a TLS one; turn TLS on, or use listen".into(),
+            ));
         }
         if self.max_streams == 0 {
             return Err(ConfigError::Invalid(

@@ -20,5 +20,6 @@ pub mod scrub;
 pub mod segments;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod verify;
 pub mod vhost;

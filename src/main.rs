@@ -32,6 +32,10 @@ struct Target {
     data_dir: PathBuf,
     #[arg(long, env = "HOARD_REGION", default_value = "us-east-1")]
     region: String,
+    /// CA certificate (PEM) to trust for an https endpoint, e.g. the server's
+    /// <data-dir>/tls/ca.pem.
+    #[arg(long, env = "HOARD_CA")]
+    ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +55,9 @@ enum Command {
     /// Manage buckets.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Show the TLS certificate clients and replication peers trust.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Limit the logical bytes of a bucket or of the whole store.
     #[command(subcommand)]
     Quota(QuotaCommand),
@@ -82,6 +89,38 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Print the CA and server certificate paths and their SHA-256 fingerprints.
+    Show {
+        /// The server's data dir (its generated certificates are under tls/).
+        #[arg(long, env = "HOARD_DATA_DIR", default_value = "./hoard-data")]
+        data_dir: PathBuf,
+        /// The server's own certificate, when it was given one with --tls-cert.
+        #[arg(long, env = "HOARD_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+    },
+}
+
+/// `hoard cert show`.
+fn show_cert(data_dir: &std::path::Path, own: Option<PathBuf>) -> Result<(), String> {
+    let generated = hoard::tls::TlsFiles::generated(data_dir);
+    let cert = own.unwrap_or(generated.cert);
+    let chain = hoard::tls::read_certs(&cert).map_err(|e| e.to_string())?;
+    if let Some(ca) = generated.ca.filter(|p| p.exists()) {
+        let ca_certs = hoard::tls::read_certs(&ca).map_err(|e| e.to_string())?;
+        println!("CA certificate (clients trust this file): {}", ca.display());
+        if let Some(c) = ca_certs.first() {
+            println!("CA SHA-256 fingerprint: {}", hoard::tls::fingerprint(c));
+        }
+    }
+    println!("server certificate: {}", cert.display());
+    if let Some(c) = chain.first() {
+        println!("server SHA-256 fingerprint: {}", hoard::tls::fingerprint(c));
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -172,7 +211,7 @@ fn client(t: &Target) -> Result<AdminClient, String> {
     let creds = Credentials::for_client(&t.data_dir)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "no credentials: set HOARD_ROOT_ACCESS_KEY and HOARD_ROOT_SECRET_KEY, or point --data-dir at the server's data dir".to_owned())?;
-    Ok(AdminClient::new(&t.endpoint, &t.region, creds))
+    AdminClient::new(&t.endpoint, &t.region, creds, t.ca.as_deref()).map_err(|e| e.to_string())
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -283,6 +322,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             print_quotas(&q);
             Ok(())
         }
+        Command::Cert(CertCommand::Show { data_dir, tls_cert }) => show_cert(&data_dir, tls_cert),
         Command::Quota(QuotaCommand::Show { target }) => {
             let q = client(&target)?.quotas().await.map_err(|e| e.to_string())?;
             print_quotas(&q);
@@ -345,6 +385,8 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
+    // One TLS provider for the whole process (server, CLI client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

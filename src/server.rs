@@ -35,6 +35,8 @@ use crate::stats;
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client must finish the TLS handshake within this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client must send its request headers within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -52,6 +54,8 @@ pub enum ServerError {
     Listen(SocketAddr, std::io::Error),
     #[error("virtual-host domain: {0}")]
     Domain(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Everything a running hoard serves from.
@@ -224,15 +228,29 @@ pub async fn serve(
     node: Node,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let addr = node.cfg.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| ServerError::Listen(addr, e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| ServerError::Listen(addr, e))?;
-    println!("hoard: listening on http://{local}");
-    tracing::info!(%local, data_dir = %node.cfg.data_dir.display(), "hoard is serving S3");
+    let tls = start_tls(&node.cfg)?;
+    let listener = bind(node.cfg.listen).await?;
+    let plain = match node.cfg.listen_plain {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    for (l, secure) in [(Some(&listener), tls.is_some()), (plain.as_ref(), false)] {
+        if let Some(l) = l {
+            let local = l
+                .local_addr()
+                .map_err(|e| ServerError::Listen(node.cfg.listen, e))?;
+            let scheme = if secure { "https" } else { "http" };
+            println!("hoard: listening on {scheme}://{local}");
+            tracing::info!(%local, scheme, data_dir = %node.cfg.data_dir.display(), "hoard is serving S3");
+        }
+    }
+    let acceptor = tls
+        .as_ref()
+        .map(|store| store.server_config().map(tokio_rustls::TlsAcceptor::from))
+        .transpose()?;
+    let reload = tls
+        .clone()
+        .map(|store| tokio::spawn(reload_on_sighup(store)));
     let expiry = tokio::spawn(expire_uploads(
         node.meta.clone(),
         Duration::from_secs(node.cfg.multipart_max_age_secs),
@@ -271,33 +289,58 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let node = node.clone();
-                let svc = hyper::service::service_fn(move |req| node.clone().handle(req));
-                let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
+        let (accepted, secure) = tokio::select! {
+            a = listener.accept() => (a, acceptor.is_some()),
+            a = accept_plain(plain.as_ref()) => (a, false),
             () = &mut shutdown => break,
-        }
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let node = node.clone();
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone().filter(|_| secure);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| node.clone().handle(req));
+            let result = match acceptor {
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(t)) => t,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = http.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+                None => {
+                    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
     }
     drop(listener);
+    drop(plain);
     expiry.abort();
-    for t in [scheduled_gc, scrub].into_iter().flatten() {
+    for t in [scheduled_gc, scrub, reload].into_iter().flatten() {
         t.abort();
     }
     tracing::info!("shutting down: draining in-flight requests");
@@ -309,6 +352,55 @@ pub async fn serve(
     }
     tracing::info!("hoard stopped");
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Listen(addr, e))
+}
+
+/// The next connection on the plain listener; never, without one.
+async fn accept_plain(
+    l: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The certificate store when TLS is on, generating the CA and certificate first if
+/// hoard's own are used and do not exist yet.
+fn start_tls(cfg: &Config) -> Result<Option<Arc<crate::tls::CertStore>>, ServerError> {
+    let Some(files) = cfg.tls.files(&cfg.data_dir) else {
+        return Ok(None);
+    };
+    if files.ca.is_some() {
+        let mut names = cfg.tls.hostnames.clone();
+        names.extend(cfg.domains.iter().cloned());
+        if crate::tls::ensure_generated(&cfg.data_dir, &names, cfg.tls.key_type)? {
+            println!(
+                "hoard: generated a private CA; clients trust {}",
+                cfg.data_dir.join("tls").join("ca.pem").display()
+            );
+        }
+    }
+    Ok(Some(crate::tls::CertStore::load(files)?))
+}
+
+/// Reloads the certificate and key on every SIGHUP.
+async fn reload_on_sighup(store: Arc<crate::tls::CertStore>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; certificate reload is off");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Err(e) = store.reload() {
+            tracing::error!(error = %e, "TLS reload failed; the certificate in use stays");
+        }
+    }
 }
 
 /// Aborts multipart uploads older than `max_age`, checking every quarter of it (at

@@ -17,6 +17,8 @@ pub const SECRET_KEY: &str = "hoardtestsecret0123456789";
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// "http" or "https".
+    pub scheme: String,
     tmp: tempfile::TempDir,
     args: Vec<String>,
 }
@@ -30,7 +32,7 @@ impl Server {
     pub fn start_with(args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(
+        let (child, scheme, addr) = spawn(
             &tmp.path().join("data"),
             &tmp.path().join("server.log"),
             &args,
@@ -39,6 +41,7 @@ impl Server {
         Server {
             child: Some(child),
             addr,
+            scheme,
             tmp,
             args,
         }
@@ -49,14 +52,24 @@ impl Server {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The generated CA certificate of a server started with --tls.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.data_dir().join("tls").join("ca.pem")
     }
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// An SDK client; over https it trusts the server's generated CA.
     pub fn client(&self) -> aws_sdk_s3::Client {
+        if self.scheme == "https" {
+            let ca = std::fs::read(self.ca_pem()).expect("ca.pem");
+            return tls_client_for(&self.endpoint(), Some(&ca));
+        }
         client_for(&self.endpoint(), ACCESS_KEY, SECRET_KEY, true)
     }
 
@@ -97,13 +110,14 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         let listen = self.addr.to_string();
-        let (child, addr) = spawn(
+        let (child, scheme, addr) = spawn(
             &self.data_dir(),
             &self.tmp.path().join("server.log"),
             &self.args,
             &listen,
         );
         self.child = Some(child);
+        self.scheme = scheme;
         self.addr = addr;
     }
 
@@ -136,7 +150,10 @@ impl Drop for Server {
     }
 }
 
-fn spawn(data: &Path, log: &Path, args: &[String], listen: &str) -> (Child, SocketAddr) {
+fn spawn(data: &Path, log: &Path, args: &[String], listen: &str) -> (Child, String, SocketAddr) {
+    // The test binaries link rustls with two providers (the SDK's and hoard's), so
+    // reqwest needs one chosen for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -163,17 +180,18 @@ fn spawn(data: &Path, log: &Path, args: &[String], listen: &str) -> (Child, Sock
         let mut tx = Some(tx);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(addr) = line.strip_prefix("hoard: listening on http://")
+            if let Some(url) = line.strip_prefix("hoard: listening on ")
+                && let Some((scheme, addr)) = url.trim().split_once("://")
                 && let Some(tx) = tx.take()
             {
-                let _ = tx.send(addr.trim().to_owned());
+                let _ = tx.send((scheme.to_owned(), addr.to_owned()));
             }
         }
     });
-    let addr = rx
+    let (scheme, addr) = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("hoard did not start listening within 60 s");
-    (child, addr.parse().expect("listen address"))
+    (child, scheme, addr.parse().expect("listen address"))
 }
 
 pub fn client_for(
@@ -182,15 +200,44 @@ pub fn client_for(
     secret: &str,
     path_style: bool,
 ) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::Config::builder()
+    aws_sdk_s3::Client::from_conf(sdk_config(endpoint, access, secret, path_style).build())
+}
+
+/// The SDK settings every test client shares.
+fn sdk_config(
+    endpoint: &str,
+    access: &str,
+    secret: &str,
+    path_style: bool,
+) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(access, secret, None, None, "test"))
         .force_path_style(path_style)
         .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// An SDK client over https that trusts exactly the CA certificates in `ca` (PEM), or
+/// the system's roots when `None`.
+pub fn tls_client_for(endpoint: &str, ca: Option<&[u8]>) -> aws_sdk_s3::Client {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let store = match ca {
+        Some(pem) => TrustStore::empty().with_pem_certificate(pem),
+        None => TrustStore::default(),
+    };
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(
+            TlsContext::builder()
+                .with_trust_store(store)
+                .build()
+                .expect("tls context"),
+        )
+        .build_https();
+    let conf = sdk_config(endpoint, ACCESS_KEY, SECRET_KEY, true).http_client(http);
+    aws_sdk_s3::Client::from_conf(conf.build())
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so tests can regenerate data.
@@ -270,7 +317,7 @@ pub fn admin(server: &Server) -> hoard::client::AdminClient {
         access_key: ACCESS_KEY.into(),
         secret_key: SECRET_KEY.into(),
     };
-    hoard::client::AdminClient::new(&server.endpoint(), "us-east-1", creds)
+    hoard::client::AdminClient::new(&server.endpoint(), "us-east-1", creds, None).unwrap()
 }
 
 /// Stats from the admin endpoint of a running server.

@@ -150,4 +150,22 @@ step "metrics are exposed" bash -c "curl -sf http://$ADDR/metrics | grep -q 'hoa
 step "rb of a non-empty bucket is refused" bash -c "command aws $EP s3 rb s3://e2e-bucket 2>&1 | grep -q BucketNotEmpty"
 step "rm --recursive" aws s3 rm --recursive s3://e2e-bucket/
 step "rb" aws s3 rb s3://e2e-bucket
+https_with_generated_ca() {
+  "$HOARD" serve --tls --listen 127.0.0.1:0 --data-dir "$WORK/tlsdata" >"$WORK/tls.stdout" 2>"$WORK/tls.log" &
+  local pid=$! addr=
+  trap "kill -9 $pid 2>/dev/null" EXIT
+  for _ in $(seq 1 100); do
+    addr=$(sed -n 's|^hoard: listening on https://||p' "$WORK/tls.stdout"); [ -n "$addr" ] && break; sleep 0.1
+  done
+  [ -n "$addr" ]
+  local tep="--endpoint-url https://$addr"
+  AWS_CA_BUNDLE="$WORK/tlsdata/tls/ca.pem" command aws $tep s3 mb s3://e2e-tls
+  AWS_CA_BUNDLE="$WORK/tlsdata/tls/ca.pem" command aws $tep s3 cp "$WORK/big.bin" s3://e2e-tls/big.bin
+  AWS_CA_BUNDLE="$WORK/tlsdata/tls/ca.pem" command aws $tep s3 cp s3://e2e-tls/big.bin "$WORK/big.tls"
+  cmp "$WORK/big.bin" "$WORK/big.tls"
+  # Without the CA, aws-cli refuses the certificate.
+  ! command aws $tep s3 ls 2>"$WORK/tls.err"
+  grep -qi 'certificate verify failed\|SSL' "$WORK/tls.err"
+}
+step_fn "aws-cli over HTTPS trusting the generated CA (AWS_CA_BUNDLE); refused without it" https_with_generated_ca
 finish
