@@ -115,6 +115,9 @@ pub struct Config {
     pub get_prefetch: usize,
     /// Largest single ranged read a GET issues, in bytes.
     pub get_read_max: usize,
+    /// A client must send a request's headers within this many seconds (slow clients
+    /// are cut off).
+    pub header_timeout_secs: u64,
     /// Multipart uploads not completed or aborted within this many seconds are
     /// aborted by a background task, releasing their parts.
     pub multipart_max_age_secs: u64,
@@ -155,6 +158,7 @@ impl Default for Config {
             locality_segments: 256,
             get_prefetch: 4,
             get_read_max: 4 * 1024 * 1024,
+            header_timeout_secs: 60,
             multipart_max_age_secs: 7 * 24 * 3600,
             cleaner: CleanerConfig::default(),
             scrub: ScrubConfig::default(),

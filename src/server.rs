@@ -37,8 +37,6 @@ use crate::stats;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client must finish the TLS handshake within this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client must send its request headers within this time.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -162,6 +160,9 @@ impl Node {
         if is_metrics_scrape(&req) {
             return Ok(self.metrics_response().await);
         }
+        if is_oversized_xml(&req) {
+            return Ok(too_big());
+        }
         let has_body = request_has_body(&req);
         let mut resp = hyper::service::Service::call(&self.s3, req).await;
         if let Ok(r) = &mut resp {
@@ -209,6 +210,71 @@ impl Node {
 fn plain(status: StatusCode, text: String) -> Response<Body> {
     let mut r = Response::new(Body::from(text));
     *r.status_mut() = status;
+    r
+}
+
+/// The largest XML request body (DeleteObjects, CompleteMultipartUpload, bucket and
+/// object settings) hoard reads: s3s's own limit, which it reports as a 500.
+const MAX_XML_BODY: u64 = 20 * 1024 * 1024;
+
+/// PUT sub-resources whose body is an XML document rather than object data.
+const XML_PUT_SUBRESOURCES: &[&str] = &[
+    "tagging",
+    "versioning",
+    "acl",
+    "policy",
+    "cors",
+    "lifecycle",
+    "replication",
+    "encryption",
+    "object-lock",
+    "website",
+    "notification",
+    "logging",
+    "ownershipControls",
+    "publicAccessBlock",
+    "accelerate",
+    "requestPayment",
+    "retention",
+    "legal-hold",
+    "intelligent-tiering",
+    "analytics",
+    "inventory",
+    "metrics",
+];
+
+/// A request whose XML body declares more than `MAX_XML_BODY` bytes.
+fn is_oversized_xml<B>(req: &Request<B>) -> bool {
+    let xml = match *req.method() {
+        http::Method::POST => true,
+        http::Method::PUT => req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|kv| XML_PUT_SUBRESOURCES.contains(&kv.split('=').next().unwrap_or("")))
+        }),
+        _ => false,
+    };
+    xml && req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_XML_BODY)
+}
+
+/// 400 MaxMessageLengthExceeded, closing the connection (the body stays unread).
+fn too_big() -> Response<Body> {
+    let mut r = plain(
+        StatusCode::BAD_REQUEST,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>MaxMessageLengthExceeded</Code><Message>Your request was too big.</Message></Error>".into(),
+    );
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
     r
 }
 
@@ -284,7 +350,7 @@ pub async fn serve(
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(Duration::from_secs(node.cfg.header_timeout_secs.max(1)))
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);

@@ -126,7 +126,10 @@ impl HoardS3 {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
-        let replaced = replace.then(|| (stored_headers!(input), user_meta(input.metadata.take())));
+        let replaced = match replace {
+            true => Some((stored_headers!(input), user_meta(input.metadata.take())?)),
+            false => None,
+        };
         let replace_tags = input
             .tagging_directive
             .as_ref()

@@ -110,7 +110,7 @@ impl HoardS3 {
         let rec = UploadRecord {
             initiated_ms: now_ms(),
             headers: stored_headers!(input),
-            user_meta: user_meta(input.metadata.take()),
+            user_meta: user_meta(input.metadata.take())?,
             checksum_algorithm: checksum_algorithm.clone(),
             tags: super::object::parse_tagging(input.tagging.as_deref())?,
         };

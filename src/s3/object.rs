@@ -225,10 +225,20 @@ macro_rules! stored_headers {
 pub(super) use stored_headers;
 
 /// User metadata in a stable order.
-pub(super) fn user_meta(m: Option<Metadata>) -> Vec<(String, String)> {
+/// S3's limit on user-defined metadata: the bytes of every key and value together.
+const MAX_USER_META: usize = 2048;
+
+/// The `x-amz-meta-*` pairs, sorted; more than 2 KB of them is 400 MetadataTooLarge.
+pub(super) fn user_meta(m: Option<Metadata>) -> S3Result<Vec<(String, String)>> {
     let mut v: Vec<(String, String)> = m.unwrap_or_default().into_iter().collect();
+    if v.iter().map(|(k, val)| k.len() + val.len()).sum::<usize>() > MAX_USER_META {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size."
+        ));
+    }
     v.sort();
-    v
+    Ok(v)
 }
 
 /// Refuses a version id hoard cannot have issued (400 InvalidArgument, as S3).
@@ -476,6 +486,7 @@ impl HoardS3 {
             return Err(s3_error!(KeyTooLongError, "Your key is too long"));
         }
         let tags = parse_tagging(req.input.tagging.as_deref())?;
+        let meta = user_meta(req.input.metadata.take())?;
         let body = req.input.body.take();
         let Received {
             ingested,
@@ -499,7 +510,7 @@ impl HoardS3 {
             etag: etag.clone(),
             modified_ms: crate::meta::now_ms(),
             headers: stored_headers!(input),
-            user_meta: user_meta(input.metadata.take()),
+            user_meta: meta,
             checksums,
             data: ObjectData::Inline(Vec::new()),
             version_id: crate::meta::NULL_VERSION.into(),
