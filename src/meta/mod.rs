@@ -581,6 +581,9 @@ impl MetaStore {
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
             let mut seg_chunks = txn.open_table(SEGMENT_CHUNKS)?;
+            // Lost chunks are rare: one look at the table, not one per chunk.
+            let mut lost = txn.open_table(repair::LOST_CHUNKS)?;
+            let any_lost = !ReadableTableMetadata::is_empty(&lost)?;
             let mut row = SegmentRow {
                 size,
                 created: now,
@@ -594,8 +597,11 @@ impl MetaStore {
                 }
                 // Content that was lost comes back: its damaged objects' references
                 // move onto the new row.
-                let lost = repair::take_lost(txn, &e.id)?;
-                let refs = u32::try_from(u64::from(e.refs) + lost).unwrap_or(u32::MAX);
+                let was_lost = match any_lost {
+                    true => lost.remove(e.id.as_slice())?.map_or(0, |v| v.value()),
+                    false => 0,
+                };
+                let refs = u32::try_from(u64::from(e.refs) + was_lost).unwrap_or(u32::MAX);
                 let chunk = ChunkRow {
                     loc: ChunkLocation {
                         segment,

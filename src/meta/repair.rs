@@ -74,7 +74,7 @@ impl RefHolders {
 }
 
 /// Takes a lost chunk's references for a new row of the same content.
-pub(super) fn take_lost(txn: &WriteTransaction, id: &ChunkId) -> MetaResult<u64> {
+fn take_lost(txn: &WriteTransaction, id: &ChunkId) -> MetaResult<u64> {
     let mut lost = txn.open_table(LOST_CHUNKS)?;
     let n = lost.remove(id.as_slice())?.map(|v| v.value()).unwrap_or(0);
     Ok(n)
