@@ -11,9 +11,19 @@
 //! | POST | `/hoard-admin/v1/verify[?bucket=B][&repair=true]` | checks chunks, trailers, reference counts and segment files; returns the report. With `repair` (whole store only): repairs what it found (see `repair`), then verifies again and returns that report with what repair changed |
 //! | GET | `/hoard-admin/v1/quotas` | the quotas in force (logical bytes; see `meta::quota`) |
 //! | PUT | `/hoard-admin/v1/quotas` | sets or removes one; JSON body `{"bucket": B or null for the store, "bytes": N or null to remove}`; returns the quotas |
+//! | GET | `/hoard-admin/v1/users` | the users, their access keys, states and grants (never secrets) |
+//! | POST | `/hoard-admin/v1/users/NAME` | adds a user; JSON body `{"grants": {"BUCKET or *": "readonly/writeonly/readwrite/admin"}}`, optional; returns the access key and secret, the only time the secret is shown |
+//! | DELETE | `/hoard-admin/v1/users/NAME` | removes a user; its key is refused from then on |
+//! | POST | `/hoard-admin/v1/users/NAME/disable`, `.../enable` | refuses, or accepts again, the user's key |
+//! | POST | `/hoard-admin/v1/users/NAME/rotate-key` | replaces the key pair and returns the new one; the old one is refused from then on |
+//! | PUT | `/hoard-admin/v1/users/NAME/grants/BUCKET` | sets the user's grant on a bucket (or `*`); JSON body `{"permission": P}`; returns the user |
+//! | DELETE | `/hoard-admin/v1/users/NAME/grants/BUCKET` | removes that grant; returns the user |
 //!
-//! Errors come back as S3 error XML with the usual codes.
+//! Only root and users holding the admin grant on `*` may call it (403 AccessDenied
+//! otherwise). Errors come back as S3 error XML with the usual codes; user errors are
+//! `404 NoSuchEntity`, `409 EntityAlreadyExists` and `400 InvalidArgument`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -23,10 +33,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::cleaner::{Cleaner, GcOptions};
 use crate::config::{ChunkingConfig, Config};
-use crate::meta::MetaStore;
+use crate::meta::{MetaStore, Permission};
 use crate::s3::{internal, meta_error, no_such_bucket};
 use crate::segments::SegmentStore;
 use crate::stats;
+use crate::users::{ALL_BUCKETS, Users, UsersError};
 
 pub const PREFIX: &str = "/hoard-admin/v1/";
 const MAX_BODY: usize = 64 * 1024;
@@ -47,6 +58,27 @@ pub struct QuotaRequest {
     pub bytes: Option<u64>,
 }
 
+/// Body of a user creation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AddUserRequest {
+    #[serde(default)]
+    pub grants: BTreeMap<String, Permission>,
+}
+
+/// Body of a grant change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantRequest {
+    pub permission: Permission,
+}
+
+impl Default for GrantRequest {
+    fn default() -> Self {
+        GrantRequest {
+            permission: Permission::Readonly,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BucketSettings {
     pub name: String,
@@ -61,6 +93,7 @@ pub struct AdminApi {
     meta: MetaStore,
     segments: SegmentStore,
     cleaner: Arc<Cleaner>,
+    users: Arc<Users>,
 }
 
 /// The value of `name` in a query string.
@@ -76,12 +109,65 @@ impl AdminApi {
         meta: MetaStore,
         segments: SegmentStore,
         cleaner: Arc<Cleaner>,
+        users: Arc<Users>,
     ) -> Self {
         AdminApi {
             cfg,
             meta,
             segments,
             cleaner,
+            users,
+        }
+    }
+
+    /// The users routes: `rest` is what follows `users/`.
+    async fn users(
+        &self,
+        method: &Method,
+        rest: &[&str],
+        body: Body,
+    ) -> S3Result<S3Response<Body>> {
+        let u = &self.users;
+        match (method, rest) {
+            (&Method::GET, []) => json(StatusCode::OK, &u.list().await.map_err(users_error)?),
+            (&Method::POST, [name]) => {
+                let req: AddUserRequest = json_body(body).await?;
+                for bucket in req.grants.keys() {
+                    check_grant_target(bucket)?;
+                }
+                json(
+                    StatusCode::OK,
+                    &u.add(name, req.grants).await.map_err(users_error)?,
+                )
+            }
+            (&Method::DELETE, [name]) => {
+                u.remove(name).await.map_err(users_error)?;
+                json(StatusCode::OK, &serde_json::json!({ "removed": name }))
+            }
+            (&Method::POST, [name, verb @ ("enable" | "disable")]) => {
+                u.set_enabled(name, *verb == "enable")
+                    .await
+                    .map_err(users_error)?;
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "name": name, "enabled": *verb == "enable" }),
+                )
+            }
+            (&Method::POST, [name, "rotate-key"]) => json(
+                StatusCode::OK,
+                &u.rotate_key(name).await.map_err(users_error)?,
+            ),
+            (&Method::PUT, [name, "grants", bucket]) => {
+                check_grant_target(bucket)?;
+                let req: GrantRequest = json_body_required(body).await?;
+                let info = u.grant(name, bucket, Some(req.permission)).await;
+                json(StatusCode::OK, &info.map_err(users_error)?)
+            }
+            (&Method::DELETE, [name, "grants", bucket]) => {
+                let info = u.grant(name, bucket, None).await;
+                json(StatusCode::OK, &info.map_err(users_error)?)
+            }
+            _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }
 
@@ -213,6 +299,29 @@ impl AdminApi {
     }
 }
 
+/// A grant names a bucket by S3's rules, or `*` for every bucket.
+fn check_grant_target(bucket: &str) -> S3Result<()> {
+    if bucket == ALL_BUCKETS || valid_bucket_name(bucket) {
+        return Ok(());
+    }
+    Err(S3Error::with_message(
+        S3ErrorCode::InvalidArgument,
+        format!("grant on {bucket:?}: name a bucket, or * for every bucket"),
+    ))
+}
+
+fn users_error(e: UsersError) -> S3Error {
+    let (code, status) = match &e {
+        UsersError::NoSuchUser(_) => ("NoSuchEntity", StatusCode::NOT_FOUND),
+        UsersError::UserExists(_) => ("EntityAlreadyExists", StatusCode::CONFLICT),
+        UsersError::InvalidName(_) => ("InvalidArgument", StatusCode::BAD_REQUEST),
+        _ => return internal("user change failed", &e),
+    };
+    let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), e.to_string());
+    err.set_status_code(status);
+    err
+}
+
 fn settings(name: &str, rec: &crate::meta::BucketRecord) -> BucketSettings {
     BucketSettings {
         name: name.to_owned(),
@@ -237,15 +346,26 @@ pub fn valid_bucket_name(name: &str) -> bool {
 }
 
 /// A JSON request body of at most `MAX_BODY` bytes; empty reads as `T::default()`.
-async fn json_body<T: serde::de::DeserializeOwned + Default>(mut body: Body) -> S3Result<T> {
+async fn json_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> S3Result<T> {
+    Ok(json_body_opt(body).await?.unwrap_or_default())
+}
+
+/// A JSON request body that must be there.
+async fn json_body_required<T: serde::de::DeserializeOwned>(body: Body) -> S3Result<T> {
+    json_body_opt(body)
+        .await?
+        .ok_or_else(|| s3_error!(InvalidArgument, "this request needs a JSON body"))
+}
+
+async fn json_body_opt<T: serde::de::DeserializeOwned>(mut body: Body) -> S3Result<Option<T>> {
     let bytes = body
         .store_all_limited(MAX_BODY)
         .await
         .map_err(|_| s3_error!(InvalidRequest, "request body too large"))?;
     if bytes.is_empty() {
-        return Ok(T::default());
+        return Ok(None);
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         S3Error::with_message(S3ErrorCode::InvalidArgument, format!("invalid JSON: {e}"))
     })
 }
@@ -272,6 +392,25 @@ impl S3Route for AdminApi {
         uri.path().starts_with(PREFIX)
     }
 
+    /// Root, or a user holding the admin grant on `*`; s3s has verified the signature.
+    async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
+        let who = req
+            .credentials
+            .as_ref()
+            .and_then(|c| self.users.principal(&c.access_key));
+        match who {
+            Some(p) if p.is_admin() => Ok(()),
+            Some(p) => {
+                tracing::info!(user = p.name(), path = %req.uri.path(), "admin API refused");
+                Err(s3_error!(
+                    AccessDenied,
+                    "The admin API needs the admin grant on *."
+                ))
+            }
+            None => Err(s3_error!(AccessDenied, "Access Denied")),
+        }
+    }
+
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let path = req.uri.path().strip_prefix(PREFIX).unwrap_or("").to_owned();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -283,6 +422,7 @@ impl S3Route for AdminApi {
             (&Method::POST, ["verify"]) => self.verify(&req.uri).await,
             (&Method::GET, ["quotas"]) => self.quotas().await,
             (&Method::PUT, ["quotas"]) => self.set_quota(req.input).await,
+            (m, ["users", rest @ ..]) => self.users(m, rest, req.input).await,
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }

@@ -1,4 +1,5 @@
-//! `auth` owns the root credentials and the SigV4 secret lookup s3s calls.
+//! `auth` owns the root credentials (the SigV4 secret lookup for every user is in
+//! `users`).
 //!
 //! Root credentials come from `HOARD_ROOT_ACCESS_KEY` / `HOARD_ROOT_SECRET_KEY`, or
 //! from `<data-dir>/root-credentials` (mode 0600), which is generated on first start.
@@ -8,8 +9,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
-use s3s::auth::{S3Auth, SecretKey};
-use s3s::{S3Result, s3_error};
 
 pub const ENV_ACCESS_KEY: &str = "HOARD_ROOT_ACCESS_KEY";
 pub const ENV_SECRET_KEY: &str = "HOARD_ROOT_SECRET_KEY";
@@ -50,7 +49,8 @@ pub enum Origin {
 }
 
 impl Credentials {
-    fn from_env() -> Result<Option<Credentials>, AuthError> {
+    /// `HOARD_ROOT_ACCESS_KEY` and `HOARD_ROOT_SECRET_KEY`, if set.
+    pub fn from_env() -> Result<Option<Credentials>, AuthError> {
         match (
             std::env::var(ENV_ACCESS_KEY).ok(),
             std::env::var(ENV_SECRET_KEY).ok(),
@@ -109,15 +109,8 @@ impl Credentials {
         Ok((c, Origin::Generated(path)))
     }
 
-    /// Client side: environment, else the file in `data_dir`.
-    pub fn for_client(data_dir: &Path) -> Result<Option<Credentials>, AuthError> {
-        match Self::from_env()? {
-            Some(c) => Ok(Some(c)),
-            None => Self::from_data_dir(data_dir),
-        }
-    }
-
-    fn generate() -> Credentials {
+    /// A fresh random key pair (20-character access key, 40-character secret).
+    pub fn generate() -> Credentials {
         const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut rng = rand::rng();
@@ -133,7 +126,8 @@ impl Credentials {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes `text` to a new file readable by its owner only, and syncs it.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -144,30 +138,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = opts.open(path)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()
-}
-
-/// The s3s secret lookup: the root user only (users come with issue 5).
-pub struct RootAuth {
-    root: Credentials,
-}
-
-impl RootAuth {
-    pub fn new(root: Credentials) -> Self {
-        RootAuth { root }
-    }
-}
-
-#[async_trait::async_trait]
-impl S3Auth for RootAuth {
-    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        if access_key == self.root.access_key {
-            return Ok(SecretKey::from(self.root.secret_key.clone()));
-        }
-        Err(s3_error!(
-            InvalidAccessKeyId,
-            "The AWS Access Key Id you provided does not exist in our records."
-        ))
-    }
 }
 
 #[cfg(test)]

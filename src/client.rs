@@ -8,8 +8,12 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 
+use std::collections::BTreeMap;
+
 use crate::auth::Credentials;
+use crate::meta::Permission;
 use crate::stats::{StatsReport, UsageReport};
+use crate::users::{NewKey, UserInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -26,6 +30,8 @@ pub enum ClientError {
     Decode(String),
     #[error("TLS set-up: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Request(String),
 }
 
 pub struct AdminClient {
@@ -55,6 +61,10 @@ impl AdminClient {
             creds,
             http,
         })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     async fn request(
@@ -157,8 +167,7 @@ impl AdminClient {
         name: &str,
         req: &crate::admin::CreateBucketRequest,
     ) -> Result<crate::admin::BucketSettings, ClientError> {
-        let body = serde_json::to_vec(req).map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.call(http::Method::PUT, &format!("buckets/{name}"), body)
+        self.call(http::Method::PUT, &format!("buckets/{name}"), encode(req)?)
             .await
     }
 
@@ -168,13 +177,84 @@ impl AdminClient {
         &self,
         req: &crate::admin::QuotaRequest,
     ) -> Result<crate::meta::Quotas, ClientError> {
-        let body = serde_json::to_vec(req).map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.call(http::Method::PUT, "quotas", body).await
+        self.call(http::Method::PUT, "quotas", encode(req)?).await
     }
 
     pub async fn quotas(&self) -> Result<crate::meta::Quotas, ClientError> {
         self.call(http::Method::GET, "quotas", Vec::new()).await
     }
+
+    pub async fn users(&self) -> Result<Vec<UserInfo>, ClientError> {
+        self.call(http::Method::GET, "users", Vec::new()).await
+    }
+
+    /// Adds a user; the answer holds its secret, shown this once.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        grants: BTreeMap<String, Permission>,
+    ) -> Result<NewKey, ClientError> {
+        let body = encode(&crate::admin::AddUserRequest { grants })?;
+        self.call(http::Method::POST, &user_path(name, "")?, body)
+            .await
+    }
+
+    pub async fn remove_user(&self, name: &str) -> Result<(), ClientError> {
+        self.request(http::Method::DELETE, &user_path(name, "")?, Vec::new())
+            .await
+            .map(drop)
+    }
+
+    pub async fn set_user_enabled(&self, name: &str, enabled: bool) -> Result<(), ClientError> {
+        let verb = if enabled { "enable" } else { "disable" };
+        self.request(http::Method::POST, &user_path(name, verb)?, Vec::new())
+            .await
+            .map(drop)
+    }
+
+    pub async fn rotate_user_key(&self, name: &str) -> Result<NewKey, ClientError> {
+        self.call(
+            http::Method::POST,
+            &user_path(name, "rotate-key")?,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Sets (`Some`) or removes (`None`) a user's grant on `bucket` (or `*`).
+    pub async fn set_grant(
+        &self,
+        name: &str,
+        bucket: &str,
+        permission: Option<Permission>,
+    ) -> Result<UserInfo, ClientError> {
+        let path = user_path(name, &format!("grants/{bucket}"))?;
+        match permission {
+            Some(permission) => {
+                let body = encode(&crate::admin::GrantRequest { permission })?;
+                self.call(http::Method::PUT, &path, body).await
+            }
+            None => self.call(http::Method::DELETE, &path, Vec::new()).await,
+        }
+    }
+}
+
+/// `users/NAME[/rest]`; a name the server would refuse is refused here, before it
+/// can make an invalid or different path.
+fn user_path(name: &str, rest: &str) -> Result<String, ClientError> {
+    if !crate::users::valid_user_name(name) {
+        return Err(ClientError::Request(
+            crate::users::UsersError::InvalidName(name.to_owned()).to_string(),
+        ));
+    }
+    Ok(match rest {
+        "" => format!("users/{name}"),
+        rest => format!("users/{name}/{rest}"),
+    })
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(v).map_err(|e| ClientError::Decode(e.to_string()))
 }
 
 /// SigV4 (service `s3`) headers for a request: `authorization`, `x-amz-date` and
@@ -370,5 +450,28 @@ pub fn render_verify(r: &crate::verify::VerifyReport) -> String {
             "PROBLEMS FOUND"
         }
     );
+    out
+}
+
+/// The `hoard user list` table.
+pub fn render_users(users: &[UserInfo]) -> String {
+    let mut out = format!(
+        "{:<20} {:<22} {:<9} grants\n",
+        "name", "access key", "state"
+    );
+    for u in users {
+        let grants: Vec<String> = u.grants.iter().map(|(b, p)| format!("{b}={p}")).collect();
+        out.push_str(&format!(
+            "{:<20} {:<22} {:<9} {}\n",
+            u.name,
+            u.access_key,
+            if u.enabled { "enabled" } else { "disabled" },
+            if grants.is_empty() {
+                "-".to_owned()
+            } else {
+                grants.join(" ")
+            }
+        ));
+    }
     out
 }

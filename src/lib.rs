@@ -4,6 +4,7 @@
 //! stores: `server` -> `s3` / `admin` -> `ingest`, `retrieve` -> `index` -> `meta`,
 //! `segments`. See docs/ARCHITECTURE.md.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod cleaner;
@@ -13,6 +14,7 @@ pub mod index;
 pub mod ingest;
 pub mod meta;
 pub mod metrics;
+pub mod profile;
 pub mod repair;
 pub mod retrieve;
 pub mod s3;
@@ -21,5 +23,6 @@ pub mod segments;
 pub mod server;
 pub mod stats;
 pub mod tls;
+pub mod users;
 pub mod verify;
 pub mod vhost;

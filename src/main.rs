@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use hoard::admin::CreateBucketRequest;
-use hoard::auth::Credentials;
 use hoard::client::{AdminClient, render_stats};
 use hoard::config::{Config, Overrides};
+use hoard::meta::Permission;
+use hoard::profile::{Given, Profile};
 
 #[derive(Parser)]
 #[command(
@@ -21,21 +22,31 @@ struct Cli {
     command: Command,
 }
 
-/// How the admin verbs reach a running server.
+/// How the admin verbs reach a running server. Unset values come from the CLI config
+/// file (~/.config/hoard/cli.toml), then the defaults; see `hoard::profile`.
 #[derive(clap::Args)]
 struct Target {
-    /// Endpoint of the running hoard.
-    #[arg(long, env = "HOARD_ENDPOINT", default_value = "http://127.0.0.1:9000")]
-    endpoint: String,
-    /// Data dir whose root-credentials file to use when HOARD_ROOT_* are not set.
+    /// Endpoint of the running hoard [default: http://127.0.0.1:9000].
+    #[arg(long, env = "HOARD_ENDPOINT")]
+    endpoint: Option<String>,
+    /// Access key of a user holding the admin grant on * (or root).
+    #[arg(long, env = "HOARD_ACCESS_KEY")]
+    access_key: Option<String>,
+    #[arg(long, env = "HOARD_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Data dir whose root-credentials file to use when no key is given otherwise.
     #[arg(long, env = "HOARD_DATA_DIR", default_value = "./hoard-data")]
     data_dir: PathBuf,
-    #[arg(long, env = "HOARD_REGION", default_value = "us-east-1")]
-    region: String,
+    /// [default: us-east-1]
+    #[arg(long, env = "HOARD_REGION")]
+    region: Option<String>,
     /// CA certificate (PEM) to trust for an https endpoint, e.g. the server's
     /// <data-dir>/tls/ca.pem.
     #[arg(long, env = "HOARD_CA")]
     ca: Option<PathBuf>,
+    /// CLI config file [default: ~/.config/hoard/cli.toml].
+    #[arg(long, env = "HOARD_CLI_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -61,6 +72,9 @@ enum Command {
     /// Limit the logical bytes of a bucket or of the whole store.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Manage users, their keys and their per-bucket grants.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Check every chunk, trailer, reference count and segment file; name the
     /// objects any damage affects. Exits with status 1 when anything is wrong.
     Verify {
@@ -189,6 +203,148 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user and print its access key and secret (shown this once).
+    Add {
+        name: String,
+        /// A grant, BUCKET=PERMISSION (BUCKET may be * for every bucket; PERMISSION is
+        /// readonly, writeonly, readwrite or admin). Repeatable.
+        #[arg(long = "grant", value_parser = parse_grant)]
+        grants: Vec<(String, Permission)>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List users, their access keys, states and grants (never secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Refuse the user's key until enabled again.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Accept a disabled user's key again.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a user; its key is refused from then on.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Replace the user's key pair and print the new one; the old one stops working.
+    RotateKey {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set the user's permission on a bucket (or * for every bucket).
+    Grant {
+        name: String,
+        bucket: String,
+        permission: Permission,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove the user's grant on a bucket (or *).
+    Revoke {
+        name: String,
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `BUCKET=PERMISSION`.
+fn parse_grant(s: &str) -> Result<(String, Permission), String> {
+    let (bucket, p) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s}: write BUCKET=PERMISSION"))?;
+    Ok((bucket.to_owned(), p.parse()?))
+}
+
+async fn run_user(cmd: UserCommand) -> Result<(), String> {
+    let e = |e: hoard::client::ClientError| e.to_string();
+    match cmd {
+        UserCommand::Add {
+            name,
+            grants,
+            target,
+        } => {
+            let key = client(target)?
+                .add_user(&name, grants.into_iter().collect())
+                .await
+                .map_err(e)?;
+            print_new_key("added", &key);
+        }
+        UserCommand::RotateKey { name, target } => {
+            let key = client(target)?.rotate_user_key(&name).await.map_err(e)?;
+            print_new_key("has a new key; the old one is refused from now on", &key);
+        }
+        UserCommand::List { json, target } => {
+            let users = client(target)?.users().await.map_err(e)?;
+            print_report(json, &users, |u| hoard::client::render_users(u))?;
+        }
+        UserCommand::Disable { name, target } => {
+            client(target)?
+                .set_user_enabled(&name, false)
+                .await
+                .map_err(e)?;
+            println!("user {name} disabled");
+        }
+        UserCommand::Enable { name, target } => {
+            client(target)?
+                .set_user_enabled(&name, true)
+                .await
+                .map_err(e)?;
+            println!("user {name} enabled");
+        }
+        UserCommand::Remove { name, target } => {
+            client(target)?.remove_user(&name).await.map_err(e)?;
+            println!("user {name} removed");
+        }
+        UserCommand::Grant {
+            name,
+            bucket,
+            permission,
+            target,
+        } => {
+            let u = client(target)?
+                .set_grant(&name, &bucket, Some(permission))
+                .await
+                .map_err(e)?;
+            print!("{}", hoard::client::render_users(&[u]));
+        }
+        UserCommand::Revoke {
+            name,
+            bucket,
+            target,
+        } => {
+            let u = client(target)?
+                .set_grant(&name, &bucket, None)
+                .await
+                .map_err(e)?;
+            print!("{}", hoard::client::render_users(&[u]));
+        }
+    }
+    Ok(())
+}
+
+fn print_new_key(what: &str, key: &hoard::users::NewKey) {
+    println!("user {} {what}", key.name);
+    println!("  access key: {}", key.access_key);
+    println!("  secret key: {}", key.secret_key);
+    println!("Store the secret key now: it is not shown again.");
+}
+
+#[derive(Subcommand)]
 enum BucketCommand {
     /// Create a bucket with its own chunking and compression settings.
     Create {
@@ -207,11 +363,18 @@ enum BucketCommand {
     },
 }
 
-fn client(t: &Target) -> Result<AdminClient, String> {
-    let creds = Credentials::for_client(&t.data_dir)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "no credentials: set HOARD_ROOT_ACCESS_KEY and HOARD_ROOT_SECRET_KEY, or point --data-dir at the server's data dir".to_owned())?;
-    AdminClient::new(&t.endpoint, &t.region, creds, t.ca.as_deref()).map_err(|e| e.to_string())
+fn client(t: Target) -> Result<AdminClient, String> {
+    let p = Profile::resolve(Given {
+        endpoint: t.endpoint,
+        region: t.region,
+        ca: t.ca,
+        access_key: t.access_key,
+        secret_key: t.secret_key,
+        config: t.config,
+        data_dir: t.data_dir,
+    })
+    .map_err(|e| e.to_string())?;
+    AdminClient::new(&p.endpoint, &p.region, p.creds, p.ca.as_deref()).map_err(|e| e.to_string())
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -229,7 +392,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             json,
             target,
         } => {
-            let report = client(&target)?
+            let report = client(target)?
                 .stats(bucket.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
@@ -241,7 +404,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             json,
             target,
         } => {
-            let r = client(&target)?
+            let r = client(target)?
                 .verify(bucket.as_deref(), repair)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -257,12 +420,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             grace_period,
             target,
         } => {
+            let client = client(target)?;
             eprintln!(
                 "hoard gc: {} pass started on {} (progress in the server log and hoard_gc_* metrics)",
                 if dry_run { "dry-run" } else { "cleaner" },
-                target.endpoint
+                client.endpoint()
             );
-            let r = client(&target)?
+            let r = client
                 .gc(dry_run, grace_period)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -296,7 +460,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 chunk_max,
                 compression_level,
             };
-            let s = client(&target)?
+            let s = client(target)?
                 .create_bucket(&name, &req)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -315,7 +479,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 bucket,
                 bytes: size.0,
             };
-            let q = client(&target)?
+            let q = client(target)?
                 .set_quota(&req)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -323,8 +487,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Cert(CertCommand::Show { data_dir, tls_cert }) => show_cert(&data_dir, tls_cert),
+        Command::User(cmd) => run_user(cmd).await,
         Command::Quota(QuotaCommand::Show { target }) => {
-            let q = client(&target)?.quotas().await.map_err(|e| e.to_string())?;
+            let q = client(target)?.quotas().await.map_err(|e| e.to_string())?;
             print_quotas(&q);
             Ok(())
         }

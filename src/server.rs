@@ -20,8 +20,9 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{Body, HttpError};
 use tokio::net::TcpListener;
 
+use crate::access::HoardAccess;
 use crate::admin::AdminApi;
-use crate::auth::{Credentials, Origin, RootAuth};
+use crate::auth::{Credentials, Origin};
 use crate::cleaner::{Cleaner, CleanerSettings};
 use crate::config::Config;
 use crate::index::ChunkIndex;
@@ -32,6 +33,7 @@ use crate::retrieve::Retrieve;
 use crate::s3::HoardS3;
 use crate::segments::{SegmentError, SegmentStore};
 use crate::stats;
+use crate::users::{KeyLookup, Users};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +56,8 @@ pub enum ServerError {
     Domain(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Users(#[from] crate::users::UsersError),
 }
 
 /// Everything a running hoard serves from.
@@ -128,6 +132,7 @@ impl Node {
             cfg.get_read_max,
         ));
         let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
+        let users = Arc::new(Users::load(meta.clone(), &cfg.data_dir, root)?);
         let s3 = HoardS3::new(
             cfg.clone(),
             meta.clone(),
@@ -135,14 +140,17 @@ impl Node {
             retrieve,
             metrics.clone(),
             owner_id,
+            users.clone(),
         );
         let mut builder = S3ServiceBuilder::new(s3);
-        builder.set_auth(RootAuth::new(root));
+        builder.set_auth(KeyLookup(users.clone()));
+        builder.set_access(HoardAccess::new(users.clone()));
         builder.set_route(AdminApi::new(
             cfg.clone(),
             meta.clone(),
             segments.clone(),
             cleaner.clone(),
+            users,
         ));
         builder
             .set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);

@@ -4,7 +4,7 @@
 mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use aws_sdk_s3::types::BucketVersioningStatus;
 use common::*;
 
 const MIB: usize = 1024 * 1024;
@@ -102,16 +102,7 @@ async fn noncurrent_versions_count_and_deletes_make_room() {
     let s = Server::start();
     let c = s.client();
     c.create_bucket().bucket("ver").send().await.unwrap();
-    c.put_bucket_versioning()
-        .bucket("ver")
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    set_versioning(&c, "ver", BucketVersioningStatus::Enabled).await;
     set_quota(&s, &["--bucket", "ver", "5MB"]);
     put_bytes(&c, "ver", "k", random_bytes(1, 3_000_000)).await;
     // The first version stays, so a second 3 MB version would make 6 MB.

@@ -7,18 +7,9 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketVersioningStatus, ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart,
-    ObjectAttributes, Tag, Tagging, TaggingDirective, VersioningConfiguration,
+    ObjectAttributes, Tag, Tagging, TaggingDirective,
 };
 use common::*;
-
-async fn set_versioning(c: &Client, bucket: &str, status: BucketVersioningStatus) {
-    c.put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(VersioningConfiguration::builder().status(status).build())
-        .send()
-        .await
-        .expect("put bucket versioning");
-}
 
 async fn put(c: &Client, bucket: &str, key: &str, data: &[u8]) -> Option<String> {
     c.put_object()

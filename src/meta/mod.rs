@@ -29,6 +29,7 @@ mod multipart;
 mod quota;
 pub mod records;
 mod repair;
+mod users;
 mod verify;
 mod versions;
 
@@ -51,6 +52,7 @@ pub use quota::Quotas;
 use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
 pub use repair::{CountFix, RefHold, RefHolders};
+pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;
 use versions::put_object_record;
 pub use versions::{
@@ -233,6 +235,7 @@ impl MetaStore {
             txn.open_table(PENDING_DELETES)?;
             txn.open_table(quota::QUOTAS)?;
             txn.open_table(repair::LOST_CHUNKS)?;
+            txn.open_table(users::USERS)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;

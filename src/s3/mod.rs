@@ -35,6 +35,7 @@ pub struct HoardS3 {
     pub(crate) retrieve: Arc<Retrieve>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) owner_id: String,
+    pub(crate) users: Arc<crate::users::Users>,
 }
 
 impl HoardS3 {
@@ -45,6 +46,7 @@ impl HoardS3 {
         retrieve: Arc<Retrieve>,
         metrics: Arc<Metrics>,
         owner_id: String,
+        users: Arc<crate::users::Users>,
     ) -> Self {
         HoardS3 {
             cfg,
@@ -53,6 +55,7 @@ impl HoardS3 {
             retrieve,
             metrics,
             owner_id,
+            users,
         }
     }
 
@@ -250,12 +253,19 @@ impl S3 for HoardS3 {
 
     async fn list_buckets(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         self.observe("ListBuckets", async {
+            // Only the buckets the signer holds a grant on.
+            let who = req
+                .credentials
+                .as_ref()
+                .and_then(|c| self.users.principal(&c.access_key))
+                .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
             let buckets = self.meta.list_buckets().await.map_err(meta_error)?;
             let buckets = buckets
                 .into_iter()
+                .filter(|(name, _)| who.permission(name).is_some())
                 .map(|(name, rec)| Bucket {
                     name: Some(name),
                     creation_date: Some(timestamp(rec.created_ms)),

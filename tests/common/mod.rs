@@ -311,6 +311,23 @@ pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Ve
     out.e_tag().unwrap_or("").trim_matches('"').to_owned()
 }
 
+pub async fn set_versioning(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    status: aws_sdk_s3::types::BucketVersioningStatus,
+) {
+    c.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(status)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("put bucket versioning");
+}
+
 /// A client of the running server's admin API, with the test root key.
 pub fn admin(server: &Server) -> hoard::client::AdminClient {
     let creds = hoard::auth::Credentials {
@@ -409,13 +426,29 @@ pub fn assert_no_panic(server: &Server) {
 
 /// Runs the `hoard` CLI against `s` with the root keys; (exit success, stdout+stderr).
 pub fn cli(s: &Server, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"))
-        .args(args)
-        .args(["--endpoint", &s.endpoint()])
-        .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
-        .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
-        .output()
-        .unwrap();
+    let endpoint = s.endpoint();
+    let ca = s.ca_pem().display().to_string();
+    let mut env = vec![
+        ("HOARD_ENDPOINT", endpoint.as_str()),
+        ("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY),
+        ("HOARD_ROOT_SECRET_KEY", SECRET_KEY),
+    ];
+    if s.scheme == "https" {
+        env.push(("HOARD_CA", ca.as_str()));
+    }
+    cli_env(&env, args)
+}
+
+/// Runs the `hoard` CLI with exactly the `HOARD_*`, `HOME` and `XDG_CONFIG_HOME`
+/// variables given; (exit success, stdout+stderr).
+pub fn cli_env(env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HOARD_") || k == "HOME" || k == "XDG_CONFIG_HOME" {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.args(args).envs(env.iter().copied()).output().unwrap();
     (
         out.status.success(),
         format!(

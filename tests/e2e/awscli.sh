@@ -132,7 +132,25 @@ quota_refusal() {
   [ "$(aws s3 ls s3://e2e-quota/ | wc -l)" -eq 1 ]
   aws s3 rm s3://e2e-quota/fits && aws s3 rb s3://e2e-quota
 }
+writeonly_user() {
+  aws s3 mb s3://e2e-drop
+  "$HOARD" user add dropper --grant e2e-drop=writeonly --endpoint "http://$ADDR" >"$WORK/dropper"
+  local ak sk
+  ak=$(sed -n 's/^ *access key: //p' "$WORK/dropper"); sk=$(sed -n 's/^ *secret key: //p' "$WORK/dropper")
+  # The write-only user uploads (multipart too) but cannot list or read back.
+  AWS_ACCESS_KEY_ID=$ak AWS_SECRET_ACCESS_KEY=$sk aws s3 cp "$WORK/huge.bin" s3://e2e-drop/full.bak
+  ! AWS_ACCESS_KEY_ID=$ak AWS_SECRET_ACCESS_KEY=$sk aws s3 ls s3://e2e-drop/ 2>"$WORK/drop.err"
+  grep -q AccessDenied "$WORK/drop.err"
+  ! AWS_ACCESS_KEY_ID=$ak AWS_SECRET_ACCESS_KEY=$sk aws s3 cp s3://e2e-drop/full.bak "$WORK/drop.back" 2>"$WORK/drop.err"
+  grep -q '403' "$WORK/drop.err"
+  # Root reads what it wrote.
+  aws s3 cp s3://e2e-drop/full.bak "$WORK/drop.back" && cmp "$WORK/huge.bin" "$WORK/drop.back"
+  "$HOARD" user remove dropper --endpoint "http://$ADDR"
+  ! AWS_ACCESS_KEY_ID=$ak AWS_SECRET_ACCESS_KEY=$sk aws s3 cp "$WORK/small.bin" s3://e2e-drop/late 2>/dev/null
+  aws s3 rm s3://e2e-drop/full.bak && aws s3 rb s3://e2e-drop
+}
 export HOARD ADDR
+step_fn "a writeonly user uploads with aws-cli but cannot list or read; removed, it is refused" writeonly_user
 step_fn "a cp beyond a bucket quota fails with QuotaExceeded and stores nothing" quota_refusal
 step_fn "s3api versioning: enable, versions, delete marker, get by version, delete versions" s3api_versioning
 step_fn "s3api object and bucket tagging" s3api_tagging

@@ -1,0 +1,184 @@
+//! `access` owns authorisation of S3 operations: which permission each operation
+//! needs, checked through s3s's access hook after the signature is verified and
+//! before the operation runs. Refusals are `403 AccessDenied` and change nothing.
+//!
+//! | operation | needs on the bucket |
+//! |---|---|
+//! | ListBuckets | any signed user; lists only buckets the user holds a grant on |
+//! | HeadBucket, GetBucketLocation | any grant |
+//! | GetObject, HeadObject, GetObjectAttributes, GetObjectTagging, Get* of bucket settings | read (readonly, readwrite, admin) |
+//! | ListObjects(V2), ListObjectVersions | read |
+//! | PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads, DeleteObject(s), Put/DeleteObjectTagging | write (writeonly, readwrite, admin) |
+//! | CopyObject, UploadPartCopy | write on the target and read on the source bucket |
+//! | CreateBucket, DeleteBucket, every Put/Delete of bucket settings, anything else | admin on the bucket |
+//! | any other operation on the service root | admin on `*` |
+//!
+//! ListParts and ListMultipartUploads count as writes: they show uploads in progress,
+//! which a write-only backup client needs to resume, not stored objects.
+
+use std::sync::Arc;
+
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
+use s3s::path::S3Path;
+use s3s::{S3Request, S3Result, s3_error};
+
+use crate::meta::Permission;
+use crate::users::{Principal, Users};
+
+/// What an operation needs on its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    AnyGrant,
+    Read,
+    Write,
+    Admin,
+}
+
+fn need_of(op: &str) -> Need {
+    match op {
+        "HeadBucket" | "GetBucketLocation" => Need::AnyGrant,
+        "PutObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload"
+        | "AbortMultipartUpload"
+        | "ListParts"
+        | "ListMultipartUploads"
+        | "DeleteObject"
+        | "DeleteObjects"
+        | "PutObjectTagging"
+        | "DeleteObjectTagging"
+        | "CopyObject" => Need::Write,
+        op if op.starts_with("Get") || op.starts_with("Head") || op.starts_with("List") => {
+            Need::Read
+        }
+        _ => Need::Admin,
+    }
+}
+
+fn satisfies(p: Permission, need: Need) -> bool {
+    use Permission::*;
+    match need {
+        Need::AnyGrant => true,
+        Need::Read => matches!(p, Readonly | Readwrite | Admin),
+        Need::Write => matches!(p, Writeonly | Readwrite | Admin),
+        Need::Admin => p == Admin,
+    }
+}
+
+pub struct HoardAccess {
+    users: Arc<Users>,
+}
+
+impl HoardAccess {
+    pub fn new(users: Arc<Users>) -> Self {
+        HoardAccess { users }
+    }
+
+    /// The principal behind a request's verified credentials.
+    fn principal(&self, creds: Option<&s3s::auth::Credentials>) -> S3Result<Principal> {
+        creds
+            .and_then(|c| self.users.principal(&c.access_key))
+            .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))
+    }
+
+    /// Refuses unless `who` holds what `need` asks for on `bucket`.
+    fn require(who: &Principal, bucket: &str, need: Need, op: &str) -> S3Result<()> {
+        if who.permission(bucket).is_some_and(|p| satisfies(p, need)) {
+            return Ok(());
+        }
+        tracing::info!(user = who.name(), bucket, op, "access denied");
+        Err(s3_error!(AccessDenied, "Access Denied"))
+    }
+
+    /// A copy's source bucket must be readable by whoever signed the copy.
+    fn check_copy_source(
+        &self,
+        creds: Option<&s3s::auth::Credentials>,
+        source: &CopySource,
+        op: &str,
+    ) -> S3Result<()> {
+        let who = self.principal(creds)?;
+        match source {
+            CopySource::Bucket { bucket, .. } => Self::require(&who, bucket, Need::Read, op),
+            _ => Err(s3_error!(AccessDenied, "Access Denied")),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for HoardAccess {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let who = self.principal(cx.credentials())?;
+        let op = cx.s3_op().name();
+        match cx.s3_path() {
+            S3Path::Root if op == "ListBuckets" => Ok(()),
+            S3Path::Root if who.is_admin() => Ok(()),
+            S3Path::Root => {
+                tracing::info!(user = who.name(), op, "access denied");
+                Err(s3_error!(AccessDenied, "Access Denied"))
+            }
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => {
+                Self::require(&who, bucket, need_of(op), op)
+            }
+        }
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        self.check_copy_source(
+            req.credentials.as_ref(),
+            &req.input.copy_source,
+            "CopyObject",
+        )
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        self.check_copy_source(
+            req.credentials.as_ref(),
+            &req.input.copy_source,
+            "UploadPartCopy",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_permission_allows_what_its_name_says() {
+        use Permission::*;
+        let allowed = |p, op| satisfies(p, need_of(op));
+        for op in [
+            "GetObject",
+            "HeadObject",
+            "ListObjectsV2",
+            "ListObjectVersions",
+        ] {
+            assert!(allowed(Readonly, op) && allowed(Readwrite, op) && allowed(Admin, op));
+            assert!(!allowed(Writeonly, op), "{op}");
+        }
+        for op in [
+            "PutObject",
+            "DeleteObject",
+            "DeleteObjects",
+            "UploadPart",
+            "ListParts",
+        ] {
+            assert!(allowed(Writeonly, op) && allowed(Readwrite, op) && allowed(Admin, op));
+            assert!(!allowed(Readonly, op), "{op}");
+        }
+        for op in [
+            "DeleteBucket",
+            "PutBucketVersioning",
+            "CreateBucket",
+            "PutBucketPolicy",
+        ] {
+            assert!(allowed(Admin, op));
+            assert!(!allowed(Readwrite, op), "{op}");
+        }
+        assert!(allowed(Writeonly, "HeadBucket") && allowed(Readonly, "HeadBucket"));
+    }
+}

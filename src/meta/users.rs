@@ -1,0 +1,108 @@
+//! User rows: one per user, keyed by name. The secret is stored sealed (see
+//! `users::SecretBox`); this module never sees it in the clear.
+//!
+//! A user row is written whole in one transaction, so a user's key, state and grants
+//! change together. The access-key index is built in memory from these rows at start.
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{MetaResult, MetaStore, decode_record, encode_record};
+
+/// User name -> `UserRecord` (format-versioned postcard).
+pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+
+/// What a grant lets its holder do in a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    /// Read and list.
+    Readonly,
+    /// Write (put, multipart, delete) without read or list.
+    Writeonly,
+    /// Read, list and write.
+    Readwrite,
+    /// Everything, including the bucket's configuration, creating and deleting it;
+    /// on `*`, the admin API as well.
+    Admin,
+}
+
+impl std::str::FromStr for Permission {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "readonly" => Ok(Permission::Readonly),
+            "writeonly" => Ok(Permission::Writeonly),
+            "readwrite" => Ok(Permission::Readwrite),
+            "admin" => Ok(Permission::Admin),
+            other => Err(format!(
+                "unknown permission {other:?}: use readonly, writeonly, readwrite or admin"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Permission::Readonly => "readonly",
+            Permission::Writeonly => "writeonly",
+            Permission::Readwrite => "readwrite",
+            Permission::Admin => "admin",
+        })
+    }
+}
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub access_key: String,
+    /// The secret, sealed with the store's secrets key (nonce, ciphertext, tag).
+    pub sealed_secret: Vec<u8>,
+    pub enabled: bool,
+    /// Bucket name (or `*` for every bucket) -> permission, sorted by bucket.
+    pub grants: Vec<(String, Permission)>,
+    pub created_ms: i64,
+}
+
+impl MetaStore {
+    /// Writes (creates or replaces) a user row, durably.
+    pub async fn put_user(&self, name: &str, rec: &UserRecord) -> MetaResult<()> {
+        let name = name.to_owned();
+        let bytes = encode_record(rec)?;
+        self.write(true, move |txn| {
+            txn.open_table(USERS)?
+                .insert(name.as_str(), bytes.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes a user row; true if it existed.
+    pub async fn remove_user(&self, name: &str) -> MetaResult<bool> {
+        let name = name.to_owned();
+        self.write(true, move |txn| {
+            Ok(txn.open_table(USERS)?.remove(name.as_str())?.is_some())
+        })
+        .await
+    }
+
+    /// Every user row, by name.
+    pub async fn users(&self) -> MetaResult<Vec<(String, UserRecord)>> {
+        self.read(read_users).await
+    }
+
+    /// `users`, on the calling thread (start-up).
+    pub fn users_blocking(&self) -> MetaResult<Vec<(String, UserRecord)>> {
+        self.read_blocking(read_users)
+    }
+}
+
+fn read_users(txn: &ReadTransaction) -> MetaResult<Vec<(String, UserRecord)>> {
+    let mut out = Vec::new();
+    for row in txn.open_table(USERS)?.iter()? {
+        let (k, v) = row?;
+        out.push((k.value().to_owned(), decode_record(v.value())?));
+    }
+    Ok(out)
+}

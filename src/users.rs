@@ -1,0 +1,510 @@
+//! `users` owns who may sign requests and what each may do: the root user, the users
+//! kept in the metadata store, their access keys, sealed secrets and per-bucket grants.
+//!
+//! Invariants:
+//! - A secret is stored only sealed with AES-256-GCM under the *secrets key*
+//!   (`HOARD_SECRETS_KEY`, 64 hex digits, else `<data-dir>/secrets.key`, mode 0600,
+//!   generated on first start), bound to its access key as associated data. It is
+//!   shown once, when it is made (`add`, `rotate_key`), and never logged.
+//! - The in-memory directory (access key -> user) is rebuilt from the stored rows at
+//!   start and changed only after the row change is durable, under one lock, so a
+//!   request is checked against what the store says now: a disabled, removed or
+//!   rotated-away key is refused from the moment the admin call returns.
+//! - Root is not a row: its credentials come from `auth`, and it may do everything.
+//!
+//! Grants: bucket name, or `*` for every bucket (also ones created later) ->
+//! `Permission`. The grant on the bucket itself wins over the one on `*`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Credentials;
+use crate::meta::{MetaError, MetaStore, Permission, UserRecord};
+
+pub const ENV_SECRETS_KEY: &str = "HOARD_SECRETS_KEY";
+const KEY_FILE: &str = "secrets.key";
+/// The grant target that stands for every bucket.
+pub const ALL_BUCKETS: &str = "*";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("secrets key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the secrets key ({0}) must be 64 hex digits")]
+    MalformedKey(String),
+    #[error(
+        "the secret of user {0} cannot be opened with this secrets key; start with the key it was stored under"
+    )]
+    WrongKey(String),
+    #[error("no user named {0}")]
+    NoSuchUser(String),
+    #[error("a user named {0} exists already")]
+    UserExists(String),
+    #[error(
+        "invalid user name {0:?}: use 1 to 64 letters, digits, '.', '_', '-' or '@'; \"root\" is reserved"
+    )]
+    InvalidName(String),
+    #[error("generating a key failed")]
+    Random,
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+pub type UsersResult<T> = Result<T, UsersError>;
+
+/// Seals and opens secrets with the store's secrets key.
+struct SecretBox {
+    key: LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl SecretBox {
+    /// The key from the environment, else the data dir's key file, else a new one
+    /// written there.
+    fn load_or_generate(data_dir: &Path) -> UsersResult<SecretBox> {
+        let rng = SystemRandom::new();
+        let hex_key = match std::env::var(ENV_SECRETS_KEY) {
+            Ok(v) if !v.is_empty() => v,
+            _ => Self::key_file(data_dir, &rng)?,
+        };
+        let bytes = hex::decode(hex_key.trim())
+            .ok()
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| UsersError::MalformedKey(ENV_SECRETS_KEY.to_owned()))?;
+        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+            .map_err(|_| UsersError::MalformedKey(ENV_SECRETS_KEY.to_owned()))?;
+        Ok(SecretBox {
+            key: LessSafeKey::new(key),
+            rng,
+        })
+    }
+
+    fn key_file(data_dir: &Path, rng: &SystemRandom) -> UsersResult<String> {
+        let path = data_dir.join(KEY_FILE);
+        let io = |source| UsersError::Io {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let mut key = [0u8; 32];
+        rng.fill(&mut key).map_err(|_| UsersError::Random)?;
+        let text = format!("{}\n", hex::encode(key));
+        crate::auth::write_private(&path, &text).map_err(io)?;
+        Ok(text)
+    }
+
+    /// nonce || ciphertext || tag, with `access_key` as associated data.
+    fn seal(&self, access_key: &str, secret: &str) -> UsersResult<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).map_err(|_| UsersError::Random)?;
+        let mut data = secret.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(access_key.as_bytes()),
+                &mut data,
+            )
+            .map_err(|_| UsersError::Random)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
+
+    fn open(&self, access_key: &str, sealed: &[u8]) -> Option<String> {
+        let (nonce, data) = sealed.split_at_checked(NONCE_LEN)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut data = data.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(access_key.as_bytes()), &mut data)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
+
+/// A user as the directory holds it (secret in the clear, in memory only).
+pub struct Entry {
+    name: String,
+    secret: String,
+    enabled: bool,
+    grants: Vec<(String, Permission)>,
+}
+
+/// Who signed a request, as far as grants go.
+pub enum Principal {
+    Root,
+    User(Arc<Entry>),
+}
+
+impl Principal {
+    /// The permission this principal holds on `bucket` (`None`: none at all).
+    pub fn permission(&self, bucket: &str) -> Option<Permission> {
+        match self {
+            Principal::Root => Some(Permission::Admin),
+            Principal::User(u) => {
+                let on = |b: &str| u.grants.iter().find(|(g, _)| g == b).map(|(_, p)| *p);
+                on(bucket).or_else(|| on(ALL_BUCKETS))
+            }
+        }
+    }
+
+    /// True for root and for holders of the admin grant on `*`: the admin API.
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Principal::Root => true,
+            Principal::User(u) => u
+                .grants
+                .iter()
+                .any(|(g, p)| g == ALL_BUCKETS && *p == Permission::Admin),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Principal::Root => "root",
+            Principal::User(u) => &u.name,
+        }
+    }
+}
+
+/// The SigV4 secret lookup s3s calls for every signed request.
+pub struct KeyLookup(pub Arc<Users>);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for KeyLookup {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        self.0
+            .secret_for(access_key)
+            .map(s3s::auth::SecretKey::from)
+            .ok_or_else(|| {
+                s3s::s3_error!(
+                    InvalidAccessKeyId,
+                    "The AWS Access Key Id you provided does not exist in our records."
+                )
+            })
+    }
+}
+
+/// A user as the admin API lists it: never the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub name: String,
+    pub access_key: String,
+    pub enabled: bool,
+    /// Bucket (or `*`) -> permission.
+    pub grants: BTreeMap<String, Permission>,
+    pub created_ms: i64,
+}
+
+impl UserInfo {
+    fn new(name: String, rec: UserRecord) -> UserInfo {
+        UserInfo {
+            name,
+            access_key: rec.access_key,
+            enabled: rec.enabled,
+            grants: rec.grants.into_iter().collect(),
+            created_ms: rec.created_ms,
+        }
+    }
+}
+
+/// A key pair just made: the only time the secret leaves the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewKey {
+    pub name: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+pub struct Users {
+    meta: MetaStore,
+    secrets: SecretBox,
+    root: Credentials,
+    /// Access key -> user, for every stored user (enabled or not).
+    directory: RwLock<HashMap<String, Arc<Entry>>>,
+    /// Serialises changes: row write, then directory update.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Users {
+    /// Loads every stored user and opens its secret; a secret that does not open
+    /// (another secrets key) stops the start with a message naming the user.
+    pub fn load(meta: MetaStore, data_dir: &Path, root: Credentials) -> UsersResult<Users> {
+        let secrets = SecretBox::load_or_generate(data_dir)?;
+        let mut directory = HashMap::new();
+        for (name, rec) in meta.users_blocking()? {
+            let secret = secrets
+                .open(&rec.access_key, &rec.sealed_secret)
+                .ok_or_else(|| UsersError::WrongKey(name.clone()))?;
+            directory.insert(rec.access_key.clone(), Arc::new(entry(name, secret, &rec)));
+        }
+        Ok(Users {
+            meta,
+            secrets,
+            root,
+            directory: RwLock::new(directory),
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The secret SigV4 checks a request against: root's, or an enabled user's.
+    pub fn secret_for(&self, access_key: &str) -> Option<String> {
+        if access_key == self.root.access_key {
+            return Some(self.root.secret_key.clone());
+        }
+        let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        let user = dir.get(access_key)?;
+        if !user.enabled {
+            tracing::info!(user = %user.name, "request signed with a disabled user's key refused");
+            return None;
+        }
+        Some(user.secret.clone())
+    }
+
+    /// The principal behind a verified access key (`None`: unknown or disabled).
+    pub fn principal(&self, access_key: &str) -> Option<Principal> {
+        if access_key == self.root.access_key {
+            return Some(Principal::Root);
+        }
+        let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        dir.get(access_key)
+            .filter(|u| u.enabled)
+            .map(|u| Principal::User(u.clone()))
+    }
+
+    pub async fn list(&self) -> UsersResult<Vec<UserInfo>> {
+        Ok(self
+            .meta
+            .users()
+            .await?
+            .into_iter()
+            .map(|(name, r)| UserInfo::new(name, r))
+            .collect())
+    }
+
+    /// Creates a user with `grants` and returns its key pair.
+    pub async fn add(
+        &self,
+        name: &str,
+        grants: BTreeMap<String, Permission>,
+    ) -> UsersResult<NewKey> {
+        if !valid_user_name(name) {
+            return Err(UsersError::InvalidName(name.to_owned()));
+        }
+        let _changing = self.changes.lock().await;
+        if self.stored(name).await?.is_some() {
+            return Err(UsersError::UserExists(name.to_owned()));
+        }
+        let mut rec = UserRecord {
+            access_key: String::new(),
+            sealed_secret: Vec::new(),
+            enabled: true,
+            grants: Vec::new(),
+            created_ms: crate::meta::now_ms(),
+        };
+        for (bucket, p) in grants {
+            set_grant(&mut rec.grants, bucket, Some(p));
+        }
+        let key = self.new_key(name, &mut rec)?;
+        self.store(name, None, rec).await?;
+        tracing::info!(user = name, access_key = %key.access_key, "user added");
+        Ok(key)
+    }
+
+    /// Replaces the user's key pair; the old one is refused from now on.
+    pub async fn rotate_key(&self, name: &str) -> UsersResult<NewKey> {
+        let _changing = self.changes.lock().await;
+        let mut rec = self.existing(name).await?;
+        let old = rec.access_key.clone();
+        let key = self.new_key(name, &mut rec)?;
+        self.store(name, Some(&old), rec).await?;
+        tracing::info!(user = name, access_key = %key.access_key, "user key rotated");
+        Ok(key)
+    }
+
+    pub async fn set_enabled(&self, name: &str, enabled: bool) -> UsersResult<()> {
+        self.change(name, |rec| rec.enabled = enabled).await?;
+        tracing::info!(user = name, enabled, "user state changed");
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) the user's grant on `bucket`.
+    pub async fn grant(
+        &self,
+        name: &str,
+        bucket: &str,
+        permission: Option<Permission>,
+    ) -> UsersResult<UserInfo> {
+        let rec = self
+            .change(name, |rec| {
+                set_grant(&mut rec.grants, bucket.to_owned(), permission)
+            })
+            .await?;
+        tracing::info!(user = name, bucket, permission = ?permission, "grant changed");
+        Ok(UserInfo::new(name.to_owned(), rec))
+    }
+
+    pub async fn remove(&self, name: &str) -> UsersResult<()> {
+        let _changing = self.changes.lock().await;
+        let rec = self.existing(name).await?;
+        self.meta.remove_user(name).await?;
+        self.directory
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&rec.access_key);
+        tracing::info!(user = name, "user removed");
+        Ok(())
+    }
+
+    /// Applies `f` to the stored user and stores the result.
+    async fn change(&self, name: &str, f: impl FnOnce(&mut UserRecord)) -> UsersResult<UserRecord> {
+        let _changing = self.changes.lock().await;
+        let mut rec = self.existing(name).await?;
+        f(&mut rec);
+        let key = rec.access_key.clone();
+        self.store(name, Some(&key), rec.clone()).await?;
+        Ok(rec)
+    }
+
+    /// Writes the row durably, then points the directory at it (dropping
+    /// `old_access_key`'s entry). Holds `changes`.
+    async fn store(
+        &self,
+        name: &str,
+        old_access_key: Option<&str>,
+        rec: UserRecord,
+    ) -> UsersResult<()> {
+        self.meta.put_user(name, &rec).await?;
+        let secret = self
+            .secrets
+            .open(&rec.access_key, &rec.sealed_secret)
+            .ok_or_else(|| UsersError::WrongKey(name.to_owned()))?;
+        let mut dir = self.directory.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = old_access_key {
+            dir.remove(old);
+        }
+        dir.insert(
+            rec.access_key.clone(),
+            Arc::new(entry(name.to_owned(), secret, &rec)),
+        );
+        Ok(())
+    }
+
+    async fn stored(&self, name: &str) -> UsersResult<Option<UserRecord>> {
+        Ok(self
+            .meta
+            .users()
+            .await?
+            .into_iter()
+            .find_map(|(n, r)| (n == name).then_some(r)))
+    }
+
+    async fn existing(&self, name: &str) -> UsersResult<UserRecord> {
+        self.stored(name)
+            .await?
+            .ok_or_else(|| UsersError::NoSuchUser(name.to_owned()))
+    }
+
+    /// Generates a fresh key pair into `rec` (sealed) and returns it in the clear.
+    fn new_key(&self, name: &str, rec: &mut UserRecord) -> UsersResult<NewKey> {
+        let fresh = loop {
+            let c = Credentials::generate();
+            let taken = c.access_key == self.root.access_key
+                || self
+                    .directory
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains_key(&c.access_key);
+            if !taken {
+                break c;
+            }
+        };
+        rec.sealed_secret = self.secrets.seal(&fresh.access_key, &fresh.secret_key)?;
+        rec.access_key = fresh.access_key.clone();
+        Ok(NewKey {
+            name: name.to_owned(),
+            access_key: fresh.access_key,
+            secret_key: fresh.secret_key,
+        })
+    }
+}
+
+fn entry(name: String, secret: String, rec: &UserRecord) -> Entry {
+    Entry {
+        name,
+        secret,
+        enabled: rec.enabled,
+        grants: rec.grants.clone(),
+    }
+}
+
+/// Sets or removes one grant, keeping the list sorted by bucket.
+fn set_grant(grants: &mut Vec<(String, Permission)>, bucket: String, p: Option<Permission>) {
+    grants.retain(|(b, _)| *b != bucket);
+    if let Some(p) = p {
+        grants.push((bucket, p));
+        grants.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+}
+
+/// 1 to 64 letters, digits, '.', '_', '-' or '@', and not "root".
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name != "root"
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-@".contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_secrets_open_only_with_their_key_and_access_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let a = SecretBox::load_or_generate(dir.path()).unwrap();
+        let sealed = a.seal("AK1", "the secret").unwrap();
+        assert!(!sealed.windows(10).any(|w| w == b"the secret"));
+        assert_eq!(a.open("AK1", &sealed).as_deref(), Some("the secret"));
+        // The key persists in the data dir.
+        let again = SecretBox::load_or_generate(dir.path()).unwrap();
+        assert_eq!(again.open("AK1", &sealed).as_deref(), Some("the secret"));
+        // Another access key, another secrets key, or a flipped bit: refused.
+        assert_eq!(a.open("AK2", &sealed), None);
+        let b = SecretBox::load_or_generate(other.path()).unwrap();
+        assert_eq!(b.open("AK1", &sealed), None);
+        let mut flipped = sealed.clone();
+        flipped[NONCE_LEN] ^= 1;
+        assert_eq!(a.open("AK1", &flipped), None);
+    }
+
+    #[test]
+    fn the_grant_on_the_bucket_wins_over_the_one_on_all_buckets() {
+        let mut grants = Vec::new();
+        set_grant(&mut grants, "*".into(), Some(Permission::Readonly));
+        set_grant(&mut grants, "logs".into(), Some(Permission::Writeonly));
+        let p = Principal::User(Arc::new(Entry {
+            name: "u".into(),
+            secret: String::new(),
+            enabled: true,
+            grants,
+        }));
+        assert_eq!(p.permission("logs"), Some(Permission::Writeonly));
+        assert_eq!(p.permission("other"), Some(Permission::Readonly));
+        assert!(!p.is_admin());
+    }
+}
