@@ -13,6 +13,9 @@
 //! | CreateBucket, DeleteBucket, every Put/Delete of bucket settings, anything else | admin on the bucket |
 //! | any other operation on the service root | admin on `*` |
 //!
+//! A replica bucket refuses everything in the write and admin rows, to everyone,
+//! root included, until it is promoted (`replication`).
+//!
 //! ListParts and ListMultipartUploads count as writes: they show uploads in progress,
 //! which a write-only backup client needs to resume, not stored objects.
 
@@ -24,6 +27,7 @@ use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
 use crate::meta::Permission;
+use crate::replication::ReplicaBuckets;
 use crate::users::{Principal, Users};
 
 /// What an operation needs on its bucket.
@@ -70,11 +74,12 @@ fn satisfies(p: Permission, need: Need) -> bool {
 
 pub struct HoardAccess {
     users: Arc<Users>,
+    replicas: Arc<ReplicaBuckets>,
 }
 
 impl HoardAccess {
-    pub fn new(users: Arc<Users>) -> Self {
-        HoardAccess { users }
+    pub fn new(users: Arc<Users>, replicas: Arc<ReplicaBuckets>) -> Self {
+        HoardAccess { users, replicas }
     }
 
     /// The principal behind a request's verified credentials.
@@ -121,7 +126,20 @@ impl S3Access for HoardAccess {
                 Err(s3_error!(AccessDenied, "Access Denied"))
             }
             S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => {
-                Self::require(&who, bucket, need_of(op), op)
+                let need = need_of(op);
+                if matches!(need, Need::Write | Need::Admin) && self.replicas.contains(bucket) {
+                    tracing::info!(
+                        user = who.name(),
+                        bucket,
+                        op,
+                        "write to a replica bucket refused"
+                    );
+                    return Err(s3_error!(
+                        AccessDenied,
+                        "The bucket is a read-only replica; only replication writes to it."
+                    ));
+                }
+                Self::require(&who, bucket, need, op)
             }
         }
     }

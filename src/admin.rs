@@ -18,6 +18,11 @@
 //! | POST | `/hoard-admin/v1/users/NAME/rotate-key` | replaces the key pair and returns the new one; the old one is refused from then on |
 //! | PUT | `/hoard-admin/v1/users/NAME/grants/BUCKET` | sets the user's grant on a bucket (or `*`); JSON body `{"permission": P}`; returns the user |
 //! | DELETE | `/hoard-admin/v1/users/NAME/grants/BUCKET` | removes that grant; returns the user |
+//! | GET | `/hoard-admin/v1/replication` | the replication rules (never secrets) |
+//! | PUT | `/hoard-admin/v1/replication/BUCKET` | adds or replaces BUCKET's rule; JSON `replication::rules::AddRule`. The target must answer a hello first (`400 InvalidReplicationTarget` saying why not: unreachable, untrusted certificate, key refused, incompatible protocol) |
+//! | DELETE | `/hoard-admin/v1/replication/BUCKET` | removes the rule |
+//! | POST | `/hoard-admin/v1/replication/BUCKET/pause`, `.../resume` | pauses or resumes it |
+//! | POST | `/hoard-admin/v1/buckets/NAME/promote` | makes a replica bucket writable (its source is lost) |
 //!
 //! Only root and users holding the admin grant on `*` may call it (403 AccessDenied
 //! otherwise). Errors come back as S3 error XML with the usual codes; user errors are
@@ -34,6 +39,8 @@ use serde::{Deserialize, Serialize};
 use crate::cleaner::{Cleaner, GcOptions};
 use crate::config::{ChunkingConfig, Config};
 use crate::meta::{MetaStore, Permission};
+use crate::replication::ReplicaBuckets;
+use crate::replication::rules::{AddRule, Rules, RulesError};
 use crate::s3::{internal, meta_error, no_such_bucket};
 use crate::segments::SegmentStore;
 use crate::stats;
@@ -94,10 +101,12 @@ pub struct AdminApi {
     segments: SegmentStore,
     cleaner: Arc<Cleaner>,
     users: Arc<Users>,
+    rules: Arc<Rules>,
+    replicas: Arc<ReplicaBuckets>,
 }
 
 /// The value of `name` in a query string.
-fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+pub(crate) fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
     uri.query()?
         .split('&')
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
@@ -110,6 +119,8 @@ impl AdminApi {
         segments: SegmentStore,
         cleaner: Arc<Cleaner>,
         users: Arc<Users>,
+        rules: Arc<Rules>,
+        replicas: Arc<ReplicaBuckets>,
     ) -> Self {
         AdminApi {
             cfg,
@@ -117,7 +128,50 @@ impl AdminApi {
             segments,
             cleaner,
             users,
+            rules,
+            replicas,
         }
+    }
+
+    /// The replication routes: `rest` is what follows `replication/`.
+    async fn replication(
+        &self,
+        method: &Method,
+        rest: &[&str],
+        body: Body,
+    ) -> S3Result<S3Response<Body>> {
+        let r = &self.rules;
+        match (method, rest) {
+            (&Method::GET, []) => json(StatusCode::OK, &r.list().await.map_err(rules_error)?),
+            (&Method::PUT, [bucket]) => {
+                let req: AddRule = json_body_required(body).await?;
+                json(
+                    StatusCode::OK,
+                    &r.add(bucket, req).await.map_err(rules_error)?,
+                )
+            }
+            (&Method::DELETE, [bucket]) => {
+                r.remove(bucket).await.map_err(rules_error)?;
+                json(StatusCode::OK, &serde_json::json!({ "removed": bucket }))
+            }
+            (&Method::POST, [bucket, verb @ ("pause" | "resume")]) => {
+                let info = r.set_paused(bucket, *verb == "pause").await;
+                json(StatusCode::OK, &info.map_err(rules_error)?)
+            }
+            _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
+        }
+    }
+
+    /// Makes a replica bucket writable (its source is lost).
+    async fn promote(&self, bucket: &str) -> S3Result<S3Response<Body>> {
+        if !self.replicas.promote(bucket).await.map_err(meta_error)? {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The bucket is not a replica; it is writable already."
+            ));
+        }
+        tracing::warn!(bucket, "replica bucket promoted to writable");
+        json(StatusCode::OK, &serde_json::json!({ "promoted": bucket }))
     }
 
     /// The users routes: `rest` is what follows `users/`.
@@ -310,6 +364,22 @@ fn check_grant_target(bucket: &str) -> S3Result<()> {
     ))
 }
 
+fn rules_error(e: RulesError) -> S3Error {
+    let (code, status) = match &e {
+        RulesError::NoSuchBucket(_) => return no_such_bucket(),
+        RulesError::NoSuchRule(_) => (
+            "ReplicationConfigurationNotFoundError",
+            StatusCode::NOT_FOUND,
+        ),
+        RulesError::Invalid(_) => ("InvalidArgument", StatusCode::BAD_REQUEST),
+        RulesError::Target { .. } => ("InvalidReplicationTarget", StatusCode::BAD_REQUEST),
+        _ => return internal("replication rule change failed", &e),
+    };
+    let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), e.to_string());
+    err.set_status_code(status);
+    err
+}
+
 fn users_error(e: UsersError) -> S3Error {
     let (code, status) = match &e {
         UsersError::NoSuchUser(_) => ("NoSuchEntity", StatusCode::NOT_FOUND),
@@ -346,12 +416,12 @@ pub fn valid_bucket_name(name: &str) -> bool {
 }
 
 /// A JSON request body of at most `MAX_BODY` bytes; empty reads as `T::default()`.
-async fn json_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> S3Result<T> {
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> S3Result<T> {
     Ok(json_body_opt(body).await?.unwrap_or_default())
 }
 
 /// A JSON request body that must be there.
-async fn json_body_required<T: serde::de::DeserializeOwned>(body: Body) -> S3Result<T> {
+pub(crate) async fn json_body_required<T: serde::de::DeserializeOwned>(body: Body) -> S3Result<T> {
     json_body_opt(body)
         .await?
         .ok_or_else(|| s3_error!(InvalidArgument, "this request needs a JSON body"))
@@ -370,7 +440,7 @@ async fn json_body_opt<T: serde::de::DeserializeOwned>(mut body: Body) -> S3Resu
     })
 }
 
-fn json<T: Serialize>(status: StatusCode, v: &T) -> S3Result<S3Response<Body>> {
+pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> S3Result<S3Response<Body>> {
     let text = serde_json::to_string_pretty(v).map_err(|e| internal("admin JSON", &e))?;
     let mut resp = S3Response::with_status(Body::from(text), status);
     resp.headers.insert(
@@ -423,6 +493,8 @@ impl S3Route for AdminApi {
             (&Method::GET, ["quotas"]) => self.quotas().await,
             (&Method::PUT, ["quotas"]) => self.set_quota(req.input).await,
             (m, ["users", rest @ ..]) => self.users(m, rest, req.input).await,
+            (m, ["replication", rest @ ..]) => self.replication(m, rest, req.input).await,
+            (&Method::POST, ["buckets", name, "promote"]) => self.promote(name).await,
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }

@@ -432,7 +432,7 @@ pub fn parse_window(w: &str) -> Result<(u32, u32), String> {
     w.split_once('-')
         .and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)))
         .filter(|(a, b)| a != b)
-        .ok_or_else(|| format!("cleaner.window must look like \"01:00-05:00\", not {w:?}"))
+        .ok_or_else(|| format!("a window must look like \"01:00-05:00\" (UTC), not {w:?}"))
 }
 
 fn in_window((start, end): (u32, u32), minute: u32) -> bool {

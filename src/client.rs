@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::auth::Credentials;
 use crate::meta::Permission;
+use crate::replication::rules::{AddRule, RuleInfo};
 use crate::stats::{StatsReport, UsageReport};
 use crate::users::{NewKey, UserInfo};
 
@@ -34,16 +35,19 @@ pub enum ClientError {
     Request(String),
 }
 
+/// SigV4-signed JSON requests to one hoard, under one path prefix: the admin API
+/// (`new`), or the replication endpoints of a replica (`with_tls`).
 pub struct AdminClient {
     endpoint: String,
+    prefix: &'static str,
     region: String,
     creds: Credentials,
     http: reqwest::Client,
 }
 
 impl AdminClient {
-    /// A client of the server at `endpoint`; an https endpoint is trusted through the
-    /// CA certificate file `ca` (PEM), or not at all.
+    /// A client of the admin API at `endpoint`; an https endpoint is trusted through
+    /// the CA certificate file `ca` (PEM), or not at all.
     pub fn new(
         endpoint: &str,
         region: &str,
@@ -51,12 +55,25 @@ impl AdminClient {
         ca: Option<&std::path::Path>,
     ) -> Result<AdminClient, ClientError> {
         let tls = crate::tls::client_config(ca).map_err(|e| ClientError::Tls(e.to_string()))?;
+        Self::with_tls(endpoint, crate::admin::PREFIX, region, creds, tls)
+    }
+
+    /// A client of the endpoints under `prefix` at `endpoint`, with its own TLS trust.
+    pub fn with_tls(
+        endpoint: &str,
+        prefix: &'static str,
+        region: &str,
+        creds: Credentials,
+        tls: rustls::ClientConfig,
+    ) -> Result<AdminClient, ClientError> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
+            .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::Tls(e.to_string()))?;
         Ok(AdminClient {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
+            prefix,
             region: region.to_owned(),
             creds,
             http,
@@ -67,13 +84,13 @@ impl AdminClient {
         &self.endpoint
     }
 
-    async fn request(
+    pub(crate) async fn request(
         &self,
         method: http::Method,
         path: &str,
         body: Vec<u8>,
     ) -> Result<String, ClientError> {
-        let url = format!("{}{}{}", self.endpoint, crate::admin::PREFIX, path);
+        let url = format!("{}{}{}", self.endpoint, self.prefix, path);
         let payload = hex::encode(<s3s::crypto::Sha256 as s3s::crypto::Checksum>::checksum(
             &body,
         ));
@@ -117,7 +134,7 @@ impl AdminClient {
     }
 
     /// A request whose JSON answer decodes to `T`.
-    async fn call<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: http::Method,
         path: &str,
@@ -237,6 +254,61 @@ impl AdminClient {
             None => self.call(http::Method::DELETE, &path, Vec::new()).await,
         }
     }
+}
+
+impl AdminClient {
+    pub async fn replication_rules(&self) -> Result<Vec<RuleInfo>, ClientError> {
+        self.call(http::Method::GET, "replication", Vec::new())
+            .await
+    }
+
+    /// Adds (or replaces) `bucket`'s rule; the server says hello to the target first.
+    pub async fn add_replication(
+        &self,
+        bucket: &str,
+        req: &AddRule,
+    ) -> Result<RuleInfo, ClientError> {
+        let path = bucket_path("replication", bucket, "")?;
+        self.call(http::Method::PUT, &path, encode(req)?).await
+    }
+
+    pub async fn remove_replication(&self, bucket: &str) -> Result<(), ClientError> {
+        let path = bucket_path("replication", bucket, "")?;
+        self.request(http::Method::DELETE, &path, Vec::new())
+            .await
+            .map(drop)
+    }
+
+    pub async fn pause_replication(
+        &self,
+        bucket: &str,
+        paused: bool,
+    ) -> Result<RuleInfo, ClientError> {
+        let verb = if paused { "pause" } else { "resume" };
+        let path = bucket_path("replication", bucket, verb)?;
+        self.call(http::Method::POST, &path, Vec::new()).await
+    }
+
+    /// Makes a replica bucket writable.
+    pub async fn promote(&self, bucket: &str) -> Result<(), ClientError> {
+        let path = bucket_path("buckets", bucket, "promote")?;
+        self.request(http::Method::POST, &path, Vec::new())
+            .await
+            .map(drop)
+    }
+}
+
+/// `area/BUCKET[/rest]` for a valid bucket name.
+fn bucket_path(area: &str, bucket: &str, rest: &str) -> Result<String, ClientError> {
+    if !crate::admin::valid_bucket_name(bucket) {
+        return Err(ClientError::Request(format!(
+            "invalid bucket name {bucket:?}"
+        )));
+    }
+    Ok(match rest {
+        "" => format!("{area}/{bucket}"),
+        rest => format!("{area}/{bucket}/{rest}"),
+    })
 }
 
 /// `users/NAME[/rest]`; a name the server would refuse is refused here, before it
@@ -472,6 +544,40 @@ pub fn render_users(users: &[UserInfo]) -> String {
                 grants.join(" ")
             }
         ));
+    }
+    out
+}
+
+/// The `hoard replication list` table.
+pub fn render_rules(rules: &[RuleInfo]) -> String {
+    let mut out = String::new();
+    for r in rules {
+        out.push_str(&format!(
+            "{} -> {} bucket {} (key {}, trust {}){}\n  {} connection(s), bandwidth {}, schedule {}\n",
+            r.bucket,
+            r.target,
+            r.target_bucket,
+            r.access_key,
+            r.trust,
+            if r.paused { " PAUSED" } else { "" },
+            r.connections,
+            if r.bandwidth == 0 {
+                "unlimited".to_owned()
+            } else {
+                format!("{}/s", human(r.bandwidth))
+            },
+            if r.windows.is_empty() {
+                "continuous".to_owned()
+            } else {
+                r.windows.join(", ")
+            },
+        ));
+        if let Some(sw) = &r.target_software {
+            out.push_str(&format!("  replica answered: {sw}\n"));
+        }
+    }
+    if rules.is_empty() {
+        out.push_str("no replication rules\n");
     }
     out
 }

@@ -75,6 +75,9 @@ enum Command {
     /// Manage users, their keys and their per-bucket grants.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage replication rules (this hoard as the source).
+    #[command(subcommand)]
+    Replication(ReplicationCommand),
     /// Check every chunk, trailer, reference count and segment file; name the
     /// objects any damage affects. Exits with status 1 when anything is wrong.
     Verify {
@@ -345,6 +348,154 @@ fn print_new_key(what: &str, key: &hoard::users::NewKey) {
 }
 
 #[derive(Subcommand)]
+enum ReplicationCommand {
+    /// Replicate a bucket to a bucket on another hoard. The target is contacted
+    /// first; the rule is stored only if it answers (trusted certificate, accepted
+    /// key, compatible protocol).
+    Add {
+        #[arg(long)]
+        bucket: String,
+        /// https://HOST:PORT of the replica.
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        target_bucket: String,
+        /// A key the replica issued with the replication grant on the target bucket.
+        #[arg(long)]
+        target_access_key: String,
+        #[arg(long, env = "HOARD_TARGET_SECRET_KEY", hide_env_values = true)]
+        target_secret_key: String,
+        /// The replica's CA certificate (PEM), e.g. its <data-dir>/tls/ca.pem.
+        #[arg(
+            long,
+            conflicts_with = "target_fingerprint",
+            required_unless_present = "target_fingerprint"
+        )]
+        target_ca: Option<PathBuf>,
+        /// Or the SHA-256 fingerprint of the replica's certificate (`hoard cert show`).
+        #[arg(long)]
+        target_fingerprint: Option<String>,
+        /// Daily windows (UTC) to replicate in, e.g. "22:00-06:00"; repeatable.
+        /// Without one, replication is continuous.
+        #[arg(long = "schedule")]
+        schedule: Vec<String>,
+        /// Parallel HTTPS connections (1 to 64).
+        #[arg(long, default_value_t = 4)]
+        connections: u32,
+        /// Bandwidth limit, e.g. 50MiB/s; default unlimited.
+        #[arg(long, value_parser = parse_bandwidth)]
+        bandwidth: Option<u64>,
+        #[command(flatten)]
+        target_server: Target,
+    },
+    /// List the rules (never secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a bucket's rule.
+    Remove {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Pause a bucket's replication.
+    Pause {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Resume a paused replication.
+    Resume {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `SIZE/s` or `SIZE`, SIZE as for quotas.
+fn parse_bandwidth(s: &str) -> Result<u64, String> {
+    match parse_quota(s.strip_suffix("/s").unwrap_or(s))? {
+        Quota(Some(n)) if n > 0 => Ok(n),
+        _ => Err(format!("not a bandwidth: {s} (e.g. 50MiB/s)")),
+    }
+}
+
+async fn run_replication(cmd: ReplicationCommand) -> Result<(), String> {
+    let e = |e: hoard::client::ClientError| e.to_string();
+    let render = |r: hoard::replication::rules::RuleInfo| {
+        print!("{}", hoard::client::render_rules(&[r]));
+    };
+    match cmd {
+        ReplicationCommand::Add {
+            bucket,
+            target,
+            target_bucket,
+            target_access_key,
+            target_secret_key,
+            target_ca,
+            target_fingerprint,
+            schedule,
+            connections,
+            bandwidth,
+            target_server,
+        } => {
+            let ca_pem = target_ca
+                .map(|p| {
+                    std::fs::read_to_string(&p).map_err(|err| format!("{}: {err}", p.display()))
+                })
+                .transpose()?;
+            let req = hoard::replication::rules::AddRule {
+                target,
+                target_bucket,
+                access_key: target_access_key,
+                secret_key: target_secret_key,
+                ca_pem,
+                fingerprint: target_fingerprint,
+                windows: schedule,
+                connections: Some(connections),
+                bandwidth,
+            };
+            let r = client(target_server)?
+                .add_replication(&bucket, &req)
+                .await
+                .map_err(e)?;
+            render(r);
+        }
+        ReplicationCommand::List { json, target } => {
+            let rules = client(target)?.replication_rules().await.map_err(e)?;
+            print_report(json, &rules, |r| hoard::client::render_rules(r))?;
+        }
+        ReplicationCommand::Remove { bucket, target } => {
+            client(target)?
+                .remove_replication(&bucket)
+                .await
+                .map_err(e)?;
+            println!("replication of {bucket} removed");
+        }
+        ReplicationCommand::Pause { bucket, target } => {
+            render(
+                client(target)?
+                    .pause_replication(&bucket, true)
+                    .await
+                    .map_err(e)?,
+            );
+        }
+        ReplicationCommand::Resume { bucket, target } => {
+            render(
+                client(target)?
+                    .pause_replication(&bucket, false)
+                    .await
+                    .map_err(e)?,
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 enum BucketCommand {
     /// Create a bucket with its own chunking and compression settings.
     Create {
@@ -358,6 +509,13 @@ enum BucketCommand {
         chunk_max: Option<u32>,
         #[arg(long)]
         compression_level: Option<i32>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make a replica bucket writable, when its source is lost. Replication into it
+    /// is refused from then on.
+    Promote {
+        name: String,
         #[command(flatten)]
         target: Target,
     },
@@ -488,6 +646,15 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Cert(CertCommand::Show { data_dir, tls_cert }) => show_cert(&data_dir, tls_cert),
         Command::User(cmd) => run_user(cmd).await,
+        Command::Replication(cmd) => run_replication(cmd).await,
+        Command::Bucket(BucketCommand::Promote { name, target }) => {
+            client(target)?
+                .promote(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("bucket {name} is writable now; replication into it is refused from now on");
+            Ok(())
+        }
         Command::Quota(QuotaCommand::Show { target }) => {
             let q = client(target)?.quotas().await.map_err(|e| e.to_string())?;
             print_quotas(&q);

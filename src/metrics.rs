@@ -29,6 +29,12 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+/// `side`: "source" (this hoard sent the hello) or "replica" (it received it).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideLabels {
+    pub side: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BucketLabels {
     pub bucket: String,
@@ -59,6 +65,7 @@ pub struct Metrics {
     pub scrub_segments: Counter,
     pub scrub_problems: Counter,
     pub scrub_cycles: Counter,
+    pub replication_hello_refused: Family<SideLabels, Counter>,
     bucket_objects: Family<BucketLabels, Gauge>,
     bucket_logical: Family<BucketLabels, Gauge>,
     bucket_stored: Family<BucketLabels, Gauge>,
@@ -105,6 +112,7 @@ impl Metrics {
             scrub_segments: Counter::default(),
             scrub_problems: Counter::default(),
             scrub_cycles: Counter::default(),
+            replication_hello_refused: Family::default(),
             bucket_objects: Family::default(),
             bucket_logical: Family::default(),
             bucket_stored: Family::default(),
@@ -183,6 +191,11 @@ impl Metrics {
             "hoard_scrub_cycles",
             "Scrub cycles over the whole store completed",
             m.scrub_cycles.clone(),
+        );
+        r.register(
+            "hoard_replication_hello_refused",
+            "Replication hellos refused for incompatible protocol versions, by side",
+            m.replication_hello_refused.clone(),
         );
         r.register(
             "hoard_ingest_active_streams",

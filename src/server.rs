@@ -29,8 +29,12 @@ use crate::index::ChunkIndex;
 use crate::ingest::{Ingest, IngestSettings};
 use crate::meta::{MetaError, MetaStore};
 use crate::metrics::Metrics;
+use crate::replication::ReplicaBuckets;
+use crate::replication::receiver::Receiver;
+use crate::replication::rules::Rules;
 use crate::retrieve::Retrieve;
 use crate::s3::HoardS3;
+use crate::secrets::SecretBox;
 use crate::segments::{SegmentError, SegmentStore};
 use crate::stats;
 use crate::users::{KeyLookup, Users};
@@ -58,6 +62,44 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Users(#[from] crate::users::UsersError),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
+}
+
+/// The routes beside S3: the admin API and the replication receiver.
+struct Routes {
+    admin: AdminApi,
+    receiver: Receiver,
+}
+
+#[async_trait::async_trait]
+impl s3s::route::S3Route for Routes {
+    fn is_match(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        ext: &mut http::Extensions,
+    ) -> bool {
+        uri.path().starts_with(crate::replication::PREFIX)
+            || self.admin.is_match(method, uri, headers, ext)
+    }
+
+    async fn check_access(&self, req: &mut s3s::S3Request<Body>) -> s3s::S3Result<()> {
+        if req.uri.path().starts_with(crate::replication::PREFIX) {
+            self.receiver.check_access(req)
+        } else {
+            self.admin.check_access(req).await
+        }
+    }
+
+    async fn call(&self, req: s3s::S3Request<Body>) -> s3s::S3Result<s3s::S3Response<Body>> {
+        if req.uri.path().starts_with(crate::replication::PREFIX) {
+            self.receiver.call(req).await
+        } else {
+            self.admin.call(req).await
+        }
+    }
 }
 
 /// Everything a running hoard serves from.
@@ -132,7 +174,8 @@ impl Node {
             cfg.get_read_max,
         ));
         let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
-        let users = Arc::new(Users::load(meta.clone(), &cfg.data_dir, root)?);
+        let secrets = Arc::new(SecretBox::load_or_generate(&cfg.data_dir)?);
+        let users = Arc::new(Users::load(meta.clone(), secrets.clone(), root)?);
         let s3 = HoardS3::new(
             cfg.clone(),
             meta.clone(),
@@ -143,15 +186,22 @@ impl Node {
             users.clone(),
         );
         let mut builder = S3ServiceBuilder::new(s3);
+        let replicas = Arc::new(ReplicaBuckets::load(meta.clone())?);
+        let rules = Arc::new(Rules::new(meta.clone(), secrets, metrics.clone()));
         builder.set_auth(KeyLookup(users.clone()));
-        builder.set_access(HoardAccess::new(users.clone()));
-        builder.set_route(AdminApi::new(
-            cfg.clone(),
-            meta.clone(),
-            segments.clone(),
-            cleaner.clone(),
-            users,
-        ));
+        builder.set_access(HoardAccess::new(users.clone(), replicas.clone()));
+        builder.set_route(Routes {
+            receiver: Receiver::new(replicas.clone(), users.clone(), metrics.clone()),
+            admin: AdminApi::new(
+                cfg.clone(),
+                meta.clone(),
+                segments.clone(),
+                cleaner.clone(),
+                users,
+                rules,
+                replicas,
+            ),
+        });
         builder
             .set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
         Ok(Node {

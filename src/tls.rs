@@ -37,6 +37,8 @@ pub enum TlsError {
     Generate(String),
     #[error("the TLS configuration is invalid: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("{0:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")]
+    Fingerprint(String),
 }
 
 /// The key type of generated certificates.
@@ -204,8 +206,17 @@ pub fn ensure_generated(
 
 /// Reads a PEM certificate chain.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let pem = std::fs::read(path).map_err(|source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_certs(&pem, path)
+}
+
+/// The certificates in PEM text that came from `path` (named in errors).
+pub fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem {
             path: path.to_owned(),
             reason: e.to_string(),
@@ -301,15 +312,104 @@ impl ResolvesServerCert for CertStore {
 /// A rustls client configuration trusting exactly the CA certificates in `ca` (for the
 /// CLI and, later, replication peers); with no file, nothing is trusted.
 pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let certs = match ca {
+        Some(ca) => read_certs(ca)?,
+        None => Vec::new(),
+    };
+    ca_client_config(certs)
+}
+
+/// A rustls client configuration trusting exactly `cas`.
+pub fn ca_client_config(
+    cas: Vec<CertificateDer<'static>>,
+) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = ca {
-        for c in read_certs(ca)? {
-            roots.add(c)?;
-        }
+    for c in cas {
+        roots.add(c)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// A client configuration that trusts exactly one server certificate, named by the
+/// SHA-256 of its DER (hex, colons and case ignored): a replication peer pinned with
+/// `--target-fingerprint`. Handshake signatures are still verified with the
+/// certificate's key.
+pub fn pinned_client_config(fingerprint: &str) -> Result<rustls::ClientConfig, TlsError> {
+    let want = normalize_fingerprint(fingerprint)
+        .ok_or_else(|| TlsError::Fingerprint(fingerprint.to_owned()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedCert {
+        want,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+/// Lowercase hex without separators, if `s` is 32 bytes of hex.
+pub fn normalize_fingerprint(s: &str) -> Option<String> {
+    let hex: String = s
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+}
+
+#[derive(Debug)]
+struct PinnedCert {
+    want: String,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let got = hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            end_entity.as_ref(),
+        ));
+        if got == self.want {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }

@@ -2,10 +2,9 @@
 //! kept in the metadata store, their access keys, sealed secrets and per-bucket grants.
 //!
 //! Invariants:
-//! - A secret is stored only sealed with AES-256-GCM under the *secrets key*
-//!   (`HOARD_SECRETS_KEY`, 64 hex digits, else `<data-dir>/secrets.key`, mode 0600,
-//!   generated on first start), bound to its access key as associated data. It is
-//!   shown once, when it is made (`add`, `rotate_key`), and never logged.
+//! - A secret is stored only sealed under the secrets key (`secrets`), bound to its
+//!   access key as associated data. It is shown once, when it is made (`add`,
+//!   `rotate_key`), and never logged.
 //! - The in-memory directory (access key -> user) is rebuilt from the stored rows at
 //!   start and changed only after the row change is durable, under one lock, so a
 //!   request is checked against what the store says now: a disabled, removed or
@@ -16,30 +15,21 @@
 //! `Permission`. The grant on the bucket itself wins over the one on `*`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Credentials;
 use crate::meta::{MetaError, MetaStore, Permission, UserRecord};
+use crate::secrets::{SecretBox, SecretsError};
 
-pub const ENV_SECRETS_KEY: &str = "HOARD_SECRETS_KEY";
-const KEY_FILE: &str = "secrets.key";
 /// The grant target that stands for every bucket.
 pub const ALL_BUCKETS: &str = "*";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
-    #[error("secrets key file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the secrets key ({0}) must be 64 hex digits")]
-    MalformedKey(String),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     #[error(
         "the secret of user {0} cannot be opened with this secrets key; start with the key it was stored under"
     )]
@@ -52,87 +42,11 @@ pub enum UsersError {
         "invalid user name {0:?}: use 1 to 64 letters, digits, '.', '_', '-' or '@'; \"root\" is reserved"
     )]
     InvalidName(String),
-    #[error("generating a key failed")]
-    Random,
     #[error(transparent)]
     Meta(#[from] MetaError),
 }
 
 pub type UsersResult<T> = Result<T, UsersError>;
-
-/// Seals and opens secrets with the store's secrets key.
-struct SecretBox {
-    key: LessSafeKey,
-    rng: SystemRandom,
-}
-
-impl SecretBox {
-    /// The key from the environment, else the data dir's key file, else a new one
-    /// written there.
-    fn load_or_generate(data_dir: &Path) -> UsersResult<SecretBox> {
-        let rng = SystemRandom::new();
-        let hex_key = match std::env::var(ENV_SECRETS_KEY) {
-            Ok(v) if !v.is_empty() => v,
-            _ => Self::key_file(data_dir, &rng)?,
-        };
-        let bytes = hex::decode(hex_key.trim())
-            .ok()
-            .filter(|b| b.len() == 32)
-            .ok_or_else(|| UsersError::MalformedKey(ENV_SECRETS_KEY.to_owned()))?;
-        let key = UnboundKey::new(&AES_256_GCM, &bytes)
-            .map_err(|_| UsersError::MalformedKey(ENV_SECRETS_KEY.to_owned()))?;
-        Ok(SecretBox {
-            key: LessSafeKey::new(key),
-            rng,
-        })
-    }
-
-    fn key_file(data_dir: &Path, rng: &SystemRandom) -> UsersResult<String> {
-        let path = data_dir.join(KEY_FILE);
-        let io = |source| UsersError::Io {
-            path: path.clone(),
-            source,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => return Ok(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
-        let mut key = [0u8; 32];
-        rng.fill(&mut key).map_err(|_| UsersError::Random)?;
-        let text = format!("{}\n", hex::encode(key));
-        crate::auth::write_private(&path, &text).map_err(io)?;
-        Ok(text)
-    }
-
-    /// nonce || ciphertext || tag, with `access_key` as associated data.
-    fn seal(&self, access_key: &str, secret: &str) -> UsersResult<Vec<u8>> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).map_err(|_| UsersError::Random)?;
-        let mut data = secret.as_bytes().to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(access_key.as_bytes()),
-                &mut data,
-            )
-            .map_err(|_| UsersError::Random)?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&data);
-        Ok(out)
-    }
-
-    fn open(&self, access_key: &str, sealed: &[u8]) -> Option<String> {
-        let (nonce, data) = sealed.split_at_checked(NONCE_LEN)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut data = data.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(access_key.as_bytes()), &mut data)
-            .ok()?;
-        String::from_utf8(plain.to_vec()).ok()
-    }
-}
 
 /// A user as the directory holds it (secret in the clear, in memory only).
 pub struct Entry {
@@ -230,7 +144,7 @@ pub struct NewKey {
 
 pub struct Users {
     meta: MetaStore,
-    secrets: SecretBox,
+    secrets: Arc<SecretBox>,
     root: Credentials,
     /// Access key -> user, for every stored user (enabled or not).
     directory: RwLock<HashMap<String, Arc<Entry>>>,
@@ -241,8 +155,7 @@ pub struct Users {
 impl Users {
     /// Loads every stored user and opens its secret; a secret that does not open
     /// (another secrets key) stops the start with a message naming the user.
-    pub fn load(meta: MetaStore, data_dir: &Path, root: Credentials) -> UsersResult<Users> {
-        let secrets = SecretBox::load_or_generate(data_dir)?;
+    pub fn load(meta: MetaStore, secrets: Arc<SecretBox>, root: Credentials) -> UsersResult<Users> {
         let mut directory = HashMap::new();
         for (name, rec) in meta.users_blocking()? {
             let secret = secrets
@@ -471,26 +384,6 @@ pub fn valid_user_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sealed_secrets_open_only_with_their_key_and_access_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let other = tempfile::tempdir().unwrap();
-        let a = SecretBox::load_or_generate(dir.path()).unwrap();
-        let sealed = a.seal("AK1", "the secret").unwrap();
-        assert!(!sealed.windows(10).any(|w| w == b"the secret"));
-        assert_eq!(a.open("AK1", &sealed).as_deref(), Some("the secret"));
-        // The key persists in the data dir.
-        let again = SecretBox::load_or_generate(dir.path()).unwrap();
-        assert_eq!(again.open("AK1", &sealed).as_deref(), Some("the secret"));
-        // Another access key, another secrets key, or a flipped bit: refused.
-        assert_eq!(a.open("AK2", &sealed), None);
-        let b = SecretBox::load_or_generate(other.path()).unwrap();
-        assert_eq!(b.open("AK1", &sealed), None);
-        let mut flipped = sealed.clone();
-        flipped[NONCE_LEN] ^= 1;
-        assert_eq!(a.open("AK1", &flipped), None);
-    }
 
     #[test]
     fn the_grant_on_the_bucket_wins_over_the_one_on_all_buckets() {

@@ -10,52 +10,6 @@ use aws_sdk_s3::types::{
 };
 use common::*;
 
-/// A user's key pair as `hoard user add` / `rotate-key` printed it.
-struct Key {
-    access: String,
-    secret: String,
-}
-
-fn parse_key(text: &str) -> Key {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-            .trim()
-            .to_owned()
-    };
-    Key {
-        access: field("access key:"),
-        secret: field("secret key:"),
-    }
-}
-
-fn add_user(s: &Server, name: &str, grants: &[&str]) -> Key {
-    let mut args = vec!["user", "add", name];
-    for g in grants {
-        args.extend(["--grant", g]);
-    }
-    let (ok, text) = cli(s, &args);
-    assert!(ok, "hoard user add {name}: {text}");
-    parse_key(&text)
-}
-
-fn client_as(s: &Server, k: &Key) -> aws_sdk_s3::Client {
-    client_for(&s.endpoint(), &k.access, &k.secret, true)
-}
-
-/// Asserts an SDK call failed with `code` and HTTP `status`.
-macro_rules! refused {
-    ($call:expr, $code:expr, $status:expr) => {{
-        let err = $call.send().await.expect_err("must be refused");
-        assert_eq!(
-            (code_of(&err).as_str(), status_of(&err)),
-            ($code, $status),
-            "{err:?}"
-        );
-    }};
-}
-
 async fn keys(c: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
     let out = c.list_objects_v2().bucket(bucket).send().await.unwrap();
     out.contents()

@@ -29,6 +29,7 @@ mod multipart;
 mod quota;
 pub mod records;
 mod repair;
+mod replication;
 mod users;
 mod verify;
 mod versions;
@@ -52,6 +53,7 @@ pub use quota::Quotas;
 use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
 pub use repair::{CountFix, RefHold, RefHolders};
+pub use replication::{ReplicaRecord, RuleRecord, TargetTrust};
 pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;
 use versions::put_object_record;
@@ -236,6 +238,8 @@ impl MetaStore {
             txn.open_table(quota::QUOTAS)?;
             txn.open_table(repair::LOST_CHUNKS)?;
             txn.open_table(users::USERS)?;
+            txn.open_table(replication::REPLICATION_RULES)?;
+            txn.open_table(replication::REPLICA_BUCKETS)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;
@@ -375,6 +379,7 @@ impl MetaStore {
             buckets.remove(name.as_str())?;
             txn.open_table(BUCKET_STATS)?.remove(name.as_str())?;
             quota::forget_bucket_quota(txn, &name)?;
+            replication::forget_bucket(txn, &name)?;
             // Uploads still in progress die with the bucket and release their parts.
             multipart::abort_uploads_in(txn, &name)?;
             Ok(())
@@ -817,6 +822,19 @@ fn segment_chunk_key(segment: u64, id: &ChunkId) -> [u8; 40] {
     k[..8].copy_from_slice(&segment.to_be_bytes());
     k[8..].copy_from_slice(id);
     k
+}
+
+/// Every row of a name-keyed table of records.
+fn all_rows<T: serde::de::DeserializeOwned>(
+    txn: &ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+) -> MetaResult<Vec<(String, T)>> {
+    let mut out = Vec::new();
+    for row in txn.open_table(table)?.iter()? {
+        let (k, v) = row?;
+        out.push((k.value().to_owned(), decode_record(v.value())?));
+    }
+    Ok(out)
 }
 
 fn get_bucket(txn: &ReadTransaction, name: &str) -> MetaResult<Option<BucketRecord>> {

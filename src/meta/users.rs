@@ -4,10 +4,10 @@
 //! A user row is written whole in one transaction, so a user's key, state and grants
 //! change together. The access-key index is built in memory from these rows at start.
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use super::{MetaResult, MetaStore, decode_record, encode_record};
+use super::{MetaResult, MetaStore, all_rows, encode_record};
 
 /// User name -> `UserRecord` (format-versioned postcard).
 pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -25,6 +25,9 @@ pub enum Permission {
     /// Everything, including the bucket's configuration, creating and deleting it;
     /// on `*`, the admin API as well.
     Admin,
+    /// The replication endpoints of a replica bucket (a source hoard's key); no S3
+    /// reads or writes.
+    Replication,
 }
 
 impl std::str::FromStr for Permission {
@@ -35,8 +38,9 @@ impl std::str::FromStr for Permission {
             "writeonly" => Ok(Permission::Writeonly),
             "readwrite" => Ok(Permission::Readwrite),
             "admin" => Ok(Permission::Admin),
+            "replication" => Ok(Permission::Replication),
             other => Err(format!(
-                "unknown permission {other:?}: use readonly, writeonly, readwrite or admin"
+                "unknown permission {other:?}: use readonly, writeonly, readwrite, admin or replication"
             )),
         }
     }
@@ -49,6 +53,7 @@ impl std::fmt::Display for Permission {
             Permission::Writeonly => "writeonly",
             Permission::Readwrite => "readwrite",
             Permission::Admin => "admin",
+            Permission::Replication => "replication",
         })
     }
 }
@@ -89,20 +94,11 @@ impl MetaStore {
 
     /// Every user row, by name.
     pub async fn users(&self) -> MetaResult<Vec<(String, UserRecord)>> {
-        self.read(read_users).await
+        self.read(|txn| all_rows(txn, USERS)).await
     }
 
     /// `users`, on the calling thread (start-up).
     pub fn users_blocking(&self) -> MetaResult<Vec<(String, UserRecord)>> {
-        self.read_blocking(read_users)
+        self.read_blocking(|txn| all_rows(txn, USERS))
     }
-}
-
-fn read_users(txn: &ReadTransaction) -> MetaResult<Vec<(String, UserRecord)>> {
-    let mut out = Vec::new();
-    for row in txn.open_table(USERS)?.iter()? {
-        let (k, v) = row?;
-        out.push((k.value().to_owned(), decode_record(v.value())?));
-    }
-    Ok(out)
 }

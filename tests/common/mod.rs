@@ -21,6 +21,7 @@ pub struct Server {
     pub scheme: String,
     tmp: tempfile::TempDir,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Server {
@@ -30,12 +31,22 @@ impl Server {
 
     /// Starts with extra `hoard serve` flags.
     pub fn start_with(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts with extra `hoard serve` flags and environment variables.
+    pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let (child, scheme, addr) = spawn(
             &tmp.path().join("data"),
             &tmp.path().join("server.log"),
             &args,
+            &envs,
             "127.0.0.1:0",
         );
         Server {
@@ -44,6 +55,7 @@ impl Server {
             scheme,
             tmp,
             args,
+            envs,
         }
     }
 
@@ -114,6 +126,7 @@ impl Server {
             &self.data_dir(),
             &self.tmp.path().join("server.log"),
             &self.args,
+            &self.envs,
             &listen,
         );
         self.child = Some(child);
@@ -150,7 +163,13 @@ impl Drop for Server {
     }
 }
 
-fn spawn(data: &Path, log: &Path, args: &[String], listen: &str) -> (Child, String, SocketAddr) {
+fn spawn(
+    data: &Path,
+    log: &Path,
+    args: &[String],
+    envs: &[(String, String)],
+    listen: &str,
+) -> (Child, String, SocketAddr) {
     // The test binaries link rustls with two providers (the SDK's and hoard's), so
     // reqwest needs one chosen for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -169,6 +188,7 @@ fn spawn(data: &Path, log: &Path, args: &[String], listen: &str) -> (Child, Stri
         .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
         .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
         .env("HOARD_LOG", "info,s3s=off")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
@@ -222,6 +242,16 @@ fn sdk_config(
 /// An SDK client over https that trusts exactly the CA certificates in `ca` (PEM), or
 /// the system's roots when `None`.
 pub fn tls_client_for(endpoint: &str, ca: Option<&[u8]>) -> aws_sdk_s3::Client {
+    tls_client_as(endpoint, ca, ACCESS_KEY, SECRET_KEY)
+}
+
+/// `tls_client_for` with other keys.
+pub fn tls_client_as(
+    endpoint: &str,
+    ca: Option<&[u8]>,
+    access: &str,
+    secret: &str,
+) -> aws_sdk_s3::Client {
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
     let store = match ca {
         Some(pem) => TrustStore::empty().with_pem_certificate(pem),
@@ -236,7 +266,7 @@ pub fn tls_client_for(endpoint: &str, ca: Option<&[u8]>) -> aws_sdk_s3::Client {
                 .expect("tls context"),
         )
         .build_https();
-    let conf = sdk_config(endpoint, ACCESS_KEY, SECRET_KEY, true).http_client(http);
+    let conf = sdk_config(endpoint, access, secret, true).http_client(http);
     aws_sdk_s3::Client::from_conf(conf.build())
 }
 
@@ -461,7 +491,14 @@ pub fn cli_env(env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
 
 /// The Prometheus exposition of `s`.
 pub async fn metrics_text(s: &Server) -> String {
-    reqwest::get(format!("{}/metrics", s.endpoint()))
+    let ca = (s.scheme == "https").then(|| s.ca_pem());
+    let tls = hoard::tls::client_config(ca.as_deref()).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+        .get(format!("{}/metrics", s.endpoint()))
+        .send()
         .await
         .unwrap()
         .text()
@@ -475,4 +512,51 @@ pub fn metric(text: &str, line_prefix: &str) -> Option<f64> {
         l.strip_prefix(line_prefix)
             .and_then(|v| v.trim().parse().ok())
     })
+}
+
+/// A user's key pair as `hoard user add` / `rotate-key` printed it.
+pub struct Key {
+    pub access: String,
+    pub secret: String,
+}
+
+pub fn parse_key(text: &str) -> Key {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .trim()
+            .to_owned()
+    };
+    Key {
+        access: field("access key:"),
+        secret: field("secret key:"),
+    }
+}
+
+pub fn add_user(s: &Server, name: &str, grants: &[&str]) -> Key {
+    let mut args = vec!["user", "add", name];
+    for g in grants {
+        args.extend(["--grant", g]);
+    }
+    let (ok, text) = cli(s, &args);
+    assert!(ok, "hoard user add {name}: {text}");
+    parse_key(&text)
+}
+
+pub fn client_as(s: &Server, k: &Key) -> aws_sdk_s3::Client {
+    client_for(&s.endpoint(), &k.access, &k.secret, true)
+}
+
+/// Asserts an SDK call failed with `code` and HTTP `status`.
+#[macro_export]
+macro_rules! refused {
+    ($call:expr, $code:expr, $status:expr) => {{
+        let err = $call.send().await.expect_err("must be refused");
+        assert_eq!(
+            (code_of(&err).as_str(), status_of(&err)),
+            ($code, $status),
+            "{err:?}"
+        );
+    }};
 }

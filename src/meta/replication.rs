@@ -1,0 +1,138 @@
+//! Replication metadata: on a source, the rules (one per source bucket); on a
+//! replica, which buckets are replicas (read-only to S3 clients, written only by the
+//! replication link).
+
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    MetaError, MetaResult, MetaStore, OBJECTS, all_rows, encode_record, get_bucket_w, list,
+};
+
+/// Source bucket -> `RuleRecord`.
+pub(super) const REPLICATION_RULES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("replication_rules");
+/// Replica bucket -> `ReplicaRecord`.
+pub(super) const REPLICA_BUCKETS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("replica_buckets");
+
+/// How a source trusts the replica's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetTrust {
+    /// CA certificates (PEM), copied into the rule when it was added.
+    Ca(String),
+    /// SHA-256 of the replica's end-entity certificate, 64 hex digits.
+    Fingerprint(String),
+}
+
+/// A replication rule as stored on the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRecord {
+    /// `https://HOST:PORT` of the replica.
+    pub target: String,
+    pub target_bucket: String,
+    pub access_key: String,
+    /// The replication key's secret, sealed (see `secrets`).
+    pub sealed_secret: Vec<u8>,
+    pub trust: TargetTrust,
+    /// Daily windows, minutes after midnight UTC, [start, end); empty: continuous.
+    pub windows: Vec<(u32, u32)>,
+    pub connections: u32,
+    /// Bytes per second; 0: unlimited.
+    pub bandwidth: u64,
+    pub paused: bool,
+    pub created_ms: i64,
+}
+
+/// A replica bucket, as the replica records it at the first hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    /// The source's software version, as its hello said.
+    pub source_software: String,
+    pub since_ms: i64,
+}
+
+impl MetaStore {
+    pub async fn put_rule(&self, bucket: &str, rule: &RuleRecord) -> MetaResult<()> {
+        let bucket = bucket.to_owned();
+        let bytes = encode_record(rule)?;
+        self.write(true, move |txn| {
+            if get_bucket_w(txn, &bucket)?.is_none() {
+                return Err(MetaError::NoSuchBucket);
+            }
+            txn.open_table(REPLICATION_RULES)?
+                .insert(bucket.as_str(), bytes.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes a rule; true if there was one.
+    pub async fn remove_rule(&self, bucket: &str) -> MetaResult<bool> {
+        let bucket = bucket.to_owned();
+        self.write(true, move |txn| {
+            Ok(txn
+                .open_table(REPLICATION_RULES)?
+                .remove(bucket.as_str())?
+                .is_some())
+        })
+        .await
+    }
+
+    pub async fn rules(&self) -> MetaResult<Vec<(String, RuleRecord)>> {
+        self.read(|txn| all_rows(txn, REPLICATION_RULES)).await
+    }
+
+    /// Makes `bucket` a replica, unless it is one already. A bucket that holds objects
+    /// and is not a replica is refused (`BucketNotEmpty`): its objects would mix with
+    /// the source's.
+    pub async fn mark_replica(&self, bucket: &str, rec: ReplicaRecord) -> MetaResult<()> {
+        let bucket = bucket.to_owned();
+        let bytes = encode_record(&rec)?;
+        self.write(true, move |txn| {
+            if get_bucket_w(txn, &bucket)?.is_none() {
+                return Err(MetaError::NoSuchBucket);
+            }
+            let mut replicas = txn.open_table(REPLICA_BUCKETS)?;
+            if replicas.get(bucket.as_str())?.is_some() {
+                return Ok(());
+            }
+            let (lo, hi) = list::bucket_bounds(&bucket, "");
+            if txn
+                .open_table(OBJECTS)?
+                .range(lo.as_slice()..hi.as_slice())?
+                .next()
+                .is_some()
+            {
+                return Err(MetaError::BucketNotEmpty);
+            }
+            replicas.insert(bucket.as_str(), bytes.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes a replica bucket writable again (promotion); true if it was a replica.
+    pub async fn unmark_replica(&self, bucket: &str) -> MetaResult<bool> {
+        let bucket = bucket.to_owned();
+        self.write(true, move |txn| {
+            Ok(txn
+                .open_table(REPLICA_BUCKETS)?
+                .remove(bucket.as_str())?
+                .is_some())
+        })
+        .await
+    }
+
+    /// The replica buckets, on the calling thread (start-up).
+    pub fn replica_buckets_blocking(&self) -> MetaResult<Vec<(String, ReplicaRecord)>> {
+        self.read_blocking(|txn| all_rows(txn, REPLICA_BUCKETS))
+    }
+}
+
+/// Drops a deleted bucket's rule and replica mark.
+pub(super) fn forget_bucket(txn: &redb::WriteTransaction, bucket: &str) -> MetaResult<()> {
+    txn.open_table(REPLICATION_RULES)?.remove(bucket)?;
+    txn.open_table(REPLICA_BUCKETS)?.remove(bucket)?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `replication` owns one-way bucket replication between hoards: the rules on a
+//! source, the replica buckets on a replica, and the protocol between them.
+//!
+//! Built so far: rules (`hoard replication add/list/remove/pause/resume`), the hello
+//! that every rule starts with, and read-only replica buckets with promotion. The
+//! sender and the object transfer come next (see docs/ARCHITECTURE.md).
+//!
+//! Protocol (HTTPS, SigV4 with a key the replica issued, holding the `replication`
+//! grant on the replica bucket; endpoints under `PREFIX` on the replica's listener):
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | POST | `hello?bucket=B` | JSON `Hello` both ways. Each side picks the highest version both speak. The replica refuses a hello with none in common (`400 IncompatibleReplicationProtocol`, logged, `hoard_replication_hello_refused_total{side="replica"}`); the source refuses such an answer the same way (`side="source"`). A successful hello makes B a replica bucket. |
+//!
+//! Invariants:
+//! - A replica bucket refuses every S3 write and delete, root's included
+//!   (`403 AccessDenied`); only promotion (`hoard bucket promote`) makes it writable,
+//!   and a promoted bucket that holds objects refuses further hellos
+//!   (`409 BucketNotEmpty`), so a stale source cannot overwrite it.
+//! - A rule is stored only after a hello with its target succeeded: the target was
+//!   reachable, its certificate trusted, the key accepted, the protocol compatible.
+//!   Its secret is stored sealed (`secrets`), never shown or logged.
+
+pub mod receiver;
+pub mod rules;
+
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{MetaResult, MetaStore};
+
+/// Where a replica serves the replication endpoints.
+pub const PREFIX: &str = "/hoard-replica/v1/";
+/// The protocol version this build speaks.
+pub const PROTOCOL: u32 = 1;
+/// The oldest protocol version this build still speaks.
+pub const MIN_PROTOCOL: u32 = 1;
+/// Overrides `PROTOCOL` and `MIN_PROTOCOL` (as `N`): lets the real binary play an
+/// older or newer hoard in compatibility tests.
+pub const ENV_PROTOCOL: &str = "HOARD_REPLICATION_PROTOCOL";
+
+/// What each side says of itself in the hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub software: String,
+    pub protocol: u32,
+    pub min_protocol: u32,
+    pub capabilities: Vec<String>,
+}
+
+impl Hello {
+    /// This build's hello.
+    pub fn ours() -> Hello {
+        let (protocol, min_protocol) = match std::env::var(ENV_PROTOCOL)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            Some(n) => (n, n),
+            None => (PROTOCOL, MIN_PROTOCOL),
+        };
+        Hello {
+            software: format!("hoard {}", env!("CARGO_PKG_VERSION")),
+            protocol,
+            min_protocol,
+            capabilities: vec!["zstd".into(), "blake3".into()],
+        }
+    }
+
+    /// The protocol version both sides speak (the highest one), or why there is none.
+    pub fn negotiate(&self, peer: &Hello) -> Result<u32, String> {
+        let agreed = self.protocol.min(peer.protocol);
+        if agreed >= self.min_protocol.max(peer.min_protocol) {
+            return Ok(agreed);
+        }
+        Err(format!(
+            "incompatible replication protocol: {} speaks {}..={}, {} speaks {}..={}",
+            peer.software,
+            peer.min_protocol,
+            peer.protocol,
+            self.software,
+            self.min_protocol,
+            self.protocol
+        ))
+    }
+}
+
+/// The replica buckets of this hoard, kept in memory for the access check and
+/// changed only after the store is.
+pub struct ReplicaBuckets {
+    meta: MetaStore,
+    names: RwLock<HashSet<String>>,
+}
+
+impl ReplicaBuckets {
+    pub fn load(meta: MetaStore) -> MetaResult<ReplicaBuckets> {
+        let names = meta
+            .replica_buckets_blocking()?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        Ok(ReplicaBuckets {
+            meta,
+            names: RwLock::new(names),
+        })
+    }
+
+    pub fn contains(&self, bucket: &str) -> bool {
+        self.names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(bucket)
+    }
+
+    /// Makes `bucket` a replica of the source that said `hello`.
+    pub async fn mark(&self, bucket: &str, hello: &Hello) -> MetaResult<()> {
+        let rec = crate::meta::ReplicaRecord {
+            source_software: hello.software.clone(),
+            since_ms: crate::meta::now_ms(),
+        };
+        self.meta.mark_replica(bucket, rec).await?;
+        self.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bucket.to_owned());
+        Ok(())
+    }
+
+    /// Promotion: the bucket becomes writable; true if it was a replica.
+    pub async fn promote(&self, bucket: &str) -> MetaResult<bool> {
+        let was = self.meta.unmark_replica(bucket).await?;
+        self.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(bucket);
+        Ok(was)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_highest_common_protocol_is_chosen_or_none() {
+        let ours = Hello {
+            software: "hoard a".into(),
+            protocol: 2,
+            min_protocol: 1,
+            capabilities: vec![],
+        };
+        let peer = |min, max| Hello {
+            software: "hoard b".into(),
+            protocol: max,
+            min_protocol: min,
+            capabilities: vec![],
+        };
+        assert_eq!(ours.negotiate(&peer(1, 3)), Ok(2));
+        assert_eq!(ours.negotiate(&peer(2, 2)), Ok(2));
+        assert_eq!(ours.negotiate(&peer(1, 1)), Ok(1));
+        let err = ours.negotiate(&peer(3, 4)).unwrap_err();
+        assert!(err.contains("3..=4") && err.contains("hoard b"), "{err}");
+    }
+}

@@ -1,0 +1,331 @@
+//! Replication rules on a source: adding one (after a successful hello with its
+//! target), listing, pausing, resuming and removing them; and `ReplicaLink`, the
+//! source's signed HTTPS client of a replica.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::Hello;
+use crate::auth::Credentials;
+use crate::client::{AdminClient, ClientError};
+use crate::meta::{MetaError, MetaStore, RuleRecord, TargetTrust};
+use crate::metrics::{Metrics, SideLabels};
+use crate::secrets::{SecretBox, SecretsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("no bucket named {0}")]
+    NoSuchBucket(String),
+    #[error("bucket {0} has no replication rule")]
+    NoSuchRule(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("replication target {target}: {reason}")]
+    Target { target: String, reason: String },
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    Meta(MetaError),
+}
+
+impl From<MetaError> for RulesError {
+    fn from(e: MetaError) -> Self {
+        RulesError::Meta(e)
+    }
+}
+
+/// A rule as the admin API takes it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AddRule {
+    /// `https://HOST:PORT` of the replica.
+    pub target: String,
+    pub target_bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    /// CA certificates (PEM text) to trust for the target.
+    pub ca_pem: Option<String>,
+    /// Or: the SHA-256 fingerprint of the target's certificate.
+    pub fingerprint: Option<String>,
+    /// Daily windows, UTC, like "22:00-06:00"; none: continuous.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    pub connections: Option<u32>,
+    /// Bytes per second; none or 0: unlimited.
+    pub bandwidth: Option<u64>,
+}
+
+/// A rule as the admin API shows it: never the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleInfo {
+    pub bucket: String,
+    pub target: String,
+    pub target_bucket: String,
+    pub access_key: String,
+    /// "ca" or "fingerprint SHA256".
+    pub trust: String,
+    pub windows: Vec<String>,
+    pub connections: u32,
+    pub bandwidth: u64,
+    pub paused: bool,
+    /// What the target said of itself at the hello (in the answer to `add` only).
+    pub target_software: Option<String>,
+}
+
+pub struct Rules {
+    meta: MetaStore,
+    secrets: Arc<SecretBox>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a rule's secret is bound to when sealed.
+fn seal_label(bucket: &str) -> String {
+    format!("replication:{bucket}")
+}
+
+impl Rules {
+    pub fn new(meta: MetaStore, secrets: Arc<SecretBox>, metrics: Arc<Metrics>) -> Self {
+        Rules {
+            meta,
+            secrets,
+            metrics,
+        }
+    }
+
+    /// Checks the rule, says hello to its target, and stores it only if that worked.
+    pub async fn add(&self, bucket: &str, req: AddRule) -> Result<RuleInfo, RulesError> {
+        if self.meta.get_bucket(bucket).await?.is_none() {
+            return Err(RulesError::NoSuchBucket(bucket.to_owned()));
+        }
+        let rule = self.check(req.clone())?;
+        let link = ReplicaLink::new(&rule, req.secret_key.clone(), self.metrics.clone())?;
+        let theirs = link.hello().await?;
+        let mut rule = rule;
+        rule.sealed_secret = self.secrets.seal(&seal_label(bucket), &req.secret_key)?;
+        self.meta.put_rule(bucket, &rule).await?;
+        tracing::info!(bucket, target = %rule.target, target_bucket = %rule.target_bucket, replica = %theirs.software, "replication rule added");
+        let mut info = self.info(bucket.to_owned(), rule);
+        info.target_software = Some(theirs.software);
+        Ok(info)
+    }
+
+    /// Validates an `AddRule` into a record (secret not yet sealed).
+    fn check(&self, req: AddRule) -> Result<RuleRecord, RulesError> {
+        let invalid = |m: String| RulesError::Invalid(m);
+        if !req.target.starts_with("https://") {
+            return Err(invalid(format!(
+                "the target must be an https:// URL, not {:?}",
+                req.target
+            )));
+        }
+        if !crate::admin::valid_bucket_name(&req.target_bucket) {
+            return Err(invalid(format!(
+                "invalid target bucket {:?}",
+                req.target_bucket
+            )));
+        }
+        if req.access_key.is_empty() || req.secret_key.is_empty() {
+            return Err(invalid(
+                "give the target's access key and secret key".into(),
+            ));
+        }
+        let trust = match (req.ca_pem, req.fingerprint) {
+            (Some(pem), None) => {
+                crate::tls::parse_certs(pem.as_bytes(), std::path::Path::new("the target CA"))
+                    .map_err(|e| invalid(e.to_string()))?;
+                TargetTrust::Ca(pem)
+            }
+            (None, Some(fp)) => TargetTrust::Fingerprint(
+                crate::tls::normalize_fingerprint(&fp).ok_or_else(|| {
+                    invalid(format!(
+                        "{fp:?} is not a SHA-256 fingerprint (64 hex digits)"
+                    ))
+                })?,
+            ),
+            _ => {
+                return Err(invalid(
+                    "trust the target through a CA file or a certificate fingerprint (one of them)"
+                        .into(),
+                ));
+            }
+        };
+        let windows = req
+            .windows
+            .iter()
+            .map(|w| crate::cleaner::parse_window(w))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let connections = req.connections.unwrap_or(4);
+        if !(1..=64).contains(&connections) {
+            return Err(invalid(format!(
+                "connections must be 1 to 64, not {connections}"
+            )));
+        }
+        Ok(RuleRecord {
+            target: req.target.trim_end_matches('/').to_owned(),
+            target_bucket: req.target_bucket,
+            access_key: req.access_key,
+            sealed_secret: Vec::new(),
+            trust,
+            windows,
+            connections,
+            bandwidth: req.bandwidth.unwrap_or(0),
+            paused: false,
+            created_ms: crate::meta::now_ms(),
+        })
+    }
+
+    pub async fn list(&self) -> Result<Vec<RuleInfo>, RulesError> {
+        Ok(self
+            .meta
+            .rules()
+            .await?
+            .into_iter()
+            .map(|(b, r)| self.info(b, r))
+            .collect())
+    }
+
+    pub async fn remove(&self, bucket: &str) -> Result<(), RulesError> {
+        if !self.meta.remove_rule(bucket).await? {
+            return Err(RulesError::NoSuchRule(bucket.to_owned()));
+        }
+        tracing::info!(bucket, "replication rule removed");
+        Ok(())
+    }
+
+    pub async fn set_paused(&self, bucket: &str, paused: bool) -> Result<RuleInfo, RulesError> {
+        let mut rule = self
+            .meta
+            .rules()
+            .await?
+            .into_iter()
+            .find_map(|(b, r)| (b == bucket).then_some(r))
+            .ok_or_else(|| RulesError::NoSuchRule(bucket.to_owned()))?;
+        rule.paused = paused;
+        self.meta.put_rule(bucket, &rule).await?;
+        tracing::info!(bucket, paused, "replication rule paused or resumed");
+        Ok(self.info(bucket.to_owned(), rule))
+    }
+
+    fn info(&self, bucket: String, r: RuleRecord) -> RuleInfo {
+        RuleInfo {
+            target: r.target,
+            target_bucket: r.target_bucket,
+            access_key: r.access_key,
+            trust: match r.trust {
+                TargetTrust::Ca(_) => "ca".into(),
+                TargetTrust::Fingerprint(f) => format!("fingerprint {f}"),
+            },
+            windows: r
+                .windows
+                .iter()
+                .map(|(a, b)| format!("{:02}:{:02}-{:02}:{:02}", a / 60, a % 60, b / 60, b % 60))
+                .collect(),
+            connections: r.connections,
+            bandwidth: r.bandwidth,
+            paused: r.paused,
+            target_software: None,
+            bucket,
+        }
+    }
+}
+
+/// The source's client of one replica bucket: HTTPS trusting only the rule's CA or
+/// pinned certificate, requests signed with the rule's key.
+pub struct ReplicaLink {
+    client: AdminClient,
+    target: String,
+    bucket: String,
+    metrics: Arc<Metrics>,
+}
+
+impl ReplicaLink {
+    pub fn new(
+        rule: &RuleRecord,
+        secret_key: String,
+        metrics: Arc<Metrics>,
+    ) -> Result<ReplicaLink, RulesError> {
+        let target_err = |reason: String| RulesError::Target {
+            target: rule.target.clone(),
+            reason,
+        };
+        let tls = match &rule.trust {
+            TargetTrust::Ca(pem) => {
+                crate::tls::parse_certs(pem.as_bytes(), std::path::Path::new("the target CA"))
+                    .and_then(crate::tls::ca_client_config)
+            }
+            TargetTrust::Fingerprint(fp) => crate::tls::pinned_client_config(fp),
+        }
+        .map_err(|e| target_err(e.to_string()))?;
+        let creds = Credentials {
+            access_key: rule.access_key.clone(),
+            secret_key,
+        };
+        let client = AdminClient::with_tls(&rule.target, super::PREFIX, "us-east-1", creds, tls)
+            .map_err(|e| target_err(e.to_string()))?;
+        Ok(ReplicaLink {
+            client,
+            target: rule.target.clone(),
+            bucket: rule.target_bucket.clone(),
+            metrics,
+        })
+    }
+
+    fn error(&self, e: &ClientError) -> RulesError {
+        RulesError::Target {
+            target: self.target.clone(),
+            reason: error_chain(e),
+        }
+    }
+
+    /// Exchanges hellos; refuses a replica with no protocol version in common.
+    pub async fn hello(&self) -> Result<Hello, RulesError> {
+        let ours = Hello::ours();
+        let body = serde_json::to_vec(&ours).map_err(|e| RulesError::Invalid(e.to_string()))?;
+        let path = format!("hello?bucket={}", self.bucket);
+        let answer = self.client.call(http::Method::POST, &path, body).await;
+        let why = match answer {
+            Ok(theirs) => match ours.negotiate(&theirs) {
+                Ok(_) => return Ok(theirs),
+                Err(why) => why,
+            },
+            // The replica found no common version: refused on both sides.
+            Err(ClientError::Status { status: 400, body })
+                if body.contains("IncompatibleReplicationProtocol") =>
+            {
+                s3_error_message(&body)
+            }
+            Err(e) => return Err(self.error(&e)),
+        };
+        tracing::warn!(target = %self.target, %why, "replication hello refused");
+        self.metrics
+            .replication_hello_refused
+            .get_or_create(&SideLabels {
+                side: "source".into(),
+            })
+            .inc();
+        Err(RulesError::Target {
+            target: self.target.clone(),
+            reason: why,
+        })
+    }
+}
+
+/// The `<Message>` of an S3 error body, or the body.
+fn s3_error_message(body: &str) -> String {
+    body.split_once("<Message>")
+        .and_then(|(_, rest)| rest.split_once("</Message>"))
+        .map_or_else(|| body.to_owned(), |(m, _)| m.to_owned())
+}
+
+/// An error and its causes, one after the other (TLS failures hide in the causes).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
