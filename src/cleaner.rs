@@ -435,7 +435,8 @@ pub fn parse_window(w: &str) -> Result<(u32, u32), String> {
         .ok_or_else(|| format!("a window must look like \"01:00-05:00\" (UTC), not {w:?}"))
 }
 
-fn in_window((start, end): (u32, u32), minute: u32) -> bool {
+/// Whether `minute` (after midnight) falls in the window [start, end).
+pub fn in_window((start, end): (u32, u32), minute: u32) -> bool {
     if start < end {
         (start..end).contains(&minute)
     } else {

@@ -90,6 +90,17 @@ impl AdminClient {
         path: &str,
         body: Vec<u8>,
     ) -> Result<String, ClientError> {
+        let bytes = self.request_bytes(method, path, body).await?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// A signed request; the answer's body as bytes, or its status and text.
+    pub(crate) async fn request_bytes(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<bytes::Bytes, ClientError> {
         let url = format!("{}{}{}", self.endpoint, self.prefix, path);
         let payload = hex::encode(<s3s::crypto::Sha256 as s3s::crypto::Checksum>::checksum(
             &body,
@@ -123,14 +134,15 @@ impl AdminClient {
                 source,
             })?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|source| ClientError::Http {
+        let body = resp.bytes().await.map_err(|source| ClientError::Http {
             endpoint: self.endpoint.clone(),
             source,
         })?;
         if status >= 300 {
-            return Err(ClientError::Status { status, body: text });
+            let body = String::from_utf8_lossy(&body).into_owned();
+            return Err(ClientError::Status { status, body });
         }
-        Ok(text)
+        Ok(body)
     }
 
     /// A request whose JSON answer decodes to `T`.

@@ -66,6 +66,11 @@ pub struct Metrics {
     pub scrub_problems: Counter,
     pub scrub_cycles: Counter,
     pub replication_hello_refused: Family<SideLabels, Counter>,
+    pub replication_logical_bytes: Counter,
+    pub replication_sent_bytes: Counter,
+    pub replication_events: Counter,
+    pub replication_errors: Counter,
+    pub replication_queue: Gauge,
     bucket_objects: Family<BucketLabels, Gauge>,
     bucket_logical: Family<BucketLabels, Gauge>,
     bucket_stored: Family<BucketLabels, Gauge>,
@@ -113,6 +118,11 @@ impl Metrics {
             scrub_problems: Counter::default(),
             scrub_cycles: Counter::default(),
             replication_hello_refused: Family::default(),
+            replication_logical_bytes: Counter::default(),
+            replication_sent_bytes: Counter::default(),
+            replication_events: Counter::default(),
+            replication_errors: Counter::default(),
+            replication_queue: Gauge::default(),
             bucket_objects: Family::default(),
             bucket_logical: Family::default(),
             bucket_stored: Family::default(),
@@ -196,6 +206,31 @@ impl Metrics {
             "hoard_replication_hello_refused",
             "Replication hellos refused for incompatible protocol versions, by side",
             m.replication_hello_refused.clone(),
+        );
+        r.register(
+            "hoard_replication_logical_bytes",
+            "Object bytes replicated (the sizes of the objects sent)",
+            m.replication_logical_bytes.clone(),
+        );
+        r.register(
+            "hoard_replication_sent_bytes",
+            "Bytes sent to replicas: chunks the replicas lacked, as stored, and manifests",
+            m.replication_sent_bytes.clone(),
+        );
+        r.register(
+            "hoard_replication_events",
+            "Outbox events the replicas acknowledged",
+            m.replication_events.clone(),
+        );
+        r.register(
+            "hoard_replication_errors",
+            "Failed attempts to replicate an event (retried with backoff)",
+            m.replication_errors.clone(),
+        );
+        r.register(
+            "hoard_replication_queue_events",
+            "Outbox events waiting for a replica at the last sender round",
+            m.replication_queue.clone(),
         );
         r.register(
             "hoard_ingest_active_streams",

@@ -30,7 +30,7 @@ use crate::ingest::{Ingest, IngestSettings};
 use crate::meta::{MetaError, MetaStore};
 use crate::metrics::Metrics;
 use crate::replication::ReplicaBuckets;
-use crate::replication::receiver::Receiver;
+use crate::replication::receiver::{Receiver, Store as ReceiverStore};
 use crate::replication::rules::Rules;
 use crate::retrieve::Retrieve;
 use crate::s3::HoardS3;
@@ -105,6 +105,7 @@ impl s3s::route::S3Route for Routes {
 /// Everything a running hoard serves from.
 pub struct Node {
     pub cfg: Arc<Config>,
+    pub secrets: Arc<SecretBox>,
     pub meta: MetaStore,
     pub cleaner: Arc<Cleaner>,
     pub metrics: Arc<Metrics>,
@@ -144,7 +145,7 @@ impl Node {
         let metrics = Arc::new(Metrics::new());
         let ingest = Arc::new(Ingest::new(
             meta.clone(),
-            index,
+            index.clone(),
             segments.clone(),
             metrics.clone(),
             IngestSettings {
@@ -187,11 +188,21 @@ impl Node {
         );
         let mut builder = S3ServiceBuilder::new(s3);
         let replicas = Arc::new(ReplicaBuckets::load(meta.clone())?);
-        let rules = Arc::new(Rules::new(meta.clone(), secrets, metrics.clone()));
+        let rules = Arc::new(Rules::new(meta.clone(), secrets.clone(), metrics.clone()));
         builder.set_auth(KeyLookup(users.clone()));
         builder.set_access(HoardAccess::new(users.clone(), replicas.clone()));
         builder.set_route(Routes {
-            receiver: Receiver::new(replicas.clone(), users.clone(), metrics.clone()),
+            receiver: Receiver::new(
+                replicas.clone(),
+                users.clone(),
+                metrics.clone(),
+                ReceiverStore {
+                    meta: meta.clone(),
+                    segments: segments.clone(),
+                    index,
+                    segment_size: cfg.segment_size,
+                },
+            ),
             admin: AdminApi::new(
                 cfg.clone(),
                 meta.clone(),
@@ -206,6 +217,7 @@ impl Node {
             .set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
         Ok(Node {
             cfg,
+            secrets,
             meta,
             cleaner,
             metrics,
@@ -404,6 +416,15 @@ pub async fn serve(
             .run(),
         )
     });
+    let sender = tokio::spawn(
+        crate::replication::sender::Sender {
+            meta: node.meta.clone(),
+            segments: node.segments.clone(),
+            secrets: node.secrets.clone(),
+            metrics: node.metrics.clone(),
+        }
+        .run(),
+    );
     let node = Arc::new(node);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -464,6 +485,7 @@ pub async fn serve(
     drop(listener);
     drop(plain);
     expiry.abort();
+    sender.abort();
     for t in [scheduled_gc, scrub, reload].into_iter().flatten() {
         t.abort();
     }

@@ -6,7 +6,7 @@ use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    MetaError, MetaResult, MetaStore, OBJECTS, all_rows, encode_record, get_bucket_w, list,
+    MetaError, MetaResult, MetaStore, OBJECTS, OUTBOX, all_rows, encode_record, get_bucket_w, list,
 };
 
 /// Source bucket -> `RuleRecord`.
@@ -120,6 +120,21 @@ impl MetaStore {
                 .open_table(REPLICA_BUCKETS)?
                 .remove(bucket.as_str())?
                 .is_some())
+        })
+        .await
+    }
+
+    /// Removes outbox events a replica acknowledged (or that no rule wants), durably.
+    pub async fn remove_outbox(&self, seqs: Vec<u64>) -> MetaResult<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        self.write(true, move |txn| {
+            let mut outbox = txn.open_table(OUTBOX)?;
+            for seq in seqs {
+                outbox.remove(seq)?;
+            }
+            Ok(())
         })
         .await
     }

@@ -2,14 +2,20 @@
 //! source, the replica buckets on a replica, and the protocol between them.
 //!
 //! Built so far: rules (`hoard replication add/list/remove/pause/resume`), the hello
-//! that every rule starts with, and read-only replica buckets with promotion. The
-//! sender and the object transfer come next (see docs/ARCHITECTURE.md).
+//! that every rule starts with, read-only replica buckets with promotion, and the
+//! continuous (or windowed) transfer of each key's current state from the outbox
+//! (`sender`), sending only the chunks the replica lacks. What is not built yet is
+//! listed in `sender`'s docs.
 //!
 //! Protocol (HTTPS, SigV4 with a key the replica issued, holding the `replication`
 //! grant on the replica bucket; endpoints under `PREFIX` on the replica's listener):
 //!
 //! | method | path | does |
 //! |---|---|---|
+//! | POST | `missing?bucket=B` | body: chunk ids; answer: the ones the replica lacks (`wire`) |
+//! | PUT | `chunks?bucket=B` | chunk frames as stored; each verified by BLAKE3 (else `400 BadDigest`, nothing stored), new ones packed into the replica's own segments, unreferenced until a commit names them |
+//! | PUT | `object?bucket=B&key=HEX` | record and manifest; takes the chunks' references and commits, or `409 MissingChunks` changing nothing |
+//! | DELETE | `object?bucket=B&key=HEX` | deletes the key (nothing to delete is fine) |
 //! | POST | `hello?bucket=B` | JSON `Hello` both ways. Each side picks the highest version both speak. The replica refuses a hello with none in common (`400 IncompatibleReplicationProtocol`, logged, `hoard_replication_hello_refused_total{side="replica"}`); the source refuses such an answer the same way (`side="source"`). A successful hello makes B a replica bucket. |
 //!
 //! Invariants:
@@ -17,12 +23,16 @@
 //!   (`403 AccessDenied`); only promotion (`hoard bucket promote`) makes it writable,
 //!   and a promoted bucket that holds objects refuses further hellos
 //!   (`409 BucketNotEmpty`), so a stale source cannot overwrite it.
+//! - An outbox event leaves the source's outbox only after the replica acknowledged
+//!   the commit or delete it led to; every step is idempotent (see `sender`).
 //! - A rule is stored only after a hello with its target succeeded: the target was
 //!   reachable, its certificate trusted, the key accepted, the protocol compatible.
 //!   Its secret is stored sealed (`secrets`), never shown or logged.
 
 pub mod receiver;
 pub mod rules;
+pub mod sender;
+pub mod wire;
 
 use std::collections::HashSet;
 use std::sync::RwLock;

@@ -1,30 +1,48 @@
 //! The replica side of the protocol: the endpoints under `replication::PREFIX`.
-//! Callers must hold the `replication` grant (or admin) on the bucket they name.
+//! Callers must hold the `replication` grant (or admin) on the bucket they name;
+//! every endpoint but the hello needs the bucket to be a replica.
 
 use std::sync::Arc;
 
 use http::{Method, StatusCode, Uri};
 use s3s::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::{Hello, ReplicaBuckets};
+use super::{Hello, ReplicaBuckets, wire};
 use crate::admin::{json, json_body_required, query_param};
-use crate::meta::{MetaError, Permission};
+use crate::index::ChunkIndex;
+use crate::meta::{ChunkId, ChunkLocation, MetaError, MetaStore, NewChunk, ObjectData, Permission};
 use crate::metrics::{Metrics, SideLabels};
-use crate::s3::{meta_error, no_such_bucket};
+use crate::s3::{internal, meta_error, no_such_bucket};
+use crate::segments::{SegmentBuilder, SegmentStore};
 use crate::users::Users;
+
+/// Where received chunks and objects go.
+pub struct Store {
+    pub meta: MetaStore,
+    pub segments: SegmentStore,
+    pub index: Arc<ChunkIndex>,
+    pub segment_size: usize,
+}
 
 pub struct Receiver {
     replicas: Arc<ReplicaBuckets>,
     users: Arc<Users>,
     metrics: Arc<Metrics>,
+    store: Store,
 }
 
 impl Receiver {
-    pub fn new(replicas: Arc<ReplicaBuckets>, users: Arc<Users>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        replicas: Arc<ReplicaBuckets>,
+        users: Arc<Users>,
+        metrics: Arc<Metrics>,
+        store: Store,
+    ) -> Self {
         Receiver {
             replicas,
             users,
             metrics,
+            store,
         }
     }
 
@@ -50,13 +68,139 @@ impl Receiver {
 
     pub async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let path = req.uri.path().strip_prefix(super::PREFIX).unwrap_or("");
+        let bucket = bucket_of(&req.uri)?.to_owned();
+        if path == "hello" && req.method == Method::POST {
+            return self.hello(&bucket, req.input).await;
+        }
+        // Data goes only into a bucket that is a replica now (not promoted).
+        if !self.replicas.contains(&bucket) {
+            return Err(s3_error!(
+                AccessDenied,
+                "The bucket is not a replica (never said hello, or promoted)."
+            ));
+        }
         match (&req.method, path) {
-            (&Method::POST, "hello") => {
-                let bucket = bucket_of(&req.uri)?.to_owned();
-                self.hello(&bucket, req.input).await
+            (&Method::POST, "missing") => self.missing(req.input).await,
+            (&Method::PUT, "chunks") => self.chunks(&bucket, req.input).await,
+            (&Method::PUT, "object") => {
+                let key = key_of(&req.uri)?;
+                self.commit(&bucket, &key, req.input).await
+            }
+            (&Method::DELETE, "object") => {
+                let key = key_of(&req.uri)?;
+                self.store
+                    .meta
+                    .delete_object(&bucket, &key, None)
+                    .await
+                    .map_err(meta_error)?;
+                json(StatusCode::OK, &serde_json::json!({ "deleted": key }))
             }
             _ => Err(s3_error!(NotImplemented, "Unknown replication operation")),
         }
+    }
+
+    /// Which of the given chunk ids this store lacks.
+    async fn missing(&self, body: Body) -> S3Result<S3Response<Body>> {
+        let ids = wire::decode_ids(&read_body(body).await?).map_err(bad_request)?;
+        let locs = self
+            .store
+            .meta
+            .chunk_locations(ids.clone())
+            .await
+            .map_err(meta_error)?;
+        let lacking: Vec<ChunkId> = ids
+            .into_iter()
+            .zip(locs)
+            .filter_map(|(id, loc)| loc.is_none().then_some(id))
+            .collect();
+        Ok(S3Response::new(Body::from(wire::encode_ids(&lacking))))
+    }
+
+    /// Verifies each chunk by BLAKE3 and packs the ones not stored yet into a new
+    /// segment. One bad chunk refuses the whole batch and stores nothing.
+    async fn chunks(&self, bucket: &str, body: Body) -> S3Result<S3Response<Body>> {
+        let frames = wire::decode_frames(read_body(body).await?).map_err(bad_request)?;
+        let ids: Vec<ChunkId> = frames.iter().map(|f| f.id).collect();
+        let locs = self
+            .store
+            .meta
+            .chunk_locations(ids)
+            .await
+            .map_err(meta_error)?;
+        let new: Vec<wire::ChunkFrame> = frames
+            .into_iter()
+            .zip(locs)
+            .filter_map(|(f, loc)| loc.is_none().then_some(f))
+            .collect();
+        let stored = new.len();
+        let segment_size = self.store.segment_size;
+        let packed = tokio::task::spawn_blocking(move || pack(new, segment_size))
+            .await
+            .map_err(|e| internal("chunk verification", &e))?
+            .map_err(|why| {
+                tracing::warn!(bucket, %why, "replicated chunk refused");
+                S3Error::with_message(S3ErrorCode::BadDigest, why)
+            })?;
+        for (data, entries) in packed {
+            let size = data.len() as u64;
+            let segment =
+                crate::cleaner::store_segment(&self.store.meta, &self.store.segments, data)
+                    .await
+                    .map_err(|e| internal("storing replicated chunks", &e))?;
+            self.store
+                .meta
+                .add_segment(bucket, segment, size, entries.clone())
+                .await
+                .map_err(meta_error)?;
+            self.store.index.note_indexed(entries.iter().map(|e| &e.id));
+        }
+        json(StatusCode::OK, &serde_json::json!({ "stored": stored }))
+    }
+
+    /// Commits an object whose chunks are all here: takes their references, then
+    /// commits the record with its manifest. A missing chunk refuses the commit
+    /// (`409 MissingChunks`) and changes nothing; the source sends it and retries.
+    async fn commit(&self, bucket: &str, key: &str, body: Body) -> S3Result<S3Response<Body>> {
+        let (rec, manifest) = wire::decode_object(&read_body(body).await?).map_err(bad_request)?;
+        let mut counts: std::collections::HashMap<ChunkId, u32> = Default::default();
+        for r in &manifest {
+            *counts.entry(r.id).or_default() += 1;
+        }
+        let refs: Vec<(ChunkId, u32)> = counts.into_iter().collect();
+        let meta = self.store.meta.clone();
+        let asked = refs.clone();
+        let found = tokio::task::spawn_blocking(move || meta.take_refs_blocking(asked))
+            .await
+            .map_err(|e| internal("taking references", &e))?
+            .map_err(meta_error)?;
+        let (taken, lacking): (Vec<_>, Vec<_>) =
+            refs.into_iter().zip(found).partition(|(_, ok)| *ok);
+        let taken: Vec<(ChunkId, u32)> = taken.into_iter().map(|(r, _)| r).collect();
+        if !lacking.is_empty() {
+            self.release(taken).await?;
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("MissingChunks".into()),
+                format!("{} chunks of the object are not stored here", lacking.len()),
+            );
+            e.set_status_code(StatusCode::CONFLICT);
+            return Err(e);
+        }
+        let manifest = (!manifest.is_empty() || !matches!(rec.data, ObjectData::Inline(_)))
+            .then_some(manifest);
+        if let Err(e) = self
+            .store
+            .meta
+            .commit_object(bucket, key, rec, manifest)
+            .await
+        {
+            self.release(taken).await?;
+            return Err(meta_error(e));
+        }
+        json(StatusCode::OK, &serde_json::json!({ "committed": key }))
+    }
+
+    async fn release(&self, refs: Vec<(ChunkId, u32)>) -> S3Result<()> {
+        self.store.meta.release_refs(refs).await.map_err(meta_error)
     }
 
     async fn hello(&self, bucket: &str, body: Body) -> S3Result<S3Response<Body>> {
@@ -91,6 +235,65 @@ impl Receiver {
         tracing::info!(bucket, source = %theirs.software, "replication hello accepted");
         json(StatusCode::OK, &ours)
     }
+}
+
+/// A segment image and the chunks in it.
+type Packed = (bytes::Bytes, Vec<NewChunk>);
+
+/// Verifies every frame against its id, then packs them into segment images of
+/// about `segment_size`.
+fn pack(frames: Vec<wire::ChunkFrame>, segment_size: usize) -> Result<Vec<Packed>, String> {
+    let mut out = Vec::new();
+    let mut builder = SegmentBuilder::new(segment_size + 64 * 1024);
+    let mut entries = Vec::new();
+    for f in frames {
+        let loc = ChunkLocation {
+            segment: 0,
+            offset: 0,
+            stored_len: f.stored.len() as u32,
+            raw_len: f.raw_len,
+            codec: f.codec,
+        };
+        crate::retrieve::decode_chunk(&f.id, &loc, f.stored.clone())
+            .map_err(|why| format!("chunk {} failed verification: {why}", hex::encode(f.id)))?;
+        let e = builder.push(f.id, f.raw_len, f.codec, &f.stored);
+        entries.push(NewChunk {
+            id: f.id,
+            offset: e.offset,
+            stored_len: e.stored_len,
+            raw_len: e.raw_len,
+            codec: e.codec,
+            refs: 0,
+        });
+        if builder.len() >= segment_size {
+            let full =
+                std::mem::replace(&mut builder, SegmentBuilder::new(segment_size + 64 * 1024));
+            out.push((full.finish().0, std::mem::take(&mut entries)));
+        }
+    }
+    if !entries.is_empty() {
+        out.push((builder.finish().0, entries));
+    }
+    Ok(out)
+}
+
+async fn read_body(mut body: Body) -> S3Result<bytes::Bytes> {
+    body.store_all_limited(wire::MAX_BODY)
+        .await
+        .map_err(|_| s3_error!(EntityTooLarge, "replication request body too large"))
+}
+
+fn bad_request(why: String) -> S3Error {
+    S3Error::with_message(S3ErrorCode::InvalidRequest, why)
+}
+
+/// The object key, hex-encoded in `?key=` (keys may hold any character).
+fn key_of(uri: &Uri) -> S3Result<String> {
+    query_param(uri, "key")
+        .and_then(|k| hex::decode(k).ok())
+        .and_then(|k| String::from_utf8(k).ok())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| s3_error!(InvalidArgument, "name the key, hex-encoded: ?key=HEX"))
 }
 
 fn bucket_of(uri: &Uri) -> S3Result<&str> {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::Hello;
+use super::{Hello, wire};
 use crate::auth::Credentials;
 use crate::client::{AdminClient, ClientError};
-use crate::meta::{MetaError, MetaStore, RuleRecord, TargetTrust};
+use crate::meta::{ChunkId, MetaError, MetaStore, RuleRecord, TargetTrust};
 use crate::metrics::{Metrics, SideLabels};
 use crate::secrets::{SecretBox, SecretsError};
 
@@ -309,6 +309,66 @@ impl ReplicaLink {
             reason: why,
         })
     }
+}
+
+impl ReplicaLink {
+    /// Which of `ids` the replica lacks.
+    pub async fn missing(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>, RulesError> {
+        let path = format!("missing?bucket={}", self.bucket);
+        let body = self
+            .client
+            .request_bytes(http::Method::POST, &path, wire::encode_ids(ids))
+            .await
+            .map_err(|e| self.error(&e))?;
+        wire::decode_ids(&body).map_err(|why| RulesError::Target {
+            target: self.target.clone(),
+            reason: why,
+        })
+    }
+
+    /// Sends chunk frames (`wire::push_frame`).
+    pub async fn chunks(&self, frames: Vec<u8>) -> Result<(), RulesError> {
+        let path = format!("chunks?bucket={}", self.bucket);
+        self.client
+            .request_bytes(http::Method::PUT, &path, frames)
+            .await
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
+    /// Commits an object (`wire::encode_object`) under `key`.
+    pub async fn commit(&self, key: &str, object: Vec<u8>) -> Result<(), RulesError> {
+        let path = format!("object?bucket={}&key={}", self.bucket, hex::encode(key));
+        self.client
+            .request_bytes(http::Method::PUT, &path, object)
+            .await
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), RulesError> {
+        let path = format!("object?bucket={}&key={}", self.bucket, hex::encode(key));
+        self.client
+            .request_bytes(http::Method::DELETE, &path, Vec::new())
+            .await
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+}
+
+/// A rule's secret, opened.
+pub(crate) fn open_secret(
+    secrets: &SecretBox,
+    bucket: &str,
+    rule: &RuleRecord,
+) -> Result<String, RulesError> {
+    secrets
+        .open(&seal_label(bucket), &rule.sealed_secret)
+        .ok_or_else(|| {
+            RulesError::Invalid(format!(
+                "the secret of {bucket}'s replication rule cannot be opened with this secrets key"
+            ))
+        })
 }
 
 /// The `<Message>` of an S3 error body, or the body.

@@ -1,0 +1,258 @@
+//! The source side of replication: a loop that drains the outbox towards the
+//! replicas of the rules.
+//!
+//! Each round pages through the outbox in commit order. An event of a bucket without
+//! a rule is dropped (nothing wants it). An event of a paused rule, of a rule outside
+//! its windows, or of a rule in backoff after an error stays where it is. Any other
+//! event makes the replica's copy of its key equal to the source's *current* state of
+//! that key (the current version, or none): the object's chunk ids are offered, the
+//! chunks the replica lacks are sent as stored, then the record and manifest are
+//! committed. Only when the replica has acknowledged that commit (or the delete) is
+//! the event removed, durably. Every step is idempotent, so an event sent twice (a
+//! crash between the acknowledgement and the removal, a timeout) is harmless, and
+//! events of one bucket are applied in commit order: after a failure, the bucket's
+//! later events wait for the retry.
+//!
+//! Not yet: versions (the replica keeps the current state of each key under its own
+//! version ids), parts (a multipart object arrives as one manifest), the resync of
+//! objects written before the rule, MultiConnect, the bandwidth limit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::rules::{ReplicaLink, RulesError, open_secret};
+use super::wire;
+use crate::meta::{ChunkId, ChunkRef, MetaError, MetaStore, ObjectRecord, RuleRecord};
+use crate::metrics::Metrics;
+use crate::secrets::SecretBox;
+use crate::segments::SegmentStore;
+
+/// Pause between rounds when there was nothing to send.
+const IDLE: Duration = Duration::from_millis(500);
+const PAGE: usize = 512;
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Link(#[from] RulesError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("reading chunk {chunk} from segment {segment}: {reason}")]
+    Chunk {
+        chunk: String,
+        segment: u64,
+        reason: String,
+    },
+}
+
+/// A rule's link and its retry state.
+struct Peer {
+    rule: RuleRecord,
+    link: ReplicaLink,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+pub struct Sender {
+    pub meta: MetaStore,
+    pub segments: SegmentStore,
+    pub secrets: Arc<SecretBox>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Sender {
+    /// Runs rounds until the task is dropped.
+    pub async fn run(self) {
+        let mut peers: HashMap<String, Peer> = HashMap::new();
+        loop {
+            let sent = match self.round(&mut peers).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication round failed");
+                    0
+                }
+            };
+            if sent == 0 {
+                tokio::time::sleep(IDLE).await;
+            }
+        }
+    }
+
+    /// One pass over the outbox; returns how many events were acknowledged.
+    async fn round(&self, peers: &mut HashMap<String, Peer>) -> Result<usize, SendError> {
+        let rules: HashMap<String, RuleRecord> = self.meta.rules().await?.into_iter().collect();
+        self.refresh_peers(peers, &rules);
+        let (mut acked, mut waiting, mut from) = (0, 0i64, 0u64);
+        loop {
+            let page = self.meta.outbox_events(from, PAGE).await?;
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                break;
+            };
+            from = last + 1;
+            let mut done = Vec::new();
+            let mut blocked: HashSet<String> = HashSet::new();
+            for (seq, ev) in page {
+                let Some(peer) = peers.get_mut(&ev.bucket) else {
+                    done.push(seq); // no rule wants it
+                    continue;
+                };
+                if blocked.contains(&ev.bucket) || !peer.may_send() {
+                    waiting += 1;
+                    continue;
+                }
+                match self.sync_key(&peer.link, &ev.bucket, &ev.key).await {
+                    Ok(()) => {
+                        peer.backoff = BACKOFF_MIN;
+                        done.push(seq);
+                        acked += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(bucket = %ev.bucket, key = %ev.key, error = %e, retry_in = ?peer.backoff, "replication failed; will retry");
+                        self.metrics.replication_errors.inc();
+                        peer.retry_at = Some(Instant::now() + peer.backoff);
+                        peer.backoff = (peer.backoff * 2).min(BACKOFF_MAX);
+                        blocked.insert(ev.bucket.clone());
+                        waiting += 1;
+                    }
+                }
+            }
+            self.meta.remove_outbox(done).await?;
+        }
+        self.metrics.replication_events.inc_by(acked as u64);
+        self.metrics.replication_queue.set(waiting);
+        Ok(acked)
+    }
+
+    /// Keeps one link per rule, rebuilt when the rule changed.
+    fn refresh_peers(
+        &self,
+        peers: &mut HashMap<String, Peer>,
+        rules: &HashMap<String, RuleRecord>,
+    ) {
+        peers.retain(|b, p| rules.get(b) == Some(&p.rule));
+        for (bucket, rule) in rules {
+            if peers.contains_key(bucket) {
+                continue;
+            }
+            let link = open_secret(&self.secrets, bucket, rule)
+                .and_then(|secret| ReplicaLink::new(rule, secret, self.metrics.clone()));
+            match link {
+                Ok(link) => {
+                    peers.insert(
+                        bucket.clone(),
+                        Peer {
+                            rule: rule.clone(),
+                            link,
+                            retry_at: None,
+                            backoff: BACKOFF_MIN,
+                        },
+                    );
+                }
+                Err(e) => tracing::error!(bucket, error = %e, "replication rule unusable"),
+            }
+        }
+    }
+
+    /// Makes the replica's `key` what the source's is now.
+    async fn sync_key(&self, link: &ReplicaLink, bucket: &str, key: &str) -> Result<(), SendError> {
+        match self.meta.get_version(bucket, key, None).await {
+            Ok(Some(rec)) if !rec.delete_marker => self.send_object(link, key, rec).await,
+            Ok(_) | Err(MetaError::NoSuchBucket) => Ok(link.delete(key).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn send_object(
+        &self,
+        link: &ReplicaLink,
+        key: &str,
+        rec: ObjectRecord,
+    ) -> Result<(), SendError> {
+        let mut manifest: Vec<ChunkRef> = Vec::new();
+        for (id, _) in rec.manifests() {
+            manifest.extend(self.meta.get_manifest(id).await?);
+        }
+        let mut seen = HashSet::new();
+        let ids: Vec<ChunkId> = manifest
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| seen.insert(*id))
+            .collect();
+        let mut sent = 0u64;
+        for batch in ids.chunks(wire::MAX_IDS / 4) {
+            let lacking = link.missing(batch).await?;
+            sent += (batch.len() * 32) as u64;
+            sent += self.send_chunks(link, lacking).await?;
+        }
+        let object = wire::encode_object(&rec, &manifest)
+            .map_err(|e| SendError::Meta(MetaError::Corrupt(e)))?;
+        sent += object.len() as u64;
+        link.commit(key, object).await?;
+        self.metrics.replication_logical_bytes.inc_by(rec.size);
+        self.metrics.replication_sent_bytes.inc_by(sent);
+        Ok(())
+    }
+
+    /// Sends `ids` as stored, in batches of about `wire::BATCH_BYTES`; returns the
+    /// bytes sent.
+    async fn send_chunks(&self, link: &ReplicaLink, ids: Vec<ChunkId>) -> Result<u64, SendError> {
+        let locs = self.meta.chunk_locations(ids.clone()).await?;
+        let (mut body, mut sent) = (Vec::new(), 0u64);
+        for (id, loc) in ids.into_iter().zip(locs) {
+            let loc = loc.ok_or_else(|| SendError::Chunk {
+                chunk: hex::encode(id),
+                segment: 0,
+                reason: "not indexed any more".into(),
+            })?;
+            let start = u64::from(loc.offset);
+            let stored = self
+                .segments
+                .read_range(loc.segment, start..start + u64::from(loc.stored_len))
+                .await
+                .map_err(|e| SendError::Chunk {
+                    chunk: hex::encode(id),
+                    segment: loc.segment,
+                    reason: e.to_string(),
+                })?;
+            wire::push_frame(
+                &mut body,
+                &wire::ChunkFrame {
+                    id,
+                    codec: loc.codec,
+                    raw_len: loc.raw_len,
+                    stored,
+                },
+            );
+            if body.len() >= wire::BATCH_BYTES {
+                sent += body.len() as u64;
+                link.chunks(std::mem::take(&mut body)).await?;
+            }
+        }
+        if !body.is_empty() {
+            sent += body.len() as u64;
+            link.chunks(body).await?;
+        }
+        Ok(sent)
+    }
+}
+
+impl Peer {
+    /// Not paused, inside a window (or continuous), not waiting for a retry.
+    fn may_send(&self) -> bool {
+        if self.rule.paused || self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        if self.rule.windows.is_empty() {
+            return true;
+        }
+        let secs = crate::meta::unix_secs();
+        let minute = ((secs % 86_400) / 60) as u32;
+        self.rule
+            .windows
+            .iter()
+            .any(|w| crate::cleaner::in_window(*w, minute))
+    }
+}
