@@ -22,6 +22,8 @@
 //! | PUT | `/hoard-admin/v1/replication/BUCKET` | adds or replaces BUCKET's rule; JSON `replication::rules::AddRule`. The target must answer a hello first (`400 InvalidReplicationTarget` saying why not: unreachable, untrusted certificate, key refused, incompatible protocol) |
 //! | DELETE | `/hoard-admin/v1/replication/BUCKET` | removes the rule |
 //! | POST | `/hoard-admin/v1/replication/BUCKET/pause`, `.../resume` | pauses or resumes it |
+//! | GET | `/hoard-admin/v1/replication/BUCKET/status` | queue, lag, resync progress, bytes logical and sent, last success and error |
+//! | POST | `/hoard-admin/v1/replication/BUCKET/run` | a manual run: send now, windows or not, until nothing waits |
 //! | POST | `/hoard-admin/v1/buckets/NAME/promote` | makes a replica bucket writable (its source is lost) |
 //!
 //! Only root and users holding the admin grant on `*` may call it (403 AccessDenied
@@ -158,6 +160,14 @@ impl AdminApi {
                 let info = r.set_paused(bucket, *verb == "pause").await;
                 json(StatusCode::OK, &info.map_err(rules_error)?)
             }
+            (&Method::GET, [bucket, "status"]) => json(
+                StatusCode::OK,
+                &r.status(bucket).await.map_err(rules_error)?,
+            ),
+            (&Method::POST, [bucket, "run"]) => json(
+                StatusCode::OK,
+                &r.run_now(bucket).await.map_err(rules_error)?,
+            ),
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }

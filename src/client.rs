@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::auth::Credentials;
 use crate::meta::Permission;
-use crate::replication::rules::{AddRule, RuleInfo};
+use crate::replication::rules::{AddRule, RuleInfo, RuleStatus};
 use crate::stats::{StatsReport, UsageReport};
 use crate::users::{NewKey, UserInfo};
 
@@ -298,6 +298,16 @@ impl AdminClient {
     ) -> Result<RuleInfo, ClientError> {
         let verb = if paused { "pause" } else { "resume" };
         let path = bucket_path("replication", bucket, verb)?;
+        self.call(http::Method::POST, &path, Vec::new()).await
+    }
+
+    pub async fn replication_status(&self, bucket: &str) -> Result<RuleStatus, ClientError> {
+        let path = bucket_path("replication", bucket, "status")?;
+        self.call(http::Method::GET, &path, Vec::new()).await
+    }
+
+    pub async fn run_replication(&self, bucket: &str) -> Result<RuleStatus, ClientError> {
+        let path = bucket_path("replication", bucket, "run")?;
         self.call(http::Method::POST, &path, Vec::new()).await
     }
 
@@ -590,6 +600,42 @@ pub fn render_rules(rules: &[RuleInfo]) -> String {
     }
     if rules.is_empty() {
         out.push_str("no replication rules\n");
+    }
+    out
+}
+
+/// The `hoard replication status` text.
+pub fn render_rule_status(s: &RuleStatus) -> String {
+    let p = &s.progress;
+    let when = |ms: Option<i64>| {
+        ms.map_or_else(
+            || "never".to_owned(),
+            |ms| {
+                format!(
+                    "{:.0} s ago",
+                    (crate::meta::now_ms() - ms).max(0) as f64 / 1000.0
+                )
+            },
+        )
+    };
+    let mut out = render_rules(std::slice::from_ref(&s.rule));
+    out.push_str(&format!(
+        "  queue: {} change(s) waiting, lag {}\n  resync of existing objects: {}\n  sent since start: {} object(s), {} logical, {} on the wire\n  last success: {}{}\n",
+        p.queued,
+        s.lag_secs.map_or_else(|| "0 s".to_owned(), |l| format!("{l:.1} s")),
+        match &s.resync_after {
+            None => "done".to_owned(),
+            Some(k) if k.is_empty() => "pending".to_owned(),
+            Some(k) => format!("in progress, after {k:?}"),
+        },
+        p.objects_sent,
+        human(p.logical_bytes),
+        human(p.sent_bytes),
+        when(p.last_success_ms),
+        if p.manual { "; manual run in progress" } else { "" },
+    ));
+    if let Some(e) = &p.last_error {
+        out.push_str(&format!("  last error: {e}\n"));
     }
     out
 }

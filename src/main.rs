@@ -413,6 +413,20 @@ enum ReplicationCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Queue, lag, resync progress, bytes logical and sent, last success and error.
+    Status {
+        bucket: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Send now, also outside the rule's windows, until nothing waits.
+    Run {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// `SIZE/s` or `SIZE`, SIZE as for quotas.
@@ -490,6 +504,21 @@ async fn run_replication(cmd: ReplicationCommand) -> Result<(), String> {
                     .await
                     .map_err(e)?,
             );
+        }
+        ReplicationCommand::Status {
+            bucket,
+            json,
+            target,
+        } => {
+            let s = client(target)?
+                .replication_status(&bucket)
+                .await
+                .map_err(e)?;
+            print_report(json, &s, hoard::client::render_rule_status)?;
+        }
+        ReplicationCommand::Run { bucket, target } => {
+            let s = client(target)?.run_replication(&bucket).await.map_err(e)?;
+            print!("{}", hoard::client::render_rule_status(&s));
         }
     }
     Ok(())

@@ -106,6 +106,7 @@ impl s3s::route::S3Route for Routes {
 pub struct Node {
     pub cfg: Arc<Config>,
     pub secrets: Arc<SecretBox>,
+    pub replication: Arc<crate::replication::Progress>,
     pub meta: MetaStore,
     pub cleaner: Arc<Cleaner>,
     pub metrics: Arc<Metrics>,
@@ -188,7 +189,13 @@ impl Node {
         );
         let mut builder = S3ServiceBuilder::new(s3);
         let replicas = Arc::new(ReplicaBuckets::load(meta.clone())?);
-        let rules = Arc::new(Rules::new(meta.clone(), secrets.clone(), metrics.clone()));
+        let progress = Arc::new(crate::replication::Progress::default());
+        let rules = Arc::new(Rules::new(
+            meta.clone(),
+            secrets.clone(),
+            metrics.clone(),
+            progress.clone(),
+        ));
         builder.set_auth(KeyLookup(users.clone()));
         builder.set_access(HoardAccess::new(users.clone(), replicas.clone()));
         builder.set_route(Routes {
@@ -218,6 +225,7 @@ impl Node {
         Ok(Node {
             cfg,
             secrets,
+            replication: progress,
             meta,
             cleaner,
             metrics,
@@ -422,6 +430,7 @@ pub async fn serve(
             segments: node.segments.clone(),
             secrets: node.secrets.clone(),
             metrics: node.metrics.clone(),
+            progress: node.replication.clone(),
         }
         .run(),
     );

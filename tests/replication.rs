@@ -372,3 +372,115 @@ async fn writes_overwrites_and_deletes_replicate_sending_only_missing_chunks() {
     assert_no_panic(&replica);
     assert_no_panic(&source);
 }
+
+/// "HH:MM-HH:MM" from minutes after midnight UTC (wrapping).
+fn window(start: u64, end: u64) -> String {
+    let hm = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
+    format!("{}-{}", hm(start), hm(end))
+}
+
+fn utc_minute() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (secs % 86_400) / 60
+}
+
+/// The queue length `hoard replication status` shows.
+fn queued(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("queue: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a queue line")
+}
+
+fn status(source: &Server) -> String {
+    let (ok, text) = cli(source, &["replication", "status", "data"]);
+    assert!(ok, "{text}");
+    text
+}
+
+#[tokio::test]
+async fn existing_objects_resync_and_windows_decide_when_changes_move() {
+    let (replica, key) = replica_with_key(&[]);
+    let source = source_with_bucket();
+    let src = source.client();
+    let dst = replica.client();
+    for i in 0..230u64 {
+        let len = if i % 50 == 0 {
+            200_000
+        } else {
+            1_000 + i as usize
+        };
+        put_bytes(&src, "data", &format!("old/{i:04}"), random_bytes(i, len)).await;
+    }
+    let ca = replica.ca_pem().display().to_string();
+    let now = utc_minute();
+    let closed = window(now + 120, now + 180);
+    let (ok, text) = add_rule(
+        &source,
+        &replica,
+        &key,
+        &["--target-ca", &ca, "--schedule", &closed],
+    );
+    assert!(ok, "{text}");
+    put_bytes(&src, "data", "new/1", b"after the rule".to_vec()).await;
+
+    // Outside the window nothing moves.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(contents(&dst, "mirror").await.is_empty());
+    let shown = status(&source);
+    assert!(
+        shown.contains("resync of existing objects: pending"),
+        "{shown}"
+    );
+    assert!(queued(&shown) >= 1, "{shown}");
+
+    // A manual run sends the existing objects and the waiting change.
+    let (ok, text) = cli(&source, &["replication", "run", "data"]);
+    assert!(ok, "{text}");
+    eventually(120, "the manual run copies everything", || async {
+        contents(&dst, "mirror").await == contents(&src, "data").await
+    })
+    .await;
+    eventually(30, "the manual run ends", || async {
+        !status(&source).contains("manual run in progress")
+    })
+    .await;
+    let shown = status(&source);
+    assert!(
+        shown.contains("resync of existing objects: done"),
+        "{shown}"
+    );
+    assert_eq!(queued(&shown), 0, "{shown}");
+
+    // Back outside the window: a new change waits ...
+    put_bytes(&src, "data", "new/2", b"waits for the window".to_vec()).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        dst.head_object()
+            .bucket("mirror")
+            .key("new/2")
+            .send()
+            .await
+            .is_err(),
+        "moved outside the window"
+    );
+    // ... and moves once the window is open (same target: no second resync).
+    let open = window(now + 1440 - 5, now + 60);
+    let (ok, text) = add_rule(
+        &source,
+        &replica,
+        &key,
+        &["--target-ca", &ca, "--schedule", &open],
+    );
+    assert!(ok, "{text}");
+    eventually(30, "the change moves inside the window", || async {
+        contents(&dst, "mirror").await == contents(&src, "data").await
+    })
+    .await;
+    assert!(status(&source).contains("resync of existing objects: done"));
+}

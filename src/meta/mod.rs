@@ -240,6 +240,7 @@ impl MetaStore {
             txn.open_table(users::USERS)?;
             txn.open_table(replication::REPLICATION_RULES)?;
             txn.open_table(replication::REPLICA_BUCKETS)?;
+            txn.open_table(replication::RESYNC)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;

@@ -12,6 +12,9 @@ use super::{
 /// Source bucket -> `RuleRecord`.
 pub(super) const REPLICATION_RULES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("replication_rules");
+/// Source bucket -> the last key its resync sent ("" before the first): the objects
+/// that existed before the rule, walked in key order. No row: no resync pending.
+pub(super) const RESYNC: TableDefinition<&str, &str> = TableDefinition::new("replication_resync");
 /// Replica bucket -> `ReplicaRecord`.
 pub(super) const REPLICA_BUCKETS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("replica_buckets");
@@ -53,7 +56,9 @@ pub struct ReplicaRecord {
 }
 
 impl MetaStore {
-    pub async fn put_rule(&self, bucket: &str, rule: &RuleRecord) -> MetaResult<()> {
+    /// Stores a rule; with `resync`, the bucket's existing objects are queued too (a
+    /// resync from the first key), in the same transaction.
+    pub async fn put_rule(&self, bucket: &str, rule: &RuleRecord, resync: bool) -> MetaResult<()> {
         let bucket = bucket.to_owned();
         let bytes = encode_record(rule)?;
         self.write(true, move |txn| {
@@ -62,6 +67,39 @@ impl MetaStore {
             }
             txn.open_table(REPLICATION_RULES)?
                 .insert(bucket.as_str(), bytes.as_slice())?;
+            if resync {
+                txn.open_table(RESYNC)?.insert(bucket.as_str(), "")?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Where `bucket`'s resync stands (the last key sent), if one is pending.
+    pub async fn resync_cursor(&self, bucket: &str) -> MetaResult<Option<String>> {
+        let bucket = bucket.to_owned();
+        self.read(move |txn| {
+            Ok(txn
+                .open_table(RESYNC)?
+                .get(bucket.as_str())?
+                .map(|v| v.value().to_owned()))
+        })
+        .await
+    }
+
+    /// Moves `bucket`'s resync past `key`, or ends it (`None`), durably; a resync that
+    /// was cancelled meanwhile (rule removed) stays ended.
+    pub async fn advance_resync(&self, bucket: &str, key: Option<String>) -> MetaResult<()> {
+        let bucket = bucket.to_owned();
+        self.write(true, move |txn| {
+            let mut t = txn.open_table(RESYNC)?;
+            if t.get(bucket.as_str())?.is_none() {
+                return Ok(());
+            }
+            match key {
+                Some(k) => t.insert(bucket.as_str(), k.as_str())?,
+                None => t.remove(bucket.as_str())?,
+            };
             Ok(())
         })
         .await
@@ -71,6 +109,7 @@ impl MetaStore {
     pub async fn remove_rule(&self, bucket: &str) -> MetaResult<bool> {
         let bucket = bucket.to_owned();
         self.write(true, move |txn| {
+            txn.open_table(RESYNC)?.remove(bucket.as_str())?;
             Ok(txn
                 .open_table(REPLICATION_RULES)?
                 .remove(bucket.as_str())?
@@ -148,6 +187,7 @@ impl MetaStore {
 /// Drops a deleted bucket's rule and replica mark.
 pub(super) fn forget_bucket(txn: &redb::WriteTransaction, bucket: &str) -> MetaResult<()> {
     txn.open_table(REPLICATION_RULES)?.remove(bucket)?;
+    txn.open_table(RESYNC)?.remove(bucket)?;
     txn.open_table(REPLICA_BUCKETS)?.remove(bucket)?;
     Ok(())
 }

@@ -96,6 +96,41 @@ impl Hello {
     }
 }
 
+/// What the sender knows of each rule's progress, for `hoard replication status` (in
+/// memory: counters restart at 0 with the server; the queue itself is durable).
+#[derive(Default)]
+pub struct Progress {
+    rules: std::sync::Mutex<std::collections::HashMap<String, RuleProgress>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RuleProgress {
+    /// Outbox events of the bucket waiting at the end of the last round.
+    pub queued: u64,
+    /// Commit time (unix ms) of the oldest of them; its age is the lag.
+    pub oldest_queued_ms: Option<i64>,
+    pub last_success_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub objects_sent: u64,
+    pub logical_bytes: u64,
+    pub sent_bytes: u64,
+    /// A manual run was asked for: send now, windows or not, until the queue and
+    /// the resync are empty.
+    pub manual: bool,
+}
+
+impl Progress {
+    /// Applies `f` to `bucket`'s entry.
+    pub fn update<R>(&self, bucket: &str, f: impl FnOnce(&mut RuleProgress) -> R) -> R {
+        let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        f(rules.entry(bucket.to_owned()).or_default())
+    }
+
+    pub fn get(&self, bucket: &str) -> RuleProgress {
+        self.update(bucket, |p| p.clone())
+    }
+}
+
 /// The replica buckets of this hoard, kept in memory for the access check and
 /// changed only after the store is.
 pub struct ReplicaBuckets {

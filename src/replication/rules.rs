@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Hello, wire};
+use super::{Hello, Progress, RuleProgress, wire};
 use crate::auth::Credentials;
 use crate::client::{AdminClient, ClientError};
 use crate::meta::{ChunkId, MetaError, MetaStore, RuleRecord, TargetTrust};
@@ -76,6 +76,20 @@ pub struct Rules {
     meta: MetaStore,
     secrets: Arc<SecretBox>,
     metrics: Arc<Metrics>,
+    progress: Arc<Progress>,
+}
+
+/// `hoard replication status B`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleStatus {
+    pub rule: RuleInfo,
+    #[serde(flatten)]
+    pub progress: RuleProgress,
+    /// Seconds since the oldest change still waiting was committed.
+    pub lag_secs: Option<f64>,
+    /// The objects that existed before the rule: `None` when all were sent, else the
+    /// last key sent so far ("" before the first).
+    pub resync_after: Option<String>,
 }
 
 /// What a rule's secret is bound to when sealed.
@@ -84,12 +98,49 @@ fn seal_label(bucket: &str) -> String {
 }
 
 impl Rules {
-    pub fn new(meta: MetaStore, secrets: Arc<SecretBox>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        meta: MetaStore,
+        secrets: Arc<SecretBox>,
+        metrics: Arc<Metrics>,
+        progress: Arc<Progress>,
+    ) -> Self {
         Rules {
             meta,
             secrets,
             metrics,
+            progress,
         }
+    }
+
+    async fn rule(&self, bucket: &str) -> Result<RuleRecord, RulesError> {
+        self.meta
+            .rules()
+            .await?
+            .into_iter()
+            .find_map(|(b, r)| (b == bucket).then_some(r))
+            .ok_or_else(|| RulesError::NoSuchRule(bucket.to_owned()))
+    }
+
+    pub async fn status(&self, bucket: &str) -> Result<RuleStatus, RulesError> {
+        let rule = self.info(bucket.to_owned(), self.rule(bucket).await?);
+        let progress = self.progress.get(bucket);
+        let lag_secs = progress
+            .oldest_queued_ms
+            .map(|t| (crate::meta::now_ms() - t).max(0) as f64 / 1000.0);
+        Ok(RuleStatus {
+            rule,
+            progress,
+            lag_secs,
+            resync_after: self.meta.resync_cursor(bucket).await?,
+        })
+    }
+
+    /// A manual run: the sender sends now, windows or not, until nothing waits.
+    pub async fn run_now(&self, bucket: &str) -> Result<RuleStatus, RulesError> {
+        self.rule(bucket).await?;
+        self.progress.update(bucket, |p| p.manual = true);
+        tracing::info!(bucket, "manual replication run asked for");
+        self.status(bucket).await
     }
 
     /// Checks the rule, says hello to its target, and stores it only if that worked.
@@ -102,7 +153,12 @@ impl Rules {
         let theirs = link.hello().await?;
         let mut rule = rule;
         rule.sealed_secret = self.secrets.seal(&seal_label(bucket), &req.secret_key)?;
-        self.meta.put_rule(bucket, &rule).await?;
+        // A new rule, or one towards another replica bucket, sends what exists too.
+        let same_target = self.rule(bucket).await.ok().is_some_and(|old| {
+            (old.target.as_str(), old.target_bucket.as_str())
+                == (rule.target.as_str(), rule.target_bucket.as_str())
+        });
+        self.meta.put_rule(bucket, &rule, !same_target).await?;
         tracing::info!(bucket, target = %rule.target, target_bucket = %rule.target_bucket, replica = %theirs.software, "replication rule added");
         let mut info = self.info(bucket.to_owned(), rule);
         info.target_software = Some(theirs.software);
@@ -194,15 +250,9 @@ impl Rules {
     }
 
     pub async fn set_paused(&self, bucket: &str, paused: bool) -> Result<RuleInfo, RulesError> {
-        let mut rule = self
-            .meta
-            .rules()
-            .await?
-            .into_iter()
-            .find_map(|(b, r)| (b == bucket).then_some(r))
-            .ok_or_else(|| RulesError::NoSuchRule(bucket.to_owned()))?;
+        let mut rule = self.rule(bucket).await?;
         rule.paused = paused;
-        self.meta.put_rule(bucket, &rule).await?;
+        self.meta.put_rule(bucket, &rule, false).await?;
         tracing::info!(bucket, paused, "replication rule paused or resumed");
         Ok(self.info(bucket.to_owned(), rule))
     }

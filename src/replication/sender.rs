@@ -13,17 +13,24 @@
 //! events of one bucket are applied in commit order: after a failure, the bucket's
 //! later events wait for the retry.
 //!
+//! Before the outbox, each round advances the resync of a rule that has one pending:
+//! the objects that existed before the rule, a page of keys at a time in key order,
+//! the cursor stored durably after each page. A manual run (`Progress::manual`)
+//! sends outside the windows until neither queue nor resync has anything left.
+//!
 //! Not yet: versions (the replica keeps the current state of each key under its own
-//! version ids), parts (a multipart object arrives as one manifest), the resync of
-//! objects written before the rule, MultiConnect, the bandwidth limit.
+//! version ids), parts (a multipart object arrives as one manifest), MultiConnect,
+//! the bandwidth limit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::rules::{ReplicaLink, RulesError, open_secret};
-use super::wire;
-use crate::meta::{ChunkId, ChunkRef, MetaError, MetaStore, ObjectRecord, RuleRecord};
+use super::{Progress, wire};
+use crate::meta::{
+    ChunkId, ChunkRef, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord, RuleRecord,
+};
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
 use crate::segments::SegmentStore;
@@ -61,7 +68,11 @@ pub struct Sender {
     pub segments: SegmentStore,
     pub secrets: Arc<SecretBox>,
     pub metrics: Arc<Metrics>,
+    pub progress: Arc<Progress>,
 }
+
+/// Keys a resync sends per step (the cursor is stored after each step).
+const RESYNC_PAGE: usize = 100;
 
 impl Sender {
     /// Runs rounds until the task is dropped.
@@ -85,7 +96,12 @@ impl Sender {
     async fn round(&self, peers: &mut HashMap<String, Peer>) -> Result<usize, SendError> {
         let rules: HashMap<String, RuleRecord> = self.meta.rules().await?.into_iter().collect();
         self.refresh_peers(peers, &rules);
-        let (mut acked, mut waiting, mut from) = (0, 0i64, 0u64);
+        let mut acked = 0;
+        for (bucket, peer) in peers.iter_mut() {
+            acked += self.resync_step(bucket, peer).await?;
+        }
+        let (mut waiting, mut from) = (0i64, 0u64);
+        let mut queued: HashMap<String, (u64, i64)> = HashMap::new();
         loop {
             let page = self.meta.outbox_events(from, PAGE).await?;
             let Some(last) = page.last().map(|(seq, _)| *seq) else {
@@ -99,31 +115,105 @@ impl Sender {
                     done.push(seq); // no rule wants it
                     continue;
                 };
-                if blocked.contains(&ev.bucket) || !peer.may_send() {
+                let sent = match blocked.contains(&ev.bucket) || !self.may_send(&ev.bucket, peer) {
+                    true => false,
+                    false => self.sync_logged(&ev.bucket, &ev.key, peer).await,
+                };
+                if sent {
+                    done.push(seq);
+                    acked += 1;
+                } else {
+                    blocked.insert(ev.bucket.clone());
                     waiting += 1;
-                    continue;
-                }
-                match self.sync_key(&peer.link, &ev.bucket, &ev.key).await {
-                    Ok(()) => {
-                        peer.backoff = BACKOFF_MIN;
-                        done.push(seq);
-                        acked += 1;
-                    }
-                    Err(e) => {
-                        tracing::warn!(bucket = %ev.bucket, key = %ev.key, error = %e, retry_in = ?peer.backoff, "replication failed; will retry");
-                        self.metrics.replication_errors.inc();
-                        peer.retry_at = Some(Instant::now() + peer.backoff);
-                        peer.backoff = (peer.backoff * 2).min(BACKOFF_MAX);
-                        blocked.insert(ev.bucket.clone());
-                        waiting += 1;
-                    }
+                    let q = queued.entry(ev.bucket.clone()).or_insert((0, ev.time_ms));
+                    q.0 += 1;
                 }
             }
             self.meta.remove_outbox(done).await?;
         }
         self.metrics.replication_events.inc_by(acked as u64);
         self.metrics.replication_queue.set(waiting);
+        for bucket in peers.keys() {
+            let q = queued.get(bucket).copied();
+            let resyncing = self.meta.resync_cursor(bucket).await?.is_some();
+            self.progress.update(bucket, |p| {
+                p.queued = q.map_or(0, |(n, _)| n);
+                p.oldest_queued_ms = q.map(|(_, t)| t);
+                // A manual run ends once nothing waits.
+                p.manual &= q.is_some() || resyncing;
+            });
+        }
         Ok(acked)
+    }
+
+    /// Syncs one key, recording success or failure (and the backoff) for its rule.
+    async fn sync_logged(&self, bucket: &str, key: &str, peer: &mut Peer) -> bool {
+        match self.sync_key(&peer.link, bucket, key).await {
+            Ok(sent) => {
+                peer.backoff = BACKOFF_MIN;
+                self.progress.update(bucket, |p| {
+                    p.last_success_ms = Some(crate::meta::now_ms());
+                    if let Some((logical, wire)) = sent {
+                        p.objects_sent += 1;
+                        p.logical_bytes += logical;
+                        p.sent_bytes += wire;
+                    }
+                });
+                true
+            }
+            Err(e) => {
+                tracing::warn!(bucket, key, error = %e, retry_in = ?peer.backoff, "replication failed; will retry");
+                self.metrics.replication_errors.inc();
+                self.progress
+                    .update(bucket, |p| p.last_error = Some(e.to_string()));
+                peer.retry_at = Some(Instant::now() + peer.backoff);
+                peer.backoff = (peer.backoff * 2).min(BACKOFF_MAX);
+                false
+            }
+        }
+    }
+
+    /// Sends the next page of the objects that existed before the rule, and stores
+    /// how far it got; returns how many keys were sent.
+    async fn resync_step(&self, bucket: &str, peer: &mut Peer) -> Result<usize, SendError> {
+        let Some(after) = self.meta.resync_cursor(bucket).await? else {
+            return Ok(0);
+        };
+        if !self.may_send(bucket, peer) {
+            return Ok(0);
+        }
+        let q = ListQuery {
+            prefix: String::new(),
+            delimiter: None,
+            after: (!after.is_empty()).then_some(after),
+            max: RESYNC_PAGE,
+        };
+        let page = match self.meta.list_objects(bucket, q).await {
+            Ok(p) => p,
+            Err(MetaError::NoSuchBucket) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let (mut last, mut failed, mut sent) = (None, false, 0);
+        for entry in &page.entries {
+            let ListEntry::Object(key, _) = entry else {
+                continue;
+            };
+            if !self.sync_logged(bucket, key, peer).await {
+                failed = true;
+                break;
+            }
+            last = Some(key.clone());
+            sent += 1;
+        }
+        if failed || page.truncated {
+            if last.is_some() {
+                self.meta.advance_resync(bucket, last).await?;
+            }
+        } else {
+            self.meta.advance_resync(bucket, None).await?;
+            tracing::info!(bucket, "replication resync finished");
+        }
+        Ok(sent)
     }
 
     /// Keeps one link per rule, rebuilt when the rule changed.
@@ -156,13 +246,42 @@ impl Sender {
         }
     }
 
-    /// Makes the replica's `key` what the source's is now.
-    async fn sync_key(&self, link: &ReplicaLink, bucket: &str, key: &str) -> Result<(), SendError> {
+    /// Makes the replica's `key` what the source's is now; for an object sent,
+    /// (its logical bytes, the bytes sent).
+    async fn sync_key(
+        &self,
+        link: &ReplicaLink,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(u64, u64)>, SendError> {
         match self.meta.get_version(bucket, key, None).await {
-            Ok(Some(rec)) if !rec.delete_marker => self.send_object(link, key, rec).await,
-            Ok(_) | Err(MetaError::NoSuchBucket) => Ok(link.delete(key).await?),
+            Ok(Some(rec)) if !rec.delete_marker => {
+                let size = rec.size;
+                let sent = self.send_object(link, key, rec).await?;
+                Ok(Some((size, sent)))
+            }
+            Ok(_) | Err(MetaError::NoSuchBucket) => {
+                link.delete(key).await?;
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Not paused, inside a window (or continuous, or a manual run asked for), not
+    /// waiting for a retry.
+    fn may_send(&self, bucket: &str, peer: &Peer) -> bool {
+        if peer.rule.paused || peer.retry_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        if peer.rule.windows.is_empty() || self.progress.get(bucket).manual {
+            return true;
+        }
+        let minute = ((crate::meta::unix_secs() % 86_400) / 60) as u32;
+        peer.rule
+            .windows
+            .iter()
+            .any(|w| crate::cleaner::in_window(*w, minute))
     }
 
     async fn send_object(
@@ -170,7 +289,7 @@ impl Sender {
         link: &ReplicaLink,
         key: &str,
         rec: ObjectRecord,
-    ) -> Result<(), SendError> {
+    ) -> Result<u64, SendError> {
         let mut manifest: Vec<ChunkRef> = Vec::new();
         for (id, _) in rec.manifests() {
             manifest.extend(self.meta.get_manifest(id).await?);
@@ -193,7 +312,7 @@ impl Sender {
         link.commit(key, object).await?;
         self.metrics.replication_logical_bytes.inc_by(rec.size);
         self.metrics.replication_sent_bytes.inc_by(sent);
-        Ok(())
+        Ok(sent)
     }
 
     /// Sends `ids` as stored, in batches of about `wire::BATCH_BYTES`; returns the
@@ -236,23 +355,5 @@ impl Sender {
             link.chunks(body).await?;
         }
         Ok(sent)
-    }
-}
-
-impl Peer {
-    /// Not paused, inside a window (or continuous), not waiting for a retry.
-    fn may_send(&self) -> bool {
-        if self.rule.paused || self.retry_at.is_some_and(|t| Instant::now() < t) {
-            return false;
-        }
-        if self.rule.windows.is_empty() {
-            return true;
-        }
-        let secs = crate::meta::unix_secs();
-        let minute = ((secs % 86_400) / 60) as u32;
-        self.rule
-            .windows
-            .iter()
-            .any(|w| crate::cleaner::in_window(*w, minute))
     }
 }
