@@ -533,3 +533,139 @@ async fn kill_9_of_either_side_mid_transfer_loses_nothing() {
     assert_no_panic(&replica);
     assert_no_panic(&source);
 }
+
+/// A TCP proxy between source and replica that, while `chaos` is set, cuts
+/// connections and stalls traffic at random.
+struct FaultProxy {
+    addr: std::net::SocketAddr,
+    chaos: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultProxy {
+    async fn start(upstream: std::net::SocketAddr) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let chaos = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = chaos.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let one = pump(cr, sw, flag.clone());
+                    let two = pump(sr, cw, flag);
+                    // Either direction ending (or being cut) ends the connection.
+                    tokio::select! { _ = one => {}, _ = two => {} }
+                });
+            }
+        });
+        FaultProxy { addr, chaos }
+    }
+}
+
+/// Copies one direction; under chaos, each read may cut the connection (2%) or
+/// stall it for up to 1.5 s (5%).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    chaos: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use rand::Rng;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if chaos.load(std::sync::atomic::Ordering::Relaxed) {
+            let (roll, stall) = {
+                let mut rng = rand::rng();
+                (rng.random_range(0..100u32), rng.random_range(100..1500u64))
+            };
+            if roll < 2 {
+                return;
+            }
+            if roll < 7 {
+                tokio::time::sleep(std::time::Duration::from_millis(stall)).await;
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+// The proxy runs on the test's runtime while the CLI blocks a thread: two workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_wan_link_loses_nothing() {
+    let (replica, key) = replica_with_key(&[]);
+    let source = source_with_bucket();
+    let proxy = FaultProxy::start(replica.addr).await;
+    let through_proxy = format!("https://{}", proxy.addr);
+    let ca = replica.ca_pem().display().to_string();
+    let (ok, text) = cli(
+        &source,
+        &[
+            "replication",
+            "add",
+            "--bucket",
+            "data",
+            "--target",
+            &through_proxy,
+            "--target-bucket",
+            "mirror",
+            "--target-access-key",
+            &key.access,
+            "--target-secret-key",
+            &key.secret,
+            "--target-ca",
+            &ca,
+        ],
+    );
+    assert!(ok, "{text}");
+    proxy
+        .chaos
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let src = source.client();
+    for i in 0..500u64 {
+        let len = match i % 100 {
+            0 => 2 << 20,
+            n if n % 10 == 0 => 200_000,
+            _ => 500 + (i as usize * 37) % 20_000,
+        };
+        put_bytes(&src, "data", &format!("obj/{i:03}"), random_bytes(i, len)).await;
+        if i % 97 == 0 {
+            src.delete_object()
+                .bucket("data")
+                .key(format!("obj/{:03}", i / 2))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let errors = metric(
+        &metrics_text(&source).await,
+        "hoard_replication_errors_total ",
+    );
+    assert!(errors.unwrap_or(0.0) > 0.0, "the chaos never hit the link");
+    // The link heals: the replica ends equal to the source.
+    proxy
+        .chaos
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let dst = replica.client();
+    eventually(
+        180,
+        "the replica equals the source after the link heals",
+        || async { contents(&dst, "mirror").await == contents(&src, "data").await },
+    )
+    .await;
+    assert_eq!(contents(&dst, "mirror").await.len(), 500 - 6);
+    assert_no_panic(&replica);
+    assert_no_panic(&source);
+}
