@@ -40,6 +40,9 @@ pub enum ClientError {
 pub struct AdminClient {
     endpoint: String,
     prefix: &'static str,
+    /// Hash bodies into the signature; off, requests say `UNSIGNED-PAYLOAD` (the
+    /// replication link: TLS carries the bodies, and chunks are checked by BLAKE3).
+    sign_payload: bool,
     region: String,
     creds: Credentials,
     http: reqwest::Client,
@@ -55,10 +58,13 @@ impl AdminClient {
         ca: Option<&std::path::Path>,
     ) -> Result<AdminClient, ClientError> {
         let tls = crate::tls::client_config(ca).map_err(|e| ClientError::Tls(e.to_string()))?;
-        Self::with_tls(endpoint, crate::admin::PREFIX, region, creds, tls)
+        let mut c = Self::with_tls(endpoint, crate::admin::PREFIX, region, creds, tls)?;
+        c.sign_payload = true;
+        Ok(c)
     }
 
-    /// A client of the endpoints under `prefix` at `endpoint`, with its own TLS trust.
+    /// A client of the endpoints under `prefix` at `endpoint`, with its own TLS trust;
+    /// bodies are not hashed into the signature (`UNSIGNED-PAYLOAD`).
     pub fn with_tls(
         endpoint: &str,
         prefix: &'static str,
@@ -74,6 +80,7 @@ impl AdminClient {
         Ok(AdminClient {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             prefix,
+            sign_payload: false,
             region: region.to_owned(),
             creds,
             http,
@@ -102,9 +109,12 @@ impl AdminClient {
         body: Vec<u8>,
     ) -> Result<bytes::Bytes, ClientError> {
         let url = format!("{}{}{}", self.endpoint, self.prefix, path);
-        let payload = hex::encode(<s3s::crypto::Sha256 as s3s::crypto::Checksum>::checksum(
-            &body,
-        ));
+        let payload = match self.sign_payload {
+            true => hex::encode(<s3s::crypto::Sha256 as s3s::crypto::Checksum>::checksum(
+                &body,
+            )),
+            false => "UNSIGNED-PAYLOAD".to_owned(),
+        };
         let mut req = http::Request::builder()
             .method(method.clone())
             .uri(&url)

@@ -141,20 +141,39 @@ impl Receiver {
                 tracing::warn!(bucket, %why, "replicated chunk refused");
                 S3Error::with_message(S3ErrorCode::BadDigest, why)
             })?;
-        for (data, entries) in packed {
-            let size = data.len() as u64;
-            let segment =
-                crate::cleaner::store_segment(&self.store.meta, &self.store.segments, data)
-                    .await
-                    .map_err(|e| internal("storing replicated chunks", &e))?;
+        self.store_packed(bucket, packed).await?;
+        json(StatusCode::OK, &serde_json::json!({ "stored": stored }))
+    }
+
+    /// Writes the segments of one batch durably, side by side, under ids allocated
+    /// together (one metadata sync), then indexes their chunks.
+    async fn store_packed(&self, bucket: &str, packed: Vec<Packed>) -> S3Result<()> {
+        if packed.is_empty() {
+            return Ok(());
+        }
+        let meta = self.store.meta.clone();
+        let n = packed.len() as u64;
+        let ids = tokio::task::spawn_blocking(move || meta.allocate_segment_ids_blocking(n))
+            .await
+            .map_err(|e| internal("allocating segment ids", &e))?
+            .map_err(meta_error)?;
+        let writes = ids.clone().zip(packed.iter()).map(|(id, (data, _))| {
+            let segments = self.store.segments.clone();
+            let data = data.clone();
+            async move { segments.write(id, data).await }
+        });
+        for written in futures::future::join_all(writes).await {
+            written.map_err(|e| internal("storing replicated chunks", &e))?;
+        }
+        for (id, (data, entries)) in ids.zip(packed) {
             self.store
                 .meta
-                .add_segment(bucket, segment, size, entries.clone())
+                .add_segment(bucket, id, data.len() as u64, entries.clone())
                 .await
                 .map_err(meta_error)?;
             self.store.index.note_indexed(entries.iter().map(|e| &e.id));
         }
-        json(StatusCode::OK, &serde_json::json!({ "stored": stored }))
+        Ok(())
     }
 
     /// Commits an object whose chunks are all here: takes their references, then
