@@ -485,6 +485,14 @@ async fn existing_objects_resync_and_windows_decide_when_changes_move() {
     assert!(status(&source).contains("resync of existing objects: done"));
 }
 
+/// Twelve 3 MiB objects `PREFIX/0..12` of new data.
+async fn put_twelve(c: &aws_sdk_s3::Client, prefix: &str, seed: u64) {
+    for i in 0..12u64 {
+        let data = random_bytes(seed + i, 3 << 20);
+        put_bytes(c, "data", &format!("{prefix}/{i}"), data).await;
+    }
+}
+
 #[tokio::test]
 async fn kill_9_of_either_side_mid_transfer_loses_nothing() {
     let (mut replica, key) = replica_with_key(&[]);
@@ -493,28 +501,12 @@ async fn kill_9_of_either_side_mid_transfer_loses_nothing() {
     let (ok, text) = add_rule(&source, &replica, &key, &["--target-ca", &ca]);
     assert!(ok, "{text}");
     let src = source.client();
-    for i in 0..12u64 {
-        put_bytes(
-            &src,
-            "data",
-            &format!("a/{i}"),
-            random_bytes(100 + i, 3 << 20),
-        )
-        .await;
-    }
+    put_twelve(&src, "a", 100).await;
     // The replica dies while the source is sending, and comes back.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     replica.kill9();
     replica.restart();
-    for i in 0..12u64 {
-        put_bytes(
-            &src,
-            "data",
-            &format!("b/{i}"),
-            random_bytes(200 + i, 3 << 20),
-        )
-        .await;
-    }
+    put_twelve(&src, "b", 200).await;
     // The source dies while sending; what it acknowledged to its clients is
     // replicated after it restarts.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
