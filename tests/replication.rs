@@ -373,6 +373,232 @@ async fn writes_overwrites_and_deletes_replicate_sending_only_missing_chunks() {
     assert_no_panic(&source);
 }
 
+/// (key, version id, ETag, size, latest, delete marker) of every version in a bucket.
+async fn versions(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Vec<(String, String, String, i64, bool, bool)> {
+    let listed = c
+        .list_object_versions()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let mut out: Vec<_> = listed
+        .versions()
+        .iter()
+        .map(|v| {
+            (
+                v.key().unwrap().to_owned(),
+                v.version_id().unwrap().to_owned(),
+                v.e_tag().unwrap_or("").to_owned(),
+                v.size().unwrap_or(0),
+                v.is_latest().unwrap(),
+                false,
+            )
+        })
+        .collect();
+    out.extend(listed.delete_markers().iter().map(|m| {
+        (
+            m.key().unwrap().to_owned(),
+            m.version_id().unwrap().to_owned(),
+            String::new(),
+            0,
+            m.is_latest().unwrap(),
+            true,
+        )
+    }));
+    out.sort();
+    out
+}
+
+async fn tags_of(c: &aws_sdk_s3::Client, bucket: &str, key: &str, v: &str) -> Vec<String> {
+    let t = c
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .version_id(v)
+        .send()
+        .await
+        .unwrap();
+    t.tag_set()
+        .iter()
+        .map(|t| format!("{}={}", t.key(), t.value()))
+        .collect()
+}
+
+async fn part_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, n: i32) -> (Vec<u8>, i32) {
+    let got = c
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .part_number(n)
+        .send()
+        .await
+        .unwrap();
+    let parts = got.parts_count().unwrap_or(0);
+    (got.body.collect().await.unwrap().to_vec(), parts)
+}
+
+#[tokio::test]
+async fn versions_delete_markers_tags_and_parts_replicate_as_such() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging};
+    let (replica, key) = replica_with_key(&[]);
+    let source = source_with_bucket();
+    let src = source.client();
+    let dst = replica.client();
+    set_versioning(&src, "data", BucketVersioningStatus::Enabled).await;
+    let ca = replica.ca_pem().display().to_string();
+    let (ok, text) = add_rule(&source, &replica, &key, &["--target-ca", &ca]);
+    assert!(ok, "{text}");
+
+    // doc: two versions, then a delete marker; the older version gets tags later.
+    let v1 = src
+        .put_object()
+        .bucket("data")
+        .key("doc")
+        .body(b"version one".to_vec().into())
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_owned();
+    put_bytes(&src, "data", "doc", b"version two".to_vec()).await;
+    src.delete_object()
+        .bucket("data")
+        .key("doc")
+        .send()
+        .await
+        .unwrap();
+    let tagging = Tagging::builder()
+        .tag_set(Tag::builder().key("keep").value("7y").build().unwrap())
+        .build()
+        .unwrap();
+    src.put_object_tagging()
+        .bucket("data")
+        .key("doc")
+        .version_id(&v1)
+        .tagging(tagging)
+        .send()
+        .await
+        .unwrap();
+    // pv: the older of two versions is deleted by id.
+    let pv1 = src
+        .put_object()
+        .bucket("data")
+        .key("pv")
+        .body(b"old".to_vec().into())
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_owned();
+    put_bytes(&src, "data", "pv", b"new".to_vec()).await;
+    src.delete_object()
+        .bucket("data")
+        .key("pv")
+        .version_id(&pv1)
+        .send()
+        .await
+        .unwrap();
+    // multi: a two-part multipart object.
+    let parts = [random_bytes(1, 5 << 20), random_bytes(2, 1 << 20)];
+    let up = src
+        .create_multipart_upload()
+        .bucket("data")
+        .key("multi")
+        .send()
+        .await
+        .unwrap();
+    let mut done = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let r = src
+            .upload_part()
+            .bucket("data")
+            .key("multi")
+            .upload_id(up.upload_id().unwrap())
+            .part_number(n)
+            .body(p.clone().into())
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap())
+                .build(),
+        );
+    }
+    src.complete_multipart_upload()
+        .bucket("data")
+        .key("multi")
+        .upload_id(up.upload_id().unwrap())
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    eventually(60, "the replica holds the same versions", || async {
+        versions(&dst, "mirror").await == versions(&src, "data").await
+    })
+    .await;
+    eventually(30, "the tags replicate", || async {
+        tags_of(&dst, "mirror", "doc", &v1).await == ["keep=7y"]
+    })
+    .await;
+    let old = dst
+        .get_object()
+        .bucket("mirror")
+        .key("doc")
+        .version_id(&v1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.body.collect().await.unwrap().to_vec(), b"version one");
+    let (p2, count) = part_bytes(&dst, "mirror", "multi", 2).await;
+    assert_eq!((p2, count), (parts[1].clone(), 2), "part 2 on the replica");
+    let got = dst
+        .get_bucket_versioning()
+        .bucket("mirror")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), Some(&BucketVersioningStatus::Enabled));
+
+    // Removing a version by id on the source removes it on the replica.
+    src.delete_object()
+        .bucket("data")
+        .key("doc")
+        .version_id(&v1)
+        .send()
+        .await
+        .unwrap();
+    eventually(30, "the removed version goes", || async {
+        versions(&dst, "mirror").await == versions(&src, "data").await
+    })
+    .await;
+    assert_eq!(versions(&dst, "mirror").await.len(), 4);
+
+    // After a promotion, a new version on the replica is the latest.
+    let (ok, text) = cli(&replica, &["bucket", "promote", "mirror"]);
+    assert!(ok, "{text}");
+    let mine = put_bytes(&dst, "mirror", "pv", b"written on the replica".to_vec()).await;
+    assert_eq!(mine, md5_hex(b"written on the replica"));
+    assert_eq!(
+        get_bytes(&dst, "mirror", "pv").await,
+        b"written on the replica"
+    );
+    assert_no_panic(&replica);
+    assert_no_panic(&source);
+}
+
 /// "HH:MM-HH:MM" from minutes after midnight UTC (wrapping).
 fn window(start: u64, end: u64) -> String {
     let hm = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);

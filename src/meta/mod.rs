@@ -29,6 +29,7 @@ mod multipart;
 mod quota;
 pub mod records;
 mod repair;
+mod replicated;
 mod replication;
 mod users;
 mod verify;
@@ -53,6 +54,7 @@ pub use quota::Quotas;
 use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
 pub use repair::{CountFix, RefHold, RefHolders};
+pub use replicated::{Applied, VersionDiff, VersionStamp};
 pub use replication::{ReplicaRecord, RuleRecord, TargetTrust};
 pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;
@@ -420,12 +422,31 @@ impl MetaStore {
     }
 
     pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> MetaResult<ListPage> {
+        self.list_keys(bucket, q, list::list).await
+    }
+
+    /// Like `list_objects`, also listing keys whose current version is a delete
+    /// marker.
+    pub async fn list_keys_with_markers(&self, bucket: &str, q: ListQuery) -> MetaResult<ListPage> {
+        self.list_keys(bucket, q, list::list_all).await
+    }
+
+    async fn list_keys(
+        &self,
+        bucket: &str,
+        q: ListQuery,
+        scan: fn(
+            &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+            &str,
+            &ListQuery,
+        ) -> MetaResult<ListPage>,
+    ) -> MetaResult<ListPage> {
         let bucket = bucket.to_owned();
         self.read(move |txn| {
             if get_bucket(txn, &bucket)?.is_none() {
                 return Err(MetaError::NoSuchBucket);
             }
-            list::list(&txn.open_table(OBJECTS)?, &bucket, &q)
+            scan(&txn.open_table(OBJECTS)?, &bucket, &q)
         })
         .await
     }

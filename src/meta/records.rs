@@ -302,6 +302,15 @@ impl ObjectRecord {
         }
     }
 
+    /// How many chunk references the body's manifests hold together.
+    pub fn chunk_count(&self) -> usize {
+        match &self.data {
+            ObjectData::Inline(_) => 0,
+            ObjectData::Chunked { chunks, .. } => *chunks as usize,
+            ObjectData::Parts(parts) => parts.iter().map(|p| p.chunks as usize).sum(),
+        }
+    }
+
     /// How many parts a multipart object has; `None` for any other object.
     pub fn parts_count(&self) -> Option<usize> {
         match &self.data {
@@ -358,6 +367,9 @@ pub enum EventKind {
     Delete,
     /// One version (or delete marker) was removed by version id.
     DeleteVersion,
+    /// A version's tags were replaced (added after format 2's other kinds, so older
+    /// events still decode).
+    Tags,
 }
 
 /// Format 2 added versions and tags to object and bucket records; a store written

@@ -86,7 +86,7 @@ fn version_prefix(bucket: &str, key: &str) -> Vec<u8> {
     k
 }
 
-fn version_key(bucket: &str, key: &str, seq: u64) -> Vec<u8> {
+pub(super) fn version_key(bucket: &str, key: &str, seq: u64) -> Vec<u8> {
     let mut k = version_prefix(bucket, key);
     k.extend_from_slice(&(!seq).to_be_bytes());
     k
@@ -148,7 +148,7 @@ pub(super) fn find_version(
     Ok(found.map(|r| (Slot::Noncurrent(r.seq), r)))
 }
 
-fn count_in(
+pub(super) fn count_in(
     stats: &mut BucketStats,
     counters: &mut CounterTable<'_>,
     rec: &ObjectRecord,
@@ -402,6 +402,17 @@ impl MetaStore {
                     versions.insert(version_key(&bucket, &key, seq).as_slice(), value.as_slice())?
                 }
             };
+            append_outbox(
+                txn,
+                &mut txn.open_table(super::COUNTERS)?,
+                &OutboxEvent {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    version_id: rec.version_id.clone(),
+                    kind: EventKind::Tags,
+                    time_ms: super::now_ms(),
+                },
+            )?;
             Ok(rec.version_id)
         })
         .await
@@ -513,7 +524,7 @@ impl MetaStore {
 }
 
 /// All versions of a key, newest first, with "is latest".
-fn key_versions(
+pub(super) fn key_versions(
     objects: &impl ReadableTable<&'static [u8], &'static [u8]>,
     versions: &impl ReadableTable<&'static [u8], &'static [u8]>,
     bucket: &str,

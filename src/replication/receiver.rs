@@ -10,7 +10,9 @@ use s3s::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error}
 use super::{Hello, ReplicaBuckets, wire};
 use crate::admin::{json, json_body_required, query_param};
 use crate::index::ChunkIndex;
-use crate::meta::{ChunkId, ChunkLocation, MetaError, MetaStore, NewChunk, ObjectData, Permission};
+use crate::meta::{
+    Applied, ChunkId, ChunkLocation, MetaError, MetaStore, NewChunk, Permission, VersionStamp,
+};
 use crate::metrics::{Metrics, SideLabels};
 use crate::s3::{internal, meta_error, no_such_bucket};
 use crate::segments::{SegmentBuilder, SegmentStore};
@@ -86,14 +88,27 @@ impl Receiver {
                 let key = key_of(&req.uri)?;
                 self.commit(&bucket, &key, req.input).await
             }
-            (&Method::DELETE, "object") => {
+            (&Method::POST, "versions") => {
                 let key = key_of(&req.uri)?;
-                self.store
+                let stamps: Vec<VersionStamp> = json_body_required(req.input).await?;
+                let diff = self
+                    .store
                     .meta
-                    .delete_object(&bucket, &key, None)
+                    .version_diff(&bucket, &key, stamps)
                     .await
                     .map_err(meta_error)?;
-                json(StatusCode::OK, &serde_json::json!({ "deleted": key }))
+                json(StatusCode::OK, &diff)
+            }
+            (&Method::DELETE, "object") => {
+                let key = key_of(&req.uri)?;
+                let keep: Vec<VersionStamp> = json_body_required(req.input).await?;
+                let removed = self
+                    .store
+                    .meta
+                    .prune_versions(&bucket, &key, keep)
+                    .await
+                    .map_err(meta_error)?;
+                json(StatusCode::OK, &serde_json::json!({ "removed": removed }))
             }
             _ => Err(s3_error!(NotImplemented, "Unknown replication operation")),
         }
@@ -176,8 +191,8 @@ impl Receiver {
         Ok(())
     }
 
-    /// Commits an object whose chunks are all here: takes their references, then
-    /// commits the record with its manifest. A missing chunk refuses the commit
+    /// Stores a version whose chunks are all here: takes their references, then
+    /// applies the version (`MetaStore::apply_version`). A missing chunk refuses the commit
     /// (`409 MissingChunks`) and changes nothing; the source sends it and retries.
     async fn commit(&self, bucket: &str, key: &str, body: Body) -> S3Result<S3Response<Body>> {
         let (rec, manifest) = wire::decode_object(&read_body(body).await?).map_err(bad_request)?;
@@ -204,16 +219,18 @@ impl Receiver {
             e.set_status_code(StatusCode::CONFLICT);
             return Err(e);
         }
-        let manifest = (!manifest.is_empty() || !matches!(rec.data, ObjectData::Inline(_)))
-            .then_some(manifest);
-        if let Err(e) = self
+        match self
             .store
             .meta
-            .commit_object(bucket, key, rec, manifest)
+            .apply_version(bucket, key, rec, manifest)
             .await
         {
-            self.release(taken).await?;
-            return Err(meta_error(e));
+            Ok(Applied::Stored) => {}
+            Ok(Applied::Held) => self.release(taken).await?,
+            Err(e) => {
+                self.release(taken).await?;
+                return Err(meta_error(e));
+            }
         }
         json(StatusCode::OK, &serde_json::json!({ "committed": key }))
     }

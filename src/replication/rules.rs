@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::{Hello, Progress, RuleProgress, wire};
 use crate::auth::Credentials;
 use crate::client::{AdminClient, ClientError};
-use crate::meta::{ChunkId, MetaError, MetaStore, RuleRecord, TargetTrust};
+use crate::meta::{
+    ChunkId, MetaError, MetaStore, RuleRecord, TargetTrust, VersionDiff, VersionStamp,
+};
 use crate::metrics::{Metrics, SideLabels};
 use crate::secrets::{SecretBox, SecretsError};
 
@@ -396,12 +398,36 @@ impl ReplicaLink {
             .map_err(|e| self.error(&e))
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), RulesError> {
-        let path = format!("object?bucket={}&key={}", self.bucket, hex::encode(key));
-        self.client
-            .request_bytes(http::Method::DELETE, &path, Vec::new())
+    /// How the replica's versions of `key` differ from the source's `stamps`.
+    pub async fn versions(
+        &self,
+        key: &str,
+        stamps: &[VersionStamp],
+    ) -> Result<VersionDiff, RulesError> {
+        self.call_json(http::Method::POST, "versions", key, stamps)
             .await
-            .map(drop)
+    }
+
+    /// Removes the replica's versions of `key` that are not among `keep`.
+    pub async fn prune(&self, key: &str, keep: &[VersionStamp]) -> Result<(), RulesError> {
+        let _: serde_json::Value = self
+            .call_json(http::Method::DELETE, "object", key, keep)
+            .await?;
+        Ok(())
+    }
+
+    async fn call_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: http::Method,
+        op: &str,
+        key: &str,
+        body: &[VersionStamp],
+    ) -> Result<T, RulesError> {
+        let path = format!("{op}?bucket={}&key={}", self.bucket, hex::encode(key));
+        let body = serde_json::to_vec(body).map_err(|e| RulesError::Invalid(e.to_string()))?;
+        self.client
+            .call(method, &path, body)
+            .await
             .map_err(|e| self.error(&e))
     }
 }

@@ -34,6 +34,7 @@ use super::rules::{ReplicaLink, RulesError, open_secret};
 use super::{Progress, wire};
 use crate::meta::{
     ChunkId, ChunkRef, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord, RuleRecord,
+    VersionStamp,
 };
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
@@ -154,15 +155,13 @@ impl Sender {
     async fn sync_logged(&self, bucket: &str, key: &str, peer: &mut Peer) -> bool {
         let connections = peer.rule.connections as usize;
         match self.sync_key(&peer.link, bucket, key, connections).await {
-            Ok(sent) => {
+            Ok((versions, logical, wire)) => {
                 peer.backoff = BACKOFF_MIN;
                 self.progress.update(bucket, |p| {
                     p.last_success_ms = Some(crate::meta::now_ms());
-                    if let Some((logical, wire)) = sent {
-                        p.objects_sent += 1;
-                        p.logical_bytes += logical;
-                        p.sent_bytes += wire;
-                    }
+                    p.objects_sent += versions;
+                    p.logical_bytes += logical;
+                    p.sent_bytes += wire;
                 });
                 true
             }
@@ -193,7 +192,7 @@ impl Sender {
             after: (!after.is_empty()).then_some(after),
             max: RESYNC_PAGE,
         };
-        let page = match self.meta.list_objects(bucket, q).await {
+        let page = match self.meta.list_keys_with_markers(bucket, q).await {
             Ok(p) => p,
             Err(MetaError::NoSuchBucket) => return Ok(0),
             Err(e) => return Err(e.into()),
@@ -251,27 +250,33 @@ impl Sender {
         }
     }
 
-    /// Makes the replica's `key` what the source's is now; for an object sent,
-    /// (its logical bytes, the bytes sent).
+    /// Makes the replica's versions of `key` what the source's are now: the stamps
+    /// of all versions are compared, the versions the replica lacks are sent oldest
+    /// first, and the ones it has beyond the source's are removed. Returns (versions
+    /// sent, their logical bytes, the bytes sent).
     async fn sync_key(
         &self,
         link: &ReplicaLink,
         bucket: &str,
         key: &str,
         connections: usize,
-    ) -> Result<Option<(u64, u64)>, SendError> {
-        match self.meta.get_version(bucket, key, None).await {
-            Ok(Some(rec)) if !rec.delete_marker => {
+    ) -> Result<(u64, u64, u64), SendError> {
+        let versions = self.meta.key_versions(bucket, key).await?;
+        let stamps: Vec<VersionStamp> = versions.iter().map(VersionStamp::of).collect();
+        let diff = link.versions(key, &stamps).await?;
+        let mut sent = (0, 0, 0);
+        for rec in versions.into_iter().rev() {
+            if diff.lacking.contains(&rec.version_id) {
                 let size = rec.size;
-                let sent = self.send_object(link, key, rec, connections).await?;
-                Ok(Some((size, sent)))
+                sent.2 += self.send_version(link, key, rec, connections).await?;
+                sent.0 += 1;
+                sent.1 += size;
             }
-            Ok(_) | Err(MetaError::NoSuchBucket) => {
-                link.delete(key).await?;
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
         }
+        if diff.extra > 0 {
+            link.prune(key, &stamps).await?;
+        }
+        Ok(sent)
     }
 
     /// Not paused, inside a window (or continuous, or a manual run asked for), not
@@ -290,7 +295,8 @@ impl Sender {
             .any(|w| crate::cleaner::in_window(*w, minute))
     }
 
-    async fn send_object(
+    /// Sends one version: the chunks the replica lacks, then the record and manifest.
+    async fn send_version(
         &self,
         link: &ReplicaLink,
         key: &str,

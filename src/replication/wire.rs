@@ -5,7 +5,8 @@
 //!   stored length (u32 LE) | the stored (compressed) bytes, as the source keeps them.
 //! - an object (`object`): JSON length (u32 LE) | the `ObjectRecord` as JSON | its
 //!   manifest (the chunk references of all its parts, in order; `meta::records`
-//!   encoding). An inline body travels in the record.
+//!   encoding); the record's chunk counts (one per part for a multipart object)
+//!   split it. An inline body travels in the record.
 
 use bytes::{Buf, Bytes};
 
@@ -94,8 +95,16 @@ pub fn decode_object(b: &[u8]) -> Result<(ObjectRecord, Vec<ChunkRef>), String> 
     let (json, manifest) = rest
         .split_at_checked(len)
         .ok_or("an object body is cut short")?;
-    let rec = serde_json::from_slice(json).map_err(|e| format!("object record: {e}"))?;
+    let rec: ObjectRecord =
+        serde_json::from_slice(json).map_err(|e| format!("object record: {e}"))?;
     let manifest = decode_manifest(manifest).map_err(|e| e.to_string())?;
+    let named = rec.chunk_count();
+    if named != manifest.len() {
+        return Err(format!(
+            "the record names {named} chunks but the manifest holds {}",
+            manifest.len()
+        ));
+    }
     Ok((rec, manifest))
 }
 
