@@ -133,14 +133,25 @@ mod tests {
         body.pop();
         assert!(decode_frames(Bytes::from(body)).is_err());
 
-        let rec = ObjectRecord::delete_marker(5);
+        let mut rec = ObjectRecord::delete_marker(5);
+        rec.data = crate::meta::ObjectData::Chunked {
+            manifest: 9,
+            chunks: 1,
+        };
         let refs = vec![ChunkRef {
             id: [7; 32],
             len: 3,
         }];
         let enc = encode_object(&rec, &refs).unwrap();
-        assert_eq!(decode_object(&enc).unwrap(), (rec, refs));
+        assert_eq!(decode_object(&enc).unwrap(), (rec.clone(), refs.clone()));
         assert!(decode_object(&enc[..10]).is_err());
+        // A record whose chunk count disagrees with its manifest is refused.
+        rec.data = crate::meta::ObjectData::Chunked {
+            manifest: 9,
+            chunks: 2,
+        };
+        let enc = encode_object(&rec, &refs).unwrap();
+        assert!(decode_object(&enc).is_err());
         assert!(decode_ids(&[0u8; 33]).is_err());
     }
 }
