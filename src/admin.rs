@@ -24,6 +24,7 @@
 //! | POST | `/hoard-admin/v1/replication/BUCKET/pause`, `.../resume` | pauses or resumes it |
 //! | GET | `/hoard-admin/v1/replication/BUCKET/status` | queue, lag, resync progress, bytes logical and sent, last success and error |
 //! | POST | `/hoard-admin/v1/replication/BUCKET/run` | a manual run: send now, windows or not, until nothing waits |
+//! | POST | `/hoard-admin/v1/replication/BUCKET/requeue` | puts the keys whose replication failed back into the queue; JSON `{"requeued": N}` |
 //! | POST | `/hoard-admin/v1/buckets/NAME/promote` | makes a replica bucket writable (its source is lost) |
 //!
 //! Only root and users holding the admin grant on `*` may call it (403 AccessDenied
@@ -168,6 +169,10 @@ impl AdminApi {
                 StatusCode::OK,
                 &r.run_now(bucket).await.map_err(rules_error)?,
             ),
+            (&Method::POST, [bucket, "requeue"]) => {
+                let n = r.requeue(bucket).await.map_err(rules_error)?;
+                json(StatusCode::OK, &serde_json::json!({ "requeued": n }))
+            }
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }
@@ -382,7 +387,9 @@ fn rules_error(e: RulesError) -> S3Error {
             StatusCode::NOT_FOUND,
         ),
         RulesError::Invalid(_) => ("InvalidArgument", StatusCode::BAD_REQUEST),
-        RulesError::Target { .. } => ("InvalidReplicationTarget", StatusCode::BAD_REQUEST),
+        RulesError::Target { .. } | RulesError::Refused { .. } => {
+            ("InvalidReplicationTarget", StatusCode::BAD_REQUEST)
+        }
         _ => return internal("replication rule change failed", &e),
     };
     let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), e.to_string());

@@ -321,6 +321,17 @@ impl AdminClient {
         self.call(http::Method::POST, &path, Vec::new()).await
     }
 
+    /// Puts a bucket's failed replications back into the queue; returns how many.
+    pub async fn requeue_replication(&self, bucket: &str) -> Result<u64, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Requeued {
+            requeued: u64,
+        }
+        let path = bucket_path("replication", bucket, "requeue")?;
+        let r: Requeued = self.call(http::Method::POST, &path, Vec::new()).await?;
+        Ok(r.requeued)
+    }
+
     /// Makes a replica bucket writable.
     pub async fn promote(&self, bucket: &str) -> Result<(), ClientError> {
         let path = bucket_path("buckets", bucket, "promote")?;
@@ -646,6 +657,20 @@ pub fn render_rule_status(s: &RuleStatus) -> String {
     ));
     if let Some(e) = &p.last_error {
         out.push_str(&format!("  last error: {e}\n"));
+    }
+    if s.failed > 0 {
+        out.push_str(&format!(
+            "  failed: {} key(s), retried every 10 min or by `hoard replication requeue`\n",
+            s.failed
+        ));
+        for f in &s.failed_keys {
+            out.push_str(&format!(
+                "    {:?}: {} ({})\n",
+                f.key,
+                f.error,
+                when(Some(f.time_ms))
+            ));
+        }
     }
     out
 }

@@ -427,6 +427,12 @@ enum ReplicationCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Put the keys whose replication failed back into the queue.
+    Requeue {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// `SIZE/s` or `SIZE`, SIZE as for quotas.
@@ -519,6 +525,13 @@ async fn run_replication(cmd: ReplicationCommand) -> Result<(), String> {
         ReplicationCommand::Run { bucket, target } => {
             let s = client(target)?.run_replication(&bucket).await.map_err(e)?;
             print!("{}", hoard::client::render_rule_status(&s));
+        }
+        ReplicationCommand::Requeue { bucket, target } => {
+            let n = client(target)?
+                .requeue_replication(&bucket)
+                .await
+                .map_err(e)?;
+            println!("{n} failed key(s) of {bucket} queued again");
         }
     }
     Ok(())

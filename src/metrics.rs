@@ -70,6 +70,7 @@ pub struct Metrics {
     pub replication_sent_bytes: Counter,
     pub replication_events: Counter,
     pub replication_errors: Counter,
+    pub replication_failed: Counter,
     pub replication_queue: Gauge,
     bucket_objects: Family<BucketLabels, Gauge>,
     bucket_logical: Family<BucketLabels, Gauge>,
@@ -122,6 +123,7 @@ impl Metrics {
             replication_sent_bytes: Counter::default(),
             replication_events: Counter::default(),
             replication_errors: Counter::default(),
+            replication_failed: Counter::default(),
             replication_queue: Gauge::default(),
             bucket_objects: Family::default(),
             bucket_logical: Family::default(),
@@ -226,6 +228,11 @@ impl Metrics {
             "hoard_replication_errors",
             "Failed attempts to replicate an event (retried with backoff)",
             m.replication_errors.clone(),
+        );
+        r.register(
+            "hoard_replication_failed",
+            "Keys set aside as FAILED: the replica refused them or a chunk could not be read",
+            m.replication_failed.clone(),
         );
         r.register(
             "hoard_replication_queue_events",

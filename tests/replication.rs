@@ -599,6 +599,109 @@ async fn versions_delete_markers_tags_and_parts_replicate_as_such() {
     assert_no_panic(&source);
 }
 
+async fn replication_status(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    let head = c
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    head.replication_status()
+        .map_or("none".to_owned(), |s| s.as_str().to_owned())
+}
+
+/// The newest segment file of a server (written by its last upload).
+fn newest_segment(s: &Server) -> std::path::PathBuf {
+    let mut files = Vec::new();
+    for fan in std::fs::read_dir(s.data_dir().join("segments")).unwrap() {
+        for f in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            let id = u64::from_str_radix(f.file_name().to_str().unwrap(), 16).unwrap();
+            files.push((id, f.path()));
+        }
+    }
+    files.sort();
+    files.pop().unwrap().1
+}
+
+fn flip_byte(path: &std::path::Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x40;
+    std::fs::write(path, &bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_key_the_replica_refuses_is_set_aside_as_failed_and_requeued() {
+    let (replica, key) = replica_with_key(&[]);
+    let source = source_with_bucket();
+    let src = source.client();
+    let dst = replica.client();
+    let ca = replica.ca_pem().display().to_string();
+    let (ok, text) = add_rule(&source, &replica, &key, &["--target-ca", &ca]);
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&source, &["replication", "pause", "data"]);
+    assert!(ok, "{text}");
+
+    put_bytes(&src, "data", "good1", random_bytes(1, 200_000)).await;
+    let bad = random_bytes(2, 300_000);
+    put_bytes(&src, "data", "bad", bad.clone()).await;
+    // A flipped byte in bad's chunk: the replica's BLAKE3 check refuses it.
+    let segment = newest_segment(&source);
+    flip_byte(&segment, 1000);
+    put_bytes(&src, "data", "good2", random_bytes(3, 200_000)).await;
+    assert_eq!(replication_status(&src, "data", "good1").await, "PENDING");
+
+    let (ok, text) = cli(&source, &["replication", "resume", "data"]);
+    assert!(ok, "{text}");
+    eventually(60, "the keys after the bad one move on", || async {
+        dst.head_object()
+            .bucket("mirror")
+            .key("good2")
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    assert_eq!(replication_status(&src, "data", "good1").await, "COMPLETED");
+    assert_eq!(replication_status(&src, "data", "good2").await, "COMPLETED");
+    assert_eq!(replication_status(&src, "data", "bad").await, "FAILED");
+    assert_eq!(replication_status(&dst, "mirror", "good1").await, "REPLICA");
+    let missing = dst.head_object().bucket("mirror").key("bad").send().await;
+    assert_eq!(status_of(&missing.unwrap_err()), 404);
+    let text = status(&source);
+    assert!(
+        text.contains("failed: 1 key(s)")
+            && text.contains("\"bad\"")
+            && text.contains("failed verification"),
+        "{text}"
+    );
+    // Set aside once by the resync of the new rule and once by its own change.
+    let failed = metric(
+        &metrics_text(&source).await,
+        "hoard_replication_failed_total ",
+    );
+    assert!(failed.is_some_and(|n| n >= 1.0), "{failed:?}");
+
+    // Mended on the source, the admin requeues it and it replicates.
+    flip_byte(&segment, 1000);
+    let (ok, text) = cli(&source, &["replication", "requeue", "data"]);
+    assert!(
+        ok && text.contains("1 failed key(s) of data queued again"),
+        "{text}"
+    );
+    eventually(60, "the requeued key replicates", || async {
+        replication_status(&src, "data", "bad").await == "COMPLETED"
+    })
+    .await;
+    assert_eq!(get_bytes(&dst, "mirror", "bad").await, bad);
+    assert!(!status(&source).contains("failed:"));
+    let log = source.log();
+    assert!(log.contains("set aside until a requeue"), "{log}");
+    assert_no_panic(&replica);
+    assert_no_panic(&source);
+}
+
 /// "HH:MM-HH:MM" from minutes after midnight UTC (wrapping).
 fn window(start: u64, end: u64) -> String {
     let hm = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);

@@ -55,7 +55,7 @@ use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
 pub use repair::{CountFix, RefHold, RefHolders};
 pub use replicated::{Applied, VersionDiff, VersionStamp};
-pub use replication::{ReplicaRecord, RuleRecord, TargetTrust};
+pub use replication::{FailedRecord, ReplicaRecord, ReplicationState, RuleRecord, TargetTrust};
 pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;
 use versions::put_object_record;
@@ -243,6 +243,8 @@ impl MetaStore {
             txn.open_table(replication::REPLICATION_RULES)?;
             txn.open_table(replication::REPLICA_BUCKETS)?;
             txn.open_table(replication::RESYNC)?;
+            txn.open_table(replication::OUTBOX_KEYS)?;
+            txn.open_table(replication::REPLICATION_FAILED)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;
@@ -924,6 +926,10 @@ fn append_outbox(
     let seq = next_ids(counters, C_OUTBOX_SEQ, 1).start;
     txn.open_table(OUTBOX)?
         .insert(seq, encode_record(ev)?.as_slice())?;
+    txn.open_table(replication::OUTBOX_KEYS)?.insert(
+        replication::outbox_key(&ev.bucket, &ev.key, seq).as_slice(),
+        (),
+    )?;
     Ok(())
 }
 

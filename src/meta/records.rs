@@ -370,6 +370,8 @@ pub enum EventKind {
     /// A version's tags were replaced (added after format 2's other kinds, so older
     /// events still decode).
     Tags,
+    /// A key whose replication failed was put back into the queue.
+    Requeued,
 }
 
 /// Format 2 added versions and tags to object and bucket records; a store written

@@ -6,7 +6,8 @@ use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    MetaError, MetaResult, MetaStore, OBJECTS, OUTBOX, all_rows, encode_record, get_bucket_w, list,
+    COUNTERS, EventKind, MetaError, MetaResult, MetaStore, OBJECTS, OUTBOX, OutboxEvent, all_rows,
+    append_outbox, decode_record, encode_record, get_bucket_w, list, now_ms, object_key,
 };
 
 /// Source bucket -> `RuleRecord`.
@@ -15,6 +16,16 @@ pub(super) const REPLICATION_RULES: TableDefinition<&str, &[u8]> =
 /// Source bucket -> the last key its resync sent ("" before the first): the objects
 /// that existed before the rule, walked in key order. No row: no resync pending.
 pub(super) const RESYNC: TableDefinition<&str, &str> = TableDefinition::new("replication_resync");
+/// bucket \0 key \0 outbox seq (u64 BE) -> (): the outbox's events by key, kept
+/// with the outbox in the same transactions, so a key's replication status is one
+/// range lookup.
+pub(super) const OUTBOX_KEYS: TableDefinition<&[u8], ()> = TableDefinition::new("outbox_keys");
+/// bucket \0 key -> `FailedRecord`: keys whose sync failed in a way a retry cannot
+/// mend (the replica refused it, or a chunk of it cannot be read here). They left
+/// the queue so the bucket's later changes move; a requeue (by the admin, or the
+/// sender's periodic one) puts them back.
+pub(super) const REPLICATION_FAILED: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("replication_failed");
 /// Replica bucket -> `ReplicaRecord`.
 pub(super) const REPLICA_BUCKETS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("replica_buckets");
@@ -45,6 +56,25 @@ pub struct RuleRecord {
     pub bandwidth: u64,
     pub paused: bool,
     pub created_ms: i64,
+}
+
+/// Why a key's replication failed, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRecord {
+    pub error: String,
+    pub time_ms: i64,
+}
+
+/// What `x-amz-replication-status` says of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationState {
+    /// A change of the key waits in the queue, or the resync has not reached it.
+    Pending,
+    Completed,
+    /// Its last sync failed for good; it waits for a requeue.
+    Failed,
+    /// The bucket is a replica.
+    Replica,
 }
 
 /// A replica bucket, as the replica records it at the first hello.
@@ -109,6 +139,7 @@ impl MetaStore {
     pub async fn remove_rule(&self, bucket: &str) -> MetaResult<bool> {
         let bucket = bucket.to_owned();
         self.write(true, move |txn| {
+            forget_failed(txn, &bucket)?;
             txn.open_table(RESYNC)?.remove(bucket.as_str())?;
             Ok(txn
                 .open_table(REPLICATION_RULES)?
@@ -170,10 +201,154 @@ impl MetaStore {
         }
         self.write(true, move |txn| {
             let mut outbox = txn.open_table(OUTBOX)?;
+            let mut by_key = txn.open_table(OUTBOX_KEYS)?;
             for seq in seqs {
-                outbox.remove(seq)?;
+                if let Some(v) = outbox.remove(seq)? {
+                    let ev: OutboxEvent = decode_record(v.value())?;
+                    by_key.remove(outbox_key(&ev.bucket, &ev.key, seq).as_slice())?;
+                }
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// Records, durably, that a key's sync failed for good.
+    pub async fn mark_failed(&self, bucket: &str, key: &str, error: String) -> MetaResult<()> {
+        let k = object_key(bucket, key);
+        let rec = encode_record(&FailedRecord {
+            error,
+            time_ms: now_ms(),
+        })?;
+        self.write(true, move |txn| {
+            txn.open_table(REPLICATION_FAILED)?
+                .insert(k.as_slice(), rec.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets a key's failure once it replicated (a read when there is none).
+    pub async fn clear_failed(&self, bucket: &str, key: &str) -> MetaResult<()> {
+        let k = object_key(bucket, key);
+        let probe = k.clone();
+        let failed = self
+            .read(move |txn| {
+                let t = txn.open_table(REPLICATION_FAILED)?;
+                Ok(t.get(probe.as_slice())?.is_some())
+            })
+            .await?;
+        if failed {
+            self.write(true, move |txn| {
+                txn.open_table(REPLICATION_FAILED)?.remove(k.as_slice())?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` failed keys of a bucket with their records, and how many there are.
+    pub async fn failed_keys(
+        &self,
+        bucket: &str,
+        max: usize,
+    ) -> MetaResult<(Vec<(String, FailedRecord)>, u64)> {
+        let bucket = bucket.to_owned();
+        self.read(move |txn| {
+            let t = txn.open_table(REPLICATION_FAILED)?;
+            let (lo, hi) = list::bucket_bounds(&bucket, "");
+            let (mut out, mut n) = (Vec::new(), 0);
+            for row in t.range(lo.as_slice()..hi.as_slice())? {
+                let (k, v) = row?;
+                n += 1;
+                if out.len() < max {
+                    let key = String::from_utf8_lossy(&k.value()[bucket.len() + 1..]).into_owned();
+                    out.push((key, decode_record(v.value())?));
+                }
+            }
+            Ok((out, n))
+        })
+        .await
+    }
+
+    /// Puts a bucket's failed keys back into the queue (one event each); returns
+    /// how many.
+    pub async fn requeue_failed(&self, bucket: &str) -> MetaResult<usize> {
+        let bucket = bucket.to_owned();
+        self.write(true, move |txn| {
+            let (lo, hi) = list::bucket_bounds(&bucket, "");
+            let keys: Vec<Vec<u8>> = {
+                let t = txn.open_table(REPLICATION_FAILED)?;
+                t.range(lo.as_slice()..hi.as_slice())?
+                    .map(|row| row.map(|(k, _)| k.value().to_vec()))
+                    .collect::<Result<_, _>>()?
+            };
+            let mut counters = txn.open_table(COUNTERS)?;
+            let mut failed = txn.open_table(REPLICATION_FAILED)?;
+            for k in &keys {
+                failed.remove(k.as_slice())?;
+                let key = String::from_utf8_lossy(&k[bucket.len() + 1..]).into_owned();
+                let ev = OutboxEvent {
+                    bucket: bucket.clone(),
+                    key,
+                    version_id: String::new(),
+                    kind: EventKind::Requeued,
+                    time_ms: now_ms(),
+                };
+                append_outbox(txn, &mut counters, &ev)?;
+            }
+            Ok(keys.len())
+        })
+        .await
+    }
+
+    /// The replication status of a key, for `x-amz-replication-status`; `None`
+    /// when no rule covers the bucket and it is no replica.
+    pub async fn replication_state(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> MetaResult<Option<ReplicationState>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.read(move |txn| {
+            if txn
+                .open_table(REPLICA_BUCKETS)?
+                .get(bucket.as_str())?
+                .is_some()
+            {
+                return Ok(Some(ReplicationState::Replica));
+            }
+            if txn
+                .open_table(REPLICATION_RULES)?
+                .get(bucket.as_str())?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            let k = object_key(&bucket, &key);
+            if txn
+                .open_table(REPLICATION_FAILED)?
+                .get(k.as_slice())?
+                .is_some()
+            {
+                return Ok(Some(ReplicationState::Failed));
+            }
+            let lo = outbox_key(&bucket, &key, 0);
+            let hi = outbox_key(&bucket, &key, u64::MAX);
+            let queued = txn
+                .open_table(OUTBOX_KEYS)?
+                .range(lo.as_slice()..=hi.as_slice())?
+                .next()
+                .is_some();
+            let resync = txn.open_table(RESYNC)?;
+            let unreached = resync
+                .get(bucket.as_str())?
+                .is_some_and(|after| after.value().is_empty() || key.as_str() > after.value());
+            Ok(Some(match queued || unreached {
+                true => ReplicationState::Pending,
+                false => ReplicationState::Completed,
+            }))
         })
         .await
     }
@@ -186,8 +361,25 @@ impl MetaStore {
 
 /// Drops a deleted bucket's rule and replica mark.
 pub(super) fn forget_bucket(txn: &redb::WriteTransaction, bucket: &str) -> MetaResult<()> {
+    forget_failed(txn, bucket)?;
     txn.open_table(REPLICATION_RULES)?.remove(bucket)?;
     txn.open_table(RESYNC)?.remove(bucket)?;
     txn.open_table(REPLICA_BUCKETS)?.remove(bucket)?;
     Ok(())
+}
+
+/// Drops a bucket's failed keys (its rule or the bucket went).
+fn forget_failed(txn: &redb::WriteTransaction, bucket: &str) -> MetaResult<()> {
+    let (lo, hi) = list::bucket_bounds(bucket, "");
+    txn.open_table(REPLICATION_FAILED)?
+        .retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)?;
+    Ok(())
+}
+
+/// The `OUTBOX_KEYS` row of an event.
+pub(super) fn outbox_key(bucket: &str, key: &str, seq: u64) -> Vec<u8> {
+    let mut k = object_key(bucket, key);
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }

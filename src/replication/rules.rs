@@ -25,6 +25,13 @@ pub enum RulesError {
     Invalid(String),
     #[error("replication target {target}: {reason}")]
     Target { target: String, reason: String },
+    /// The target answered with a 4xx status.
+    #[error("replication target {target}: {reason}")]
+    Refused {
+        target: String,
+        status: u16,
+        reason: String,
+    },
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error(transparent)]
@@ -92,6 +99,17 @@ pub struct RuleStatus {
     /// The objects that existed before the rule: `None` when all were sent, else the
     /// last key sent so far ("" before the first).
     pub resync_after: Option<String>,
+    /// Keys whose replication failed for good, waiting for a requeue.
+    pub failed: u64,
+    /// The first of them (up to 20), with why.
+    pub failed_keys: Vec<FailedKey>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailedKey {
+    pub key: String,
+    pub error: String,
+    pub time_ms: i64,
 }
 
 /// What a rule's secret is bound to when sealed.
@@ -129,12 +147,30 @@ impl Rules {
         let lag_secs = progress
             .oldest_queued_ms
             .map(|t| (crate::meta::now_ms() - t).max(0) as f64 / 1000.0);
+        let (failed_keys, failed) = self.meta.failed_keys(bucket, 20).await?;
         Ok(RuleStatus {
             rule,
             progress,
             lag_secs,
             resync_after: self.meta.resync_cursor(bucket).await?,
+            failed,
+            failed_keys: failed_keys
+                .into_iter()
+                .map(|(key, f)| FailedKey {
+                    key,
+                    error: f.error,
+                    time_ms: f.time_ms,
+                })
+                .collect(),
         })
+    }
+
+    /// Puts the bucket's failed keys back into the queue; returns how many.
+    pub async fn requeue(&self, bucket: &str) -> Result<usize, RulesError> {
+        self.rule(bucket).await?;
+        let n = self.meta.requeue_failed(bucket).await?;
+        tracing::info!(bucket, keys = n, "failed replications requeued");
+        Ok(n)
     }
 
     /// A manual run: the sender sends now, windows or not, until nothing waits.
@@ -324,9 +360,16 @@ impl ReplicaLink {
     }
 
     fn error(&self, e: &ClientError) -> RulesError {
-        RulesError::Target {
-            target: self.target.clone(),
-            reason: error_chain(e),
+        let (target, reason) = (self.target.clone(), error_chain(e));
+        match e {
+            ClientError::Status { status, .. } if (400..500).contains(status) => {
+                RulesError::Refused {
+                    target,
+                    status: *status,
+                    reason,
+                }
+            }
+            _ => RulesError::Target { target, reason },
         }
     }
 

@@ -60,12 +60,41 @@ pub enum SendError {
     },
 }
 
+impl SendError {
+    /// A retry cannot mend it: the replica refused the key (a 4xx other than a
+    /// timeout, a conflict or throttling), or a chunk of it cannot be read here.
+    fn lasting(&self) -> bool {
+        match self {
+            SendError::Link(RulesError::Refused { status, .. }) => {
+                !matches!(status, 408 | 409 | 429)
+            }
+            SendError::Chunk { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// What became of one key's sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synced {
+    Sent,
+    /// Set aside as failed (durably): the queue moves on.
+    Failed,
+    /// Try again after the backoff; the bucket's later changes wait.
+    Retry,
+}
+
+/// How often a rule's failed keys are put back into the queue by themselves.
+const FAILED_RETRY: Duration = Duration::from_secs(600);
+
 /// A rule's link and its retry state.
 struct Peer {
     rule: RuleRecord,
     link: ReplicaLink,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// When the failed keys were last requeued.
+    requeued_at: Option<Instant>,
 }
 
 pub struct Sender {
@@ -103,6 +132,10 @@ impl Sender {
         self.refresh_peers(peers, &rules);
         let mut acked = 0;
         for (bucket, peer) in peers.iter_mut() {
+            if peer.requeued_at.is_none_or(|t| t.elapsed() >= FAILED_RETRY) {
+                peer.requeued_at = Some(Instant::now());
+                self.meta.requeue_failed(bucket).await?;
+            }
             acked += self.resync_step(bucket, peer).await?;
         }
         let (mut waiting, mut from) = (0i64, 0u64);
@@ -120,13 +153,14 @@ impl Sender {
                     done.push(seq); // no rule wants it
                     continue;
                 };
-                let sent = match blocked.contains(&ev.bucket) || !self.may_send(&ev.bucket, peer) {
-                    true => false,
+                let synced = match blocked.contains(&ev.bucket) || !self.may_send(&ev.bucket, peer)
+                {
+                    true => Synced::Retry,
                     false => self.sync_logged(&ev.bucket, &ev.key, peer).await,
                 };
-                if sent {
+                if synced != Synced::Retry {
                     done.push(seq);
-                    acked += 1;
+                    acked += usize::from(synced == Synced::Sent);
                 } else {
                     blocked.insert(ev.bucket.clone());
                     waiting += 1;
@@ -152,9 +186,11 @@ impl Sender {
     }
 
     /// Syncs one key, recording success or failure (and the backoff) for its rule.
-    async fn sync_logged(&self, bucket: &str, key: &str, peer: &mut Peer) -> bool {
+    /// A lasting failure sets the key aside as failed, durably, before the caller
+    /// drops its event.
+    async fn sync_logged(&self, bucket: &str, key: &str, peer: &mut Peer) -> Synced {
         let connections = peer.rule.connections as usize;
-        match self.sync_key(&peer.link, bucket, key, connections).await {
+        let e = match self.sync_key(&peer.link, bucket, key, connections).await {
             Ok((versions, logical, wire)) => {
                 peer.backoff = BACKOFF_MIN;
                 self.progress.update(bucket, |p| {
@@ -163,18 +199,32 @@ impl Sender {
                     p.logical_bytes += logical;
                     p.sent_bytes += wire;
                 });
-                true
+                if let Err(e) = self.meta.clear_failed(bucket, key).await {
+                    tracing::warn!(bucket, key, error = %e, "cannot clear a replication failure");
+                }
+                return Synced::Sent;
             }
-            Err(e) => {
-                tracing::warn!(bucket, key, error = %e, retry_in = ?peer.backoff, "replication failed; will retry");
-                self.metrics.replication_errors.inc();
-                self.progress
-                    .update(bucket, |p| p.last_error = Some(e.to_string()));
-                peer.retry_at = Some(Instant::now() + peer.backoff);
-                peer.backoff = (peer.backoff * 2).min(BACKOFF_MAX);
-                false
+            Err(e) => e,
+        };
+        self.metrics.replication_errors.inc();
+        self.progress
+            .update(bucket, |p| p.last_error = Some(e.to_string()));
+        if e.lasting() {
+            match self.meta.mark_failed(bucket, key, e.to_string()).await {
+                Ok(()) => {
+                    tracing::error!(bucket, key, error = %e, "replication failed; set aside until a requeue");
+                    self.metrics.replication_failed.inc();
+                    return Synced::Failed;
+                }
+                Err(me) => {
+                    tracing::warn!(bucket, key, error = %me, "cannot record a replication failure")
+                }
             }
         }
+        tracing::warn!(bucket, key, error = %e, retry_in = ?peer.backoff, "replication failed; will retry");
+        peer.retry_at = Some(Instant::now() + peer.backoff);
+        peer.backoff = (peer.backoff * 2).min(BACKOFF_MAX);
+        Synced::Retry
     }
 
     /// Sends the next page of the objects that existed before the rule, and stores
@@ -202,7 +252,7 @@ impl Sender {
             let ListEntry::Object(key, _) = entry else {
                 continue;
             };
-            if !self.sync_logged(bucket, key, peer).await {
+            if self.sync_logged(bucket, key, peer).await == Synced::Retry {
                 failed = true;
                 break;
             }
@@ -242,6 +292,7 @@ impl Sender {
                             link,
                             retry_at: None,
                             backoff: BACKOFF_MIN,
+                            requeued_at: None,
                         },
                     );
                 }

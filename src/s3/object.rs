@@ -11,7 +11,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{HoardS3, ingest_error, meta_error, retrieve_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestParams, Ingested, IngestedBody};
-use crate::meta::{BucketRecord, ObjectData, ObjectRecord};
+use crate::meta::{BucketRecord, ObjectData, ObjectRecord, ReplicationState};
 
 /// S3's limit for one PUT.
 pub(super) const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
@@ -469,6 +469,30 @@ macro_rules! object_output {
     }};
 }
 
+impl HoardS3 {
+    /// `x-amz-replication-status`: PENDING, COMPLETED or FAILED on a source bucket
+    /// with a rule, REPLICA on a replica bucket, nothing elsewhere.
+    async fn replication_status(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<Option<ReplicationStatus>> {
+        let state = self
+            .meta
+            .replication_state(bucket, key)
+            .await
+            .map_err(meta_error)?;
+        Ok(state.map(|s| {
+            ReplicationStatus::from_static(match s {
+                ReplicationState::Pending => ReplicationStatus::PENDING,
+                ReplicationState::Completed => ReplicationStatus::COMPLETED,
+                ReplicationState::Failed => ReplicationStatus::FAILED,
+                ReplicationState::Replica => ReplicationStatus::REPLICA,
+            })
+        }))
+    }
+}
+
 fn stored_checksum(rec: &ObjectRecord, alg: &str) -> Option<String> {
     rec.checksums
         .iter()
@@ -699,6 +723,9 @@ impl HoardS3 {
             body: Some(StreamingBlob::wrap(body)),
             parts_count: parts_count,
             tag_count: (!rec.tags.is_empty()).then_some(rec.tags.len() as i32),
+            replication_status: self
+                .replication_status(&req.input.bucket, &req.input.key)
+                .await?,
         });
         Ok(S3Response::new(output))
     }
@@ -714,6 +741,9 @@ impl HoardS3 {
             ranged: ranged,
             checksums: with_checksums && !ranged,
             parts_count: parts_count,
+            replication_status: self
+                .replication_status(&req.input.bucket, &req.input.key)
+                .await?,
         });
         Ok(S3Response::new(output))
     }
