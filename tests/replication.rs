@@ -702,6 +702,35 @@ async fn a_key_the_replica_refuses_is_set_aside_as_failed_and_requeued() {
     assert_no_panic(&source);
 }
 
+#[tokio::test]
+async fn the_bandwidth_limit_holds_the_transfer_back() {
+    let (replica, key) = replica_with_key(&[]);
+    let source = source_with_bucket();
+    let src = source.client();
+    let dst = replica.client();
+    let ca = replica.ca_pem().display().to_string();
+    let trust = ["--target-ca", &ca, "--bandwidth", "1MiB/s"];
+    let (ok, text) = add_rule(&source, &replica, &key, &trust);
+    assert!(ok && text.contains("bandwidth 1.00 MiB/s"), "{text}");
+    let (ok, text) = cli(&source, &["replication", "pause", "data"]);
+    assert!(ok, "{text}");
+    for i in 0..4u64 {
+        put_bytes(&src, "data", &format!("mb{i}"), random_bytes(i, 1 << 20)).await;
+    }
+    // 4 MiB of incompressible chunks at 1 MiB/s: the first batch goes at once,
+    // each later one waits for the bytes before it.
+    let started = std::time::Instant::now();
+    let (ok, text) = cli(&source, &["replication", "resume", "data"]);
+    assert!(ok, "{text}");
+    eventually(60, "everything arrives", || async {
+        contents(&dst, "mirror").await.len() == 4
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(took.as_secs_f64() >= 2.9, "4 MiB at 1 MiB/s took {took:?}");
+    assert_eq!(contents(&dst, "mirror").await, contents(&src, "data").await);
+}
+
 /// "HH:MM-HH:MM" from minutes after midnight UTC (wrapping).
 fn window(start: u64, end: u64) -> String {
     let hm = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);

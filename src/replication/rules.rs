@@ -325,6 +325,32 @@ pub struct ReplicaLink {
     target: String,
     bucket: String,
     metrics: Arc<Metrics>,
+    throttle: Throttle,
+}
+
+/// The rule's bandwidth limit: each body waits until the bodies before it, at the
+/// limit, would have been sent. The average stays at or below the limit; one body
+/// (at most a chunk batch) may go at line speed.
+struct Throttle {
+    bytes_per_sec: u64,
+    next_free: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Throttle {
+    async fn pass(&self, bytes: usize) {
+        if self.bytes_per_sec == 0 {
+            return;
+        }
+        let cost = std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
+        let start = {
+            let mut next = self.next_free.lock().await;
+            let now = tokio::time::Instant::now();
+            let start = next.map_or(now, |t| t.max(now));
+            *next = Some(start + cost);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
 }
 
 impl ReplicaLink {
@@ -356,6 +382,10 @@ impl ReplicaLink {
             target: rule.target.clone(),
             bucket: rule.target_bucket.clone(),
             metrics,
+            throttle: Throttle {
+                bytes_per_sec: rule.bandwidth,
+                next_free: tokio::sync::Mutex::new(None),
+            },
         })
     }
 
@@ -410,6 +440,7 @@ impl ReplicaLink {
     /// Which of `ids` the replica lacks.
     pub async fn missing(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>, RulesError> {
         let path = format!("missing?bucket={}", self.bucket);
+        self.throttle.pass(ids.len() * 32).await;
         let body = self
             .client
             .request_bytes(http::Method::POST, &path, wire::encode_ids(ids))
@@ -424,6 +455,7 @@ impl ReplicaLink {
     /// Sends chunk frames (`wire::push_frame`).
     pub async fn chunks(&self, frames: Vec<u8>) -> Result<(), RulesError> {
         let path = format!("chunks?bucket={}", self.bucket);
+        self.throttle.pass(frames.len()).await;
         self.client
             .request_bytes(http::Method::PUT, &path, frames)
             .await
@@ -434,6 +466,7 @@ impl ReplicaLink {
     /// Commits an object (`wire::encode_object`) under `key`.
     pub async fn commit(&self, key: &str, object: Vec<u8>) -> Result<(), RulesError> {
         let path = format!("object?bucket={}&key={}", self.bucket, hex::encode(key));
+        self.throttle.pass(object.len()).await;
         self.client
             .request_bytes(http::Method::PUT, &path, object)
             .await
