@@ -731,6 +731,93 @@ async fn the_bandwidth_limit_holds_the_transfer_back() {
     assert_eq!(contents(&dst, "mirror").await, contents(&src, "data").await);
 }
 
+/// A copy of `data` with `edits` scattered 4 KiB overwrites and `inserts` 1000-byte
+/// insertions (which shift every later offset).
+fn edited_copy(data: &[u8], edits: usize, inserts: usize) -> Vec<u8> {
+    let mut out = data.to_vec();
+    let step = data.len() / edits;
+    for i in 0..edits {
+        let at = i * step + (i * 7919) % (step - 4096);
+        out[at..at + 4096].copy_from_slice(&random_bytes(1000 + i as u64, 4096));
+    }
+    let step = out.len() / (inserts + 1);
+    for i in (1..=inserts).rev() {
+        let at = i * step;
+        out.splice(at..at, random_bytes(5000 + i as u64, 1000));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_of_a_1_gib_object_sends_only_its_changes() {
+    let (replica, key) = replica_with_key(&[]);
+    let source = source_with_bucket();
+    let src = source.client();
+    let dst = replica.client();
+    set_versioning(
+        &src,
+        "data",
+        aws_sdk_s3::types::BucketVersioningStatus::Enabled,
+    )
+    .await;
+    let ca = replica.ca_pem().display().to_string();
+    let (ok, text) = add_rule(&source, &replica, &key, &["--target-ca", &ca]);
+    assert!(ok, "{text}");
+
+    let first = random_bytes(77, 1 << 30);
+    let second = edited_copy(&first, 150, 8);
+    put_bytes(&src, "data", "backup.vbk", first).await;
+    eventually(300, "the first version replicates", || async {
+        replication_status(&src, "data", "backup.vbk").await == "COMPLETED"
+    })
+    .await;
+    let before = sent_bytes(&source).await;
+    let etag = put_bytes(&src, "data", "backup.vbk", second.clone()).await;
+    eventually(300, "the second version replicates", || async {
+        replication_status(&src, "data", "backup.vbk").await == "COMPLETED"
+    })
+    .await;
+    let sent = sent_bytes(&source).await - before;
+    let ratio = sent / second.len() as f64;
+    println!(
+        "second version: {sent} bytes sent for {} logical ({ratio:.4})",
+        second.len()
+    );
+    assert!(
+        sent > 0.0 && ratio <= 0.05,
+        "sent {sent} bytes, {ratio:.4} of the object"
+    );
+
+    let got = dst
+        .get_object()
+        .bucket("mirror")
+        .key("backup.vbk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.e_tag().unwrap().trim_matches('"'), etag);
+    let mut body = got.body.into_async_read();
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        use tokio::io::AsyncReadExt;
+        let n = body.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    let want = ring::digest::digest(&ring::digest::SHA256, &second);
+    assert_eq!(
+        hash.finish().as_ref(),
+        want.as_ref(),
+        "sha256 of the replica's copy"
+    );
+    let listed = versions(&dst, "mirror").await;
+    assert_eq!(listed, versions(&src, "data").await);
+    assert_eq!(listed.len(), 2);
+}
+
 /// "HH:MM-HH:MM" from minutes after midnight UTC (wrapping).
 fn window(start: u64, end: u64) -> String {
     let hm = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
