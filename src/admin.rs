@@ -24,6 +24,11 @@
 //! | POST | `/hoard-admin/v1/replication/BUCKET/pause`, `.../resume` | pauses or resumes it |
 //! | GET | `/hoard-admin/v1/replication/BUCKET/status` | queue, lag, resync progress, bytes logical and sent, last success and error |
 //! | POST | `/hoard-admin/v1/replication/BUCKET/run` | a manual run: send now, windows or not, until nothing waits |
+//! | GET | `/hoard-admin/v1/replication-targets` | the named targets (never secrets), each with its ARN |
+//! | PUT | `/hoard-admin/v1/replication-targets/NAME` | adds or replaces a named target: a rule template (JSON `AddRule`) checked by a hello like a rule. S3 PutBucketReplication names it as `arn:aws:s3:::NAME` |
+//! | DELETE | `/hoard-admin/v1/replication-targets/NAME` | removes it (rules made from it stay) |
+//! | POST | `/hoard-admin/v1/seed/export` | one step of a seed export; JSON `replication::seed::ExportRequest` (`dir` on the server's filesystem); answers the `SeedProgress` (`finished` once all keys are written). Call again to continue or resume |
+//! | POST | `/hoard-admin/v1/seed/import` | loads step `step` of a finished seed into a bucket, which becomes a replica; JSON `ImportRequest`, answers `ImportProgress`. A wrong passphrase: `403 AccessDenied`; a bucket holding its own objects, an unfinished seed, an altered file: `400 InvalidArgument` |
 //! | POST | `/hoard-admin/v1/replication/BUCKET/requeue` | puts the keys whose replication failed back into the queue; JSON `{"requeued": N}` |
 //! | POST | `/hoard-admin/v1/buckets/NAME/promote` | makes a replica bucket writable (its source is lost) |
 //!
@@ -106,6 +111,7 @@ pub struct AdminApi {
     users: Arc<Users>,
     rules: Arc<Rules>,
     replicas: Arc<ReplicaBuckets>,
+    received: Arc<crate::replication::receiver::Store>,
 }
 
 /// The value of `name` in a query string.
@@ -124,6 +130,7 @@ impl AdminApi {
         users: Arc<Users>,
         rules: Arc<Rules>,
         replicas: Arc<ReplicaBuckets>,
+        received: Arc<crate::replication::receiver::Store>,
     ) -> Self {
         AdminApi {
             cfg,
@@ -133,7 +140,65 @@ impl AdminApi {
             users,
             rules,
             replicas,
+            received,
         }
+    }
+
+    /// The named replication targets: `rest` is what follows `replication-targets/`.
+    async fn targets(
+        &self,
+        method: &Method,
+        rest: &[&str],
+        body: Body,
+    ) -> S3Result<S3Response<Body>> {
+        let r = &self.rules;
+        match (method, rest) {
+            (&Method::GET, []) => json(StatusCode::OK, &r.targets().await.map_err(rules_error)?),
+            (&Method::PUT, [name]) => {
+                let req: AddRule = json_body_required(body).await?;
+                let info = r.add_target(name, req).await.map_err(rules_error)?;
+                json(StatusCode::OK, &info)
+            }
+            (&Method::DELETE, [name]) => {
+                r.remove_target(name).await.map_err(rules_error)?;
+                json(StatusCode::OK, &serde_json::json!({ "removed": name }))
+            }
+            _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
+        }
+    }
+
+    /// One step of a seed export or import (`replication::seed`).
+    async fn seed(&self, verb: &str, body: Body) -> S3Result<S3Response<Body>> {
+        use crate::replication::seed::{self, SeedError};
+        let done = match verb {
+            "export" => {
+                let req = json_body_required(body).await?;
+                seed::export_step(&self.meta, &self.segments, req)
+                    .await
+                    .map(|p| serde_json::to_value(p).unwrap_or_default())
+            }
+            _ => {
+                let req = json_body_required(body).await?;
+                seed::import_step(&self.received, &self.replicas, req)
+                    .await
+                    .map(|p| serde_json::to_value(p).unwrap_or_default())
+            }
+        };
+        let e = match done {
+            Ok(v) => return json(StatusCode::OK, &v),
+            Err(e) => e,
+        };
+        let (code, status) = match &e {
+            SeedError::WrongPassphrase => ("AccessDenied", StatusCode::FORBIDDEN),
+            SeedError::Invalid(_) | SeedError::Import(_) => {
+                ("InvalidArgument", StatusCode::BAD_REQUEST)
+            }
+            _ => return Err(internal("seed step failed", &e)),
+        };
+        tracing::warn!(verb, error = %e, "seed step refused");
+        let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), e.to_string());
+        err.set_status_code(status);
+        Err(err)
     }
 
     /// The replication routes: `rest` is what follows `replication/`.
@@ -379,13 +444,14 @@ fn check_grant_target(bucket: &str) -> S3Result<()> {
     ))
 }
 
-fn rules_error(e: RulesError) -> S3Error {
+pub(crate) fn rules_error(e: RulesError) -> S3Error {
     let (code, status) = match &e {
         RulesError::NoSuchBucket(_) => return no_such_bucket(),
         RulesError::NoSuchRule(_) => (
             "ReplicationConfigurationNotFoundError",
             StatusCode::NOT_FOUND,
         ),
+        RulesError::NoSuchTarget(_) => ("NoSuchReplicationTarget", StatusCode::NOT_FOUND),
         RulesError::Invalid(_) => ("InvalidArgument", StatusCode::BAD_REQUEST),
         RulesError::Target { .. } | RulesError::Refused { .. } => {
             ("InvalidReplicationTarget", StatusCode::BAD_REQUEST)
@@ -511,7 +577,11 @@ impl S3Route for AdminApi {
             (&Method::PUT, ["quotas"]) => self.set_quota(req.input).await,
             (m, ["users", rest @ ..]) => self.users(m, rest, req.input).await,
             (m, ["replication", rest @ ..]) => self.replication(m, rest, req.input).await,
+            (m, ["replication-targets", rest @ ..]) => self.targets(m, rest, req.input).await,
             (&Method::POST, ["buckets", name, "promote"]) => self.promote(name).await,
+            (&Method::POST, ["seed", verb @ ("export" | "import")]) => {
+                self.seed(verb, req.input).await
+            }
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }

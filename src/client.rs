@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::auth::Credentials;
 use crate::meta::Permission;
-use crate::replication::rules::{AddRule, RuleInfo, RuleStatus};
+use crate::replication::rules::{AddRule, RuleInfo, RuleStatus, TargetInfo};
 use crate::stats::{StatsReport, UsageReport};
 use crate::users::{NewKey, UserInfo};
 
@@ -332,6 +332,44 @@ impl AdminClient {
         Ok(r.requeued)
     }
 
+    pub async fn replication_targets(&self) -> Result<Vec<TargetInfo>, ClientError> {
+        self.call(http::Method::GET, "replication-targets", Vec::new())
+            .await
+    }
+
+    pub async fn add_replication_target(
+        &self,
+        name: &str,
+        req: &AddRule,
+    ) -> Result<TargetInfo, ClientError> {
+        let path = bucket_path("replication-targets", name, "")?;
+        self.call(http::Method::PUT, &path, encode(req)?).await
+    }
+
+    pub async fn remove_replication_target(&self, name: &str) -> Result<(), ClientError> {
+        let path = bucket_path("replication-targets", name, "")?;
+        let _: serde_json::Value = self.call(http::Method::DELETE, &path, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// One step of a seed export.
+    pub async fn seed_export(
+        &self,
+        req: &crate::replication::seed::ExportRequest,
+    ) -> Result<crate::replication::seed::SeedProgress, ClientError> {
+        self.call(http::Method::POST, "seed/export", encode(req)?)
+            .await
+    }
+
+    /// One step of a seed import.
+    pub async fn seed_import(
+        &self,
+        req: &crate::replication::seed::ImportRequest,
+    ) -> Result<crate::replication::seed::ImportProgress, ClientError> {
+        self.call(http::Method::POST, "seed/import", encode(req)?)
+            .await
+    }
+
     /// Makes a replica bucket writable.
     pub async fn promote(&self, bucket: &str) -> Result<(), ClientError> {
         let path = bucket_path("buckets", bucket, "promote")?;
@@ -592,6 +630,23 @@ pub fn render_users(users: &[UserInfo]) -> String {
 }
 
 /// The `hoard replication list` table.
+/// Each target as its template, then its ARN.
+pub fn render_targets(targets: &[TargetInfo]) -> String {
+    if targets.is_empty() {
+        return "no replication targets\n".into();
+    }
+    targets
+        .iter()
+        .map(|t| {
+            format!(
+                "{}  ARN: {}\n",
+                render_rules(std::slice::from_ref(&t.rule)),
+                t.arn
+            )
+        })
+        .collect()
+}
+
 pub fn render_rules(rules: &[RuleInfo]) -> String {
     let mut out = String::new();
     for r in rules {

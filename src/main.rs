@@ -78,6 +78,10 @@ enum Command {
     /// Manage replication rules (this hoard as the source).
     #[command(subcommand)]
     Replication(ReplicationCommand),
+    /// Carry a bucket to its replica on disk: export on the source, import on the
+    /// replica; the rule then sends only what changed since.
+    #[command(subcommand)]
+    Seed(SeedCommand),
     /// Check every chunk, trailer, reference count and segment file; name the
     /// objects any damage affects. Exits with status 1 when anything is wrong.
     Verify {
@@ -355,39 +359,14 @@ enum ReplicationCommand {
     Add {
         #[arg(long)]
         bucket: String,
-        /// https://HOST:PORT of the replica.
-        #[arg(long)]
-        target: String,
-        #[arg(long)]
-        target_bucket: String,
-        /// A key the replica issued with the replication grant on the target bucket.
-        #[arg(long)]
-        target_access_key: String,
-        #[arg(long, env = "HOARD_TARGET_SECRET_KEY", hide_env_values = true)]
-        target_secret_key: String,
-        /// The replica's CA certificate (PEM), e.g. its <data-dir>/tls/ca.pem.
-        #[arg(
-            long,
-            conflicts_with = "target_fingerprint",
-            required_unless_present = "target_fingerprint"
-        )]
-        target_ca: Option<PathBuf>,
-        /// Or the SHA-256 fingerprint of the replica's certificate (`hoard cert show`).
-        #[arg(long)]
-        target_fingerprint: Option<String>,
-        /// Daily windows (UTC) to replicate in, e.g. "22:00-06:00"; repeatable.
-        /// Without one, replication is continuous.
-        #[arg(long = "schedule")]
-        schedule: Vec<String>,
-        /// Parallel HTTPS connections (1 to 64).
-        #[arg(long, default_value_t = 4)]
-        connections: u32,
-        /// Bandwidth limit, e.g. 50MiB/s; default unlimited.
-        #[arg(long, value_parser = parse_bandwidth)]
-        bandwidth: Option<u64>,
+        #[command(flatten)]
+        rule: RuleArgs,
         #[command(flatten)]
         target_server: Target,
     },
+    /// Named targets: rule templates S3 PutBucketReplication names by ARN.
+    #[command(subcommand)]
+    Target(TargetCommand),
     /// List the rules (never secrets).
     List {
         #[arg(long)]
@@ -435,6 +414,84 @@ enum ReplicationCommand {
     },
 }
 
+/// Where and how a rule replicates (also a named target's template).
+#[derive(clap::Args)]
+struct RuleArgs {
+    /// https://HOST:PORT of the replica.
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    target_bucket: String,
+    /// A key the replica issued with the replication grant on the target bucket.
+    #[arg(long)]
+    target_access_key: String,
+    #[arg(long, env = "HOARD_TARGET_SECRET_KEY", hide_env_values = true)]
+    target_secret_key: String,
+    /// The replica's CA certificate (PEM), e.g. its <data-dir>/tls/ca.pem.
+    #[arg(
+        long,
+        conflicts_with = "target_fingerprint",
+        required_unless_present = "target_fingerprint"
+    )]
+    target_ca: Option<PathBuf>,
+    /// Or the SHA-256 fingerprint of the replica's certificate (`hoard cert show`).
+    #[arg(long)]
+    target_fingerprint: Option<String>,
+    /// Daily windows (UTC) to replicate in, e.g. "22:00-06:00"; repeatable.
+    /// Without one, replication is continuous.
+    #[arg(long = "schedule")]
+    schedule: Vec<String>,
+    /// Parallel HTTPS connections (1 to 64).
+    #[arg(long, default_value_t = 4)]
+    connections: u32,
+    /// Bandwidth limit, e.g. 50MiB/s; default unlimited.
+    #[arg(long, value_parser = parse_bandwidth)]
+    bandwidth: Option<u64>,
+}
+
+impl RuleArgs {
+    fn into_request(self) -> Result<hoard::replication::rules::AddRule, String> {
+        let ca_pem = self
+            .target_ca
+            .map(|p| std::fs::read_to_string(&p).map_err(|err| format!("{}: {err}", p.display())))
+            .transpose()?;
+        Ok(hoard::replication::rules::AddRule {
+            target: self.target,
+            target_bucket: self.target_bucket,
+            access_key: self.target_access_key,
+            secret_key: self.target_secret_key,
+            ca_pem,
+            fingerprint: self.target_fingerprint,
+            windows: self.schedule,
+            connections: Some(self.connections),
+            bandwidth: self.bandwidth,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum TargetCommand {
+    /// Name a replica bucket and how to reach it; it must answer a hello. S3
+    /// PutBucketReplication then names it as arn:aws:s3:::NAME.
+    Add {
+        name: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+        #[command(flatten)]
+        target_server: Target,
+    },
+    /// List the named targets and their ARNs (never secrets).
+    List {
+        #[command(flatten)]
+        target_server: Target,
+    },
+    Remove {
+        name: String,
+        #[command(flatten)]
+        target_server: Target,
+    },
+}
+
 /// `SIZE/s` or `SIZE`, SIZE as for quotas.
 fn parse_bandwidth(s: &str) -> Result<u64, String> {
     match parse_quota(s.strip_suffix("/s").unwrap_or(s))? {
@@ -451,38 +508,42 @@ async fn run_replication(cmd: ReplicationCommand) -> Result<(), String> {
     match cmd {
         ReplicationCommand::Add {
             bucket,
-            target,
-            target_bucket,
-            target_access_key,
-            target_secret_key,
-            target_ca,
-            target_fingerprint,
-            schedule,
-            connections,
-            bandwidth,
+            rule,
             target_server,
         } => {
-            let ca_pem = target_ca
-                .map(|p| {
-                    std::fs::read_to_string(&p).map_err(|err| format!("{}: {err}", p.display()))
-                })
-                .transpose()?;
-            let req = hoard::replication::rules::AddRule {
-                target,
-                target_bucket,
-                access_key: target_access_key,
-                secret_key: target_secret_key,
-                ca_pem,
-                fingerprint: target_fingerprint,
-                windows: schedule,
-                connections: Some(connections),
-                bandwidth,
-            };
             let r = client(target_server)?
-                .add_replication(&bucket, &req)
+                .add_replication(&bucket, &rule.into_request()?)
                 .await
                 .map_err(e)?;
             render(r);
+        }
+        ReplicationCommand::Target(TargetCommand::Add {
+            name,
+            rule,
+            target_server,
+        }) => {
+            let t = client(target_server)?
+                .add_replication_target(&name, &rule.into_request()?)
+                .await
+                .map_err(e)?;
+            print!("{}", hoard::client::render_targets(&[t]));
+        }
+        ReplicationCommand::Target(TargetCommand::List { target_server }) => {
+            let ts = client(target_server)?
+                .replication_targets()
+                .await
+                .map_err(e)?;
+            print!("{}", hoard::client::render_targets(&ts));
+        }
+        ReplicationCommand::Target(TargetCommand::Remove {
+            name,
+            target_server,
+        }) => {
+            client(target_server)?
+                .remove_replication_target(&name)
+                .await
+                .map_err(e)?;
+            println!("replication target {name} removed");
         }
         ReplicationCommand::List { json, target } => {
             let rules = client(target)?.replication_rules().await.map_err(e)?;
@@ -532,6 +593,132 @@ async fn run_replication(cmd: ReplicationCommand) -> Result<(), String> {
                 .await
                 .map_err(e)?;
             println!("{n} failed key(s) of {bucket} queued again");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum SeedCommand {
+    /// Write a bucket's versions and unique chunks to DIR on the server's host;
+    /// run again to resume an interrupted export.
+    Export {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        out: String,
+        /// Encrypt the seed (AES-256-GCM) with the passphrase in this file; or set
+        /// HOARD_SEED_PASSPHRASE.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Stop after this many steps (of 100 keys); run again to go on.
+        #[arg(long)]
+        max_steps: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Load a seed from DIR on the server's host into an empty bucket, which
+    /// becomes a replica bucket. Every chunk is verified; running it again is safe.
+    Import {
+        #[arg(long = "in")]
+        dir: String,
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// The passphrase from its file (first line), else from HOARD_SEED_PASSPHRASE.
+fn seed_passphrase(file: Option<PathBuf>) -> Result<Option<String>, String> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let line = text.lines().next().unwrap_or("").to_owned();
+        if line.is_empty() {
+            return Err(format!("{} holds no passphrase", f.display()));
+        }
+        return Ok(Some(line));
+    }
+    Ok(std::env::var("HOARD_SEED_PASSPHRASE")
+        .ok()
+        .filter(|p| !p.is_empty()))
+}
+
+async fn run_seed(cmd: SeedCommand) -> Result<(), String> {
+    use hoard::client::human;
+    use hoard::replication::seed::{ExportRequest, ImportRequest};
+    let e = |e: hoard::client::ClientError| e.to_string();
+    match cmd {
+        SeedCommand::Export {
+            bucket,
+            out,
+            passphrase_file,
+            max_steps,
+            target,
+        } => {
+            let c = client(target)?;
+            let req = ExportRequest {
+                bucket,
+                dir: out.clone(),
+                passphrase: seed_passphrase(passphrase_file)?,
+            };
+            for n in 1.. {
+                let p = c.seed_export(&req).await.map_err(e)?;
+                println!(
+                    "step {}: {} key(s), {} version(s), {} logical; {} chunk(s), {} stored",
+                    p.steps,
+                    p.keys,
+                    p.versions,
+                    human(p.logical_bytes),
+                    p.chunks,
+                    human(p.chunk_bytes)
+                );
+                if p.finished {
+                    println!("seed of {} complete in {out}", req.bucket);
+                    break;
+                }
+                if max_steps.is_some_and(|m| n >= m) {
+                    println!("stopped after {n} step(s); run again to go on");
+                    break;
+                }
+            }
+        }
+        SeedCommand::Import {
+            dir,
+            bucket,
+            passphrase_file,
+            target,
+        } => {
+            let c = client(target)?;
+            let mut req = ImportRequest {
+                bucket,
+                dir,
+                passphrase: seed_passphrase(passphrase_file)?,
+                step: 0,
+            };
+            let (mut chunks, mut versions) = (0, 0);
+            loop {
+                let p = c.seed_import(&req).await.map_err(e)?;
+                chunks += p.chunks_stored;
+                versions += p.versions;
+                println!(
+                    "step {}/{}: {} chunk(s) stored, {} version(s)",
+                    p.step + 1,
+                    p.steps,
+                    p.chunks_stored,
+                    p.versions
+                );
+                req.step += 1;
+                if req.step >= p.steps {
+                    break;
+                }
+            }
+            println!(
+                "seed imported into {}: {chunks} chunk(s) stored, {versions} version(s); it is a replica bucket now",
+                req.bucket
+            );
         }
     }
     Ok(())
@@ -689,6 +876,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Cert(CertCommand::Show { data_dir, tls_cert }) => show_cert(&data_dir, tls_cert),
         Command::User(cmd) => run_user(cmd).await,
         Command::Replication(cmd) => run_replication(cmd).await,
+        Command::Seed(cmd) => run_seed(cmd).await,
         Command::Bucket(BucketCommand::Promote { name, target }) => {
             client(target)?
                 .promote(&name)

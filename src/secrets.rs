@@ -69,37 +69,68 @@ impl SecretBox {
         Ok(text)
     }
 
+    /// A box whose key is derived from a passphrase (PBKDF2-HMAC-SHA256 over
+    /// `salt`), for data that travels outside the store, like a seed.
+    pub fn from_passphrase(passphrase: &str, salt: &[u8]) -> SecretBox {
+        let mut key = [0u8; 32];
+        ring::pbkdf2::derive(
+            ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(PASSPHRASE_ROUNDS).unwrap_or(std::num::NonZeroU32::MIN),
+            salt,
+            passphrase.as_bytes(),
+            &mut key,
+        );
+        SecretBox {
+            key: LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, &key).unwrap_or_else(|_| unreachable!("32-byte key")),
+            ),
+            rng: SystemRandom::new(),
+        }
+    }
+
     /// nonce || ciphertext || tag, with `access_key` (what the secret belongs to) as
     /// associated data, so a sealed value cannot be moved to another owner.
     pub fn seal(&self, access_key: &str, secret: &str) -> Result<Vec<u8>, SecretsError> {
+        self.seal_bytes(access_key, secret.as_bytes().to_vec())
+    }
+
+    pub fn open(&self, access_key: &str, sealed: &[u8]) -> Option<String> {
+        String::from_utf8(self.open_bytes(access_key, sealed.to_vec())?).ok()
+    }
+
+    /// Seals `data` in place: nonce || ciphertext || tag, `label` as associated data.
+    pub fn seal_bytes(&self, label: &str, mut data: Vec<u8>) -> Result<Vec<u8>, SecretsError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
             .map_err(|_| SecretsError::Random)?;
-        let mut data = secret.as_bytes().to_vec();
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(access_key.as_bytes()),
+                Aad::from(label.as_bytes()),
                 &mut data,
             )
             .map_err(|_| SecretsError::Random)?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&data);
-        Ok(out)
+        data.splice(0..0, nonce);
+        Ok(data)
     }
 
-    pub fn open(&self, access_key: &str, sealed: &[u8]) -> Option<String> {
-        let (nonce, data) = sealed.split_at_checked(NONCE_LEN)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut data = data.to_vec();
-        let plain = self
+    /// Opens what `seal_bytes` sealed under the same `label`; `None` when the key
+    /// or label differ or a byte changed.
+    pub fn open_bytes(&self, label: &str, mut sealed: Vec<u8>) -> Option<Vec<u8>> {
+        let nonce = Nonce::try_assume_unique_for_key(sealed.get(..NONCE_LEN)?).ok()?;
+        let plain_len = self
             .key
-            .open_in_place(nonce, Aad::from(access_key.as_bytes()), &mut data)
-            .ok()?;
-        String::from_utf8(plain.to_vec()).ok()
+            .open_within(nonce, Aad::from(label.as_bytes()), &mut sealed, NONCE_LEN..)
+            .ok()?
+            .len();
+        sealed.truncate(plain_len);
+        Some(sealed)
     }
 }
+
+/// PBKDF2 rounds for a passphrase key.
+const PASSPHRASE_ROUNDS: u32 = 200_000;
 
 #[cfg(test)]
 mod tests {

@@ -364,7 +364,9 @@ impl Drop for TempFile<'_> {
     }
 }
 
-fn write_durably(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Writes `data` to `tmp`, syncs it, renames it to `path` and syncs the directory;
+/// `tmp` is removed on every error path.
+pub(crate) fn write_durably(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut guard = TempFile(tmp, false);
     let mut f = std::fs::OpenOptions::new()

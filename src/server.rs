@@ -178,16 +178,6 @@ impl Node {
         let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
         let secrets = Arc::new(SecretBox::load_or_generate(&cfg.data_dir)?);
         let users = Arc::new(Users::load(meta.clone(), secrets.clone(), root)?);
-        let s3 = HoardS3::new(
-            cfg.clone(),
-            meta.clone(),
-            ingest,
-            retrieve,
-            metrics.clone(),
-            owner_id,
-            users.clone(),
-        );
-        let mut builder = S3ServiceBuilder::new(s3);
         let replicas = Arc::new(ReplicaBuckets::load(meta.clone())?);
         let progress = Arc::new(crate::replication::Progress::default());
         let rules = Arc::new(Rules::new(
@@ -196,19 +186,31 @@ impl Node {
             metrics.clone(),
             progress.clone(),
         ));
+        let s3 = HoardS3::new(
+            cfg.clone(),
+            meta.clone(),
+            ingest,
+            retrieve,
+            metrics.clone(),
+            owner_id,
+            users.clone(),
+            rules.clone(),
+        );
+        let mut builder = S3ServiceBuilder::new(s3);
         builder.set_auth(KeyLookup(users.clone()));
         builder.set_access(HoardAccess::new(users.clone(), replicas.clone()));
+        let received = Arc::new(ReceiverStore {
+            meta: meta.clone(),
+            segments: segments.clone(),
+            index,
+            segment_size: cfg.segment_size,
+        });
         builder.set_route(Routes {
             receiver: Receiver::new(
                 replicas.clone(),
                 users.clone(),
                 metrics.clone(),
-                ReceiverStore {
-                    meta: meta.clone(),
-                    segments: segments.clone(),
-                    index,
-                    segment_size: cfg.segment_size,
-                },
+                received.clone(),
             ),
             admin: AdminApi::new(
                 cfg.clone(),
@@ -218,6 +220,7 @@ impl Node {
                 users,
                 rules,
                 replicas,
+                received,
             ),
         });
         builder

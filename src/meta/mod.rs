@@ -245,6 +245,7 @@ impl MetaStore {
             txn.open_table(replication::RESYNC)?;
             txn.open_table(replication::OUTBOX_KEYS)?;
             txn.open_table(replication::REPLICATION_FAILED)?;
+            txn.open_table(replication::REPLICATION_TARGETS)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;

@@ -26,6 +26,11 @@ pub(super) const OUTBOX_KEYS: TableDefinition<&[u8], ()> = TableDefinition::new(
 /// sender's periodic one) puts them back.
 pub(super) const REPLICATION_FAILED: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("replication_failed");
+/// Target name -> a rule template (`replication::rules::AddRule` as JSON), sealed
+/// whole since it holds the target's secret. S3 PutBucketReplication names one by
+/// its ARN.
+pub(super) const REPLICATION_TARGETS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("replication_targets");
 /// Replica bucket -> `ReplicaRecord`.
 pub(super) const REPLICA_BUCKETS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("replica_buckets");
@@ -144,6 +149,35 @@ impl MetaStore {
             Ok(txn
                 .open_table(REPLICATION_RULES)?
                 .remove(bucket.as_str())?
+                .is_some())
+        })
+        .await
+    }
+
+    /// Stores (or replaces) a sealed target template.
+    pub async fn put_target(&self, name: &str, sealed: Vec<u8>) -> MetaResult<()> {
+        let name = name.to_owned();
+        let value = encode_record(&sealed)?;
+        self.write(true, move |txn| {
+            txn.open_table(REPLICATION_TARGETS)?
+                .insert(name.as_str(), value.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The sealed target templates, by name.
+    pub async fn targets(&self) -> MetaResult<Vec<(String, Vec<u8>)>> {
+        self.read(|txn| all_rows(txn, REPLICATION_TARGETS)).await
+    }
+
+    /// Removes a target; true if there was one.
+    pub async fn remove_target(&self, name: &str) -> MetaResult<bool> {
+        let name = name.to_owned();
+        self.write(true, move |txn| {
+            Ok(txn
+                .open_table(REPLICATION_TARGETS)?
+                .remove(name.as_str())?
                 .is_some())
         })
         .await

@@ -31,6 +31,7 @@
 
 pub mod receiver;
 pub mod rules;
+pub mod seed;
 pub mod sender;
 pub mod wire;
 

@@ -11,7 +11,8 @@ use super::{Hello, ReplicaBuckets, wire};
 use crate::admin::{json, json_body_required, query_param};
 use crate::index::ChunkIndex;
 use crate::meta::{
-    Applied, ChunkId, ChunkLocation, MetaError, MetaStore, NewChunk, Permission, VersionStamp,
+    Applied, ChunkId, ChunkLocation, ChunkRef, MetaError, MetaStore, NewChunk, ObjectRecord,
+    Permission, VersionStamp,
 };
 use crate::metrics::{Metrics, SideLabels};
 use crate::s3::{internal, meta_error, no_such_bucket};
@@ -30,7 +31,7 @@ pub struct Receiver {
     replicas: Arc<ReplicaBuckets>,
     users: Arc<Users>,
     metrics: Arc<Metrics>,
-    store: Store,
+    store: Arc<Store>,
 }
 
 impl Receiver {
@@ -38,7 +39,7 @@ impl Receiver {
         replicas: Arc<ReplicaBuckets>,
         users: Arc<Users>,
         metrics: Arc<Metrics>,
-        store: Store,
+        store: Arc<Store>,
     ) -> Self {
         Receiver {
             replicas,
@@ -131,112 +132,18 @@ impl Receiver {
         Ok(S3Response::new(Body::from(wire::encode_ids(&lacking))))
     }
 
-    /// Verifies each chunk by BLAKE3 and packs the ones not stored yet into a new
-    /// segment. One bad chunk refuses the whole batch and stores nothing.
     async fn chunks(&self, bucket: &str, body: Body) -> S3Result<S3Response<Body>> {
         let frames = wire::decode_frames(read_body(body).await?).map_err(bad_request)?;
-        let ids: Vec<ChunkId> = frames.iter().map(|f| f.id).collect();
-        let locs = self
-            .store
-            .meta
-            .chunk_locations(ids)
-            .await
-            .map_err(meta_error)?;
-        let new: Vec<wire::ChunkFrame> = frames
-            .into_iter()
-            .zip(locs)
-            .filter_map(|(f, loc)| loc.is_none().then_some(f))
-            .collect();
-        let stored = new.len();
-        let segment_size = self.store.segment_size;
-        let packed = tokio::task::spawn_blocking(move || pack(new, segment_size))
-            .await
-            .map_err(|e| internal("chunk verification", &e))?
-            .map_err(|why| {
-                tracing::warn!(bucket, %why, "replicated chunk refused");
-                S3Error::with_message(S3ErrorCode::BadDigest, why)
-            })?;
-        self.store_packed(bucket, packed).await?;
+        let stored = self.store.store_frames(bucket, frames).await?;
         json(StatusCode::OK, &serde_json::json!({ "stored": stored }))
     }
 
-    /// Writes the segments of one batch durably, side by side, under ids allocated
-    /// together (one metadata sync), then indexes their chunks.
-    async fn store_packed(&self, bucket: &str, packed: Vec<Packed>) -> S3Result<()> {
-        if packed.is_empty() {
-            return Ok(());
-        }
-        let meta = self.store.meta.clone();
-        let n = packed.len() as u64;
-        let ids = tokio::task::spawn_blocking(move || meta.allocate_segment_ids_blocking(n))
-            .await
-            .map_err(|e| internal("allocating segment ids", &e))?
-            .map_err(meta_error)?;
-        let writes = ids.clone().zip(packed.iter()).map(|(id, (data, _))| {
-            let segments = self.store.segments.clone();
-            let data = data.clone();
-            async move { segments.write(id, data).await }
-        });
-        for written in futures::future::join_all(writes).await {
-            written.map_err(|e| internal("storing replicated chunks", &e))?;
-        }
-        for (id, (data, entries)) in ids.zip(packed) {
-            self.store
-                .meta
-                .add_segment(bucket, id, data.len() as u64, entries.clone())
-                .await
-                .map_err(meta_error)?;
-            self.store.index.note_indexed(entries.iter().map(|e| &e.id));
-        }
-        Ok(())
-    }
-
-    /// Stores a version whose chunks are all here: takes their references, then
-    /// applies the version (`MetaStore::apply_version`). A missing chunk refuses the commit
-    /// (`409 MissingChunks`) and changes nothing; the source sends it and retries.
     async fn commit(&self, bucket: &str, key: &str, body: Body) -> S3Result<S3Response<Body>> {
         let (rec, manifest) = wire::decode_object(&read_body(body).await?).map_err(bad_request)?;
-        let mut counts: std::collections::HashMap<ChunkId, u32> = Default::default();
-        for r in &manifest {
-            *counts.entry(r.id).or_default() += 1;
-        }
-        let refs: Vec<(ChunkId, u32)> = counts.into_iter().collect();
-        let meta = self.store.meta.clone();
-        let asked = refs.clone();
-        let found = tokio::task::spawn_blocking(move || meta.take_refs_blocking(asked))
-            .await
-            .map_err(|e| internal("taking references", &e))?
-            .map_err(meta_error)?;
-        let (taken, lacking): (Vec<_>, Vec<_>) =
-            refs.into_iter().zip(found).partition(|(_, ok)| *ok);
-        let taken: Vec<(ChunkId, u32)> = taken.into_iter().map(|(r, _)| r).collect();
-        if !lacking.is_empty() {
-            self.release(taken).await?;
-            let mut e = S3Error::with_message(
-                S3ErrorCode::Custom("MissingChunks".into()),
-                format!("{} chunks of the object are not stored here", lacking.len()),
-            );
-            e.set_status_code(StatusCode::CONFLICT);
-            return Err(e);
-        }
-        match self
-            .store
-            .meta
-            .apply_version(bucket, key, rec, manifest)
-            .await
-        {
-            Ok(Applied::Stored) => {}
-            Ok(Applied::Held) => self.release(taken).await?,
-            Err(e) => {
-                self.release(taken).await?;
-                return Err(meta_error(e));
-            }
-        }
+        self.store
+            .commit_version(bucket, key, rec, manifest)
+            .await?;
         json(StatusCode::OK, &serde_json::json!({ "committed": key }))
-    }
-
-    async fn release(&self, refs: Vec<(ChunkId, u32)>) -> S3Result<()> {
-        self.store.meta.release_refs(refs).await.map_err(meta_error)
     }
 
     async fn hello(&self, bucket: &str, body: Body) -> S3Result<S3Response<Body>> {
@@ -270,6 +177,114 @@ impl Receiver {
             })?;
         tracing::info!(bucket, source = %theirs.software, "replication hello accepted");
         json(StatusCode::OK, &ours)
+    }
+}
+
+impl Store {
+    /// Verifies each chunk by BLAKE3 and packs the ones not stored yet into new
+    /// segments; returns how many were stored. One bad chunk refuses the whole
+    /// batch (`400 BadDigest`) and stores nothing.
+    pub async fn store_frames(
+        &self,
+        bucket: &str,
+        frames: Vec<wire::ChunkFrame>,
+    ) -> S3Result<usize> {
+        let ids: Vec<ChunkId> = frames.iter().map(|f| f.id).collect();
+        let locs = self.meta.chunk_locations(ids).await.map_err(meta_error)?;
+        let new: Vec<wire::ChunkFrame> = frames
+            .into_iter()
+            .zip(locs)
+            .filter_map(|(f, loc)| loc.is_none().then_some(f))
+            .collect();
+        let stored = new.len();
+        let segment_size = self.segment_size;
+        let packed = tokio::task::spawn_blocking(move || pack(new, segment_size))
+            .await
+            .map_err(|e| internal("chunk verification", &e))?
+            .map_err(|why| {
+                tracing::warn!(bucket, %why, "replicated chunk refused");
+                S3Error::with_message(S3ErrorCode::BadDigest, why)
+            })?;
+        self.store_packed(bucket, packed).await?;
+        Ok(stored)
+    }
+
+    /// Writes the segments of one batch durably, side by side, under ids allocated
+    /// together (one metadata sync), then indexes their chunks.
+    async fn store_packed(&self, bucket: &str, packed: Vec<Packed>) -> S3Result<()> {
+        if packed.is_empty() {
+            return Ok(());
+        }
+        let meta = self.meta.clone();
+        let n = packed.len() as u64;
+        let ids = tokio::task::spawn_blocking(move || meta.allocate_segment_ids_blocking(n))
+            .await
+            .map_err(|e| internal("allocating segment ids", &e))?
+            .map_err(meta_error)?;
+        let writes = ids.clone().zip(packed.iter()).map(|(id, (data, _))| {
+            let segments = self.segments.clone();
+            let data = data.clone();
+            async move { segments.write(id, data).await }
+        });
+        for written in futures::future::join_all(writes).await {
+            written.map_err(|e| internal("storing replicated chunks", &e))?;
+        }
+        for (id, (data, entries)) in ids.zip(packed) {
+            self.meta
+                .add_segment(bucket, id, data.len() as u64, entries.clone())
+                .await
+                .map_err(meta_error)?;
+            self.index.note_indexed(entries.iter().map(|e| &e.id));
+        }
+        Ok(())
+    }
+
+    /// Stores a version whose chunks are all here: takes their references, then
+    /// applies the version (`MetaStore::apply_version`). A missing chunk refuses
+    /// the commit (`409 MissingChunks`) and changes nothing; the source sends it
+    /// and retries.
+    pub async fn commit_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: ObjectRecord,
+        manifest: Vec<ChunkRef>,
+    ) -> S3Result<()> {
+        let mut counts: std::collections::HashMap<ChunkId, u32> = Default::default();
+        for r in &manifest {
+            *counts.entry(r.id).or_default() += 1;
+        }
+        let refs: Vec<(ChunkId, u32)> = counts.into_iter().collect();
+        let meta = self.meta.clone();
+        let asked = refs.clone();
+        let found = tokio::task::spawn_blocking(move || meta.take_refs_blocking(asked))
+            .await
+            .map_err(|e| internal("taking references", &e))?
+            .map_err(meta_error)?;
+        let (taken, lacking): (Vec<_>, Vec<_>) =
+            refs.into_iter().zip(found).partition(|(_, ok)| *ok);
+        let taken: Vec<(ChunkId, u32)> = taken.into_iter().map(|(r, _)| r).collect();
+        if !lacking.is_empty() {
+            self.release(taken).await?;
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("MissingChunks".into()),
+                format!("{} chunks of the object are not stored here", lacking.len()),
+            );
+            e.set_status_code(StatusCode::CONFLICT);
+            return Err(e);
+        }
+        match self.meta.apply_version(bucket, key, rec, manifest).await {
+            Ok(Applied::Stored) => Ok(()),
+            Ok(Applied::Held) => self.release(taken).await,
+            Err(e) => {
+                self.release(taken).await?;
+                Err(meta_error(e))
+            }
+        }
+    }
+
+    async fn release(&self, refs: Vec<(ChunkId, u32)>) -> S3Result<()> {
+        self.meta.release_refs(refs).await.map_err(meta_error)
     }
 }
 

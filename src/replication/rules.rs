@@ -21,6 +21,8 @@ pub enum RulesError {
     NoSuchBucket(String),
     #[error("bucket {0} has no replication rule")]
     NoSuchRule(String),
+    #[error("no replication target named {0} (hoard replication target add)")]
+    NoSuchTarget(String),
     #[error("{0}")]
     Invalid(String),
     #[error("replication target {target}: {reason}")]
@@ -112,6 +114,35 @@ pub struct FailedKey {
     pub time_ms: i64,
 }
 
+/// A named target as the admin API shows it: never the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// What S3 PutBucketReplication names it by.
+    pub arn: String,
+    /// The template; its `bucket` is the target's name.
+    pub rule: RuleInfo,
+}
+
+/// The ARN of a named target.
+pub fn target_arn(name: &str) -> String {
+    format!("arn:aws:s3:::{name}")
+}
+
+/// The target name in `arn:aws:s3:::NAME`.
+fn target_of_arn(arn: &str) -> Result<&str, RulesError> {
+    arn.strip_prefix("arn:aws:s3:::")
+        .filter(|n| !n.is_empty() && !n.contains(['/', ':']))
+        .ok_or_else(|| {
+            RulesError::Invalid(format!(
+                "{arn:?} is not a target ARN; name a target as arn:aws:s3:::NAME (hoard replication target list)"
+            ))
+        })
+}
+
+fn target_label(name: &str) -> String {
+    format!("replication-target:{name}")
+}
+
 /// What a rule's secret is bound to when sealed.
 fn seal_label(bucket: &str) -> String {
     format!("replication:{bucket}")
@@ -181,14 +212,123 @@ impl Rules {
         self.status(bucket).await
     }
 
+    /// Checks a rule and says hello to its target; returns the record (secret not
+    /// sealed yet) and what the target said of itself.
+    async fn checked_hello(&self, req: &AddRule) -> Result<(RuleRecord, Hello), RulesError> {
+        let rule = self.check(req.clone())?;
+        let link = ReplicaLink::new(&rule, req.secret_key.clone(), self.metrics.clone())?;
+        let theirs = link.hello().await?;
+        Ok((rule, theirs))
+    }
+
+    /// Stores a named target, a rule template that S3 PutBucketReplication names by
+    /// its ARN (`target_arn`), once the target answered a hello.
+    pub async fn add_target(&self, name: &str, req: AddRule) -> Result<TargetInfo, RulesError> {
+        if !crate::admin::valid_bucket_name(name) {
+            return Err(RulesError::Invalid(format!(
+                "invalid target name {name:?}: 3 to 63 of a-z, 0-9, '-' and '.'"
+            )));
+        }
+        let (rule, theirs) = self.checked_hello(&req).await?;
+        let json = serde_json::to_vec(&req).map_err(|e| RulesError::Invalid(e.to_string()))?;
+        let sealed = self.secrets.seal_bytes(&target_label(name), json)?;
+        self.meta.put_target(name, sealed).await?;
+        tracing::info!(name, target = %rule.target, target_bucket = %rule.target_bucket, "replication target added");
+        let mut info = self.target_info(name, rule);
+        info.rule.target_software = Some(theirs.software);
+        Ok(info)
+    }
+
+    pub async fn targets(&self) -> Result<Vec<TargetInfo>, RulesError> {
+        let mut out = Vec::new();
+        for (name, req) in self.target_templates().await? {
+            out.push(self.target_info(&name, self.check(req)?));
+        }
+        Ok(out)
+    }
+
+    pub async fn remove_target(&self, name: &str) -> Result<(), RulesError> {
+        match self.meta.remove_target(name).await? {
+            true => Ok(()),
+            false => Err(RulesError::NoSuchTarget(name.to_owned())),
+        }
+    }
+
+    /// The targets' templates, opened.
+    async fn target_templates(&self) -> Result<Vec<(String, AddRule)>, RulesError> {
+        let mut out = Vec::new();
+        for (name, sealed) in self.meta.targets().await? {
+            let req = self
+                .secrets
+                .open_bytes(&target_label(&name), sealed)
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .ok_or_else(|| {
+                    RulesError::Invalid(format!(
+                        "replication target {name} cannot be opened with this secrets key"
+                    ))
+                })?;
+            out.push((name, req));
+        }
+        Ok(out)
+    }
+
+    fn target_info(&self, name: &str, rule: RuleRecord) -> TargetInfo {
+        TargetInfo {
+            arn: target_arn(name),
+            rule: self.info(name.to_owned(), rule),
+        }
+    }
+
+    /// S3 PutBucketReplication: the bucket's rule from the target the ARN names,
+    /// paused when the configuration's rule is disabled.
+    pub async fn configure(
+        &self,
+        bucket: &str,
+        arn: &str,
+        enabled: bool,
+    ) -> Result<(), RulesError> {
+        let name = target_of_arn(arn)?;
+        let req = self
+            .target_templates()
+            .await?
+            .into_iter()
+            .find_map(|(n, req)| (n == name).then_some(req))
+            .ok_or_else(|| {
+                RulesError::Invalid(format!(
+                    "{arn} names no replication target (hoard replication target add)"
+                ))
+            })?;
+        self.add(bucket, req).await?;
+        if !enabled {
+            self.set_paused(bucket, true).await?;
+        }
+        Ok(())
+    }
+
+    /// S3 GetBucketReplication: the ARN of the bucket's rule's target (the named
+    /// target with the same replica bucket, else the replica bucket's own name) and
+    /// whether the rule is enabled.
+    pub async fn configuration(&self, bucket: &str) -> Result<(String, bool), RulesError> {
+        let rule = self.rule(bucket).await?;
+        let name = self
+            .target_templates()
+            .await?
+            .into_iter()
+            .find_map(|(n, t)| {
+                let same = t.target.trim_end_matches('/') == rule.target
+                    && t.target_bucket == rule.target_bucket;
+                same.then_some(n)
+            })
+            .unwrap_or_else(|| rule.target_bucket.clone());
+        Ok((target_arn(&name), !rule.paused))
+    }
+
     /// Checks the rule, says hello to its target, and stores it only if that worked.
     pub async fn add(&self, bucket: &str, req: AddRule) -> Result<RuleInfo, RulesError> {
         if self.meta.get_bucket(bucket).await?.is_none() {
             return Err(RulesError::NoSuchBucket(bucket.to_owned()));
         }
-        let rule = self.check(req.clone())?;
-        let link = ReplicaLink::new(&rule, req.secret_key.clone(), self.metrics.clone())?;
-        let theirs = link.hello().await?;
+        let (rule, theirs) = self.checked_hello(&req).await?;
         let mut rule = rule;
         rule.sealed_secret = self.secrets.seal(&seal_label(bucket), &req.secret_key)?;
         // A new rule, or one towards another replica bucket, sends what exists too.
@@ -474,37 +614,39 @@ impl ReplicaLink {
             .map_err(|e| self.error(&e))
     }
 
-    /// How the replica's versions of `key` differ from the source's `stamps`.
+    /// How the replica's versions of `key` differ from the source's `stamps`, and
+    /// the bytes the question took.
     pub async fn versions(
         &self,
         key: &str,
         stamps: &[VersionStamp],
-    ) -> Result<VersionDiff, RulesError> {
+    ) -> Result<(VersionDiff, u64), RulesError> {
         self.call_json(http::Method::POST, "versions", key, stamps)
             .await
     }
 
     /// Removes the replica's versions of `key` that are not among `keep`.
     pub async fn prune(&self, key: &str, keep: &[VersionStamp]) -> Result<(), RulesError> {
-        let _: serde_json::Value = self
+        let _: (serde_json::Value, u64) = self
             .call_json(http::Method::DELETE, "object", key, keep)
             .await?;
         Ok(())
     }
 
+    /// A JSON request about `key`; the answer and the request body's size.
     async fn call_json<T: serde::de::DeserializeOwned>(
         &self,
         method: http::Method,
         op: &str,
         key: &str,
         body: &[VersionStamp],
-    ) -> Result<T, RulesError> {
+    ) -> Result<(T, u64), RulesError> {
         let path = format!("{op}?bucket={}&key={}", self.bucket, hex::encode(key));
         let body = serde_json::to_vec(body).map_err(|e| RulesError::Invalid(e.to_string()))?;
-        self.client
-            .call(method, &path, body)
-            .await
-            .map_err(|e| self.error(&e))
+        let size = body.len() as u64;
+        self.throttle.pass(body.len()).await;
+        let answer = self.client.call(method, &path, body).await;
+        Ok((answer.map_err(|e| self.error(&e))?, size))
     }
 }
 

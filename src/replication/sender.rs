@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use super::rules::{ReplicaLink, RulesError, open_secret};
 use super::{Progress, wire};
 use crate::meta::{
-    ChunkId, ChunkRef, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord, RuleRecord,
-    VersionStamp,
+    ChunkId, ChunkLocation, ChunkRef, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord,
+    RuleRecord, VersionStamp,
 };
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
@@ -314,8 +314,9 @@ impl Sender {
     ) -> Result<(u64, u64, u64), SendError> {
         let versions = self.meta.key_versions(bucket, key).await?;
         let stamps: Vec<VersionStamp> = versions.iter().map(VersionStamp::of).collect();
-        let diff = link.versions(key, &stamps).await?;
-        let mut sent = (0, 0, 0);
+        let (diff, asked) = link.versions(key, &stamps).await?;
+        self.metrics.replication_sent_bytes.inc_by(asked);
+        let mut sent = (0, 0, asked);
         for rec in versions.into_iter().rev() {
             if diff.lacking.contains(&rec.version_id) {
                 let size = rec.size;
@@ -354,10 +355,7 @@ impl Sender {
         rec: ObjectRecord,
         connections: usize,
     ) -> Result<u64, SendError> {
-        let mut manifest: Vec<ChunkRef> = Vec::new();
-        for (id, _) in rec.manifests() {
-            manifest.extend(self.meta.get_manifest(id).await?);
-        }
+        let manifest = version_manifest(&self.meta, &rec).await?;
         let mut seen = HashSet::new();
         let ids: Vec<ChunkId> = manifest
             .iter()
@@ -393,30 +391,8 @@ impl Sender {
         let (mut body, mut sent) = (Vec::new(), 0u64);
         let mut in_flight = futures::stream::FuturesUnordered::new();
         for (id, loc) in ids.into_iter().zip(locs) {
-            let loc = loc.ok_or_else(|| SendError::Chunk {
-                chunk: hex::encode(id),
-                segment: 0,
-                reason: "not indexed any more".into(),
-            })?;
-            let start = u64::from(loc.offset);
-            let stored = self
-                .segments
-                .read_range(loc.segment, start..start + u64::from(loc.stored_len))
-                .await
-                .map_err(|e| SendError::Chunk {
-                    chunk: hex::encode(id),
-                    segment: loc.segment,
-                    reason: e.to_string(),
-                })?;
-            wire::push_frame(
-                &mut body,
-                &wire::ChunkFrame {
-                    id,
-                    codec: loc.codec,
-                    raw_len: loc.raw_len,
-                    stored,
-                },
-            );
+            let frame = read_frame(&self.segments, id, loc).await?;
+            wire::push_frame(&mut body, &frame);
             if body.len() >= wire::BATCH_BYTES {
                 sent += body.len() as u64;
                 in_flight.push(link.chunks(std::mem::take(&mut body)));
@@ -434,4 +410,44 @@ impl Sender {
         }
         Ok(sent)
     }
+}
+
+/// The chunk references of all of a version's manifests, in order.
+pub(super) async fn version_manifest(
+    meta: &MetaStore,
+    rec: &ObjectRecord,
+) -> Result<Vec<ChunkRef>, MetaError> {
+    let mut manifest = Vec::with_capacity(rec.chunk_count());
+    for (id, _) in rec.manifests() {
+        manifest.extend(meta.get_manifest(id).await?);
+    }
+    Ok(manifest)
+}
+
+/// A chunk as stored, read from its segment.
+pub(super) async fn read_frame(
+    segments: &SegmentStore,
+    id: ChunkId,
+    loc: Option<ChunkLocation>,
+) -> Result<wire::ChunkFrame, SendError> {
+    let loc = loc.ok_or_else(|| SendError::Chunk {
+        chunk: hex::encode(id),
+        segment: 0,
+        reason: "not indexed any more".into(),
+    })?;
+    let start = u64::from(loc.offset);
+    let stored = segments
+        .read_range(loc.segment, start..start + u64::from(loc.stored_len))
+        .await
+        .map_err(|e| SendError::Chunk {
+            chunk: hex::encode(id),
+            segment: loc.segment,
+            reason: e.to_string(),
+        })?;
+    Ok(wire::ChunkFrame {
+        id,
+        codec: loc.codec,
+        raw_len: loc.raw_len,
+        stored,
+    })
 }

@@ -10,6 +10,7 @@ mod copy;
 mod list;
 mod multipart;
 mod object;
+mod replication;
 mod versioning;
 
 use std::future::Future;
@@ -36,6 +37,7 @@ pub struct HoardS3 {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) owner_id: String,
     pub(crate) users: Arc<crate::users::Users>,
+    pub(crate) rules: Arc<crate::replication::rules::Rules>,
 }
 
 impl HoardS3 {
@@ -47,6 +49,7 @@ impl HoardS3 {
         metrics: Arc<Metrics>,
         owner_id: String,
         users: Arc<crate::users::Users>,
+        rules: Arc<crate::replication::rules::Rules>,
     ) -> Self {
         HoardS3 {
             cfg,
@@ -56,6 +59,7 @@ impl HoardS3 {
             metrics,
             owner_id,
             users,
+            rules,
         }
     }
 
@@ -366,6 +370,39 @@ impl S3 for HoardS3 {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         self.observe("DeleteObjects", self.delete_objects_impl(req))
             .await
+    }
+
+    async fn put_bucket_replication(
+        &self,
+        req: S3Request<PutBucketReplicationInput>,
+    ) -> S3Result<S3Response<PutBucketReplicationOutput>> {
+        self.observe(
+            "PutBucketReplication",
+            self.put_bucket_replication_impl(req),
+        )
+        .await
+    }
+
+    async fn get_bucket_replication(
+        &self,
+        req: S3Request<GetBucketReplicationInput>,
+    ) -> S3Result<S3Response<GetBucketReplicationOutput>> {
+        self.observe(
+            "GetBucketReplication",
+            self.get_bucket_replication_impl(req),
+        )
+        .await
+    }
+
+    async fn delete_bucket_replication(
+        &self,
+        req: S3Request<DeleteBucketReplicationInput>,
+    ) -> S3Result<S3Response<DeleteBucketReplicationOutput>> {
+        self.observe(
+            "DeleteBucketReplication",
+            self.delete_bucket_replication_impl(req),
+        )
+        .await
     }
 
     async fn put_bucket_versioning(
