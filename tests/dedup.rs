@@ -196,6 +196,33 @@ async fn reference_counts_match_manifests_after_overwrites_and_deletes() {
     let mut s = Server::start();
     let c = s.client();
     c.create_bucket().bucket("refs").send().await.unwrap();
+    // A paused replication rule keeps the bucket's outbox events where they are
+    // (without a rule, the sender drops them), so the test can read them at the end.
+    let replica = Server::start_with_env(&["--tls"], &[]);
+    let (ok, text) = cli(&replica, &["bucket", "create", "mirror"]);
+    assert!(ok, "{text}");
+    let key = add_user(&replica, "source", &["mirror=replication"]);
+    let (target, ca) = (replica.endpoint(), replica.ca_pem().display().to_string());
+    let rule = [
+        "replication",
+        "add",
+        "--bucket",
+        "refs",
+        "--target",
+        &target,
+        "--target-bucket",
+        "mirror",
+        "--target-access-key",
+        &key.access,
+        "--target-secret-key",
+        &key.secret,
+        "--target-ca",
+        &ca,
+    ];
+    let (ok, text) = cli(&s, &rule);
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&s, &["replication", "pause", "refs"]);
+    assert!(ok, "{text}");
     let shared = random_bytes(1, 6 * MIB);
     // Repeated chunks within one object, shared chunks across objects, overwrites and deletes.
     let mut doubled = shared.clone();

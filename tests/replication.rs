@@ -915,6 +915,30 @@ async fn a_seed_carries_the_bucket_and_the_rule_then_sends_only_the_delta() {
     };
     let (ok, text) = import("mirror", &wrong_s);
     assert!(!ok && text.contains("passphrase does not open"), "{text}");
+    // An altered file of a sealed seed is refused.
+    let tampered = work.path().join("tampered");
+    std::fs::create_dir(&tampered).unwrap();
+    for (name, mut bytes) in files.clone() {
+        if name == "00000000-0000.chunks" {
+            bytes[100] ^= 0x01;
+        }
+        std::fs::write(tampered.join(&name), bytes).unwrap();
+    }
+    let (ok, text) = cli(&replica, &["bucket", "create", "other"]);
+    assert!(ok, "{text}");
+    let t = tampered.display().to_string();
+    let args = [
+        "seed",
+        "import",
+        "--in",
+        &t,
+        "--bucket",
+        "other",
+        "--passphrase-file",
+        &pass_s,
+    ];
+    let (ok, text) = cli(&replica, &args);
+    assert!(!ok && text.contains("does not open"), "{text}");
     let (ok, text) = cli(&replica, &["bucket", "create", "own"]);
     assert!(ok, "{text}");
     put_bytes(&dst, "own", "mine", b"mine".to_vec()).await;

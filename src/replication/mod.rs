@@ -1,11 +1,11 @@
 //! `replication` owns one-way bucket replication between hoards: the rules on a
 //! source, the replica buckets on a replica, and the protocol between them.
 //!
-//! Built so far: rules (`hoard replication add/list/remove/pause/resume`), the hello
-//! that every rule starts with, read-only replica buckets with promotion, and the
-//! continuous (or windowed) transfer of each key's current state from the outbox
-//! (`sender`), sending only the chunks the replica lacks. What is not built yet is
-//! listed in `sender`'s docs.
+//! Parts: rules and named targets (`rules`), the hello every rule starts with,
+//! read-only replica buckets with promotion, the continuous (or windowed) transfer of
+//! each changed key's versions from the outbox (`sender`) sending only the chunks the
+//! replica lacks, the replica's endpoints (`receiver`), their bodies (`wire`), and
+//! seeding on disk (`seed`). What is not built yet is listed in `sender`'s docs.
 //!
 //! Protocol (HTTPS, SigV4 with a key the replica issued, holding the `replication`
 //! grant on the replica bucket; endpoints under `PREFIX` on the replica's listener):
@@ -14,8 +14,9 @@
 //! |---|---|---|
 //! | POST | `missing?bucket=B` | body: chunk ids; answer: the ones the replica lacks (`wire`) |
 //! | PUT | `chunks?bucket=B` | chunk frames as stored; each verified by BLAKE3 (else `400 BadDigest`, nothing stored), new ones packed into the replica's own segments, unreferenced until a commit names them |
-//! | PUT | `object?bucket=B&key=HEX` | record and manifest; takes the chunks' references and commits, or `409 MissingChunks` changing nothing |
-//! | DELETE | `object?bucket=B&key=HEX` | deletes the key (nothing to delete is fine) |
+//! | POST | `versions?bucket=B&key=HEX` | JSON: the source's `VersionStamp`s of the key; answers `VersionDiff`: the version ids the replica lacks (or holds with other tags) and how many it holds beyond them |
+//! | PUT | `object?bucket=B&key=HEX` | one version: record and manifest; takes the chunks' references and stores it under the source's id and order (`MetaStore::apply_version`), or `409 MissingChunks` changing nothing |
+//! | DELETE | `object?bucket=B&key=HEX` | JSON: the source's stamps; removes the replica's versions of the key that are not among them |
 //! | POST | `hello?bucket=B` | JSON `Hello` both ways. Each side picks the highest version both speak. The replica refuses a hello with none in common (`400 IncompatibleReplicationProtocol`, logged, `hoard_replication_hello_refused_total{side="replica"}`); the source refuses such an answer the same way (`side="source"`). A successful hello makes B a replica bucket. |
 //!
 //! Invariants:

@@ -4,27 +4,33 @@
 //! Each round pages through the outbox in commit order. An event of a bucket without
 //! a rule is dropped (nothing wants it). An event of a paused rule, of a rule outside
 //! its windows, or of a rule in backoff after an error stays where it is. Any other
-//! event makes the replica's copy of its key equal to the source's *current* state of
-//! that key (the current version, or none): the object's chunk ids are offered, the
-//! chunks the replica lacks are sent as stored, then the record and manifest are
-//! committed. Only when the replica has acknowledged that commit (or the delete) is
-//! the event removed, durably. Every step is idempotent, so an event sent twice (a
+//! event makes the replica's versions of its key equal to the source's (`sync_key`):
+//! the stamps of all versions are compared, each version the replica lacks is sent
+//! (the chunks it lacks, as stored, then its record and manifest), and versions the
+//! source no longer has are removed. Only when the replica has acknowledged all that
+//! is the event removed, durably. Every step is idempotent, so an event sent twice (a
 //! crash between the acknowledgement and the removal, a timeout) is harmless, and
 //! events of one bucket are applied in commit order: after a failure, the bucket's
-//! later events wait for the retry.
+//! later events wait for the retry, with backoff (1 s doubling to 60 s).
+//!
+//! A failure a retry cannot mend (the replica answered 4xx other than 408, 409 or
+//! 429, or a chunk cannot be read here) sets the key aside in the failed table,
+//! durably, before its event is dropped: the queue moves on, the key reports FAILED,
+//! and it is requeued every `FAILED_RETRY` and by `hoard replication requeue`.
 //!
 //! Before the outbox, each round advances the resync of a rule that has one pending:
-//! the objects that existed before the rule, a page of keys at a time in key order,
-//! the cursor stored durably after each page. A manual run (`Progress::manual`)
-//! sends outside the windows until neither queue nor resync has anything left.
+//! the keys that existed before the rule, a page at a time in key order, the cursor
+//! stored durably after each page. A manual run (`Progress::manual`) sends outside
+//! the windows until neither queue nor resync has anything left.
 //!
-//! MultiConnect: an object's chunk batches go out with up to the rule's
-//! `connections` requests in flight, each on its own HTTPS connection; objects are
-//! still sent one after the other.
+//! MultiConnect: up to the rule's `connections` keys of a bucket are synced side by
+//! side (`next_group`; events of one key stay in one group, so a key is never synced
+//! twice at once), and the connections left over carry more chunk batches of each
+//! object in flight; each in-flight request holds its own HTTPS connection. The
+//! rule's bandwidth limit paces every request body (`rules::Throttle`).
 //!
-//! Not yet: versions (the replica keeps the current state of each key under its own
-//! version ids), parts (a multipart object arrives as one manifest), objects spread
-//! across connections, the bandwidth limit.
+//! Not yet: holds on chunks sent ahead of their commit, a bound on the manifest held
+//! per version.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,7 +40,7 @@ use super::rules::{ReplicaLink, RulesError, open_secret};
 use super::{Progress, wire};
 use crate::meta::{
     ChunkId, ChunkLocation, ChunkRef, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord,
-    RuleRecord, VersionStamp,
+    OutboxEvent, RuleRecord, VersionStamp,
 };
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
@@ -82,6 +88,27 @@ enum Synced {
     Failed,
     /// Try again after the backoff; the bucket's later changes wait.
     Retry,
+}
+
+/// The next events of a bucket to send together: as many as name up to
+/// `connections` distinct keys (events of a key already in the group join it), and
+/// those keys.
+fn next_group(
+    events: &[(u64, OutboxEvent)],
+    connections: usize,
+) -> (&[(u64, OutboxEvent)], Vec<&str>) {
+    let mut keys: Vec<&str> = Vec::new();
+    let mut take = 0;
+    for (_, ev) in events {
+        if !keys.contains(&ev.key.as_str()) {
+            if keys.len() == connections.max(1) {
+                break;
+            }
+            keys.push(&ev.key);
+        }
+        take += 1;
+    }
+    (&events[..take], keys)
 }
 
 /// How often a rule's failed keys are put back into the queue by themselves.
@@ -147,25 +174,48 @@ impl Sender {
             };
             from = last + 1;
             let mut done = Vec::new();
-            let mut blocked: HashSet<String> = HashSet::new();
+            // Each bucket's events of the page, in commit order.
+            let mut by_bucket: HashMap<String, Vec<(u64, OutboxEvent)>> = HashMap::new();
             for (seq, ev) in page {
-                let Some(peer) = peers.get_mut(&ev.bucket) else {
-                    done.push(seq); // no rule wants it
+                match peers.contains_key(&ev.bucket) {
+                    true => by_bucket
+                        .entry(ev.bucket.clone())
+                        .or_default()
+                        .push((seq, ev)),
+                    false => done.push(seq), // no rule wants it
+                }
+            }
+            for (bucket, events) in by_bucket {
+                let Some(peer) = peers.get_mut(&bucket) else {
                     continue;
                 };
-                let synced = match blocked.contains(&ev.bucket) || !self.may_send(&ev.bucket, peer)
-                {
-                    true => Synced::Retry,
-                    false => self.sync_logged(&ev.bucket, &ev.key, peer).await,
-                };
-                if synced != Synced::Retry {
-                    done.push(seq);
-                    acked += usize::from(synced == Synced::Sent);
-                } else {
-                    blocked.insert(ev.bucket.clone());
-                    waiting += 1;
-                    let q = queued.entry(ev.bucket.clone()).or_insert((0, ev.time_ms));
-                    q.0 += 1;
+                let mut rest = events.as_slice();
+                while !rest.is_empty() {
+                    if !self.may_send(&bucket, peer) {
+                        // Paused, outside its windows, or backing off: all wait.
+                        waiting += rest.len() as i64;
+                        let q = queued
+                            .entry(bucket.clone())
+                            .or_insert((0, rest[0].1.time_ms));
+                        q.0 += rest.len() as u64;
+                        break;
+                    }
+                    let (group, keys) = next_group(rest, peer.rule.connections as usize);
+                    rest = &rest[group.len()..];
+                    let outcomes = self.sync_group(&bucket, &keys, peer).await;
+                    for (seq, ev) in group {
+                        match outcomes.get(ev.key.as_str()) {
+                            Some(Synced::Retry) | None => {
+                                waiting += 1;
+                                let q = queued.entry(bucket.clone()).or_insert((0, ev.time_ms));
+                                q.0 += 1;
+                            }
+                            Some(s) => {
+                                done.push(*seq);
+                                acked += usize::from(*s == Synced::Sent);
+                            }
+                        }
+                    }
                 }
             }
             self.meta.remove_outbox(done).await?;
@@ -185,14 +235,47 @@ impl Sender {
         Ok(acked)
     }
 
-    /// Syncs one key, recording success or failure (and the backoff) for its rule.
-    /// A lasting failure sets the key aside as failed, durably, before the caller
+    /// Syncs several keys of a bucket at once (MultiConnect: objects side by side,
+    /// the rule's connections shared among them); records each outcome, and backs
+    /// the rule off once if any key must be retried.
+    async fn sync_group<'k>(
+        &self,
+        bucket: &str,
+        keys: &[&'k str],
+        peer: &mut Peer,
+    ) -> HashMap<&'k str, Synced> {
+        let per_object = (peer.rule.connections as usize / keys.len().max(1)).max(1);
+        let link = &peer.link;
+        let results = futures::future::join_all(
+            keys.iter()
+                .map(|key| self.sync_key(link, bucket, key, per_object)),
+        )
+        .await;
+        let mut out = HashMap::new();
+        for (key, result) in keys.iter().zip(results) {
+            out.insert(*key, self.record_outcome(bucket, key, result).await);
+        }
+        if out.values().any(|s| *s == Synced::Retry) {
+            tracing::warn!(bucket, retry_in = ?peer.backoff, "replication will retry");
+            peer.retry_at = Some(Instant::now() + peer.backoff);
+            peer.backoff = (peer.backoff * 2).min(BACKOFF_MAX);
+        } else {
+            peer.backoff = BACKOFF_MIN;
+        }
+        out
+    }
+
+    /// Records one key's sync: progress on success; on a failure the error, and
+    /// for a lasting one the key set aside as failed, durably, before the caller
     /// drops its event.
-    async fn sync_logged(&self, bucket: &str, key: &str, peer: &mut Peer) -> Synced {
-        let connections = peer.rule.connections as usize;
-        let e = match self.sync_key(&peer.link, bucket, key, connections).await {
+    async fn record_outcome(
+        &self,
+        bucket: &str,
+        key: &str,
+        result: Result<(u64, u64, u64), SendError>,
+    ) -> Synced {
+        let e = match result {
             Ok((versions, logical, wire)) => {
-                peer.backoff = BACKOFF_MIN;
                 self.progress.update(bucket, |p| {
                     p.last_success_ms = Some(crate::meta::now_ms());
                     p.objects_sent += versions;
@@ -221,9 +304,7 @@ impl Sender {
                 }
             }
         }
-        tracing::warn!(bucket, key, error = %e, retry_in = ?peer.backoff, "replication failed; will retry");
-        peer.retry_at = Some(Instant::now() + peer.backoff);
-        peer.backoff = (peer.backoff * 2).min(BACKOFF_MAX);
+        tracing::warn!(bucket, key, error = %e, "replication failed");
         Synced::Retry
     }
 
@@ -247,17 +328,30 @@ impl Sender {
             Err(MetaError::NoSuchBucket) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
+        let keys: Vec<&str> = page
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                ListEntry::Object(key, _) => Some(key.as_str()),
+                ListEntry::Prefix(_) => None,
+            })
+            .collect();
         let (mut last, mut failed, mut sent) = (None, false, 0);
-        for entry in &page.entries {
-            let ListEntry::Object(key, _) = entry else {
-                continue;
-            };
-            if self.sync_logged(bucket, key, peer).await == Synced::Retry {
-                failed = true;
+        for group in keys.chunks(peer.rule.connections.max(1) as usize) {
+            let outcomes = self.sync_group(bucket, group, peer).await;
+            // The cursor stops before the first key to retry; later keys of the
+            // group that went are sent again, which is harmless.
+            for key in group {
+                if outcomes.get(key) == Some(&Synced::Retry) {
+                    failed = true;
+                    break;
+                }
+                last = Some((*key).to_owned());
+                sent += 1;
+            }
+            if failed {
                 break;
             }
-            last = Some(key.clone());
-            sent += 1;
         }
         if failed || page.truncated {
             if last.is_some() {
