@@ -18,8 +18,9 @@ N=${1:-16}
 SIZE=${2:-256}
 export HOARD_ROOT_ACCESS_KEY=benchaccesskey HOARD_ROOT_SECRET_KEY=benchsecretkey0123456789
 WORK=$(mktemp -d /tmp/hoard-replbench.XXXXXX)
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+# start() runs in a command substitution (a subshell), so the servers' pids go to a
+# file the trap reads, not to a shell variable.
+trap 'kill -9 $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cargo build --release --bin hoard --example loadgen
 HOARD=target/release/hoard
 LOADGEN=target/release/examples/loadgen
@@ -27,7 +28,7 @@ LOADGEN=target/release/examples/loadgen
 start() { # start NAME [serve flags...] -> prints the endpoint
   local name=$1; shift
   "$HOARD" serve --listen 127.0.0.1:0 --data-dir "$WORK/$name" "$@" >"$WORK/$name.stdout" 2>"$WORK/$name.log" &
-  PIDS+=($!)
+  echo $! >>"$WORK/pids"
   for _ in $(seq 1 300); do
     local ep; ep=$(sed -n 's|^hoard: listening on ||p' "$WORK/$name.stdout" | head -1)
     [ -n "$ep" ] && { echo "$ep"; return; }

@@ -25,9 +25,11 @@
 //! | repair: fix counts (one transaction recounts all manifests) | counts are lowered only while no upload holds references (`RefHolders`), so a take of an upload in flight is never undone | as for PUT | ordered by the committer | - |
 //! | repair: index a lost chunk found in a segment file | the row is added only if the chunk is still lost and unindexed, re-checked in the transaction | as for PUT | - | - |
 //!
+//! | release a replication hold untouched for `HOLD_TTL_SECS` (start of each pass) | as a release | as a release | as a release: the chunks' grace period starts now | - |
+//!
 //! A repair holds the cleaner off (`hold_off`), so no pass runs during one. Verify
-//! only reads. Replication receive (a later issue) takes and releases references
-//! through the same operations, so the same rows apply.
+//! only reads. Replication receive takes and releases references through the same
+//! operations (its chunks arrive held, `meta::replicated`), so the same rows apply.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -153,6 +155,13 @@ impl Cleaner {
             dry_run: opts.dry_run,
             ..GcReport::default()
         };
+        if !opts.dry_run {
+            let stale = now.saturating_sub(crate::meta::HOLD_TTL_SECS);
+            let expired = self.meta.expire_holds(stale).await?;
+            if expired > 0 {
+                tracing::warn!(expired, "replication holds released after a day unused");
+            }
+        }
         let candidates = self
             .meta
             .gc_candidates(self.settings.sparse_percent)

@@ -1153,6 +1153,58 @@ async fn s3_bucket_replication_names_a_configured_target() {
     assert_no_panic(&source);
 }
 
+// The gc loop runs on the test's runtime while the CLI blocks a thread: two workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_sent_ahead_of_their_commit_survive_the_replicas_cleaner() {
+    let (replica, key) = replica_with_key(&[]);
+    let source = source_with_bucket();
+    let src = source.client();
+    let ca = replica.ca_pem().display().to_string();
+    // 24 MiB at 4 MiB/s: three chunk batches over about four seconds, each waiting
+    // in the replica for the commit at the end.
+    let trust = [
+        "--target-ca",
+        &ca,
+        "--bandwidth",
+        "4MiB/s",
+        "--connections",
+        "1",
+    ];
+    let (ok, text) = add_rule(&source, &replica, &key, &trust);
+    assert!(ok, "{text}");
+    let data = random_bytes(5, 24 << 20);
+    put_bytes(&src, "data", "slow", data.clone()).await;
+    let dst = replica.client();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut passes = 0;
+    while dst
+        .head_object()
+        .bucket("mirror")
+        .key("slow")
+        .send()
+        .await
+        .is_err()
+    {
+        // The replica's cleaner with no grace period, again and again, mid-transfer.
+        let (ok, text) = cli(&replica, &["gc", "--grace-period", "0s"]);
+        assert!(ok, "{text}");
+        passes += 1;
+        let late = std::time::Instant::now() > deadline;
+        assert!(!late, "the object never arrived: {}", source.log());
+    }
+    assert!(passes >= 3, "the gc ran {passes} times during the transfer");
+    let errors = metric(
+        &metrics_text(&source).await,
+        "hoard_replication_errors_total ",
+    );
+    assert_eq!(errors, Some(0.0), "no chunk had to be sent again");
+    assert_eq!(get_bytes(&dst, "mirror", "slow").await, data);
+    // The hold was released at the commit: counts agree with the manifests.
+    let (ok, text) = cli(&replica, &["verify"]);
+    assert!(ok, "{text}");
+    assert_no_panic(&replica);
+}
+
 /// "HH:MM-HH:MM" from minutes after midnight UTC (wrapping).
 fn window(start: u64, end: u64) -> String {
     let hm = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);

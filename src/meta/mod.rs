@@ -54,7 +54,7 @@ pub use quota::Quotas;
 use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
 pub use repair::{CountFix, RefHold, RefHolders};
-pub use replicated::{Applied, VersionDiff, VersionStamp};
+pub use replicated::{Applied, HOLD_TTL_SECS, HoldId, VersionDiff, VersionStamp};
 pub use replication::{FailedRecord, ReplicaRecord, ReplicationState, RuleRecord, TargetTrust};
 pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;
@@ -246,6 +246,8 @@ impl MetaStore {
             txn.open_table(replication::OUTBOX_KEYS)?;
             txn.open_table(replication::REPLICATION_FAILED)?;
             txn.open_table(replication::REPLICATION_TARGETS)?;
+            txn.open_table(replicated::HOLDS)?;
+            txn.open_table(replicated::HOLD_TOUCHED)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;
@@ -608,9 +610,33 @@ impl MetaStore {
         size: u64,
         entries: Vec<NewChunk>,
     ) -> MetaResult<()> {
+        self.add_segment_held(bucket, segment, size, entries, None)
+            .await
+    }
+
+    /// `add_segment`, recording each entry's references as held by `hold` (a
+    /// replication source's chunks ahead of their commit; `replicated::HOLDS`).
+    pub async fn add_segment_held(
+        &self,
+        bucket: &str,
+        segment: u64,
+        size: u64,
+        entries: Vec<NewChunk>,
+        hold: Option<replicated::HoldId>,
+    ) -> MetaResult<()> {
         let bucket = bucket.to_owned();
         self.write(false, move |txn| {
             let now = unix_secs();
+            if let Some(h) = hold {
+                let mut holds = txn.open_table(replicated::HOLDS)?;
+                for e in &entries {
+                    let mut k = h.to_vec();
+                    k.extend_from_slice(&e.id);
+                    holds.insert(k.as_slice(), ())?;
+                }
+                txn.open_table(replicated::HOLD_TOUCHED)?
+                    .insert(h.as_slice(), now)?;
+            }
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
             let mut seg_chunks = txn.open_table(SEGMENT_CHUNKS)?;
@@ -1145,17 +1171,15 @@ impl MetaStore {
         })
     }
 
-    /// Recounts references from every committed manifest and compares them with the
-    /// stored counts. With no upload in flight the two must agree.
+    /// Recounts references from every committed manifest (and replication hold) and
+    /// compares them with the stored counts. With no upload in flight the two must
+    /// agree.
     pub fn audit_refs_blocking(&self) -> MetaResult<Vec<RefMismatch>> {
         self.read_blocking(|txn| {
-            let mut counted: HashMap<ChunkId, u64> = HashMap::new();
-            for row in txn.open_table(MANIFESTS)?.iter()? {
-                let (_, v) = row?;
-                for r in decode_manifest(v.value())? {
-                    *counted.entry(r.id).or_default() += 1;
-                }
-            }
+            let mut counted = repair::recount(
+                &txn.open_table(MANIFESTS)?,
+                &txn.open_table(replicated::HOLDS)?,
+            )?;
             let mut out = Vec::new();
             for row in txn.open_table(CHUNKS)?.iter()? {
                 let (k, v) = row?;

@@ -95,9 +95,11 @@ pub(super) fn release_lost(txn: &WriteTransaction, id: &ChunkId, n: u32) -> Meta
     Ok(true)
 }
 
-/// Occurrences of every chunk id in committed manifests.
-fn recount(
+/// Occurrences of every chunk id in committed manifests, plus the references
+/// replication holds keep on chunks ahead of their commit.
+pub(super) fn recount(
     manifests: &impl ReadableTable<u64, &'static [u8]>,
+    holds: &impl ReadableTable<&'static [u8], ()>,
 ) -> MetaResult<HashMap<ChunkId, u64>> {
     let mut counted: HashMap<ChunkId, u64> = HashMap::new();
     for row in manifests.iter()? {
@@ -105,6 +107,7 @@ fn recount(
             *counted.entry(r.id).or_default() += 1;
         }
     }
+    super::replicated::held_refs(holds, &mut counted)?;
     Ok(counted)
 }
 
@@ -168,7 +171,10 @@ impl MetaStore {
     pub async fn fix_counts(&self) -> MetaResult<CountFix> {
         let holders = self.holders.clone();
         self.write(true, move |txn| {
-            let counted = recount(&txn.open_table(MANIFESTS)?)?;
+            let counted = recount(
+                &txn.open_table(MANIFESTS)?,
+                &txn.open_table(super::replicated::HOLDS)?,
+            )?;
             let may_lower = holders.active() == 0;
             let mut fix = CountFix::default();
             let now = unix_secs();

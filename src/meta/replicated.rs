@@ -17,17 +17,42 @@
 //!   version written after a promotion is the newest.
 //! - Applying and pruning append outbox events like any commit, so a replica can be
 //!   the source of a rule of its own.
+//!
+//! Holds: chunks a source sends ahead of a version's commit carry one reference
+//! each under the source's hold id (`HOLDS` row hold ++ chunk id, taken at most once
+//! per chunk and hold), so the cleaner cannot collect them however long the
+//! transfer takes. The commit releases the hold after taking the manifest's own
+//! references; a hold nobody released (the source crashed or gave up) expires after
+//! `HOLD_TTL` untouched (`expire_holds`, run by the cleaner). Recounts of references
+//! (verify, repair) count hold rows like manifest entries.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::versions::{count_in, delete_key, key_versions, version_key};
 use super::{
-    BUCKETS, C_NEXT_VERSION, COUNTERS, ChunkRef, CounterTable, EventKind, MetaError, MetaResult,
-    MetaStore, NULL_VERSION, OBJECTS, ObjectData, ObjectRecord, OutboxEvent, PartPiece, VERSIONS,
-    Versioning, append_outbox, bucket_stats_w, counter, decode_record, encode_record, get_bucket,
-    get_bucket_w, insert_manifest, object_key, put_bucket_stats, unix_secs,
+    BUCKETS, C_NEXT_VERSION, CHUNKS, COUNTERS, ChunkId, ChunkRef, CounterTable, EventKind,
+    MetaError, MetaResult, MetaStore, NULL_VERSION, OBJECTS, ObjectData, ObjectRecord, OutboxEvent,
+    PartPiece, SEGMENTS, VERSIONS, Versioning, adjust_refs, append_outbox, bucket_stats_w, counter,
+    decode_record, encode_record, get_bucket, get_bucket_w, insert_manifest, object_key,
+    put_bucket_stats, release_refs_at, unix_secs,
 };
+
+/// hold id (16 bytes) ++ chunk id -> (): one reference held on the chunk.
+pub(super) const HOLDS: TableDefinition<&[u8], ()> = TableDefinition::new("replica_holds");
+/// hold id -> unix seconds it was last added to.
+pub(super) const HOLD_TOUCHED: TableDefinition<&[u8], u64> =
+    TableDefinition::new("replica_hold_touched");
+/// A hold untouched this long is released.
+pub const HOLD_TTL_SECS: u64 = 24 * 3600;
+
+pub type HoldId = [u8; 16];
+
+fn hold_key(hold: &HoldId, id: &ChunkId) -> Vec<u8> {
+    let mut k = hold.to_vec();
+    k.extend_from_slice(id);
+    k
+}
 
 /// What identifies a version across the two hoards, and its tags (which change
 /// without a new version).
@@ -198,6 +223,113 @@ impl MetaStore {
         })
         .await
     }
+}
+
+impl MetaStore {
+    /// Which of `ids` the hold has a reference on already.
+    pub async fn held(&self, hold: HoldId, ids: Vec<ChunkId>) -> MetaResult<Vec<bool>> {
+        self.read(move |txn| {
+            let t = txn.open_table(HOLDS)?;
+            ids.iter()
+                .map(|id| Ok(t.get(hold_key(&hold, id).as_slice())?.is_some()))
+                .collect()
+        })
+        .await
+    }
+
+    /// Takes one reference under the hold on each of `ids` that is indexed and not
+    /// held by it yet; returns which ids had no chunk row (not held).
+    pub async fn hold_chunks(&self, hold: HoldId, ids: Vec<ChunkId>) -> MetaResult<Vec<ChunkId>> {
+        self.write(false, move |txn| {
+            let now = unix_secs();
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut segments = txn.open_table(SEGMENTS)?;
+            let mut holds = txn.open_table(HOLDS)?;
+            let mut gone = Vec::new();
+            for id in ids {
+                let k = hold_key(&hold, &id);
+                if holds.get(k.as_slice())?.is_some() {
+                    continue;
+                }
+                match adjust_refs(&mut chunks, &mut segments, &id, 1, now)? {
+                    true => {
+                        holds.insert(k.as_slice(), ())?;
+                    }
+                    false => gone.push(id),
+                }
+            }
+            txn.open_table(HOLD_TOUCHED)?.insert(hold.as_slice(), now)?;
+            Ok(gone)
+        })
+        .await
+    }
+
+    /// Releases a hold: one reference off each chunk it holds.
+    pub async fn release_hold(&self, hold: HoldId) -> MetaResult<()> {
+        self.write(false, move |txn| drop_hold(txn, &hold, unix_secs()))
+            .await
+    }
+
+    /// Releases the holds untouched since `before` (unix seconds); returns how many.
+    pub async fn expire_holds(&self, before: u64) -> MetaResult<usize> {
+        self.write(true, move |txn| {
+            let stale: Vec<HoldId> = {
+                let t = txn.open_table(HOLD_TOUCHED)?;
+                let mut out = Vec::new();
+                for row in t.iter()? {
+                    let (k, v) = row?;
+                    if v.value() < before
+                        && let Ok(h) = HoldId::try_from(k.value())
+                    {
+                        out.push(h);
+                    }
+                }
+                out
+            };
+            let now = unix_secs();
+            for h in &stale {
+                drop_hold(txn, h, now)?;
+            }
+            Ok(stale.len())
+        })
+        .await
+    }
+}
+
+fn drop_hold(txn: &redb::WriteTransaction, hold: &HoldId, now: u64) -> MetaResult<()> {
+    let lo = hold_key(hold, &[0; 32]);
+    let hi = hold_key(hold, &[0xff; 32]);
+    let ids: Vec<ChunkId> = {
+        let holds = txn.open_table(HOLDS)?;
+        let mut out = Vec::new();
+        for row in holds.range(lo.as_slice()..=hi.as_slice())? {
+            let (k, _) = row?;
+            if let Ok(id) = ChunkId::try_from(&k.value()[16..]) {
+                out.push(id);
+            }
+        }
+        out
+    };
+    let refs: Vec<(ChunkId, u32)> = ids.iter().map(|id| (*id, 1)).collect();
+    release_refs_at(txn, &refs, now)?;
+    txn.open_table(HOLDS)?
+        .retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
+    txn.open_table(HOLD_TOUCHED)?.remove(hold.as_slice())?;
+    Ok(())
+}
+
+/// Hold rows per chunk id: references a recount must add to the manifests'.
+pub(super) fn held_refs(
+    holds: &impl ReadableTable<&'static [u8], ()>,
+    counted: &mut std::collections::HashMap<ChunkId, u64>,
+) -> MetaResult<()> {
+    for row in holds.iter()? {
+        let (k, _) = row?;
+        if let Ok(id) = ChunkId::try_from(&k.value()[16..]) {
+            *counted.entry(id).or_default() += 1;
+        }
+    }
+    Ok(())
 }
 
 /// When the replica holds this version already, gives it the received tags and

@@ -13,9 +13,9 @@
 //! | method | path | does |
 //! |---|---|---|
 //! | POST | `missing?bucket=B` | body: chunk ids; answer: the ones the replica lacks (`wire`) |
-//! | PUT | `chunks?bucket=B` | chunk frames as stored; each verified by BLAKE3 (else `400 BadDigest`, nothing stored), new ones packed into the replica's own segments, unreferenced until a commit names them |
+//! | PUT | `chunks?bucket=B&hold=H` | chunk frames as stored; each verified by BLAKE3 (else `400 BadDigest`, nothing stored), new ones packed into the replica's own segments; each chunk of the batch gets one reference under hold `H` (32 hex digits) until the commit |
 //! | POST | `versions?bucket=B&key=HEX` | JSON: the source's `VersionStamp`s of the key; answers `VersionDiff`: the version ids the replica lacks (or holds with other tags) and how many it holds beyond them |
-//! | PUT | `object?bucket=B&key=HEX` | one version: record and manifest; takes the chunks' references and stores it under the source's id and order (`MetaStore::apply_version`), or `409 MissingChunks` changing nothing |
+//! | PUT | `object?bucket=B&key=HEX&hold=H` | one version: record and manifest; takes the chunks' references and stores it under the source's id and order (`MetaStore::apply_version`), then releases hold `H`; or `409 MissingChunks` changing nothing |
 //! | DELETE | `object?bucket=B&key=HEX` | JSON: the source's stamps; removes the replica's versions of the key that are not among them |
 //! | POST | `hello?bucket=B` | JSON `Hello` both ways. Each side picks the highest version both speak. The replica refuses a hello with none in common (`400 IncompatibleReplicationProtocol`, logged, `hoard_replication_hello_refused_total{side="replica"}`); the source refuses such an answer the same way (`side="source"`). A successful hello makes B a replica bucket. |
 //!

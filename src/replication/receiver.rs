@@ -11,8 +11,8 @@ use super::{Hello, ReplicaBuckets, wire};
 use crate::admin::{json, json_body_required, query_param};
 use crate::index::ChunkIndex;
 use crate::meta::{
-    Applied, ChunkId, ChunkLocation, ChunkRef, MetaError, MetaStore, NewChunk, ObjectRecord,
-    Permission, VersionStamp,
+    Applied, ChunkId, ChunkLocation, ChunkRef, HoldId, MetaError, MetaStore, NewChunk,
+    ObjectRecord, Permission, VersionStamp,
 };
 use crate::metrics::{Metrics, SideLabels};
 use crate::s3::{internal, meta_error, no_such_bucket};
@@ -84,11 +84,8 @@ impl Receiver {
         }
         match (&req.method, path) {
             (&Method::POST, "missing") => self.missing(req.input).await,
-            (&Method::PUT, "chunks") => self.chunks(&bucket, req.input).await,
-            (&Method::PUT, "object") => {
-                let key = key_of(&req.uri)?;
-                self.commit(&bucket, &key, req.input).await
-            }
+            (&Method::PUT, "chunks") => self.chunks(&bucket, &req.uri, req.input).await,
+            (&Method::PUT, "object") => self.commit(&bucket, &req.uri, req.input).await,
             (&Method::POST, "versions") => {
                 let key = key_of(&req.uri)?;
                 let stamps: Vec<VersionStamp> = json_body_required(req.input).await?;
@@ -132,16 +129,19 @@ impl Receiver {
         Ok(S3Response::new(Body::from(wire::encode_ids(&lacking))))
     }
 
-    async fn chunks(&self, bucket: &str, body: Body) -> S3Result<S3Response<Body>> {
+    async fn chunks(&self, bucket: &str, uri: &Uri, body: Body) -> S3Result<S3Response<Body>> {
+        let hold = hold_of(uri)?;
         let frames = wire::decode_frames(read_body(body).await?).map_err(bad_request)?;
-        let stored = self.store.store_frames(bucket, frames).await?;
+        let stored = self.store.store_frames(bucket, frames, hold).await?;
         json(StatusCode::OK, &serde_json::json!({ "stored": stored }))
     }
 
-    async fn commit(&self, bucket: &str, key: &str, body: Body) -> S3Result<S3Response<Body>> {
+    async fn commit(&self, bucket: &str, uri: &Uri, body: Body) -> S3Result<S3Response<Body>> {
+        let key = key_of(uri)?;
+        let hold = hold_of(uri)?;
         let (rec, manifest) = wire::decode_object(&read_body(body).await?).map_err(bad_request)?;
         self.store
-            .commit_version(bucket, key, rec, manifest)
+            .commit_version(bucket, &key, rec, manifest, hold)
             .await?;
         json(StatusCode::OK, &serde_json::json!({ "committed": key }))
     }
@@ -188,14 +188,36 @@ impl Store {
         &self,
         bucket: &str,
         frames: Vec<wire::ChunkFrame>,
+        hold: Option<HoldId>,
     ) -> S3Result<usize> {
+        let mut frames = frames;
+        if let Some(h) = hold {
+            // Chunks this hold has already (a batch sent again) need nothing more.
+            let ids: Vec<ChunkId> = frames.iter().map(|f| f.id).collect();
+            let mut held = self
+                .meta
+                .held(h, ids)
+                .await
+                .map_err(meta_error)?
+                .into_iter();
+            frames.retain(|_| !held.next().unwrap_or(false));
+        }
         let ids: Vec<ChunkId> = frames.iter().map(|f| f.id).collect();
         let locs = self.meta.chunk_locations(ids).await.map_err(meta_error)?;
-        let new: Vec<wire::ChunkFrame> = frames
-            .into_iter()
-            .zip(locs)
-            .filter_map(|(f, loc)| loc.is_none().then_some(f))
-            .collect();
+        let (mut new, mut present) = (Vec::new(), Vec::new());
+        for (f, loc) in frames.into_iter().zip(locs) {
+            match loc {
+                None => new.push(f),
+                Some(_) => present.push(f),
+            }
+        }
+        if let Some(h) = hold {
+            // Chunks stored already get a reference under the hold; one collected
+            // in between is stored again below.
+            let ids = present.iter().map(|f| f.id).collect();
+            let gone = self.meta.hold_chunks(h, ids).await.map_err(meta_error)?;
+            new.extend(present.into_iter().filter(|f| gone.contains(&f.id)));
+        }
         let stored = new.len();
         let segment_size = self.segment_size;
         let packed = tokio::task::spawn_blocking(move || pack(new, segment_size))
@@ -205,13 +227,18 @@ impl Store {
                 tracing::warn!(bucket, %why, "replicated chunk refused");
                 S3Error::with_message(S3ErrorCode::BadDigest, why)
             })?;
-        self.store_packed(bucket, packed).await?;
+        self.store_packed(bucket, packed, hold).await?;
         Ok(stored)
     }
 
     /// Writes the segments of one batch durably, side by side, under ids allocated
     /// together (one metadata sync), then indexes their chunks.
-    async fn store_packed(&self, bucket: &str, packed: Vec<Packed>) -> S3Result<()> {
+    async fn store_packed(
+        &self,
+        bucket: &str,
+        packed: Vec<Packed>,
+        hold: Option<HoldId>,
+    ) -> S3Result<()> {
         if packed.is_empty() {
             return Ok(());
         }
@@ -229,9 +256,12 @@ impl Store {
         for written in futures::future::join_all(writes).await {
             written.map_err(|e| internal("storing replicated chunks", &e))?;
         }
-        for (id, (data, entries)) in ids.zip(packed) {
+        for (id, (data, mut entries)) in ids.zip(packed) {
+            if hold.is_some() {
+                entries.iter_mut().for_each(|e| e.refs = 1);
+            }
             self.meta
-                .add_segment(bucket, id, data.len() as u64, entries.clone())
+                .add_segment_held(bucket, id, data.len() as u64, entries.clone(), hold)
                 .await
                 .map_err(meta_error)?;
             self.index.note_indexed(entries.iter().map(|e| &e.id));
@@ -240,10 +270,25 @@ impl Store {
     }
 
     /// Stores a version whose chunks are all here: takes their references, then
-    /// applies the version (`MetaStore::apply_version`). A missing chunk refuses
-    /// the commit (`409 MissingChunks`) and changes nothing; the source sends it
-    /// and retries.
+    /// applies the version (`MetaStore::apply_version`), then releases the hold its
+    /// chunks came under. A missing chunk refuses the commit (`409 MissingChunks`)
+    /// and changes nothing; the source sends it and retries.
     pub async fn commit_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: ObjectRecord,
+        manifest: Vec<ChunkRef>,
+        hold: Option<HoldId>,
+    ) -> S3Result<()> {
+        self.apply_with_refs(bucket, key, rec, manifest).await?;
+        if let Some(h) = hold {
+            self.meta.release_hold(h).await.map_err(meta_error)?;
+        }
+        Ok(())
+    }
+
+    async fn apply_with_refs(
         &self,
         bucket: &str,
         key: &str,
@@ -345,6 +390,18 @@ fn key_of(uri: &Uri) -> S3Result<String> {
         .and_then(|k| String::from_utf8(k).ok())
         .filter(|k| !k.is_empty())
         .ok_or_else(|| s3_error!(InvalidArgument, "name the key, hex-encoded: ?key=HEX"))
+}
+
+/// The optional `?hold=` (32 hex digits) chunks are held under until their commit.
+fn hold_of(uri: &Uri) -> S3Result<Option<HoldId>> {
+    let Some(h) = query_param(uri, "hold") else {
+        return Ok(None);
+    };
+    hex::decode(h)
+        .ok()
+        .and_then(|b| HoldId::try_from(b.as_slice()).ok())
+        .map(Some)
+        .ok_or_else(|| s3_error!(InvalidArgument, "hold must be 32 hex digits"))
 }
 
 fn bucket_of(uri: &Uri) -> S3Result<&str> {

@@ -10,7 +10,7 @@ use super::{Hello, Progress, RuleProgress, wire};
 use crate::auth::Credentials;
 use crate::client::{AdminClient, ClientError};
 use crate::meta::{
-    ChunkId, MetaError, MetaStore, RuleRecord, TargetTrust, VersionDiff, VersionStamp,
+    ChunkId, HoldId, MetaError, MetaStore, RuleRecord, TargetTrust, VersionDiff, VersionStamp,
 };
 use crate::metrics::{Metrics, SideLabels};
 use crate::secrets::{SecretBox, SecretsError};
@@ -593,8 +593,8 @@ impl ReplicaLink {
     }
 
     /// Sends chunk frames (`wire::push_frame`).
-    pub async fn chunks(&self, frames: Vec<u8>) -> Result<(), RulesError> {
-        let path = format!("chunks?bucket={}", self.bucket);
+    pub async fn chunks(&self, frames: Vec<u8>, hold: &HoldId) -> Result<(), RulesError> {
+        let path = format!("chunks?bucket={}&hold={}", self.bucket, hex::encode(hold));
         self.throttle.pass(frames.len()).await;
         self.client
             .request_bytes(http::Method::PUT, &path, frames)
@@ -604,8 +604,18 @@ impl ReplicaLink {
     }
 
     /// Commits an object (`wire::encode_object`) under `key`.
-    pub async fn commit(&self, key: &str, object: Vec<u8>) -> Result<(), RulesError> {
-        let path = format!("object?bucket={}&key={}", self.bucket, hex::encode(key));
+    pub async fn commit(
+        &self,
+        key: &str,
+        object: Vec<u8>,
+        hold: &HoldId,
+    ) -> Result<(), RulesError> {
+        let path = format!(
+            "object?bucket={}&key={}&hold={}",
+            self.bucket,
+            hex::encode(key),
+            hex::encode(hold)
+        );
         self.throttle.pass(object.len()).await;
         self.client
             .request_bytes(http::Method::PUT, &path, object)

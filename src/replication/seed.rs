@@ -291,7 +291,7 @@ pub async fn import_step(
         let frames = wire::decode_frames(Bytes::from(body))
             .map_err(|why| SeedError::Import(format!("{name}: {why}")))?;
         let stored = store
-            .store_frames(&req.bucket, frames)
+            .store_frames(&req.bucket, frames, None)
             .await
             .map_err(|e| SeedError::Import(format!("{name}: {}", e_message(&e))))?;
         out.chunks_stored += stored as u64;
@@ -305,7 +305,7 @@ pub async fn import_step(
         let (rec, refs) = wire::decode_object(object)
             .map_err(|why| SeedError::Import(format!("{name}: {why}")))?;
         store
-            .commit_version(&req.bucket, &key, rec, refs)
+            .commit_version(&req.bucket, &key, rec, refs, None)
             .await
             .map_err(|e| SeedError::Import(format!("{key:?}: {}", e_message(&e))))?;
         out.versions += 1;

@@ -29,8 +29,11 @@
 //! object in flight; each in-flight request holds its own HTTPS connection. The
 //! rule's bandwidth limit paces every request body (`rules::Throttle`).
 //!
-//! Not yet: holds on chunks sent ahead of their commit, a bound on the manifest held
-//! per version.
+//! Each version's chunks travel under a fresh hold id: the replica keeps them
+//! referenced until the commit releases the hold (`meta::replicated`), so a transfer
+//! may take any time without the replica's cleaner collecting its early chunks.
+//!
+//! Not yet: a bound on the manifest held per version.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -39,8 +42,8 @@ use std::time::{Duration, Instant};
 use super::rules::{ReplicaLink, RulesError, open_secret};
 use super::{Progress, wire};
 use crate::meta::{
-    ChunkId, ChunkLocation, ChunkRef, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord,
-    OutboxEvent, RuleRecord, VersionStamp,
+    ChunkId, ChunkLocation, ChunkRef, HoldId, ListEntry, ListQuery, MetaError, MetaStore,
+    ObjectRecord, OutboxEvent, RuleRecord, VersionStamp,
 };
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
@@ -456,16 +459,21 @@ impl Sender {
             .map(|r| r.id)
             .filter(|id| seen.insert(*id))
             .collect();
+        // The replica holds the chunks sent under this id until the commit.
+        let mut hold: HoldId = [0; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut hold).map_err(
+            |_| SendError::Meta(MetaError::Corrupt("no randomness for a hold id".into())),
+        )?;
         let mut sent = 0u64;
         for batch in ids.chunks(wire::MAX_IDS / 4) {
             let lacking = link.missing(batch).await?;
             sent += (batch.len() * 32) as u64;
-            sent += self.send_chunks(link, lacking, connections).await?;
+            sent += self.send_chunks(link, lacking, connections, &hold).await?;
         }
         let object = wire::encode_object(&rec, &manifest)
             .map_err(|e| SendError::Meta(MetaError::Corrupt(e)))?;
         sent += object.len() as u64;
-        link.commit(key, object).await?;
+        link.commit(key, object, &hold).await?;
         self.metrics.replication_logical_bytes.inc_by(rec.size);
         self.metrics.replication_sent_bytes.inc_by(sent);
         Ok(sent)
@@ -479,6 +487,7 @@ impl Sender {
         link: &ReplicaLink,
         ids: Vec<ChunkId>,
         connections: usize,
+        hold: &HoldId,
     ) -> Result<u64, SendError> {
         use futures::StreamExt;
         let locs = self.meta.chunk_locations(ids.clone()).await?;
@@ -489,7 +498,7 @@ impl Sender {
             wire::push_frame(&mut body, &frame);
             if body.len() >= wire::BATCH_BYTES {
                 sent += body.len() as u64;
-                in_flight.push(link.chunks(std::mem::take(&mut body)));
+                in_flight.push(link.chunks(std::mem::take(&mut body), hold));
                 if in_flight.len() >= connections.max(1) {
                     in_flight.next().await.transpose()?;
                 }
@@ -497,7 +506,7 @@ impl Sender {
         }
         if !body.is_empty() {
             sent += body.len() as u64;
-            in_flight.push(link.chunks(body));
+            in_flight.push(link.chunks(body, hold));
         }
         while let Some(done) = in_flight.next().await {
             done?;
