@@ -696,7 +696,7 @@ pub fn render_rule_status(s: &RuleStatus) -> String {
     };
     let mut out = render_rules(std::slice::from_ref(&s.rule));
     out.push_str(&format!(
-        "  queue: {} change(s) waiting, lag {}\n  resync of existing objects: {}\n  sent since start: {} object(s), {} logical, {} on the wire\n  last success: {}{}\n",
+        "  queue: {} change(s) waiting, lag {}\n  resync of existing objects: {}\n  sent since start: {} object(s), {} logical, {} on the wire\n  rate: {}/s logical over the last minute\n  last success: {}{}\n",
         p.queued,
         s.lag_secs.map_or_else(|| "0 s".to_owned(), |l| format!("{l:.1} s")),
         match &s.resync_after {
@@ -707,6 +707,7 @@ pub fn render_rule_status(s: &RuleStatus) -> String {
         p.objects_sent,
         human(p.logical_bytes),
         human(p.sent_bytes),
+        human(p.rate_bytes_per_sec as u64),
         when(p.last_success_ms),
         if p.manual { "; manual run in progress" } else { "" },
     ));

@@ -326,6 +326,9 @@ async fn writes_overwrites_and_deletes_replicate_sending_only_missing_chunks() {
         .unwrap();
     assert_eq!(head.e_tag(), src_head.e_tag());
     assert_eq!(head.last_modified(), src_head.last_modified());
+    let text = status(&source);
+    let rate = text.lines().find_map(|l| l.trim().strip_prefix("rate: "));
+    assert!(rate.is_some_and(|r| !r.starts_with("0 ")), "{text}");
 
     // A new object that is the first with two 4 KiB edits: only the changed chunks
     // travel (measured: about 400 KB).

@@ -119,6 +119,42 @@ pub struct RuleProgress {
     /// A manual run was asked for: send now, windows or not, until the queue and
     /// the resync are empty.
     pub manual: bool,
+    /// Logical bytes per second sent over the last minute (set by `status`).
+    #[serde(default)]
+    pub rate_bytes_per_sec: f64,
+    /// (unix ms, logical bytes) of each version sent in the last minute.
+    #[serde(skip)]
+    pub recent: std::collections::VecDeque<(i64, u64)>,
+}
+
+/// The window `RuleProgress::rate_bytes_per_sec` averages over.
+pub const RATE_WINDOW_MS: i64 = 60_000;
+
+impl RuleProgress {
+    /// Records logical bytes sent now, forgetting what left the rate window.
+    pub fn note_sent(&mut self, logical: u64) {
+        let now = crate::meta::now_ms();
+        self.recent.push_back((now, logical));
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now - t > RATE_WINDOW_MS)
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The logical bytes per second over the last minute.
+    pub fn rate(&self) -> f64 {
+        let now = crate::meta::now_ms();
+        let sent: u64 = self
+            .recent
+            .iter()
+            .filter(|(t, _)| now - t <= RATE_WINDOW_MS)
+            .map(|(_, b)| b)
+            .sum();
+        sent as f64 * 1000.0 / RATE_WINDOW_MS as f64
+    }
 }
 
 impl Progress {

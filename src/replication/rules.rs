@@ -174,7 +174,8 @@ impl Rules {
 
     pub async fn status(&self, bucket: &str) -> Result<RuleStatus, RulesError> {
         let rule = self.info(bucket.to_owned(), self.rule(bucket).await?);
-        let progress = self.progress.get(bucket);
+        let mut progress = self.progress.get(bucket);
+        progress.rate_bytes_per_sec = progress.rate();
         let lag_secs = progress
             .oldest_queued_ms
             .map(|t| (crate::meta::now_ms() - t).max(0) as f64 / 1000.0);

@@ -284,6 +284,7 @@ impl Sender {
                     p.objects_sent += versions;
                     p.logical_bytes += logical;
                     p.sent_bytes += wire;
+                    p.note_sent(logical);
                 });
                 if let Err(e) = self.meta.clear_failed(bucket, key).await {
                     tracing::warn!(bucket, key, error = %e, "cannot clear a replication failure");
