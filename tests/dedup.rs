@@ -198,28 +198,9 @@ async fn reference_counts_match_manifests_after_overwrites_and_deletes() {
     c.create_bucket().bucket("refs").send().await.unwrap();
     // A paused replication rule keeps the bucket's outbox events where they are
     // (without a rule, the sender drops them), so the test can read them at the end.
-    let replica = Server::start_with_env(&["--tls"], &[]);
-    let (ok, text) = cli(&replica, &["bucket", "create", "mirror"]);
-    assert!(ok, "{text}");
-    let key = add_user(&replica, "source", &["mirror=replication"]);
-    let (target, ca) = (replica.endpoint(), replica.ca_pem().display().to_string());
-    let rule = [
-        "replication",
-        "add",
-        "--bucket",
-        "refs",
-        "--target",
-        &target,
-        "--target-bucket",
-        "mirror",
-        "--target-access-key",
-        &key.access,
-        "--target-secret-key",
-        &key.secret,
-        "--target-ca",
-        &ca,
-    ];
-    let (ok, text) = cli(&s, &rule);
+    let (replica, key) = replica_with_key(&[]);
+    let ca = replica.ca_pem().display().to_string();
+    let (ok, text) = add_rule_for(&s, "refs", &replica, &key, &["--target-ca", &ca]);
     assert!(ok, "{text}");
     let (ok, text) = cli(&s, &["replication", "pause", "refs"]);
     assert!(ok, "{text}");

@@ -10,23 +10,6 @@ use common::*;
 
 const MIB: usize = 1024 * 1024;
 
-fn segment_files(s: &Server) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for fan in std::fs::read_dir(s.data_dir().join("segments")).unwrap() {
-        for f in std::fs::read_dir(fan.unwrap().path()).unwrap() {
-            out.push(f.unwrap().path());
-        }
-    }
-    out.sort();
-    out
-}
-
-fn flip_byte(path: &std::path::Path, offset: usize) {
-    let mut data = std::fs::read(path).unwrap();
-    data[offset] ^= 0x40;
-    std::fs::write(path, data).unwrap();
-}
-
 #[tokio::test]
 async fn acknowledged_writes_survive_kill_9() {
     let mut s = Server::start();
@@ -171,7 +154,7 @@ async fn a_flipped_byte_is_detected_and_never_served() {
     let files = segment_files(&s);
     assert_eq!(files.len(), 1);
     // Offset 16 + 100: inside the first chunk's payload.
-    flip_byte(&files[0], 116);
+    flip_byte(&files[0].1, 116);
     s.restart();
     let c = s.client();
     let e = c
@@ -215,7 +198,7 @@ async fn damage_past_the_first_read_aborts_the_body_instead_of_serving_it() {
     assert!(s.stop());
     let files = segment_files(&s);
     assert!(files.len() >= 8, "{} segments", files.len());
-    let last = files.last().unwrap();
+    let last = &files.last().unwrap().1;
     flip_byte(last, 16 + 10);
     s.restart();
     let c = s.client();

@@ -6,34 +6,9 @@ mod common;
 
 use common::*;
 
-/// A replica hoard (TLS) with bucket `mirror` and a replication key for it.
-fn replica_with_key(envs: &[(&str, &str)]) -> (Server, Key) {
-    let replica = Server::start_with_env(&["--tls"], envs);
-    let (ok, text) = cli(&replica, &["bucket", "create", "mirror"]);
-    assert!(ok, "{text}");
-    let key = add_user(&replica, "from-source", &["mirror=replication"]);
-    (replica, key)
-}
-
-/// `hoard replication add` on `source` towards `replica`'s bucket `mirror`.
+/// `hoard replication add` on `source`'s bucket `data` towards `replica`'s `mirror`.
 fn add_rule(source: &Server, replica: &Server, key: &Key, trust: &[&str]) -> (bool, String) {
-    let target = replica.endpoint();
-    let mut args = vec![
-        "replication",
-        "add",
-        "--bucket",
-        "data",
-        "--target",
-        &target,
-        "--target-bucket",
-        "mirror",
-        "--target-access-key",
-        &key.access,
-        "--target-secret-key",
-        &key.secret,
-    ];
-    args.extend_from_slice(trust);
-    cli(source, &args)
+    add_rule_for(source, "data", replica, key, trust)
 }
 
 fn source_with_bucket() -> Server {
@@ -415,6 +390,19 @@ async fn versions(
     out
 }
 
+/// PUTs into bucket `data`; returns the new version's id.
+async fn put_version(c: &aws_sdk_s3::Client, key: &str, body: &[u8]) -> String {
+    let out = c
+        .put_object()
+        .bucket("data")
+        .key(key)
+        .body(body.to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    out.version_id().unwrap().to_owned()
+}
+
 async fn tags_of(c: &aws_sdk_s3::Client, bucket: &str, key: &str, v: &str) -> Vec<String> {
     let t = c
         .get_object_tagging()
@@ -456,17 +444,7 @@ async fn versions_delete_markers_tags_and_parts_replicate_as_such() {
     assert!(ok, "{text}");
 
     // doc: two versions, then a delete marker; the older version gets tags later.
-    let v1 = src
-        .put_object()
-        .bucket("data")
-        .key("doc")
-        .body(b"version one".to_vec().into())
-        .send()
-        .await
-        .unwrap()
-        .version_id()
-        .unwrap()
-        .to_owned();
+    let v1 = put_version(&src, "doc", b"version one").await;
     put_bytes(&src, "data", "doc", b"version two".to_vec()).await;
     src.delete_object()
         .bucket("data")
@@ -487,17 +465,7 @@ async fn versions_delete_markers_tags_and_parts_replicate_as_such() {
         .await
         .unwrap();
     // pv: the older of two versions is deleted by id.
-    let pv1 = src
-        .put_object()
-        .bucket("data")
-        .key("pv")
-        .body(b"old".to_vec().into())
-        .send()
-        .await
-        .unwrap()
-        .version_id()
-        .unwrap()
-        .to_owned();
+    let pv1 = put_version(&src, "pv", b"old").await;
     put_bytes(&src, "data", "pv", b"new".to_vec()).await;
     src.delete_object()
         .bucket("data")
@@ -616,22 +584,7 @@ async fn replication_status(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> 
 
 /// The newest segment file of a server (written by its last upload).
 fn newest_segment(s: &Server) -> std::path::PathBuf {
-    let mut files = Vec::new();
-    for fan in std::fs::read_dir(s.data_dir().join("segments")).unwrap() {
-        for f in std::fs::read_dir(fan.unwrap().path()).unwrap() {
-            let f = f.unwrap();
-            let id = u64::from_str_radix(f.file_name().to_str().unwrap(), 16).unwrap();
-            files.push((id, f.path()));
-        }
-    }
-    files.sort();
-    files.pop().unwrap().1
-}
-
-fn flip_byte(path: &std::path::Path, at: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[at] ^= 0x40;
-    std::fs::write(path, &bytes).unwrap();
+    segment_files(s).pop().unwrap().1
 }
 
 #[tokio::test]

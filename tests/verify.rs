@@ -6,20 +6,6 @@ use common::*;
 
 const MIB: usize = 1024 * 1024;
 
-/// Segment files by id, lowest first.
-fn segment_files(s: &Server) -> Vec<(u64, std::path::PathBuf)> {
-    let mut out = Vec::new();
-    for fan in std::fs::read_dir(s.data_dir().join("segments")).unwrap() {
-        for f in std::fs::read_dir(fan.unwrap().path()).unwrap() {
-            let f = f.unwrap();
-            let id = u64::from_str_radix(f.file_name().to_str().unwrap(), 16).unwrap();
-            out.push((id, f.path()));
-        }
-    }
-    out.sort();
-    out
-}
-
 #[tokio::test]
 async fn verify_finds_corrupt_chunks_and_lost_segments_and_names_the_damaged_objects() {
     let s = Server::start();

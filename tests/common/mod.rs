@@ -548,6 +548,65 @@ pub fn client_as(s: &Server, k: &Key) -> aws_sdk_s3::Client {
     client_for(&s.endpoint(), &k.access, &k.secret, true)
 }
 
+/// Segment files of a server's data dir by id, lowest (oldest) first.
+pub fn segment_files(s: &Server) -> Vec<(u64, PathBuf)> {
+    let mut out = Vec::new();
+    for fan in std::fs::read_dir(s.data_dir().join("segments")).unwrap() {
+        for f in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            let id = u64::from_str_radix(f.file_name().to_str().unwrap(), 16).unwrap();
+            out.push((id, f.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Flips one bit of the byte at `offset` of a file: real corruption on disk.
+pub fn flip_byte(path: &std::path::Path, offset: usize) {
+    let mut data = std::fs::read(path).unwrap();
+    data[offset] ^= 0x40;
+    std::fs::write(path, data).unwrap();
+}
+
+/// A replica hoard (TLS) with bucket `mirror` and a key holding the replication
+/// grant on it.
+pub fn replica_with_key(envs: &[(&str, &str)]) -> (Server, Key) {
+    let replica = Server::start_with_env(&["--tls"], envs);
+    let (ok, text) = cli(&replica, &["bucket", "create", "mirror"]);
+    assert!(ok, "{text}");
+    let key = add_user(&replica, "from-source", &["mirror=replication"]);
+    (replica, key)
+}
+
+/// `hoard replication add` on `source`'s `bucket` towards `replica`'s `mirror`,
+/// with `extra` flags (the trust, at least).
+pub fn add_rule_for(
+    source: &Server,
+    bucket: &str,
+    replica: &Server,
+    key: &Key,
+    extra: &[&str],
+) -> (bool, String) {
+    let target = replica.endpoint();
+    let mut args = vec![
+        "replication",
+        "add",
+        "--bucket",
+        bucket,
+        "--target",
+        &target,
+        "--target-bucket",
+        "mirror",
+        "--target-access-key",
+        &key.access,
+        "--target-secret-key",
+        &key.secret,
+    ];
+    args.extend_from_slice(extra);
+    cli(source, &args)
+}
+
 /// Asserts an SDK call failed with `code` and HTTP `status`.
 #[macro_export]
 macro_rules! refused {
