@@ -52,6 +52,9 @@ const KNOWN_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Segment ids reserved per metadata round trip.
 const SEGMENT_ID_BLOCK: u64 = 256;
 
+/// The largest body one PUT or part may carry (as S3): it bounds one manifest.
+pub const MAX_BODY_BYTES: u64 = 5 << 30;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("too many concurrent uploads; retry later")]
@@ -60,6 +63,8 @@ pub enum IngestError {
     Body(s3s::StdError),
     #[error("the body had {got} bytes but {expected} were declared")]
     Incomplete { got: u64, expected: u64 },
+    #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
     #[error(transparent)]
     Meta(#[from] MetaError),
     #[error(transparent)]
@@ -306,6 +311,11 @@ impl Ingest {
                 Some(Ok(f)) => {
                     self.metrics.bytes_in.inc_by(f.len() as u64);
                     total += f.len() as u64;
+                    if total > MAX_BODY_BYTES {
+                        // A body without a declared length is cut off here.
+                        read_result = Err(IngestError::TooLarge);
+                        break;
+                    }
                     batch.extend_from_slice(&f);
                     false
                 }

@@ -476,45 +476,7 @@ async fn versions_delete_markers_tags_and_parts_replicate_as_such() {
         .unwrap();
     // multi: a two-part multipart object.
     let parts = [random_bytes(1, 5 << 20), random_bytes(2, 1 << 20)];
-    let up = src
-        .create_multipart_upload()
-        .bucket("data")
-        .key("multi")
-        .send()
-        .await
-        .unwrap();
-    let mut done = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let r = src
-            .upload_part()
-            .bucket("data")
-            .key("multi")
-            .upload_id(up.upload_id().unwrap())
-            .part_number(n)
-            .body(p.clone().into())
-            .send()
-            .await
-            .unwrap();
-        done.push(
-            aws_sdk_s3::types::CompletedPart::builder()
-                .part_number(n)
-                .e_tag(r.e_tag().unwrap())
-                .build(),
-        );
-    }
-    src.complete_multipart_upload()
-        .bucket("data")
-        .key("multi")
-        .upload_id(up.upload_id().unwrap())
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    put_multipart(&src, "data", "multi", &parts).await;
 
     eventually(60, "the replica holds the same versions", || async {
         versions(&dst, "mirror").await == versions(&src, "data").await
@@ -1116,8 +1078,8 @@ async fn chunks_sent_ahead_of_their_commit_survive_the_replicas_cleaner() {
     let source = source_with_bucket();
     let src = source.client();
     let ca = replica.ca_pem().display().to_string();
-    // 24 MiB at 4 MiB/s: three chunk batches over about four seconds, each waiting
-    // in the replica for the commit at the end.
+    // 24 MiB at 4 MiB/s: three chunk batches and three staged parts over about
+    // four seconds, each waiting in the replica for the commit at the end.
     let trust = [
         "--target-ca",
         &ca,
@@ -1129,7 +1091,8 @@ async fn chunks_sent_ahead_of_their_commit_survive_the_replicas_cleaner() {
     let (ok, text) = add_rule(&source, &replica, &key, &trust);
     assert!(ok, "{text}");
     let data = random_bytes(5, 24 << 20);
-    put_bytes(&src, "data", "slow", data.clone()).await;
+    let parts: Vec<Vec<u8>> = data.chunks(6 << 20).map(<[u8]>::to_vec).collect();
+    put_multipart(&src, "data", "slow", &parts).await;
     let dst = replica.client();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let mut passes = 0;
@@ -1155,6 +1118,10 @@ async fn chunks_sent_ahead_of_their_commit_survive_the_replicas_cleaner() {
     );
     assert_eq!(errors, Some(0.0), "no chunk had to be sent again");
     assert_eq!(get_bytes(&dst, "mirror", "slow").await, data);
+    assert_eq!(
+        part_bytes(&dst, "mirror", "slow", 3).await,
+        (parts[2].clone(), 4)
+    );
     // The hold was released at the commit: counts agree with the manifests.
     let (ok, text) = cli(&replica, &["verify"]);
     assert!(ok, "{text}");

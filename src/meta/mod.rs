@@ -125,6 +125,9 @@ pub enum MetaError {
     /// The message names the quota, the usage and what the write adds.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A replicated version does not fit the parts staged for it.
+    #[error("{0}")]
+    Unfit(String),
     #[error("metadata storage error: {0}")]
     Storage(#[from] redb::Error),
     #[error("corrupt metadata: {0}")]
@@ -152,6 +155,7 @@ impl MetaError {
             MetaError::DeleteMarker => MetaError::DeleteMarker,
             MetaError::InvalidPart(n) => MetaError::InvalidPart(*n),
             MetaError::QuotaExceeded(m) => MetaError::QuotaExceeded(m.clone()),
+            MetaError::Unfit(m) => MetaError::Unfit(m.clone()),
             MetaError::Closed => MetaError::Closed,
             other => MetaError::Corrupt(format!("transaction group failed: {other}")),
         }
@@ -248,6 +252,7 @@ impl MetaStore {
             txn.open_table(replication::REPLICATION_TARGETS)?;
             txn.open_table(replicated::HOLDS)?;
             txn.open_table(replicated::HOLD_TOUCHED)?;
+            txn.open_table(replicated::STAGED)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;
@@ -1213,6 +1218,22 @@ impl MetaStore {
     }
 }
 
+/// A plain bucket's record, for unit tests.
+#[cfg(test)]
+pub(super) fn test_bucket() -> BucketRecord {
+    BucketRecord {
+        created_ms: 0,
+        chunking: ChunkParams {
+            min: 16384,
+            avg: 65536,
+            max: 262_144,
+        },
+        compression_level: 1,
+        versioning: Versioning::Unversioned,
+        tags: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1223,18 +1244,7 @@ mod tests {
         let path = dir.path().join("meta.redb");
         {
             let meta = MetaStore::open(&path, 1 << 20).unwrap();
-            let rec = BucketRecord {
-                created_ms: 0,
-                chunking: ChunkParams {
-                    min: 16384,
-                    avg: 65536,
-                    max: 262_144,
-                },
-                compression_level: 1,
-                versioning: Versioning::Unversioned,
-                tags: Vec::new(),
-            };
-            meta.create_bucket("b", rec).await.unwrap();
+            meta.create_bucket("b", test_bucket()).await.unwrap();
         }
         // The committer thread lets go of the file once it sees the store dropped.
         let reopen = || {

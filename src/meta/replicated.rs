@@ -25,6 +25,16 @@
 //! references; a hold nobody released (the source crashed or gave up) expires after
 //! `HOLD_TTL` untouched (`expire_holds`, run by the cleaner). Recounts of references
 //! (verify, repair) count hold rows like manifest entries.
+//!
+//! Staged parts: so that no request carries more than one part's manifest, a source
+//! stages the parts of a multipart version one by one under the version's hold
+//! (`stage_part`: the part's references are taken and its manifest stored, in one
+//! transaction; `STAGED` row hold ++ part number), and the commit carries only the
+//! record and the manifests of the parts after the staged ones. `apply_version`
+//! moves the staged manifests into the version, or drops them when the version is
+//! held already, in the transaction that stores it, and releases the hold there too.
+//! A staged manifest is a manifest row like any other, so recounts count it; a hold
+//! that expires drops its staged manifests with its chunk references.
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -43,6 +53,9 @@ pub(super) const HOLDS: TableDefinition<&[u8], ()> = TableDefinition::new("repli
 /// hold id -> unix seconds it was last added to.
 pub(super) const HOLD_TOUCHED: TableDefinition<&[u8], u64> =
     TableDefinition::new("replica_hold_touched");
+/// hold id (16 bytes) ++ part index (u32 BE) -> manifest id (u64 LE) ++ chunks (u32
+/// LE): a part's manifest staged ahead of its version's commit.
+pub(super) const STAGED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("replica_staged");
 /// A hold untouched this long is released.
 pub const HOLD_TTL_SECS: u64 = 24 * 3600;
 
@@ -52,6 +65,70 @@ fn hold_key(hold: &HoldId, id: &ChunkId) -> Vec<u8> {
     let mut k = hold.to_vec();
     k.extend_from_slice(id);
     k
+}
+
+fn staged_key(hold: &HoldId, part: u32) -> Vec<u8> {
+    let mut k = hold.to_vec();
+    k.extend_from_slice(&part.to_be_bytes());
+    k
+}
+
+/// The parts staged under a hold, in part order: (part index, manifest id, chunks).
+fn staged_parts(
+    staged: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    hold: &HoldId,
+) -> MetaResult<Vec<(u32, u64, u32)>> {
+    let (lo, hi) = (staged_key(hold, 0), staged_key(hold, u32::MAX));
+    let mut out = Vec::new();
+    for row in staged.range(lo.as_slice()..=hi.as_slice())? {
+        let (k, v) = row?;
+        let (k, v) = (k.value(), v.value());
+        let bad = || MetaError::Corrupt("a staged part row is malformed".into());
+        let part = u32::from_be_bytes(k[16..].try_into().map_err(|_| bad())?);
+        let manifest =
+            u64::from_le_bytes(v.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+        let chunks = u32::from_le_bytes(
+            v.get(8..12)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        );
+        out.push((part, manifest, chunks));
+    }
+    Ok(out)
+}
+
+/// The chunk count of each manifest a record's body needs, in order: none for an
+/// inline body, one for a chunked object, one per part.
+fn piece_chunks(rec: &ObjectRecord) -> Vec<u32> {
+    match &rec.data {
+        ObjectData::Inline(_) => Vec::new(),
+        ObjectData::Chunked { chunks, .. } => vec![*chunks],
+        ObjectData::Parts(parts) => parts.iter().map(|p| p.chunks).collect(),
+    }
+}
+
+/// Checks that the staged parts are the record's first pieces, with their chunk
+/// counts, and that `rest` (the commit's manifest) holds exactly the others.
+fn check_staged(rec: &ObjectRecord, staged: &[(u32, u64, u32)], rest: usize) -> MetaResult<()> {
+    let pieces = piece_chunks(rec);
+    let fits = staged.len() <= pieces.len()
+        && staged
+            .iter()
+            .enumerate()
+            .all(|(i, (part, _, chunks))| *part as usize == i && *chunks == pieces[i]);
+    let others: usize = pieces[staged.len().min(pieces.len())..]
+        .iter()
+        .map(|c| *c as usize)
+        .sum();
+    if fits && others == rest {
+        return Ok(());
+    }
+    Err(MetaError::Unfit(format!(
+        "the version has {} pieces; {} are staged and the commit names {rest} chunks for the rest",
+        pieces.len(),
+        staged.len()
+    )))
 }
 
 /// What identifies a version across the two hoards, and its tags (which change
@@ -134,29 +211,47 @@ impl MetaStore {
     }
 
     /// Stores a version received from a source under its own id and `seq`, its body
-    /// in `manifest` (every part's chunk references in order; the caller holds one
-    /// reference per occurrence). Idempotent: a version already held only takes the
-    /// tags it came with.
+    /// in the parts staged under `hold` followed by `manifest` (the chunk references
+    /// of the other parts in order; the caller holds one reference per occurrence),
+    /// and releases the hold. Idempotent: a version already held only takes the tags
+    /// it came with.
     pub async fn apply_version(
         &self,
         bucket: &str,
         key: &str,
         rec: ObjectRecord,
         manifest: Vec<ChunkRef>,
+        hold: Option<HoldId>,
     ) -> MetaResult<Applied> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.write(true, move |txn| {
             let mut bucket_rec = get_bucket_w(txn, &bucket)?.ok_or(MetaError::NoSuchBucket)?;
+            let staged = match hold {
+                Some(h) => staged_parts(&txn.open_table(STAGED)?, &h)?,
+                None => Vec::new(),
+            };
+            check_staged(&rec, &staged, manifest.len())?;
+            let now = unix_secs();
             if retag_held(txn, &bucket, &key, &rec)? {
+                if let Some(h) = hold {
+                    drop_hold(txn, &h, now)?;
+                }
                 return Ok(Applied::Held);
             }
-            let now = unix_secs();
             let mut counters = txn.open_table(COUNTERS)?;
             if rec.version_id == NULL_VERSION {
                 delete_key(txn, &mut counters, &bucket, &key, Some(NULL_VERSION), now)?;
             }
             let mut rec = rec;
-            rec.data = place_body(txn, &mut counters, &rec, &manifest)?;
+            let staged: Vec<u64> = staged.iter().map(|(_, m, _)| *m).collect();
+            rec.data = place_body(txn, &mut counters, &rec, &staged, &manifest)?;
+            if let Some(h) = hold {
+                // The staged manifests now belong to the version.
+                let (lo, hi) = (staged_key(&h, 0), staged_key(&h, u32::MAX));
+                txn.open_table(STAGED)?
+                    .retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
+                drop_hold(txn, &h, now)?;
+            }
             insert_by_seq(txn, &bucket, &key, &rec)?;
             let mut stats = bucket_stats_w(txn, &bucket)?;
             count_in(&mut stats, &mut counters, &rec)?;
@@ -264,10 +359,49 @@ impl MetaStore {
         .await
     }
 
-    /// Releases a hold: one reference off each chunk it holds.
-    pub async fn release_hold(&self, hold: HoldId) -> MetaResult<()> {
-        self.write(false, move |txn| drop_hold(txn, &hold, unix_secs()))
-            .await
+    /// Stages part `part` of the version sent under `hold`: takes one reference per
+    /// occurrence in `refs` and stores them as a manifest, in one transaction.
+    /// Returns how many distinct chunks are not stored here: when any is lacking
+    /// nothing changes. A part staged already is left as it is.
+    pub async fn stage_part(
+        &self,
+        hold: HoldId,
+        part: u32,
+        refs: Vec<ChunkRef>,
+    ) -> MetaResult<usize> {
+        self.write(false, move |txn| {
+            let k = staged_key(&hold, part);
+            if txn.open_table(STAGED)?.get(k.as_slice())?.is_some() {
+                return Ok(0);
+            }
+            let mut counts: std::collections::HashMap<ChunkId, u32> = Default::default();
+            for r in &refs {
+                *counts.entry(r.id).or_default() += 1;
+            }
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut lacking = 0;
+            for id in counts.keys() {
+                if chunks.get(id.as_slice())?.is_none() {
+                    lacking += 1;
+                }
+            }
+            if lacking > 0 {
+                return Ok(lacking);
+            }
+            let now = unix_secs();
+            let mut segments = txn.open_table(SEGMENTS)?;
+            for (id, n) in &counts {
+                adjust_refs(&mut chunks, &mut segments, id, i64::from(*n), now)?;
+            }
+            drop((chunks, segments));
+            let manifest = insert_manifest(txn, &mut txn.open_table(COUNTERS)?, &refs)?;
+            let mut v = manifest.to_le_bytes().to_vec();
+            v.extend_from_slice(&(refs.len() as u32).to_le_bytes());
+            txn.open_table(STAGED)?.insert(k.as_slice(), v.as_slice())?;
+            txn.open_table(HOLD_TOUCHED)?.insert(hold.as_slice(), now)?;
+            Ok(0)
+        })
+        .await
     }
 
     /// Releases the holds untouched since `before` (unix seconds); returns how many.
@@ -296,7 +430,14 @@ impl MetaStore {
     }
 }
 
+/// Releases everything a hold keeps: its references on chunks and its staged parts.
 fn drop_hold(txn: &redb::WriteTransaction, hold: &HoldId, now: u64) -> MetaResult<()> {
+    let staged = staged_parts(&txn.open_table(STAGED)?, hold)?;
+    for (part, manifest, _) in staged {
+        super::drop_manifest(txn, manifest, now)?;
+        txn.open_table(STAGED)?
+            .remove(staged_key(hold, part).as_slice())?;
+    }
     let lo = hold_key(hold, &[0; 32]);
     let hi = hold_key(hold, &[0xff; 32]);
     let ids: Vec<ChunkId> = {
@@ -398,39 +539,171 @@ fn insert_by_seq(
 }
 
 /// The body of a received version, its manifests stored here: one for a chunked
-/// object, one per part for a multipart object (the parts' chunk counts split the
-/// received manifest).
+/// object, one per part for a multipart object. The first pieces are the manifests
+/// `staged` already; the pieces' chunk counts split `rest` among the others
+/// (`check_staged` has matched the counts).
 fn place_body(
     txn: &redb::WriteTransaction,
     counters: &mut CounterTable<'_>,
     rec: &ObjectRecord,
-    manifest: &[ChunkRef],
+    staged: &[u64],
+    rest: &[ChunkRef],
 ) -> MetaResult<ObjectData> {
-    if rec.chunk_count() != manifest.len() {
-        return Err(MetaError::Corrupt(format!(
-            "a received version names {} chunks but its manifest holds {}",
-            rec.chunk_count(),
-            manifest.len()
-        )));
-    }
+    let mut rest = rest;
+    let mut place = |i: usize, chunks: u32| -> MetaResult<u64> {
+        if let Some(m) = staged.get(i) {
+            return Ok(*m);
+        }
+        let (mine, after) = rest.split_at(chunks as usize);
+        rest = after;
+        insert_manifest(txn, counters, mine)
+    };
     Ok(match &rec.data {
         ObjectData::Inline(d) => ObjectData::Inline(d.clone()),
         ObjectData::Chunked { chunks, .. } => ObjectData::Chunked {
-            manifest: insert_manifest(txn, counters, manifest)?,
+            manifest: place(0, *chunks)?,
             chunks: *chunks,
         },
-        ObjectData::Parts(parts) => {
-            let mut rest = manifest;
-            let mut placed = Vec::with_capacity(parts.len());
-            for p in parts {
-                let (mine, after) = rest.split_at(p.chunks as usize);
-                rest = after;
-                placed.push(PartPiece {
-                    manifest: insert_manifest(txn, counters, mine)?,
-                    ..*p
-                });
-            }
-            ObjectData::Parts(placed)
-        }
+        ObjectData::Parts(parts) => ObjectData::Parts(
+            parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    Ok(PartPiece {
+                        manifest: place(i, p.chunks)?,
+                        ..*p
+                    })
+                })
+                .collect::<MetaResult<Vec<_>>>()?,
+        ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ChunkRow, Codec, NewChunk, test_bucket};
+    use super::*;
+
+    async fn refs_of(meta: &MetaStore, id: ChunkId) -> u32 {
+        meta.read(move |txn| {
+            let t = txn.open_table(CHUNKS)?;
+            let row = t.get(id.as_slice())?.expect("chunk row");
+            ChunkRow::decode(row.value())
+        })
+        .await
+        .unwrap()
+        .refs
+    }
+
+    async fn staged_rows(meta: &MetaStore) -> usize {
+        meta.read(|txn| Ok(txn.open_table(STAGED)?.iter()?.count()))
+            .await
+            .unwrap()
+    }
+
+    fn two_parts() -> ObjectRecord {
+        let mut rec = ObjectRecord::delete_marker(1);
+        rec.delete_marker = false;
+        rec.version_id = "00000000000000a1".into();
+        rec.seq = 0xa1;
+        rec.size = 4;
+        let part = |chunks| PartPiece {
+            manifest: 0,
+            chunks,
+            size: 2,
+        };
+        rec.data = ObjectData::Parts(vec![part(3), part(1)]);
+        rec
+    }
+
+    /// Stages parts, commits, repeats the commit, and lets a hold expire, checking
+    /// the reference counts and staged rows each step leaves.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn staged_parts_join_their_version_or_are_released_with_their_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open(&dir.path().join("meta.redb"), 1 << 20).unwrap();
+        meta.create_bucket("b", test_bucket()).await.unwrap();
+        let (a, b, absent) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let chunk = |id, offset| NewChunk {
+            id,
+            offset,
+            stored_len: 1,
+            raw_len: 1,
+            codec: Codec::Raw,
+            refs: 0,
+        };
+        meta.add_segment("b", 1, 2, vec![chunk(a, 0), chunk(b, 1)])
+            .await
+            .unwrap();
+        let r = |id| ChunkRef { id, len: 1 };
+        let part0 = vec![r(a), r(a), r(b)];
+
+        // Staging takes the part's references, once however often it is sent.
+        let hold = [7u8; 16];
+        assert_eq!(meta.stage_part(hold, 0, part0.clone()).await.unwrap(), 0);
+        assert_eq!(meta.stage_part(hold, 0, part0.clone()).await.unwrap(), 0);
+        assert_eq!((refs_of(&meta, a).await, refs_of(&meta, b).await), (2, 1));
+        // A part naming a chunk not stored here changes nothing.
+        assert_eq!(meta.stage_part(hold, 1, vec![r(absent)]).await.unwrap(), 1);
+        assert_eq!(staged_rows(&meta).await, 1);
+
+        // A commit whose manifest does not fit the staged parts is refused.
+        let err = meta
+            .apply_version("b", "k", two_parts(), vec![r(b), r(b)], Some(hold))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MetaError::Unfit(_)), "{err}");
+        assert_eq!(staged_rows(&meta).await, 1);
+
+        // The commit (the caller holds the last part's reference) moves the staged
+        // manifest into the version.
+        let m2 = meta.clone();
+        tokio::task::spawn_blocking(move || m2.take_refs_blocking(vec![(b, 1)]))
+            .await
+            .unwrap()
+            .unwrap();
+        let applied = meta
+            .apply_version("b", "k", two_parts(), vec![r(b)], Some(hold))
+            .await
+            .unwrap();
+        assert_eq!(applied, Applied::Stored);
+        assert_eq!(staged_rows(&meta).await, 0);
+        assert_eq!((refs_of(&meta, a).await, refs_of(&meta, b).await), (2, 2));
+        let stored = meta.key_versions("b", "k").await.unwrap();
+        let ObjectData::Parts(parts) = &stored[0].data else {
+            panic!("not multipart: {:?}", stored[0].data);
+        };
+        assert_eq!(meta.get_manifest(parts[0].manifest).await.unwrap(), part0);
+        assert_eq!(
+            meta.get_manifest(parts[1].manifest).await.unwrap(),
+            vec![r(b)]
+        );
+
+        // The same version sent again: its staged part is dropped.
+        let again = [8u8; 16];
+        meta.stage_part(again, 0, part0.clone()).await.unwrap();
+        assert_eq!(refs_of(&meta, a).await, 4);
+        let applied = meta
+            .apply_version("b", "k", two_parts(), Vec::new(), Some(again))
+            .await;
+        // Its last part is missing from the commit: refused before anything.
+        assert!(matches!(applied, Err(MetaError::Unfit(_))));
+        let applied = meta
+            .apply_version("b", "k", two_parts(), vec![r(b)], Some(again))
+            .await
+            .unwrap();
+        assert_eq!(applied, Applied::Held);
+        assert_eq!(refs_of(&meta, a).await, 2);
+        assert_eq!(staged_rows(&meta).await, 0);
+
+        // A transfer that never commits: its hold expires with its staged part.
+        let lost = [9u8; 16];
+        meta.stage_part(lost, 0, part0.clone()).await.unwrap();
+        assert_eq!(refs_of(&meta, a).await, 4);
+        assert_eq!(meta.expire_holds(unix_secs() + 1).await.unwrap(), 1);
+        assert_eq!((refs_of(&meta, a).await, refs_of(&meta, b).await), (2, 2));
+        assert_eq!(staged_rows(&meta).await, 0);
+        let fix = meta.fix_counts().await.unwrap();
+        assert_eq!(fix.fixed, 0, "counts agree with the manifests");
+    }
 }

@@ -15,7 +15,8 @@
 //! | POST | `missing?bucket=B` | body: chunk ids; answer: the ones the replica lacks (`wire`) |
 //! | PUT | `chunks?bucket=B&hold=H` | chunk frames as stored; each verified by BLAKE3 (else `400 BadDigest`, nothing stored), new ones packed into the replica's own segments; each chunk of the batch gets one reference under hold `H` (32 hex digits) until the commit |
 //! | POST | `versions?bucket=B&key=HEX` | JSON: the source's `VersionStamp`s of the key; answers `VersionDiff`: the version ids the replica lacks (or holds with other tags) and how many it holds beyond them |
-//! | PUT | `object?bucket=B&key=HEX&hold=H` | one version: record and manifest; takes the chunks' references and stores it under the source's id and order (`MetaStore::apply_version`), then releases hold `H`; or `409 MissingChunks` changing nothing |
+//! | PUT | `part?bucket=B&key=HEX&hold=H&part=N` | the manifest of part N (from 0) of the version sent under hold `H`; takes its chunks' references and stages it (`MetaStore::stage_part`), or `409 MissingChunks` changing nothing. A source stages every part of a multipart version but the last, so no request carries more than one part's manifest |
+//! | PUT | `object?bucket=B&key=HEX&hold=H` | one version: record and the manifests of the parts not staged; takes the chunks' references and stores it under the source's id and order with the staged parts, releasing hold `H` in the same transaction (`MetaStore::apply_version`); or `409 MissingChunks` changing nothing; or `400 InvalidRequest` when the staged parts do not fit the record |
 //! | DELETE | `object?bucket=B&key=HEX` | JSON: the source's stamps; removes the replica's versions of the key that are not among them |
 //! | POST | `hello?bucket=B` | JSON `Hello` both ways. Each side picks the highest version both speak. The replica refuses a hello with none in common (`400 IncompatibleReplicationProtocol`, logged, `hoard_replication_hello_refused_total{side="replica"}`); the source refuses such an answer the same way (`side="source"`). A successful hello makes B a replica bucket. |
 //!
@@ -46,9 +47,9 @@ use crate::meta::{MetaResult, MetaStore};
 /// Where a replica serves the replication endpoints.
 pub const PREFIX: &str = "/hoard-replica/v1/";
 /// The protocol version this build speaks.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 /// The oldest protocol version this build still speaks.
-pub const MIN_PROTOCOL: u32 = 1;
+pub const MIN_PROTOCOL: u32 = 2;
 /// Overrides `PROTOCOL` and `MIN_PROTOCOL` (as `N`): lets the real binary play an
 /// older or newer hoard in compatibility tests.
 pub const ENV_PROTOCOL: &str = "HOARD_REPLICATION_PROTOCOL";

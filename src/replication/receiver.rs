@@ -86,6 +86,7 @@ impl Receiver {
             (&Method::POST, "missing") => self.missing(req.input).await,
             (&Method::PUT, "chunks") => self.chunks(&bucket, &req.uri, req.input).await,
             (&Method::PUT, "object") => self.commit(&bucket, &req.uri, req.input).await,
+            (&Method::PUT, "part") => self.stage(&req.uri, req.input).await,
             (&Method::POST, "versions") => {
                 let key = key_of(&req.uri)?;
                 let stamps: Vec<VersionStamp> = json_body_required(req.input).await?;
@@ -134,6 +135,28 @@ impl Receiver {
         let frames = wire::decode_frames(read_body(body).await?).map_err(bad_request)?;
         let stored = self.store.store_frames(bucket, frames, hold).await?;
         json(StatusCode::OK, &serde_json::json!({ "stored": stored }))
+    }
+
+    /// Stages one part's manifest under the hold (`MetaStore::stage_part`), or
+    /// answers `409 MissingChunks` changing nothing.
+    async fn stage(&self, uri: &Uri, body: Body) -> S3Result<S3Response<Body>> {
+        let hold = hold_of(uri)?
+            .ok_or_else(|| s3_error!(InvalidArgument, "a staged part needs ?hold="))?;
+        let part = query_param(uri, "part")
+            .and_then(|p| p.parse::<u32>().ok())
+            .ok_or_else(|| s3_error!(InvalidArgument, "name the part's index: ?part=N"))?;
+        let refs = crate::meta::decode_manifest(&read_body(body).await?)
+            .map_err(|e| bad_request(e.to_string()))?;
+        let lacking = self
+            .store
+            .meta
+            .stage_part(hold, part, refs)
+            .await
+            .map_err(meta_error)?;
+        if lacking > 0 {
+            return Err(missing_chunks(lacking));
+        }
+        json(StatusCode::OK, &serde_json::json!({ "staged": part }))
     }
 
     async fn commit(&self, bucket: &str, uri: &Uri, body: Body) -> S3Result<S3Response<Body>> {
@@ -269,10 +292,11 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a version whose chunks are all here: takes their references, then
-    /// applies the version (`MetaStore::apply_version`), then releases the hold its
-    /// chunks came under. A missing chunk refuses the commit (`409 MissingChunks`)
-    /// and changes nothing; the source sends it and retries.
+    /// Stores a version whose chunks are all here: takes the references of
+    /// `manifest` (the parts not staged under `hold`), then applies the version and
+    /// releases the hold in one transaction (`MetaStore::apply_version`). A missing
+    /// chunk refuses the commit (`409 MissingChunks`) and changes nothing; the source
+    /// sends it and retries.
     pub async fn commit_version(
         &self,
         bucket: &str,
@@ -280,20 +304,6 @@ impl Store {
         rec: ObjectRecord,
         manifest: Vec<ChunkRef>,
         hold: Option<HoldId>,
-    ) -> S3Result<()> {
-        self.apply_with_refs(bucket, key, rec, manifest).await?;
-        if let Some(h) = hold {
-            self.meta.release_hold(h).await.map_err(meta_error)?;
-        }
-        Ok(())
-    }
-
-    async fn apply_with_refs(
-        &self,
-        bucket: &str,
-        key: &str,
-        rec: ObjectRecord,
-        manifest: Vec<ChunkRef>,
     ) -> S3Result<()> {
         let mut counts: std::collections::HashMap<ChunkId, u32> = Default::default();
         for r in &manifest {
@@ -311,14 +321,13 @@ impl Store {
         let taken: Vec<(ChunkId, u32)> = taken.into_iter().map(|(r, _)| r).collect();
         if !lacking.is_empty() {
             self.release(taken).await?;
-            let mut e = S3Error::with_message(
-                S3ErrorCode::Custom("MissingChunks".into()),
-                format!("{} chunks of the object are not stored here", lacking.len()),
-            );
-            e.set_status_code(StatusCode::CONFLICT);
-            return Err(e);
+            return Err(missing_chunks(lacking.len()));
         }
-        match self.meta.apply_version(bucket, key, rec, manifest).await {
+        match self
+            .meta
+            .apply_version(bucket, key, rec, manifest, hold)
+            .await
+        {
             Ok(Applied::Stored) => Ok(()),
             Ok(Applied::Held) => self.release(taken).await,
             Err(e) => {
@@ -377,6 +386,16 @@ async fn read_body(mut body: Body) -> S3Result<bytes::Bytes> {
     body.store_all_limited(wire::MAX_BODY)
         .await
         .map_err(|_| s3_error!(EntityTooLarge, "replication request body too large"))
+}
+
+/// `409 MissingChunks`: the source sends them and retries.
+fn missing_chunks(n: usize) -> S3Error {
+    let mut e = S3Error::with_message(
+        S3ErrorCode::Custom("MissingChunks".into()),
+        format!("{n} chunks of the object are not stored here"),
+    );
+    e.set_status_code(StatusCode::CONFLICT);
+    e
 }
 
 fn bad_request(why: String) -> S3Error {

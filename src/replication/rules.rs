@@ -596,12 +596,25 @@ impl ReplicaLink {
     /// Sends chunk frames (`wire::push_frame`).
     pub async fn chunks(&self, frames: Vec<u8>, hold: &HoldId) -> Result<(), RulesError> {
         let path = format!("chunks?bucket={}&hold={}", self.bucket, hex::encode(hold));
-        self.throttle.pass(frames.len()).await;
-        self.client
-            .request_bytes(http::Method::PUT, &path, frames)
-            .await
-            .map(drop)
-            .map_err(|e| self.error(&e))
+        self.put(&path, frames).await
+    }
+
+    /// Stages part `part` of the version sent under `hold`: its manifest
+    /// (`meta::encode_manifest`).
+    pub async fn stage_part(
+        &self,
+        key: &str,
+        part: u32,
+        manifest: Vec<u8>,
+        hold: &HoldId,
+    ) -> Result<(), RulesError> {
+        let path = format!(
+            "part?bucket={}&key={}&hold={}&part={part}",
+            self.bucket,
+            hex::encode(key),
+            hex::encode(hold)
+        );
+        self.put(&path, manifest).await
     }
 
     /// Commits an object (`wire::encode_object`) under `key`.
@@ -617,9 +630,13 @@ impl ReplicaLink {
             hex::encode(key),
             hex::encode(hold)
         );
-        self.throttle.pass(object.len()).await;
+        self.put(&path, object).await
+    }
+
+    async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), RulesError> {
+        self.throttle.pass(body.len()).await;
         self.client
-            .request_bytes(http::Method::PUT, &path, object)
+            .request_bytes(http::Method::PUT, path, body)
             .await
             .map(drop)
             .map_err(|e| self.error(&e))

@@ -33,7 +33,9 @@
 //! referenced until the commit releases the hold (`meta::replicated`), so a transfer
 //! may take any time without the replica's cleaner collecting its early chunks.
 //!
-//! Not yet: a bound on the manifest held per version.
+//! Memory per key synced is bounded by one part's manifest (36 bytes a chunk; a part
+//! is at most 5 GiB), never by the object's size: a multipart version travels a
+//! part at a time, each part but the last staged on the replica under the hold.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -445,7 +447,9 @@ impl Sender {
             .any(|w| crate::cleaner::in_window(*w, minute))
     }
 
-    /// Sends one version: the chunks the replica lacks, then the record and manifest.
+    /// Sends one version a part at a time, so that only one part's manifest is held:
+    /// the chunks of the part the replica lacks, then (for each part but the last)
+    /// the part's manifest to stage; then the record with the last part's manifest.
     async fn send_version(
         &self,
         link: &ReplicaLink,
@@ -453,30 +457,53 @@ impl Sender {
         rec: ObjectRecord,
         connections: usize,
     ) -> Result<u64, SendError> {
-        let manifest = version_manifest(&self.meta, &rec).await?;
-        let mut seen = HashSet::new();
-        let ids: Vec<ChunkId> = manifest
-            .iter()
-            .map(|r| r.id)
-            .filter(|id| seen.insert(*id))
-            .collect();
-        // The replica holds the chunks sent under this id until the commit.
+        // The replica holds the chunks and parts sent under this id until the commit.
         let mut hold: HoldId = [0; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut hold).map_err(
             |_| SendError::Meta(MetaError::Corrupt("no randomness for a hold id".into())),
         )?;
-        let mut sent = 0u64;
-        for batch in ids.chunks(wire::MAX_IDS / 4) {
-            let lacking = link.missing(batch).await?;
-            sent += (batch.len() * 32) as u64;
-            sent += self.send_chunks(link, lacking, connections, &hold).await?;
+        let pieces = rec.manifests();
+        let (mut sent, mut last) = (0u64, Vec::new());
+        for (i, (manifest, _)) in pieces.iter().enumerate() {
+            let refs = self.meta.get_manifest(*manifest).await?;
+            sent += self.send_lacking(link, &refs, connections, &hold).await?;
+            if i + 1 == pieces.len() {
+                last = refs;
+            } else {
+                let body = crate::meta::encode_manifest(&refs);
+                sent += body.len() as u64;
+                link.stage_part(key, i as u32, body, &hold).await?;
+            }
         }
-        let object = wire::encode_object(&rec, &manifest)
-            .map_err(|e| SendError::Meta(MetaError::Corrupt(e)))?;
+        let object =
+            wire::encode_object(&rec, &last).map_err(|e| SendError::Meta(MetaError::Corrupt(e)))?;
         sent += object.len() as u64;
         link.commit(key, object, &hold).await?;
         self.metrics.replication_logical_bytes.inc_by(rec.size);
         self.metrics.replication_sent_bytes.inc_by(sent);
+        Ok(sent)
+    }
+
+    /// Sends the chunks of `refs` the replica lacks; returns the bytes sent.
+    async fn send_lacking(
+        &self,
+        link: &ReplicaLink,
+        refs: &[ChunkRef],
+        connections: usize,
+        hold: &HoldId,
+    ) -> Result<u64, SendError> {
+        let mut seen = HashSet::new();
+        let ids: Vec<ChunkId> = refs
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| seen.insert(*id))
+            .collect();
+        let mut sent = 0u64;
+        for batch in ids.chunks(wire::MAX_IDS / 4) {
+            let lacking = link.missing(batch).await?;
+            sent += (batch.len() * 32) as u64;
+            sent += self.send_chunks(link, lacking, connections, hold).await?;
+        }
         Ok(sent)
     }
 

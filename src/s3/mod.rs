@@ -140,6 +140,7 @@ pub(crate) fn meta_error(e: MetaError) -> S3Error {
             e.set_status_code(http::StatusCode::FORBIDDEN);
             e
         }
+        MetaError::Unfit(msg) => S3Error::with_message(S3ErrorCode::InvalidRequest, msg),
         other => internal("metadata operation failed", &other),
     }
 }
@@ -154,6 +155,10 @@ pub(crate) fn ingest_error(e: IngestError) -> S3Error {
         IngestError::Incomplete { got, expected } => S3Error::with_message(
             S3ErrorCode::IncompleteBody,
             format!("The request body had {got} bytes, but {expected} were declared."),
+        ),
+        IngestError::TooLarge => s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size."
         ),
         IngestError::Meta(MetaError::NoSuchBucket) => no_such_bucket(),
         other => internal("upload failed", &other),

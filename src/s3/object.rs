@@ -14,7 +14,7 @@ use crate::ingest::{ChecksumSet, IngestParams, Ingested, IngestedBody};
 use crate::meta::{BucketRecord, ObjectData, ObjectRecord, ReplicationState};
 
 /// S3's limit for one PUT.
-pub(super) const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
+pub(super) const MAX_PUT_SIZE: i64 = crate::ingest::MAX_BODY_BYTES as i64;
 pub(super) const MAX_KEY_LEN: usize = 1024;
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 

@@ -341,6 +341,57 @@ pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Ve
     out.e_tag().unwrap_or("").trim_matches('"').to_owned()
 }
 
+/// Uploads `parts` as one multipart object; returns its ETag.
+pub async fn put_multipart(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    parts: &[Vec<u8>],
+) -> String {
+    let up = c
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let mut done = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let r = c
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(n)
+            .body(p.clone().into())
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap())
+                .build(),
+        );
+    }
+    let out = c
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.e_tag().unwrap_or_default().to_owned()
+}
+
 pub async fn set_versioning(
     c: &aws_sdk_s3::Client,
     bucket: &str,
