@@ -54,7 +54,7 @@ pub use quota::Quotas;
 use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
 pub use repair::{CountFix, RefHold, RefHolders};
-pub use replicated::{Applied, HOLD_TTL_SECS, HoldId, VersionDiff, VersionStamp};
+pub use replicated::{Applied, HOLD_TTL_SECS, HoldId, VersionDiff, VersionStamp, new_hold_id};
 pub use replication::{FailedRecord, ReplicaRecord, ReplicationState, RuleRecord, TargetTrust};
 pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;

@@ -61,6 +61,14 @@ pub const HOLD_TTL_SECS: u64 = 24 * 3600;
 
 pub type HoldId = [u8; 16];
 
+/// A fresh random hold id.
+pub fn new_hold_id() -> MetaResult<HoldId> {
+    let mut hold: HoldId = [0; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut hold)
+        .map_err(|_| MetaError::Corrupt("no randomness for a hold id".into()))?;
+    Ok(hold)
+}
+
 fn hold_key(hold: &HoldId, id: &ChunkId) -> Vec<u8> {
     let mut k = hold.to_vec();
     k.extend_from_slice(id);

@@ -6,19 +6,30 @@
 //! A seed directory holds:
 //! - `seed.json`: `SeedManifest`: format, source bucket, encryption (salt and a
 //!   sealed check value), how many steps, totals, finished.
-//! - `SSSSSSSS-PPPP.chunks`: chunk frames as stored (`wire::push_frame`), about
+//! - `SSSSSSSS-FFFF.chunks`: chunk frames as stored (`wire::push_frame`), about
 //!   `PACK_BYTES` each; each chunk of the bucket is in the seed once.
-//! - `SSSSSSSS.objects`: per version, oldest version of a key first: key length
-//!   (u32 LE) | key | object length (u32 LE) | `wire::encode_object`.
-//! - `export.redb`: the export's own state (the chunk ids written so far, the last
-//!   key done, the next step). The import does not read it.
+//! - `SSSSSSSS-FFFF.objects`, about `PACK_BYTES` each: entries of key length (u32
+//!   LE) | key | entry length (u32 LE) | entry, per version (oldest version of a
+//!   key first) each part but the last (`P` | part index (u32 LE) | its manifest),
+//!   then the version (`V` | `wire::encode_object` with the last part's manifest).
+//! - `export.redb`: the export's own state (the chunk ids written so far and the
+//!   step that wrote each, the last key done, the next step). The import does not
+//!   read it.
+//!
+//! A step takes up to `STEP_KEYS` keys, and no further key once it wrote
+//! `STEP_BYTES` of chunks. Memory is bounded by configuration, not by the bucket
+//! or an object: one part's manifest, one file being written, and at most
+//! `IDS_HELD` chunk ids (a step flushes its ids to `export.redb` past that).
 //!
 //! Invariants:
-//! - Step S writes its chunk files, then its objects file (each temp name, fsync,
+//! - Step S writes its chunk files, then its objects files (each temp name, fsync,
 //!   rename), and only then commits its state: an interrupted export resumes at the
-//!   first step not committed and rewrites that step's files.
-//! - A chunk first written in step S is named by a version of step S, so after a
-//!   step's import every chunk it stored holds a reference.
+//!   first step not committed, forgets the ids that step recorded, and rewrites its
+//!   files.
+//! - A chunk first written in step S is named by a part or version of step S, so
+//!   after a step's import every chunk it stored holds a reference. A version's
+//!   parts and record are in one step; the import stages the parts under a hold and
+//!   the record's commit takes them (`meta::replicated`).
 //! - With a passphrase, every file but `seed.json` and `export.redb` is sealed with
 //!   AES-256-GCM under a key derived from it (PBKDF2, salt in `seed.json`), the
 //!   file name as associated data: a wrong passphrase, a swapped or altered file is
@@ -30,29 +41,37 @@
 //! drives them one call per step and prints the progress.
 
 use bytes::Bytes;
-use redb::{ReadableDatabase, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use super::receiver::Store;
-use super::sender::{SendError, read_frame, version_manifest};
+use super::sender::{SendError, read_frame};
 use super::wire;
-use crate::meta::{ChunkId, ListEntry, ListQuery, MetaError, MetaStore};
+use crate::meta::{ChunkId, HoldId, ListEntry, ListQuery, MetaError, MetaStore};
 use crate::secrets::SecretBox;
 use crate::segments::SegmentStore;
 
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// A chunk file is closed once it holds this many bytes.
 const PACK_BYTES: usize = 64 << 20;
-/// Keys exported per step.
+/// Most keys exported per step.
 const STEP_KEYS: usize = 100;
+/// A step takes no further key once it has written this many chunk bytes.
+const STEP_BYTES: u64 = 1 << 30;
+/// Chunk ids a step keeps in memory before flushing them to `IDS`.
+const IDS_HELD: usize = 1 << 18;
 const MANIFEST: &str = "seed.json";
 const STATE_DB: &str = "export.redb";
 /// A value sealed into `seed.json`, to tell a wrong passphrase at once.
 const CHECK: &str = "hoard seed";
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
-const IDS: TableDefinition<&[u8], ()> = TableDefinition::new("ids");
+/// chunk id -> the step that wrote it.
+const IDS: TableDefinition<&[u8], u64> = TableDefinition::new("ids");
+/// step (u64 BE) ++ chunk id -> (): the ids of each step, to forget a step's ids
+/// when it is run again.
+const STEP_IDS: TableDefinition<&[u8], ()> = TableDefinition::new("step_ids");
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
@@ -183,51 +202,44 @@ pub async fn export_step(
         )
         .await?;
     let step = state.progress.steps;
+    forget_ids_from(&db, step)?;
     let mut w = StepWriter {
         dir: &dir,
         sealer: sealer.as_ref(),
+        db: &db,
+        written: db.begin_read()?.open_table(IDS)?,
         step,
-        part: 0,
-        pack: Vec::new(),
-        objects: Vec::new(),
+        pack: (0, Vec::new()),
+        objects: (0, Vec::new()),
         new_ids: std::collections::HashSet::new(),
+        ids_held: IDS_HELD,
         progress: state.progress.clone(),
     };
-    let read = db.begin_read()?;
-    let written = read.open_table(IDS)?;
-    let mut last = state.after.clone();
+    let (mut last, mut keys, mut stopped_early) = (state.after.clone(), 0, false);
     for entry in &page.entries {
         let ListEntry::Object(key, _) = entry else {
             continue;
         };
+        if keys > 0 && w.progress.chunk_bytes >= state.progress.chunk_bytes + STEP_BYTES {
+            stopped_early = true;
+            break;
+        }
         for rec in meta.key_versions(&req.bucket, key).await?.into_iter().rev() {
-            let refs = version_manifest(meta, &rec).await?;
-            let mut fresh: Vec<ChunkId> = Vec::new();
-            for r in &refs {
-                if written.get(r.id.as_slice())?.is_none() && w.new_ids.insert(r.id) {
-                    fresh.push(r.id);
-                }
-            }
-            let locs = meta.chunk_locations(fresh.clone()).await?;
-            for (id, loc) in fresh.into_iter().zip(locs) {
-                w.push_chunk(read_frame(segments, id, loc).await?)?;
-            }
-            let object = wire::encode_object(&rec, &refs).map_err(SeedError::Invalid)?;
-            w.push_object(key, &object, rec.size);
+            w.push_version(meta, segments, key, &rec).await?;
         }
         w.progress.keys += 1;
+        keys += 1;
         last = Some(key.clone());
     }
-    drop((written, read));
     let new_ids = w.finish()?;
     let mut progress = w.progress;
     progress.steps += 1;
-    progress.finished = !page.truncated;
+    progress.finished = !page.truncated && !stopped_early;
     let next = ExportState {
         after: last,
         progress: progress.clone(),
     };
-    commit_state(&db, &next, new_ids)?;
+    commit_state(&db, step, &next, new_ids)?;
     if progress.finished {
         let done = SeedManifest {
             progress: progress.clone(),
@@ -296,19 +308,45 @@ pub async fn import_step(
             .map_err(|e| SeedError::Import(format!("{name}: {}", e_message(&e))))?;
         out.chunks_stored += stored as u64;
     }
-    let name = objects_name(req.step);
-    let body = read_sealed(&dir, &name, sealer.as_ref())?
-        .ok_or_else(|| SeedError::Import(format!("{name} is missing")))?;
-    for (key, object) in
-        decode_objects(&body).map_err(|why| SeedError::Import(format!("{name}: {why}")))?
-    {
-        let (rec, refs) = wire::decode_object(object)
-            .map_err(|why| SeedError::Import(format!("{name}: {why}")))?;
-        store
-            .commit_version(&req.bucket, &key, rec, refs, None)
-            .await
-            .map_err(|e| SeedError::Import(format!("{key:?}: {}", e_message(&e))))?;
-        out.versions += 1;
+    // The parts of a version staged ahead of its record, all in this step.
+    let mut hold: Option<HoldId> = None;
+    for file in 0.. {
+        let name = objects_name(req.step, file);
+        let Some(body) = read_sealed(&dir, &name, sealer.as_ref())? else {
+            if file == 0 {
+                return Err(SeedError::Import(format!("{name} is missing")));
+            }
+            break;
+        };
+        let entries =
+            decode_objects(&body).map_err(|why| SeedError::Import(format!("{name}: {why}")))?;
+        for (key, entry) in entries {
+            let failed = |why: String| SeedError::Import(format!("{name}, {key:?}: {why}"));
+            match entry {
+                Entry::Part(part, manifest) => {
+                    let refs = crate::meta::decode_manifest(manifest)
+                        .map_err(|e| failed(e.to_string()))?;
+                    let h = match (part, hold) {
+                        (0, _) | (_, None) => *hold.insert(crate::meta::new_hold_id()?),
+                        (_, Some(h)) => h,
+                    };
+                    let lacking = store.meta.stage_part(h, part, refs).await?;
+                    if lacking > 0 {
+                        return Err(failed(format!(
+                            "{lacking} chunks are in no file of the seed"
+                        )));
+                    }
+                }
+                Entry::Version(object) => {
+                    let (rec, refs) = wire::decode_object(object).map_err(failed)?;
+                    store
+                        .commit_version(&req.bucket, &key, rec, refs, hold.take())
+                        .await
+                        .map_err(|e| failed(e_message(&e)))?;
+                    out.versions += 1;
+                }
+            }
+        }
     }
     Ok(out)
 }
@@ -317,75 +355,173 @@ fn e_message(e: &s3s::S3Error) -> String {
     e.message().unwrap_or("failed").to_owned()
 }
 
-/// The files of one export step, as they are written.
+/// The files of one export step, as they are written: chunk files and objects
+/// files, each (file number, bytes so far) closed at `PACK_BYTES`.
 struct StepWriter<'a> {
     dir: &'a Path,
     sealer: Option<&'a SecretBox>,
+    db: &'a redb::Database,
+    /// The ids written by earlier steps (and flushed by this one).
+    written: redb::ReadOnlyTable<&'static [u8], u64>,
     step: u64,
-    part: u32,
-    pack: Vec<u8>,
-    objects: Vec<u8>,
+    pack: (u32, Vec<u8>),
+    objects: (u32, Vec<u8>),
+    /// Ids this step wrote and has not flushed to `IDS` yet (at most `ids_held`).
     new_ids: std::collections::HashSet<ChunkId>,
+    ids_held: usize,
     progress: SeedProgress,
 }
 
+/// One entry of an objects file.
+enum Entry<'a> {
+    /// A part (not the last) of the version that follows: its index and manifest.
+    Part(u32, &'a [u8]),
+    /// A version: `wire::encode_object` with the manifest of its last part.
+    Version(&'a [u8]),
+}
+
 impl StepWriter<'_> {
+    /// Writes one version a part at a time (only one part's manifest is held): the
+    /// chunks of each part not in the seed yet, each part but the last as a `Part`
+    /// entry, then the version with its last part.
+    async fn push_version(
+        &mut self,
+        meta: &MetaStore,
+        segments: &SegmentStore,
+        key: &str,
+        rec: &crate::meta::ObjectRecord,
+    ) -> Result<(), SeedError> {
+        let pieces = rec.manifests();
+        let mut last = Vec::new();
+        for (i, (manifest, _)) in pieces.iter().enumerate() {
+            let refs = meta.get_manifest(*manifest).await?;
+            let mut fresh: Vec<ChunkId> = Vec::new();
+            for r in &refs {
+                if self.is_new(&r.id)? {
+                    fresh.push(r.id);
+                }
+            }
+            let locs = meta.chunk_locations(fresh.clone()).await?;
+            for (id, loc) in fresh.into_iter().zip(locs) {
+                self.push_chunk(read_frame(segments, id, loc).await?)?;
+            }
+            if i + 1 == pieces.len() {
+                last = refs;
+            } else {
+                let mut entry = vec![b'P'];
+                entry.extend_from_slice(&(i as u32).to_le_bytes());
+                entry.extend_from_slice(&crate::meta::encode_manifest(&refs));
+                self.push_entry(key, &entry)?;
+            }
+        }
+        let mut entry = vec![b'V'];
+        entry.extend(wire::encode_object(rec, &last).map_err(SeedError::Invalid)?);
+        self.push_entry(key, &entry)?;
+        self.progress.versions += 1;
+        self.progress.logical_bytes += rec.size;
+        Ok(())
+    }
+
+    /// Not written by an earlier step nor by this one; noted as written now. Past
+    /// `ids_held` ids this step's set is flushed to `IDS`, so it stays bounded.
+    fn is_new(&mut self, id: &ChunkId) -> Result<bool, SeedError> {
+        if self.new_ids.contains(id) || self.written.get(id.as_slice())?.is_some() {
+            return Ok(false);
+        }
+        self.new_ids.insert(*id);
+        if self.new_ids.len() >= self.ids_held {
+            let ids: Vec<ChunkId> = self.new_ids.drain().collect();
+            record_ids(self.db, self.step, &ids, None)?;
+            self.written = self.db.begin_read()?.open_table(IDS)?;
+        }
+        Ok(true)
+    }
+
     fn push_chunk(&mut self, frame: wire::ChunkFrame) -> Result<(), SeedError> {
         self.progress.chunks += 1;
         self.progress.chunk_bytes += frame.stored.len() as u64;
-        wire::push_frame(&mut self.pack, &frame);
-        if self.pack.len() >= PACK_BYTES {
+        wire::push_frame(&mut self.pack.1, &frame);
+        if self.pack.1.len() >= PACK_BYTES {
             self.flush_pack()?;
         }
         Ok(())
     }
 
-    fn push_object(&mut self, key: &str, object: &[u8], size: u64) {
-        for part in [key.as_bytes(), object] {
+    fn push_entry(&mut self, key: &str, entry: &[u8]) -> Result<(), SeedError> {
+        for item in [key.as_bytes(), entry] {
             self.objects
-                .extend_from_slice(&(part.len() as u32).to_le_bytes());
-            self.objects.extend_from_slice(part);
+                .1
+                .extend_from_slice(&(item.len() as u32).to_le_bytes());
+            self.objects.1.extend_from_slice(item);
         }
-        self.progress.versions += 1;
-        self.progress.logical_bytes += size;
+        if self.objects.1.len() >= PACK_BYTES {
+            self.flush_objects()?;
+        }
+        Ok(())
     }
 
     fn flush_pack(&mut self) -> Result<(), SeedError> {
-        let name = pack_name(self.step, self.part);
-        write_sealed(self.dir, &name, std::mem::take(&mut self.pack), self.sealer)?;
-        self.part += 1;
+        let name = pack_name(self.step, self.pack.0);
+        write_sealed(
+            self.dir,
+            &name,
+            std::mem::take(&mut self.pack.1),
+            self.sealer,
+        )?;
+        self.pack.0 += 1;
         Ok(())
     }
 
-    /// Writes the last chunk file and the objects file; returns the chunk ids the
-    /// step wrote.
+    fn flush_objects(&mut self) -> Result<(), SeedError> {
+        let name = objects_name(self.step, self.objects.0);
+        write_sealed(
+            self.dir,
+            &name,
+            std::mem::take(&mut self.objects.1),
+            self.sealer,
+        )?;
+        self.objects.0 += 1;
+        Ok(())
+    }
+
+    /// Writes the last files; returns the chunk ids the step wrote and has not
+    /// flushed yet.
     fn finish(&mut self) -> Result<Vec<ChunkId>, SeedError> {
-        if !self.pack.is_empty() {
+        if !self.pack.1.is_empty() {
             self.flush_pack()?;
         }
+        if !self.objects.1.is_empty() || self.objects.0 == 0 {
+            self.flush_objects()?;
+        }
         // A rerun of a step that wrote more files before must not leave them behind.
-        let _ = std::fs::remove_file(self.dir.join(pack_name(self.step, self.part)));
-        let objects = std::mem::take(&mut self.objects);
-        write_sealed(self.dir, &objects_name(self.step), objects, self.sealer)?;
+        let _ = std::fs::remove_file(self.dir.join(pack_name(self.step, self.pack.0)));
+        let _ = std::fs::remove_file(self.dir.join(objects_name(self.step, self.objects.0)));
         Ok(self.new_ids.drain().collect())
     }
 }
 
-fn pack_name(step: u64, part: u32) -> String {
-    format!("{step:08}-{part:04}.chunks")
+fn pack_name(step: u64, file: u32) -> String {
+    format!("{step:08}-{file:04}.chunks")
 }
 
-fn objects_name(step: u64) -> String {
-    format!("{step:08}.objects")
+fn objects_name(step: u64, file: u32) -> String {
+    format!("{step:08}-{file:04}.objects")
 }
 
-fn decode_objects(mut b: &[u8]) -> Result<Vec<(String, &[u8])>, String> {
+fn decode_objects(mut b: &[u8]) -> Result<Vec<(String, Entry<'_>)>, String> {
     let mut out = Vec::new();
     while !b.is_empty() {
         let key =
             String::from_utf8(take_item(&mut b)?.to_vec()).map_err(|_| "a key is not UTF-8")?;
-        let object = take_item(&mut b)?;
-        out.push((key, object));
+        let entry = match take_item(&mut b)?.split_first() {
+            Some((b'V', object)) => Entry::Version(object),
+            Some((b'P', rest)) if rest.len() >= 4 => {
+                let (n, manifest) = rest.split_at(4);
+                Entry::Part(u32::from_le_bytes([n[0], n[1], n[2], n[3]]), manifest)
+            }
+            _ => return Err("an entry of unknown kind".into()),
+        };
+        out.push((key, entry));
     }
     Ok(out)
 }
@@ -551,6 +687,7 @@ fn open_state(dir: &Path) -> Result<redb::Database, SeedError> {
     let txn = db.begin_write()?;
     txn.open_table(STATE)?;
     txn.open_table(IDS)?;
+    txn.open_table(STEP_IDS)?;
     txn.commit()?;
     Ok(db)
 }
@@ -563,20 +700,103 @@ fn read_state(db: &redb::Database) -> Result<ExportState, SeedError> {
     })
 }
 
-fn commit_state(
+/// Records ids step `step` wrote, with the export's state when given, in one
+/// transaction.
+fn record_ids(
     db: &redb::Database,
-    state: &ExportState,
-    new_ids: Vec<ChunkId>,
+    step: u64,
+    new_ids: &[ChunkId],
+    state: Option<&ExportState>,
 ) -> Result<(), SeedError> {
     let txn = db.begin_write()?;
     {
         let mut ids = txn.open_table(IDS)?;
-        for id in &new_ids {
-            ids.insert(id.as_slice(), ())?;
+        let mut by_step = txn.open_table(STEP_IDS)?;
+        for id in new_ids {
+            ids.insert(id.as_slice(), step)?;
+            by_step.insert(step_id_key(step, id).as_slice(), ())?;
         }
-        txn.open_table(STATE)?
-            .insert("export", serde_json::to_vec(state)?.as_slice())?;
+        if let Some(state) = state {
+            txn.open_table(STATE)?
+                .insert("export", serde_json::to_vec(state)?.as_slice())?;
+        }
     }
     txn.commit()?;
     Ok(())
+}
+
+fn commit_state(
+    db: &redb::Database,
+    step: u64,
+    state: &ExportState,
+    new_ids: Vec<ChunkId>,
+) -> Result<(), SeedError> {
+    record_ids(db, step, &new_ids, Some(state))
+}
+
+fn step_id_key(step: u64, id: &ChunkId) -> Vec<u8> {
+    let mut k = step.to_be_bytes().to_vec();
+    k.extend_from_slice(id);
+    k
+}
+
+/// Forgets the ids recorded by step `step` and later ones: a step run again
+/// (after an interruption) writes its chunks again.
+fn forget_ids_from(db: &redb::Database, step: u64) -> Result<(), SeedError> {
+    let txn = db.begin_write()?;
+    {
+        let from = step.to_be_bytes().to_vec();
+        let mut by_step = txn.open_table(STEP_IDS)?;
+        let mut ids = txn.open_table(IDS)?;
+        for row in by_step.range(from.as_slice()..)? {
+            ids.remove(&row?.0.value()[8..])?;
+        }
+        by_step.retain_in(from.as_slice().., |_, _| false)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids_recorded(db: &redb::Database) -> usize {
+        let txn = db.begin_read().unwrap();
+        let n = txn.open_table(IDS).unwrap().iter().unwrap().count();
+        n
+    }
+
+    /// A step's ids flushed past the bound still count as written, and a step run
+    /// again forgets the ids it recorded before, but not those of earlier steps.
+    #[test]
+    fn a_steps_ids_stay_bounded_and_a_rerun_step_forgets_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_state(dir.path()).unwrap();
+        record_ids(&db, 0, &[[1; 32], [2; 32]], None).unwrap();
+        let mut w = StepWriter {
+            dir: dir.path(),
+            sealer: None,
+            db: &db,
+            written: db.begin_read().unwrap().open_table(IDS).unwrap(),
+            step: 1,
+            pack: (0, Vec::new()),
+            objects: (0, Vec::new()),
+            new_ids: std::collections::HashSet::new(),
+            ids_held: 2,
+            progress: SeedProgress::default(),
+        };
+        let fresh: Vec<bool> = [
+            [1; 32], [3; 32], [4; 32], [5; 32], [3; 32], [4; 32], [5; 32],
+        ]
+        .iter()
+        .map(|id| w.is_new(id).unwrap())
+        .collect();
+        assert_eq!(fresh, [false, true, true, true, false, false, false]);
+        assert!(w.new_ids.len() < 2, "the set was flushed");
+        assert_eq!(ids_recorded(&db), 4);
+        drop(w);
+        forget_ids_from(&db, 1).unwrap();
+        assert_eq!(ids_recorded(&db), 2, "step 0's ids stay");
+    }
 }

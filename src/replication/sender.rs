@@ -458,10 +458,7 @@ impl Sender {
         connections: usize,
     ) -> Result<u64, SendError> {
         // The replica holds the chunks and parts sent under this id until the commit.
-        let mut hold: HoldId = [0; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut hold).map_err(
-            |_| SendError::Meta(MetaError::Corrupt("no randomness for a hold id".into())),
-        )?;
+        let hold = crate::meta::new_hold_id()?;
         let pieces = rec.manifests();
         let (mut sent, mut last) = (0u64, Vec::new());
         for (i, (manifest, _)) in pieces.iter().enumerate() {
@@ -541,18 +538,6 @@ impl Sender {
         }
         Ok(sent)
     }
-}
-
-/// The chunk references of all of a version's manifests, in order.
-pub(super) async fn version_manifest(
-    meta: &MetaStore,
-    rec: &ObjectRecord,
-) -> Result<Vec<ChunkRef>, MetaError> {
-    let mut manifest = Vec::with_capacity(rec.chunk_count());
-    for (id, _) in rec.manifests() {
-        manifest.extend(meta.get_manifest(id).await?);
-    }
-    Ok(manifest)
 }
 
 /// A chunk as stored, read from its segment.
