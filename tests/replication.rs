@@ -620,6 +620,56 @@ async fn a_key_the_replica_refuses_is_set_aside_as_failed_and_requeued() {
     assert_no_panic(&source);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicas_quota_holds_for_replicated_versions() {
+    let (replica, key) = replica_with_key(&[]);
+    let source = source_with_bucket();
+    let (src, dst) = (source.client(), replica.client());
+    let (ok, text) = cli(&replica, &["quota", "set", "--bucket", "mirror", "1MiB"]);
+    assert!(ok, "{text}");
+    let ca = replica.ca_pem().display().to_string();
+    let (ok, text) = add_rule(&source, &replica, &key, &["--target-ca", &ca]);
+    assert!(ok, "{text}");
+    let big = random_bytes(7, 11 << 20);
+    // The big one in three parts: the parts staged before the refusal are released.
+    let parts: Vec<Vec<u8>> = big.chunks(5 << 20).map(<[u8]>::to_vec).collect();
+    put_multipart(&src, "data", "big", &parts).await;
+    put_bytes(&src, "data", "small", random_bytes(8, 200_000)).await;
+    eventually(
+        60,
+        "the small object replicates, the big one fails",
+        || async {
+            replication_status(&src, "data", "small").await == "COMPLETED"
+                && replication_status(&src, "data", "big").await == "FAILED"
+        },
+    )
+    .await;
+    let text = status(&source);
+    assert!(text.contains("over its quota"), "{text}");
+    let missing = dst.head_object().bucket("mirror").key("big").send().await;
+    assert_eq!(status_of(&missing.unwrap_err()), 404);
+    // Nothing of the refused version stays referenced: the cleaner reclaims it all.
+    let (ok, text) = cli(&replica, &["gc", "--grace-period", "0s"]);
+    assert!(ok, "{text}");
+    let left = stats(&replica).await.total.unique_bytes;
+    assert!(left < 1 << 20, "{left} bytes of chunks stay on the replica");
+    let (ok, text) = cli(&replica, &["verify"]);
+    assert!(ok, "{text}");
+
+    // With room made on the replica, a requeue brings it over.
+    let (ok, text) = cli(&replica, &["quota", "set", "--bucket", "mirror", "none"]);
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&source, &["replication", "requeue", "data"]);
+    assert!(ok, "{text}");
+    eventually(60, "the requeued key replicates", || async {
+        replication_status(&src, "data", "big").await == "COMPLETED"
+    })
+    .await;
+    assert_eq!(get_bytes(&dst, "mirror", "big").await, big);
+    assert_no_panic(&replica);
+    assert_no_panic(&source);
+}
+
 #[tokio::test]
 async fn the_bandwidth_limit_holds_the_transfer_back() {
     let (replica, key) = replica_with_key(&[]);

@@ -11,6 +11,8 @@
 //! 3. `prune_versions` removes the versions the source no longer has.
 //!
 //! Invariants, besides those of `versions`:
+//! - A version that would take the bucket or the store over its quota is refused
+//!   (`QuotaExceeded`) before anything changes, as a client's write would be.
 //! - A replica holds at most one version per (version id, seq), and at most one
 //!   "null" version: a "null" version received replaces the one held.
 //! - The replica's version counter stays above every `seq` it received, so a
@@ -246,6 +248,17 @@ impl MetaStore {
                 }
                 return Ok(Applied::Held);
             }
+            // The replica's quotas hold for what it receives (a "null" version
+            // replaces the one held).
+            let replaces = (rec.version_id == NULL_VERSION).then_some(key.as_str());
+            super::quota::ensure_quota(
+                txn,
+                &super::QuotaCheck {
+                    bucket: &bucket,
+                    key: replaces,
+                    size: rec.size,
+                },
+            )?;
             let mut counters = txn.open_table(COUNTERS)?;
             if rec.version_id == NULL_VERSION {
                 delete_key(txn, &mut counters, &bucket, &key, Some(NULL_VERSION), now)?;
@@ -410,6 +423,12 @@ impl MetaStore {
             Ok(0)
         })
         .await
+    }
+
+    /// Releases a hold: its references on chunks and its staged parts.
+    pub async fn release_hold(&self, hold: HoldId) -> MetaResult<()> {
+        self.write(false, move |txn| drop_hold(txn, &hold, unix_secs()))
+            .await
     }
 
     /// Releases the holds untouched since `before` (unix seconds); returns how many.

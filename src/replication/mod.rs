@@ -46,7 +46,8 @@ use crate::meta::{MetaResult, MetaStore};
 
 /// Where a replica serves the replication endpoints.
 pub const PREFIX: &str = "/hoard-replica/v1/";
-/// The protocol version this build speaks.
+/// The protocol version this build speaks. 2 added staged parts (`part`); a
+/// version-1 peer would not know them, so it is refused.
 pub const PROTOCOL: u32 = 2;
 /// The oldest protocol version this build still speaks.
 pub const MIN_PROTOCOL: u32 = 2;

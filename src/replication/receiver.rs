@@ -295,9 +295,27 @@ impl Store {
     /// Stores a version whose chunks are all here: takes the references of
     /// `manifest` (the parts not staged under `hold`), then applies the version and
     /// releases the hold in one transaction (`MetaStore::apply_version`). A missing
-    /// chunk refuses the commit (`409 MissingChunks`) and changes nothing; the source
-    /// sends it and retries.
+    /// chunk refuses the commit (`409 MissingChunks`); a refused commit changes
+    /// nothing but releasing the hold, which a source never sends under again (its
+    /// retry starts over under a new one).
     pub async fn commit_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: ObjectRecord,
+        manifest: Vec<ChunkRef>,
+        hold: Option<HoldId>,
+    ) -> S3Result<()> {
+        let applied = self.apply_with_refs(bucket, key, rec, manifest, hold).await;
+        if let (Err(_), Some(h)) = (&applied, hold)
+            && let Err(e) = self.meta.release_hold(h).await
+        {
+            tracing::warn!(bucket, error = %e, "releasing the hold of a refused commit");
+        }
+        applied
+    }
+
+    async fn apply_with_refs(
         &self,
         bucket: &str,
         key: &str,

@@ -415,7 +415,9 @@ pub fn admin(server: &Server) -> hoard::client::AdminClient {
         access_key: ACCESS_KEY.into(),
         secret_key: SECRET_KEY.into(),
     };
-    hoard::client::AdminClient::new(&server.endpoint(), "us-east-1", creds, None).unwrap()
+    let ca = server.ca_pem();
+    let ca = ca.exists().then_some(ca.as_path());
+    hoard::client::AdminClient::new(&server.endpoint(), "us-east-1", creds, ca).unwrap()
 }
 
 /// Stats from the admin endpoint of a running server.
