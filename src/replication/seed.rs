@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use super::receiver::Store;
-use super::sender::{SendError, read_frame};
+use super::sender::{Located, SendError, read_run, runs};
 use super::wire;
 use crate::meta::{ChunkId, HoldId, ListEntry, ListQuery, MetaError, MetaStore};
 use crate::secrets::SecretBox;
@@ -402,8 +402,11 @@ impl StepWriter<'_> {
                 }
             }
             let locs = meta.chunk_locations(fresh.clone()).await?;
-            for (id, loc) in fresh.into_iter().zip(locs) {
-                self.push_chunk(read_frame(segments, id, loc).await?)?;
+            let located: Vec<Located> = fresh.into_iter().zip(locs).collect();
+            for run in runs(&located) {
+                for frame in read_run(segments, run).await? {
+                    self.push_chunk(frame)?;
+                }
             }
             if i + 1 == pieces.len() {
                 last = refs;

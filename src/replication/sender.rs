@@ -63,6 +63,8 @@ pub enum SendError {
     Link(#[from] RulesError),
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error("a chunk batch's task failed: {0}")]
+    Task(String),
     #[error("reading chunk {chunk} from segment {segment}: {reason}")]
     Chunk {
         chunk: String,
@@ -122,7 +124,7 @@ const FAILED_RETRY: Duration = Duration::from_secs(600);
 /// A rule's link and its retry state.
 struct Peer {
     rule: RuleRecord,
-    link: ReplicaLink,
+    link: Arc<ReplicaLink>,
     retry_at: Option<Instant>,
     backoff: Duration,
     /// When the failed keys were last requeued.
@@ -389,7 +391,7 @@ impl Sender {
                         bucket.clone(),
                         Peer {
                             rule: rule.clone(),
-                            link,
+                            link: Arc::new(link),
                             retry_at: None,
                             backoff: BACKOFF_MIN,
                             requeued_at: None,
@@ -407,7 +409,7 @@ impl Sender {
     /// sent, their logical bytes, the bytes sent).
     async fn sync_key(
         &self,
-        link: &ReplicaLink,
+        link: &Arc<ReplicaLink>,
         bucket: &str,
         key: &str,
         connections: usize,
@@ -452,7 +454,7 @@ impl Sender {
     /// the part's manifest to stage; then the record with the last part's manifest.
     async fn send_version(
         &self,
-        link: &ReplicaLink,
+        link: &Arc<ReplicaLink>,
         key: &str,
         rec: ObjectRecord,
         connections: usize,
@@ -484,7 +486,7 @@ impl Sender {
     /// Sends the chunks of `refs` the replica lacks; returns the bytes sent.
     async fn send_lacking(
         &self,
-        link: &ReplicaLink,
+        link: &Arc<ReplicaLink>,
         refs: &[ChunkRef],
         connections: usize,
         hold: &HoldId,
@@ -506,42 +508,137 @@ impl Sender {
 
     /// Sends `ids` as stored, in batches of about `wire::BATCH_BYTES`, with up to
     /// `connections` batches in flight (MultiConnect: each in-flight request holds
-    /// its own HTTPS connection); returns the bytes sent.
+    /// its own HTTPS connection); returns the bytes sent. Each batch is a task of
+    /// its own, so batches travel while the next one is read.
     async fn send_chunks(
         &self,
-        link: &ReplicaLink,
+        link: &Arc<ReplicaLink>,
         ids: Vec<ChunkId>,
         connections: usize,
         hold: &HoldId,
     ) -> Result<u64, SendError> {
-        use futures::StreamExt;
         let locs = self.meta.chunk_locations(ids.clone()).await?;
-        let (mut body, mut sent) = (Vec::new(), 0u64);
-        let mut in_flight = futures::stream::FuturesUnordered::new();
-        for (id, loc) in ids.into_iter().zip(locs) {
-            let frame = read_frame(&self.segments, id, loc).await?;
-            wire::push_frame(&mut body, &frame);
-            if body.len() >= wire::BATCH_BYTES {
-                sent += body.len() as u64;
-                in_flight.push(link.chunks(std::mem::take(&mut body), hold));
+        let located: Vec<Located> = ids.into_iter().zip(locs).collect();
+        // Sized for a full batch and one more run, so that it never grows by copying.
+        let fresh_body = || Vec::with_capacity(wire::BATCH_BYTES + 2 * RUN_BYTES as usize);
+        let (mut body, mut sent) = (fresh_body(), 0u64);
+        // Dropped on an error: the batches still in flight are cancelled.
+        let mut in_flight = tokio::task::JoinSet::new();
+        let runs = runs(&located);
+        for (i, run) in runs.iter().enumerate() {
+            for frame in read_run(&self.segments, run).await? {
+                wire::push_frame(&mut body, &frame);
+            }
+            if body.len() >= wire::BATCH_BYTES || (i + 1 == runs.len() && !body.is_empty()) {
                 if in_flight.len() >= connections.max(1) {
-                    in_flight.next().await.transpose()?;
+                    batch_done(in_flight.join_next().await)?;
                 }
+                sent += body.len() as u64;
+                let full = std::mem::replace(&mut body, fresh_body());
+                let (link, hold) = (link.clone(), *hold);
+                in_flight.spawn(async move { link.chunks(full, &hold).await });
             }
         }
-        if !body.is_empty() {
-            sent += body.len() as u64;
-            in_flight.push(link.chunks(body, hold));
-        }
-        while let Some(done) = in_flight.next().await {
-            done?;
+        while let Some(done) = in_flight.join_next().await {
+            batch_done(Some(done))?;
         }
         Ok(sent)
     }
 }
 
+/// The outcome of one chunk batch's task.
+fn batch_done(
+    joined: Option<Result<Result<(), RulesError>, tokio::task::JoinError>>,
+) -> Result<(), SendError> {
+    match joined {
+        Some(Ok(result)) => Ok(result?),
+        Some(Err(e)) => Err(SendError::Task(e.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// A chunk id and where it is stored (`None`: not indexed any more).
+pub(super) type Located = (ChunkId, Option<ChunkLocation>);
+
+/// Most bytes one range read of consecutive chunks covers.
+const RUN_BYTES: u64 = 2 << 20;
+
+/// `located` cut into runs of chunks stored back to back in one segment (up to
+/// `RUN_BYTES`), in order: a new object's chunks mostly are, so a run is read with
+/// one range read instead of one read per chunk.
+pub(super) fn runs(located: &[Located]) -> Vec<&[Located]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=located.len() {
+        let joins = located.get(i).is_some_and(|(_, next)| {
+            match (located[start].1, located[i - 1].1, next) {
+                (Some(first), Some(prev), Some(next)) => {
+                    let end = u64::from(prev.offset) + u64::from(prev.stored_len);
+                    next.segment == prev.segment
+                        && u64::from(next.offset) == end
+                        && end + u64::from(next.stored_len) - u64::from(first.offset) <= RUN_BYTES
+                }
+                _ => false,
+            }
+        });
+        if !joins {
+            out.push(&located[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+/// The chunks of one run (`runs`), as stored, with one range read.
+pub(super) async fn read_run(
+    segments: &SegmentStore,
+    run: &[Located],
+) -> Result<Vec<wire::ChunkFrame>, SendError> {
+    let (first, last) = match (run.first(), run.last()) {
+        (Some((_, Some(f))), Some((_, Some(l)))) if run.len() > 1 => (*f, *l),
+        _ => {
+            let mut out = Vec::with_capacity(run.len());
+            for (id, loc) in run {
+                out.push(read_frame(segments, *id, *loc).await?);
+            }
+            return Ok(out);
+        }
+    };
+    let start = u64::from(first.offset);
+    let end = u64::from(last.offset) + u64::from(last.stored_len);
+    let bytes = segments
+        .read_range(first.segment, start..end)
+        .await
+        .map_err(|e| SendError::Chunk {
+            chunk: hex::encode(run[0].0),
+            segment: first.segment,
+            reason: e.to_string(),
+        })?;
+    let mut out = Vec::with_capacity(run.len());
+    for (id, loc) in run {
+        // `runs` joined only located chunks.
+        let Some(loc) = loc else { continue };
+        let at = (loc.offset - first.offset) as usize;
+        let stored =
+            bytes
+                .get(at..at + loc.stored_len as usize)
+                .ok_or_else(|| SendError::Chunk {
+                    chunk: hex::encode(id),
+                    segment: loc.segment,
+                    reason: "the segment is shorter than its index says".into(),
+                })?;
+        out.push(wire::ChunkFrame {
+            id: *id,
+            codec: loc.codec,
+            raw_len: loc.raw_len,
+            stored: bytes.slice_ref(stored),
+        });
+    }
+    Ok(out)
+}
+
 /// A chunk as stored, read from its segment.
-pub(super) async fn read_frame(
+async fn read_frame(
     segments: &SegmentStore,
     id: ChunkId,
     loc: Option<ChunkLocation>,
@@ -566,4 +663,38 @@ pub(super) async fn read_frame(
         raw_len: loc.raw_len,
         stored,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Codec;
+
+    #[test]
+    fn runs_join_only_chunks_stored_back_to_back_in_one_segment() {
+        let at = |segment, offset, stored_len| {
+            Some(ChunkLocation {
+                segment,
+                offset,
+                stored_len,
+                raw_len: stored_len,
+                codec: Codec::Raw,
+            })
+        };
+        let big = (RUN_BYTES / 2) as u32;
+        let located: Vec<Located> = vec![
+            ([0; 32], at(1, 0, 10)),
+            ([1; 32], at(1, 10, 5)),
+            ([2; 32], at(1, 15, 5)),
+            ([3; 32], at(1, 30, 5)), // a gap
+            ([4; 32], at(2, 35, 5)), // another segment
+            ([5; 32], None),         // not indexed
+            ([6; 32], at(2, 40, 5)),
+            ([7; 32], at(2, 45, big)),
+            ([8; 32], at(2, 45 + big, big)), // would pass RUN_BYTES
+        ];
+        let lens: Vec<usize> = runs(&located).iter().map(|r| r.len()).collect();
+        assert_eq!(lens, [3, 1, 1, 1, 2, 1]);
+        assert!(runs(&[]).is_empty());
+    }
 }
