@@ -26,8 +26,10 @@
 //! MultiConnect: up to the rule's `connections` keys of a bucket are synced side by
 //! side (`next_group`; events of one key stay in one group, so a key is never synced
 //! twice at once), and the connections left over carry more chunk batches of each
-//! object in flight; each in-flight request holds its own HTTPS connection. The
-//! rule's bandwidth limit paces every request body (`rules::Throttle`).
+//! object in flight; each in-flight request holds its own HTTPS connection and runs
+//! as a task of its own, so batches travel while the next one is read (chunks stored
+//! back to back are read with one range read, `runs`). The rule's bandwidth limit
+//! paces every request body (`rules::Throttle`).
 //!
 //! Each version's chunks travel under a fresh hold id: the replica keeps them
 //! referenced until the commit releases the hold (`meta::replicated`), so a transfer
