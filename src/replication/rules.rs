@@ -608,12 +608,7 @@ impl ReplicaLink {
         manifest: Vec<u8>,
         hold: &HoldId,
     ) -> Result<(), RulesError> {
-        let path = format!(
-            "part?bucket={}&key={}&hold={}&part={part}",
-            self.bucket,
-            hex::encode(key),
-            hex::encode(hold)
-        );
+        let path = format!("{}&part={part}", self.held_path("part", key, hold));
         self.put(&path, manifest).await
     }
 
@@ -624,13 +619,17 @@ impl ReplicaLink {
         object: Vec<u8>,
         hold: &HoldId,
     ) -> Result<(), RulesError> {
-        let path = format!(
-            "object?bucket={}&key={}&hold={}",
+        self.put(&self.held_path("object", key, hold), object).await
+    }
+
+    /// `op` on `key` of the replica bucket, under `hold`.
+    fn held_path(&self, op: &str, key: &str, hold: &HoldId) -> String {
+        format!(
+            "{op}?bucket={}&key={}&hold={}",
             self.bucket,
             hex::encode(key),
             hex::encode(hold)
-        );
-        self.put(&path, object).await
+        )
     }
 
     async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), RulesError> {

@@ -464,27 +464,17 @@ impl StepWriter<'_> {
     }
 
     fn flush_pack(&mut self) -> Result<(), SeedError> {
-        let name = pack_name(self.step, self.pack.0);
-        write_sealed(
-            self.dir,
-            &name,
-            std::mem::take(&mut self.pack.1),
-            self.sealer,
-        )?;
-        self.pack.0 += 1;
-        Ok(())
+        flush_file(self.dir, self.sealer, self.step, &mut self.pack, pack_name)
     }
 
     fn flush_objects(&mut self) -> Result<(), SeedError> {
-        let name = objects_name(self.step, self.objects.0);
-        write_sealed(
+        flush_file(
             self.dir,
-            &name,
-            std::mem::take(&mut self.objects.1),
             self.sealer,
-        )?;
-        self.objects.0 += 1;
-        Ok(())
+            self.step,
+            &mut self.objects,
+            objects_name,
+        )
     }
 
     /// Writes the last files; returns the chunk ids the step wrote and has not
@@ -501,6 +491,24 @@ impl StepWriter<'_> {
         let _ = std::fs::remove_file(self.dir.join(objects_name(self.step, self.objects.0)));
         Ok(self.new_ids.drain().collect())
     }
+}
+
+/// Writes a step's file `file.0` (named by `name`) and starts the next one.
+fn flush_file(
+    dir: &Path,
+    sealer: Option<&SecretBox>,
+    step: u64,
+    file: &mut (u32, Vec<u8>),
+    name: fn(u64, u32) -> String,
+) -> Result<(), SeedError> {
+    write_sealed(
+        dir,
+        &name(step, file.0),
+        std::mem::take(&mut file.1),
+        sealer,
+    )?;
+    file.0 += 1;
+    Ok(())
 }
 
 fn pack_name(step: u64, file: u32) -> String {
