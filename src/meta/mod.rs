@@ -35,7 +35,6 @@ mod users;
 mod verify;
 mod versions;
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -1006,13 +1005,9 @@ fn share_data(
             .map(|v| decode_manifest(v.value()))
             .transpose()?
             .ok_or_else(|| MetaError::Corrupt(format!("manifest {manifest} missing")))?;
-        let mut counts: HashMap<ChunkId, u32> = HashMap::new();
-        for r in &refs {
-            *counts.entry(r.id).or_default() += 1;
-        }
         let mut chunks = txn.open_table(CHUNKS)?;
         let mut segments = txn.open_table(SEGMENTS)?;
-        for (id, n) in &counts {
+        for (id, n) in &ref_counts(&refs) {
             if !adjust_refs(&mut chunks, &mut segments, id, i64::from(*n), now)? {
                 return Err(MetaError::Corrupt(format!(
                     "chunk {} of manifest {manifest} has no index row",
@@ -1053,12 +1048,7 @@ fn drop_manifest(txn: &WriteTransaction, manifest: u64, now: u64) -> MetaResult<
             None => return Err(MetaError::Corrupt(format!("manifest {manifest} missing"))),
         }
     };
-    let mut counts: HashMap<ChunkId, u32> = HashMap::new();
-    for r in &refs {
-        *counts.entry(r.id).or_default() += 1;
-    }
-    let counts: Vec<(ChunkId, u32)> = counts.into_iter().collect();
-    release_refs_at(txn, &counts, now)
+    release_refs_at(txn, &ref_counts(&refs), now)
 }
 
 /// Stores a manifest under a new id.

@@ -150,6 +150,15 @@ pub struct ChunkRef {
 
 pub const CHUNK_REF_LEN: usize = 36;
 
+/// How many times `refs` names each chunk: the references a manifest holds.
+pub fn ref_counts(refs: &[ChunkRef]) -> Vec<(ChunkId, u32)> {
+    let mut counts: std::collections::HashMap<ChunkId, u32> = Default::default();
+    for r in refs {
+        *counts.entry(r.id).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
 /// Packs a manifest as 36-byte entries (id | raw length u32 LE).
 pub fn encode_manifest(refs: &[ChunkRef]) -> Vec<u8> {
     let mut out = Vec::with_capacity(refs.len() * CHUNK_REF_LEN);

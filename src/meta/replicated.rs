@@ -395,13 +395,10 @@ impl MetaStore {
             if txn.open_table(STAGED)?.get(k.as_slice())?.is_some() {
                 return Ok(0);
             }
-            let mut counts: std::collections::HashMap<ChunkId, u32> = Default::default();
-            for r in &refs {
-                *counts.entry(r.id).or_default() += 1;
-            }
+            let counts = super::ref_counts(&refs);
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut lacking = 0;
-            for id in counts.keys() {
+            for (id, _) in &counts {
                 if chunks.get(id.as_slice())?.is_none() {
                     lacking += 1;
                 }

@@ -323,11 +323,7 @@ impl Store {
         manifest: Vec<ChunkRef>,
         hold: Option<HoldId>,
     ) -> S3Result<()> {
-        let mut counts: std::collections::HashMap<ChunkId, u32> = Default::default();
-        for r in &manifest {
-            *counts.entry(r.id).or_default() += 1;
-        }
-        let refs: Vec<(ChunkId, u32)> = counts.into_iter().collect();
+        let refs = crate::meta::ref_counts(&manifest);
         let meta = self.meta.clone();
         let asked = refs.clone();
         let found = tokio::task::spawn_blocking(move || meta.take_refs_blocking(asked))
