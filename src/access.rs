@@ -18,6 +18,11 @@
 //!
 //! ListParts and ListMultipartUploads count as writes: they show uploads in progress,
 //! which a write-only backup client needs to resume, not stored objects.
+//!
+//! Before any grant is looked at, the signature's scope is held to S3's rules: a
+//! credential scoped to another region than this server's is
+//! `400 AuthorizationHeaderMalformed` (`AuthorizationQueryParametersError` for a
+//! presigned URL), and a presigned URL may live at most 604800 seconds (a week).
 
 use std::sync::Arc;
 
@@ -72,14 +77,75 @@ fn satisfies(p: Permission, need: Need) -> bool {
     }
 }
 
+/// The longest a presigned URL may live, as in S3.
+const MAX_PRESIGNED_SECS: u64 = 7 * 24 * 3600;
+
 pub struct HoardAccess {
     users: Arc<Users>,
     replicas: Arc<ReplicaBuckets>,
+    region: String,
+}
+
+/// The value of one query parameter, as sent (the names checked here need no
+/// decoding).
+fn query_value<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Refuses a signature scoped to another region, and presigned URLs that would
+/// live longer than S3 allows.
+fn check_scope(uri: &http::Uri, headers: &http::HeaderMap, region: &str) -> S3Result<()> {
+    let presigned = query_value(uri, "X-Amz-Credential");
+    if let Some(expires) = query_value(uri, "X-Amz-Expires")
+        && expires.parse::<u64>().is_ok_and(|e| e > MAX_PRESIGNED_SECS)
+    {
+        return Err(s3_error!(
+            AuthorizationQueryParametersError,
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800"
+        ));
+    }
+    // Credential=KEY/DATE/REGION/SERVICE/aws4_request (the '/' may be %2F in a URL).
+    let scope = match presigned {
+        Some(c) => c.replace("%2F", "/").replace("%2f", "/"),
+        None => match headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("Credential=").nth(1))
+        {
+            Some(c) => c.split(',').next().unwrap_or_default().to_owned(),
+            None => return Ok(()),
+        },
+    };
+    let Some(signed) = scope.split('/').nth(2) else {
+        return Ok(());
+    };
+    if signed == region {
+        return Ok(());
+    }
+    let why = format!("the region '{signed}' is wrong; expecting '{region}'");
+    Err(match presigned {
+        Some(_) => s3_error!(
+            AuthorizationQueryParametersError,
+            "Error parsing the X-Amz-Credential parameter; {}",
+            why
+        ),
+        None => s3_error!(
+            AuthorizationHeaderMalformed,
+            "The authorization header is malformed; {}",
+            why
+        ),
+    })
 }
 
 impl HoardAccess {
-    pub fn new(users: Arc<Users>, replicas: Arc<ReplicaBuckets>) -> Self {
-        HoardAccess { users, replicas }
+    pub fn new(users: Arc<Users>, replicas: Arc<ReplicaBuckets>, region: String) -> Self {
+        HoardAccess {
+            users,
+            replicas,
+            region,
+        }
     }
 
     /// The principal behind a request's verified credentials.
@@ -116,6 +182,7 @@ impl HoardAccess {
 #[async_trait::async_trait]
 impl S3Access for HoardAccess {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        check_scope(cx.uri(), cx.headers(), &self.region)?;
         let who = self.principal(cx.credentials())?;
         let op = cx.s3_op().name();
         match cx.s3_path() {

@@ -173,13 +173,13 @@ impl AdminApi {
         let done = match verb {
             "export" => {
                 let req = json_body_required(body).await?;
-                seed::export_step(&self.meta, &self.segments, req)
+                seed::export_step(self.meta.clone(), self.segments.clone(), req)
                     .await
                     .map(|p| serde_json::to_value(p).unwrap_or_default())
             }
             _ => {
                 let req = json_body_required(body).await?;
-                seed::import_step(&self.received, &self.replicas, req)
+                seed::import_step(self.received.clone(), self.replicas.clone(), req)
                     .await
                     .map(|p| serde_json::to_value(p).unwrap_or_default())
             }

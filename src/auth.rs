@@ -5,7 +5,6 @@
 //! from `<data-dir>/root-credentials` (mode 0600), which is generated on first start.
 //! The secret is never logged.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
@@ -126,18 +125,9 @@ impl Credentials {
     }
 }
 
-/// Writes `text` to a new file readable by its owner only, and syncs it.
+/// Writes `text` durably (`durable`) to a file readable by its owner only.
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    crate::durable::write(path, text.as_bytes(), 0o600)
 }
 
 #[cfg(test)]

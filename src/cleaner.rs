@@ -19,10 +19,10 @@
 //! | compaction: read kept chunks, write a new durable segment | no change to metadata yet | - | - | - |
 //! | compaction commit (repoint kept chunks, drop dead rows, queue old file) | a chunk left behind as dead but revived meanwhile is kept after all: the commit fails and changes nothing, the new file is deleted | as for removal | a chunk moved while being released keeps its new row with the count the release left | a reader with an old location reads the old file, which stays until the grace period after the commit; every chunk read is verified, so a reader can never get wrong bytes |
 //! | delete a queued file (grace period over) | - | - | - | readers looked up locations before the commit, more than a grace period ago |
-//! | remove an orphan file (no row, not queued, id already handed out, older than the orphan grace period) | a segment being written has a temp name until its durable rename and gets its row right after; the orphan grace period (24 h) covers that gap | as for PUT | - | no reader can know an id without a row |
+//! | remove an orphan file (no row, not queued, id already handed out; handed out by an earlier run, or older than the orphan grace period) | a segment being written has a temp name until its durable rename and gets its row right after; the orphan grace period (24 h) covers that gap for ids of this run, and an id of an earlier run has no writer left | as for PUT | - | no reader can know an id without a row |
 //!
 //! | repair: copy a damaged segment's intact chunks, then one transaction repoints them, turns the referenced rest into lost rows and drops the segment's rows; the file moves to `quarantine/` | a take on a chunk that became lost finds no row and the writer stores the chunk; `add_segment` hands the lost references to the new row | as for PUT | a release of a lost chunk lowers its lost count | a reader with the old location finds the file gone and looks the chunk up again: the new copy, or no row (an error, never wrong bytes) |
-//! | repair: fix counts (one transaction recounts all manifests) | counts are lowered only while no upload holds references (`RefHolders`), so a take of an upload in flight is never undone | as for PUT | ordered by the committer | - |
+//! | repair: fix counts (one transaction recounts all manifests and holds) | an upload's takes are recorded under its hold in their own transactions (`meta::held`), so the recount counts them and never undoes one | as for PUT | ordered by the committer | - |
 //! | repair: index a lost chunk found in a segment file | the row is added only if the chunk is still lost and unindexed, re-checked in the transaction | as for PUT | - | - |
 //!
 //! | release a replication hold untouched for `HOLD_TTL_SECS` (start of each pass) | as a release | as a release | as a release: the chunks' grace period starts now | - |
@@ -320,15 +320,18 @@ impl Cleaner {
         Ok(())
     }
 
-    /// Removes segment files older than the orphan grace period that no row names.
+    /// Removes segment files that no row names: at once those an earlier run wrote
+    /// (its writes can never be named now), others once older than the orphan grace
+    /// period.
     async fn remove_orphans(&self, dry_run: bool) -> Result<u64, CleanerError> {
         let files = self.segments.list_local().await?;
         let old_enough = SystemTime::now()
             .checked_sub(self.settings.orphan_grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);
+        let earlier_run = self.meta.run_first_segment();
         let files: Vec<u64> = files
             .into_iter()
-            .filter(|(_, mtime)| *mtime <= old_enough)
+            .filter(|(id, mtime)| *id < earlier_run || *mtime <= old_enough)
             .map(|(id, _)| id)
             .collect();
         let (known, next) = self.meta.segment_known(files.clone()).await?;

@@ -536,6 +536,13 @@ pub fn render_verify(r: &crate::verify::VerifyReport) -> String {
     for s in &r.missing_segments {
         let _ = writeln!(out, "MISSING segment {s:016x}");
     }
+    for s in &r.unreadable_segments {
+        let _ = writeln!(
+            out,
+            "UNREADABLE segment {:016x}: {} (not repaired: fix the disk or permissions and verify again)",
+            s.segment, s.error
+        );
+    }
     for c in &r.corrupt_chunks {
         let _ = writeln!(
             out,
@@ -562,7 +569,10 @@ pub fn render_verify(r: &crate::verify::VerifyReport) -> String {
         );
     }
     for s in &r.orphan_segments {
-        let _ = writeln!(out, "ORPHAN segment file {s:016x} (no metadata names it)");
+        let _ = writeln!(
+            out,
+            "DEBRIS segment file {s:016x} (no metadata names it; the cleaner removes it)"
+        );
     }
     if !r.lost_chunks.is_empty() {
         let _ = writeln!(
@@ -577,12 +587,11 @@ pub fn render_verify(r: &crate::verify::VerifyReport) -> String {
     if let Some(rep) = &r.repair {
         let _ = writeln!(
             out,
-            "repair: {} segments moved to quarantine ({} chunks rescued, {} lost); {} counts fixed, {} left high (uploads in flight), {} segment rows fixed; {} lost chunks found and indexed again",
+            "repair: {} segments moved to quarantine ({} chunks rescued, {} lost); {} counts fixed, {} segment rows fixed; {} lost chunks found and indexed again",
             rep.segments_quarantined.len(),
             rep.chunks_rescued,
             rep.chunks_lost + rep.counts.newly_lost,
             rep.counts.fixed,
-            rep.counts.left_high,
             rep.counts.segments_fixed,
             rep.chunks_reindexed
         );

@@ -39,6 +39,9 @@ pub struct ChunkingConfig {
 
 pub const MIN_AVG_CHUNK: u32 = 16 * 1024;
 pub const MAX_AVG_CHUNK: u32 = 4 * 1024 * 1024;
+/// The largest chunk any setting can cut (a maximum of four times the largest
+/// average); a chunk claiming more is not one of ours.
+pub const MAX_CHUNK: u32 = 16 * 1024 * 1024;
 
 impl ChunkingConfig {
     /// Resolves to concrete, valid FastCDC parameters.
@@ -56,9 +59,9 @@ impl ChunkingConfig {
         let max = self.max.unwrap_or(if same_avg {
             fallback.max
         } else {
-            (avg * 4).min(16 * 1024 * 1024)
+            (avg * 4).min(MAX_CHUNK)
         });
-        if !(min >= 64 && min <= avg && avg <= max && max <= 16 * 1024 * 1024) {
+        if !(min >= 64 && min <= avg && avg <= max && max <= MAX_CHUNK) {
             return Err(ConfigError::Invalid(format!(
                 "chunk sizes must satisfy 64 <= min {min} <= avg {avg} <= max {max} <= 16 MiB"
             )));
@@ -118,6 +121,10 @@ pub struct Config {
     /// A client must send a request's headers within this many seconds (slow clients
     /// are cut off).
     pub header_timeout_secs: u64,
+    /// A request body that brings no byte for this many seconds is aborted with
+    /// `400 RequestTimeout`, releasing its stream slot; a slow body that keeps
+    /// moving is never cut.
+    pub body_idle_timeout_secs: u64,
     /// Multipart uploads not completed or aborted within this many seconds are
     /// aborted by a background task, releasing their parts.
     pub multipart_max_age_secs: u64,
@@ -159,6 +166,7 @@ impl Default for Config {
             get_prefetch: 4,
             get_read_max: 4 * 1024 * 1024,
             header_timeout_secs: 60,
+            body_idle_timeout_secs: 60,
             multipart_max_age_secs: 7 * 24 * 3600,
             cleaner: CleanerConfig::default(),
             scrub: ScrubConfig::default(),
@@ -292,6 +300,9 @@ pub struct Overrides {
     /// Seconds after which an unfinished multipart upload is aborted.
     #[arg(long, env = "HOARD_MULTIPART_MAX_AGE_SECS")]
     pub multipart_max_age_secs: Option<u64>,
+    /// Seconds a request body may bring no byte before it is aborted.
+    #[arg(long, env = "HOARD_BODY_IDLE_TIMEOUT_SECS")]
+    pub body_idle_timeout_secs: Option<u64>,
     /// Log filter.
     #[arg(long, env = "HOARD_LOG")]
     pub log: Option<String>,
@@ -332,6 +343,7 @@ impl Config {
             stream_wait_ms,
             compression_level,
             multipart_max_age_secs,
+            body_idle_timeout_secs,
             log
         );
         if o.tls {

@@ -17,9 +17,14 @@
 //!   (`take_refs_blocking`); if its row vanished meanwhile the chunk is stored anew.
 //!   Its bytes are kept until then.
 //! - A segment's index rows are added only after the segment is durable.
-//! - Every reference taken is either handed to the commit (the manifest names each
-//!   chunk exactly as often as references are held) or released when the upload
-//!   fails, through [`HeldRefs`].
+//! - Every reference taken is recorded under the upload's hold (`meta::held`) in the
+//!   transaction that takes it, and is either taken over by the commit (the
+//!   manifest names each chunk exactly as often as references are held) or released
+//!   when the upload does not commit: [`HeldRefs`] releases the hold when the last of
+//!   its owners lets go, the request's future or the chunker thread, which outlives
+//!   a dropped future until its segments in flight are indexed.
+//! - A body that ends without its end mark (the request's future was dropped) is
+//!   not sealed: the chunker stops and writes nothing more.
 //! - Hashing and compression run on blocking threads, never on the async executor.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -35,7 +40,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::index::ChunkIndex;
-use crate::meta::{ChunkId, ChunkParams, ChunkRef, Codec, MetaError, MetaStore, NewChunk, RefHold};
+use crate::meta::{ChunkId, ChunkParams, ChunkRef, Codec, HeldRefs, Holder, MetaError, MetaStore, NewChunk};
 use crate::metrics::Metrics;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
 
@@ -71,6 +76,8 @@ pub enum IngestError {
     Segment(#[from] SegmentError),
     #[error("ingest worker failed: {0}")]
     Worker(String),
+    #[error("the upload was cancelled before its body ended")]
+    Cancelled,
 }
 
 /// Which checksums to compute besides MD5.
@@ -133,48 +140,6 @@ impl Drop for StreamPermit {
     }
 }
 
-/// References an upload holds on chunks. Released on drop unless the commit that
-/// hands them to a manifest succeeded (`disarm`). The `RefHold`, taken before the
-/// first reference, is let go only once the references are committed or released,
-/// so that `verify --repair` knows when counts above the manifests are in flight.
-pub struct HeldRefs {
-    meta: MetaStore,
-    refs: HashMap<ChunkId, u32>,
-    hold: Option<RefHold>,
-}
-
-impl HeldRefs {
-    pub fn disarm(mut self) {
-        self.refs.clear();
-    }
-}
-
-impl Drop for HeldRefs {
-    fn drop(&mut self) {
-        if self.refs.is_empty() {
-            return;
-        }
-        let refs: Vec<(ChunkId, u32)> = self.refs.drain().collect();
-        let meta = self.meta.clone();
-        let hold = self.hold.take();
-        match Handle::try_current() {
-            Ok(h) => {
-                h.spawn(async move {
-                    let _hold = hold;
-                    if let Err(e) = meta.release_refs(refs).await {
-                        tracing::warn!(error = %e, "could not release an abandoned upload's references; `hoard verify --repair` recounts them");
-                    }
-                });
-            }
-            Err(_) => {
-                if let Err(e) = meta.release_refs_blocking(refs) {
-                    tracing::warn!(error = %e, "could not release an abandoned upload's references");
-                }
-            }
-        }
-    }
-}
-
 pub enum IngestedBody {
     Inline(Vec<u8>),
     Chunked(Vec<ChunkRef>),
@@ -186,7 +151,9 @@ pub struct Ingested {
     pub md5: [u8; 16],
     pub checksums: s3s::dto::Checksum,
     pub body: IngestedBody,
-    pub held: HeldRefs,
+    /// The upload's hold: its id goes to the commit, which takes the references
+    /// over; then `disarm` it. Dropped armed, it releases them.
+    pub held: Arc<HeldRefs>,
 }
 
 pub struct IngestSettings {
@@ -253,7 +220,7 @@ impl Ingest {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<s3s::StdError>,
     {
-        let hold = self.meta.ref_holders().hold();
+        let held = Arc::new(HeldRefs::new(&self.meta)?);
         // Small bodies stay inline: read up to inline_max + 1 bytes first.
         let inline_max = if params.inline {
             self.settings.inline_max
@@ -282,11 +249,7 @@ impl Ingest {
                 md5: md5.finalize(),
                 checksums: hasher.finalize(),
                 body: IngestedBody::Inline(head),
-                held: HeldRefs {
-                    meta: self.meta.clone(),
-                    refs: HashMap::new(),
-                    hold: None,
-                },
+                held,
             });
         };
 
@@ -297,8 +260,9 @@ impl Ingest {
         let this = self.clone();
         let handle = Handle::current();
         let chunker_params = params.clone();
+        let chunker_held = held.clone();
         let chunker = tokio::task::spawn_blocking(move || {
-            Chunker::new(&this, handle, &chunker_params).run(chunk_rx)
+            Chunker::new(&this, handle, &chunker_params, chunker_held).run(chunk_rx)
         });
 
         let mut batch = BytesMut::with_capacity(BATCH_BYTES + first_big.len());
@@ -335,6 +299,8 @@ impl Ingest {
                 }
             }
             if last {
+                // The end mark: the chunker seals only a body that ended.
+                let _ = chunk_tx.send(Bytes::new()).await;
                 break;
             }
         }
@@ -343,14 +309,9 @@ impl Ingest {
         let (md5, checksums) = hasher
             .await
             .map_err(|e| IngestError::Worker(e.to_string()))?;
-        let (chunked, held) = chunker
+        let chunked = chunker
             .await
             .map_err(|e| IngestError::Worker(e.to_string()))?;
-        let held = HeldRefs {
-            meta: self.meta.clone(),
-            refs: held,
-            hold: Some(hold),
-        };
         read_result?;
         let manifest = chunked?;
         check_len(total, params.expected_len)?;
@@ -420,7 +381,7 @@ fn looks_compressible(
         })
 }
 
-type SegmentTask = JoinHandle<Result<Vec<NewChunk>, IngestError>>;
+type SegmentTask = JoinHandle<Result<(), IngestError>>;
 
 /// The per-stream chunking state, run on one blocking thread.
 struct Chunker<'a> {
@@ -437,8 +398,8 @@ struct Chunker<'a> {
     manifest: Vec<ChunkRef>,
     /// Chunks this stream holds, or will hold, a reference on.
     seen: HashSet<ChunkId>,
-    /// References registered in the index for this stream.
-    held: HashMap<ChunkId, u32>,
+    /// The hold every reference this stream takes is recorded under.
+    held: Arc<HeldRefs>,
     /// Further occurrences of seen chunks, taken once all segments are indexed.
     extra: HashMap<ChunkId, u32>,
     known: Vec<(ChunkId, Vec<u8>)>,
@@ -449,7 +410,7 @@ struct Chunker<'a> {
 }
 
 impl<'a> Chunker<'a> {
-    fn new(ingest: &'a Arc<Ingest>, handle: Handle, p: &IngestParams) -> Self {
+    fn new(ingest: &'a Arc<Ingest>, handle: Handle, p: &IngestParams, held: Arc<HeldRefs>) -> Self {
         let masks = fastcdc::v2020::select_masks(
             p.chunking.avg as usize,
             fastcdc::v2020::Normalization::Level1,
@@ -467,7 +428,7 @@ impl<'a> Chunker<'a> {
             pos: 0,
             manifest: Vec::new(),
             seen: HashSet::new(),
-            held: HashMap::new(),
+            held,
             extra: HashMap::new(),
             known: Vec::new(),
             known_bytes: 0,
@@ -477,26 +438,27 @@ impl<'a> Chunker<'a> {
         }
     }
 
-    /// Consumes the frames; returns the manifest (or the error) and, always, the
-    /// references registered for this stream so the caller can release them.
-    fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Bytes>,
-    ) -> (Result<Vec<ChunkRef>, IngestError>, HashMap<ChunkId, u32>) {
+    /// Consumes the frames up to the end mark (an empty frame); returns the manifest
+    /// or the error. The stream's hold is let go only after its segments in flight
+    /// are indexed (recorded under it), whatever happened.
+    fn run(mut self, mut rx: mpsc::Receiver<Bytes>) -> Result<Vec<ChunkRef>, IngestError> {
         let result = self.consume(&mut rx);
         drop(rx);
-        // Whatever happened, wait for the segments in flight so their references
-        // are known.
         let joined = self.join_all();
-        let result = result.and(joined).and_then(|()| self.take_extra_refs());
-        let held = std::mem::take(&mut self.held);
-        (result.map(|()| std::mem::take(&mut self.manifest)), held)
+        result.and(joined).and_then(|()| self.take_extra_refs())?;
+        Ok(std::mem::take(&mut self.manifest))
     }
 
     fn consume(&mut self, rx: &mut mpsc::Receiver<Bytes>) -> Result<(), IngestError> {
-        while let Some(frame) = rx.blocking_recv() {
-            self.buf.extend_from_slice(&frame);
-            self.cut(false)?;
+        loop {
+            match rx.blocking_recv() {
+                Some(frame) if frame.is_empty() => break,
+                Some(frame) => {
+                    self.buf.extend_from_slice(&frame);
+                    self.cut(false)?;
+                }
+                None => return Err(IngestError::Cancelled),
+            }
         }
         self.cut(true)?;
         self.flush_known()?;
@@ -569,14 +531,12 @@ impl<'a> Chunker<'a> {
         }
         let batch = std::mem::take(&mut self.known);
         self.known_bytes = 0;
-        let found = self
-            .ingest
-            .meta
-            .take_refs_blocking(batch.iter().map(|(id, _)| (*id, 1)).collect())?;
+        let found = self.ingest.meta.take_refs_blocking(
+            batch.iter().map(|(id, _)| (*id, 1)).collect(),
+            self.held.hold().next_batch(),
+        )?;
         for ((id, bytes), found) in batch.into_iter().zip(found) {
-            if found {
-                *self.held.entry(id).or_default() += 1;
-            } else {
+            if !found {
                 self.store_new(id, &bytes)?;
             }
         }
@@ -638,16 +598,17 @@ impl<'a> Chunker<'a> {
         }
         let ingest = self.ingest.clone();
         let bucket = self.bucket.clone();
+        let holder = Holder::Upload(self.held.hold().next_batch());
         let task = self.handle.spawn(async move {
             let size = data.len() as u64;
             ingest.segments.write(id, data).await?;
             ingest.metrics.segments_written.inc();
             ingest
                 .meta
-                .add_segment(&bucket, id, size, chunks.clone())
+                .add_segment(&bucket, id, size, chunks.clone(), Some(holder))
                 .await?;
             ingest.index.note_indexed(chunks.iter().map(|c| &c.id));
-            Ok(chunks)
+            Ok(())
         });
         self.in_flight.push_back(task);
         Ok(())
@@ -657,14 +618,9 @@ impl<'a> Chunker<'a> {
         let Some(task) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let chunks = self
-            .handle
+        self.handle
             .block_on(task)
-            .map_err(|e| IngestError::Worker(e.to_string()))??;
-        for c in chunks {
-            *self.held.entry(c.id).or_default() += c.refs;
-        }
-        Ok(())
+            .map_err(|e| IngestError::Worker(e.to_string()))?
     }
 
     fn join_all(&mut self) -> Result<(), IngestError> {
@@ -686,16 +642,16 @@ impl<'a> Chunker<'a> {
             return Ok(());
         }
         let extra: Vec<(ChunkId, u32)> = self.extra.drain().collect();
-        let found = self.ingest.meta.take_refs_blocking(extra.clone())?;
-        for ((id, n), ok) in extra.into_iter().zip(found) {
-            if !ok {
-                return Err(IngestError::Worker(format!(
-                    "chunk {} lost its index row while referenced",
-                    hex::encode(id)
-                )));
-            }
-            *self.held.entry(id).or_default() += n;
+        let found = self
+            .ingest
+            .meta
+            .take_refs_blocking(extra.clone(), self.held.hold().next_batch())?;
+        match extra.iter().zip(found).find(|(_, ok)| !ok) {
+            Some(((id, _), _)) => Err(IngestError::Worker(format!(
+                "chunk {} lost its index row while referenced",
+                hex::encode(id)
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 }

@@ -265,6 +265,11 @@ impl Metrics {
             m.integrity_errors.clone(),
         );
         r.register(
+            "hoard_refcount_underflow",
+            "Releases refused because a chunk's reference count would have fallen below zero",
+            crate::meta::REFCOUNT_UNDERFLOWS.clone(),
+        );
+        r.register(
             "hoard_bucket_objects",
             "Objects per bucket",
             m.bucket_objects.clone(),

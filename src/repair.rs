@@ -124,7 +124,13 @@ async fn reindex_lost(meta: &MetaStore, segments: &SegmentStore) -> Result<u64, 
         if leaving.contains(&seg) {
             continue;
         }
-        let data = segments.read_all(seg).await?;
+        let data = match segments.read_all(seg).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(segment = seg, error = %e, "repair: segment file cannot be read; left as it is");
+                continue;
+            }
+        };
         let wanted = lost.clone();
         let intact = tokio::task::spawn_blocking(move || {
             let Ok(entries) = parse_trailer(seg, &data) else {

@@ -46,6 +46,18 @@ pub enum SegmentError {
     Corrupt { segment: u64, reason: String },
 }
 
+impl SegmentError {
+    /// Whether the segment is not in the store at all (the only error that may be
+    /// taken to mean "missing": any other read error says nothing about the data).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            SegmentError::Io(e) => e.kind() == std::io::ErrorKind::NotFound,
+            SegmentError::Store(e) => e.kind() == opendal::ErrorKind::NotFound,
+            SegmentError::Corrupt { .. } => false,
+        }
+    }
+}
+
 /// One chunk as listed in a segment's trailer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrailerEntry {
@@ -230,7 +242,9 @@ impl SegmentStore {
         match (self.local_path(id), &self.local_root) {
             (Some(path), Some(root)) => {
                 let tmp = root.with_file_name("tmp").join(format!("{id:016x}.seg"));
-                tokio::task::spawn_blocking(move || write_durably(&tmp, &path, &data))
+                tokio::task::spawn_blocking(move || {
+                    crate::durable::write_via(&tmp, &path, &data, 0o644)
+                })
                     .await
                     .map_err(|e| SegmentError::Io(std::io::Error::other(e)))??;
             }
@@ -351,35 +365,6 @@ impl SegmentStore {
                 .join(format!("{id:016x}"))
         })
     }
-}
-
-/// Removes a temporary file on every path that does not rename it into place.
-struct TempFile<'a>(&'a Path, bool);
-
-impl Drop for TempFile<'_> {
-    fn drop(&mut self) {
-        if !self.1 {
-            let _ = std::fs::remove_file(self.0);
-        }
-    }
-}
-
-/// Writes `data` to `tmp`, syncs it, renames it to `path` and syncs the directory;
-/// `tmp` is removed on every error path.
-pub(crate) fn write_durably(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut guard = TempFile(tmp, false);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(tmp, path)?;
-    guard.1 = true;
-    fsync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn read_at(path: &Path, range: Range<u64>) -> std::io::Result<Bytes> {

@@ -25,8 +25,10 @@ use crate::admin::AdminApi;
 use crate::auth::{Credentials, Origin};
 use crate::cleaner::{Cleaner, CleanerSettings};
 use crate::config::Config;
+use crate::idle_body::IdleTimeout;
 use crate::index::ChunkIndex;
 use crate::ingest::{Ingest, IngestSettings};
+use crate::interim::{Continue, ContinueIo};
 use crate::meta::{MetaError, MetaStore};
 use crate::metrics::Metrics;
 use crate::replication::ReplicaBuckets;
@@ -198,7 +200,11 @@ impl Node {
         );
         let mut builder = S3ServiceBuilder::new(s3);
         builder.set_auth(KeyLookup(users.clone()));
-        builder.set_access(HoardAccess::new(users.clone(), replicas.clone()));
+        builder.set_access(HoardAccess::new(
+            users.clone(),
+            replicas.clone(),
+            cfg.region.clone(),
+        ));
         let received = Arc::new(ReceiverStore {
             meta: meta.clone(),
             segments: segments.clone(),
@@ -237,16 +243,24 @@ impl Node {
         })
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        interim: Continue,
+    ) -> Result<Response<Body>, HttpError> {
+        let has_body = request_has_body(&req);
+        interim.arm_for(&req, has_body);
         if is_metrics_scrape(&req) {
             return Ok(self.metrics_response().await);
         }
         if is_oversized_xml(&req) {
             return Ok(too_big());
         }
-        let has_body = request_has_body(&req);
-        let mut resp = hyper::service::Service::call(&self.s3, req).await;
+        let idle = Duration::from_secs(self.cfg.body_idle_timeout_secs.max(1));
+        let req = req.map(|b| Body::http_body(IdleTimeout::new(b, idle)));
+        let mut resp = self.s3.call(req).await;
         if let Ok(r) = &mut resp {
+            escape_carriage_returns(r);
             // An error may be answered before the body was read (a quota, a size
             // limit); the connection then carries unread bytes and cannot serve the
             // client's next request, so tell the client not to reuse it.
@@ -286,6 +300,31 @@ impl Node {
         );
         resp
     }
+}
+
+/// A key holding a carriage return would reach a client as a line feed (XML parsers
+/// normalise line ends), so a listing names it `&#13;`. s3s writes no carriage
+/// return of its own, so every one in an XML body is text.
+fn escape_carriage_returns(r: &mut Response<Body>) {
+    let xml = r
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
+    let Some(body) = r.body().bytes().filter(|b| xml && b.contains(&b'\r')) else {
+        return;
+    };
+    let mut escaped = Vec::with_capacity(body.len() + 64);
+    for &c in body.iter() {
+        match c {
+            b'\r' => escaped.extend_from_slice(b"&#13;"),
+            c => escaped.push(c),
+        }
+    }
+    r.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(escaped.len()),
+    );
+    *r.body_mut() = Body::from(escaped);
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Body> {
@@ -465,7 +504,9 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone().filter(|_| secure);
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| node.clone().handle(req));
+            let interim = Continue::default();
+            let flag = interim.clone();
+            let svc = hyper::service::service_fn(move |req| node.clone().handle(req, flag.clone()));
             let result = match acceptor {
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
@@ -481,11 +522,13 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let conn = http.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+                    let io = TokioIo::new(ContinueIo::new(tls, interim));
+                    let conn = http.serve_connection_with_upgrades(io, svc);
                     watcher.watch(conn.into_owned()).await
                 }
                 None => {
-                    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let io = TokioIo::new(ContinueIo::new(stream, interim));
+                    let conn = http.serve_connection_with_upgrades(io, svc);
                     watcher.watch(conn.into_owned()).await
                 }
             };

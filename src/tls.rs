@@ -11,7 +11,6 @@
 //!   established keep theirs. A reload that fails (unreadable or mismatched files)
 //!   keeps the certificate in use and is logged.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -83,26 +82,9 @@ fn generate_error(e: impl std::fmt::Display) -> TlsError {
     TlsError::Generate(e.to_string())
 }
 
-/// Writes `data` to `path` durably through a temporary file; `secret` makes it 0600.
+/// Writes `data` to `path` durably (`durable`); `secret` makes it 0600.
 fn write_file(path: &Path, data: &[u8], secret: bool) -> Result<(), TlsError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(if secret { 0o600 } else { 0o644 })
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(data).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-    }
-    Ok(())
+    crate::durable::write(path, data, if secret { 0o600 } else { 0o644 }).map_err(io(path))
 }
 
 fn new_key(kind: KeyType) -> Result<KeyPair, TlsError> {

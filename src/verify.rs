@@ -48,15 +48,20 @@ pub struct VerifyReport {
     pub segments_checked: u64,
     pub chunks_checked: u64,
     pub bytes_read: u64,
-    /// Segments with a row but no readable file.
+    /// Segments with a row but no file.
     pub missing_segments: Vec<u64>,
+    /// Segments whose file exists but cannot be read (EIO, EACCES, ...): nothing is
+    /// known of their data, and repair leaves them alone.
+    #[serde(default)]
+    pub unreadable_segments: Vec<UnreadableSegment>,
     /// Chunks whose bytes fail their BLAKE3 id (or do not decompress).
     pub corrupt_chunks: Vec<ChunkProblem>,
     /// Index rows the segment's trailer disagrees with, and unreadable trailers.
     pub trailer_problems: Vec<ChunkProblem>,
     /// Reference counts that differ from the recount (whole-store runs only).
     pub count_problems: Vec<CountProblem>,
-    /// Segment files no row names.
+    /// Segment files no row names: debris of interrupted writes, which the cleaner
+    /// removes; not damage.
     pub orphan_segments: Vec<u64>,
     /// Chunks with no intact copy that repair recorded as lost (hex ids).
     #[serde(default)]
@@ -69,13 +74,20 @@ pub struct VerifyReport {
     pub repair: Option<crate::repair::RepairReport>,
 }
 
+/// A segment file that exists but could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableSegment {
+    pub segment: u64,
+    pub error: String,
+}
+
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.missing_segments.is_empty()
+            && self.unreadable_segments.is_empty()
             && self.corrupt_chunks.is_empty()
             && self.trailer_problems.is_empty()
             && self.count_problems.is_empty()
-            && self.orphan_segments.is_empty()
             && self.lost_chunks.is_empty()
             && self.damaged_objects.is_empty()
     }
@@ -160,10 +172,18 @@ pub(crate) async fn check_segment(
     report.segments_checked += 1;
     let data = match segments.read_all(id).await {
         Ok(d) => d,
-        Err(e) => {
-            tracing::error!(segment = id, error = %e, "verify: segment cannot be read");
+        Err(e) if e.is_not_found() => {
+            tracing::error!(segment = id, "verify: segment file is missing");
             report.missing_segments.push(id);
             bad.extend(rows.iter().map(|(c, _)| *c));
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::error!(segment = id, error = %e, "verify: segment file cannot be read");
+            report.unreadable_segments.push(UnreadableSegment {
+                segment: id,
+                error: e.to_string(),
+            });
             return Ok(());
         }
     };

@@ -334,9 +334,16 @@ impl MetaStore {
         .await
     }
 
+    /// The first segment id this run may hand out: a file of a lower id that no row
+    /// names was written by an earlier run (a write or a gc pass a stop interrupted)
+    /// and is debris at once.
+    pub fn run_first_segment(&self) -> u64 {
+        self.run_first_segment
+    }
+
     /// Whether a segment id is known to the metadata (indexed, or queued for
     /// deletion), and the next id to be handed out; files of unknown ids below it are
-    /// leftovers of crashed writes.
+    /// leftovers of interrupted writes.
     pub async fn segment_known(&self, ids: Vec<u64>) -> MetaResult<(Vec<bool>, u64)> {
         self.read(move |txn| {
             let segments = txn.open_table(SEGMENTS)?;

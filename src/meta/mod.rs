@@ -24,6 +24,7 @@
 //!   ones: an object commit that was acknowledged never names a lost row.
 
 mod gc;
+mod held;
 mod list;
 mod multipart;
 mod quota;
@@ -48,11 +49,12 @@ use tokio::sync::oneshot;
 
 pub use gc::{Freed, KeptChunk, SegmentCandidate};
 pub use list::{ListEntry, ListPage, ListQuery};
-pub use multipart::{UploadEntry, UploadPage, UploadQuery};
+pub use multipart::{CompletedUpload, UploadEntry, UploadPage, UploadQuery};
 pub use quota::Quotas;
 use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
-pub use repair::{CountFix, RefHold, RefHolders};
+pub use held::{HeldBatch, HeldRefs, UploadHold};
+pub use repair::CountFix;
 pub use replicated::{Applied, HOLD_TTL_SECS, HoldId, VersionDiff, VersionStamp, new_hold_id};
 pub use replication::{FailedRecord, ReplicaRecord, ReplicationState, RuleRecord, TargetTrust};
 pub use users::{Permission, UserRecord};
@@ -133,13 +135,23 @@ pub enum MetaError {
     Corrupt(String),
     #[error("metadata transaction did not complete")]
     Closed,
+    /// A release would take a chunk's count below zero: a bug, surfaced rather than
+    /// clamped (`hoard_refcount_underflow_total`).
+    #[error("the reference count of chunk {0} would fall below zero")]
+    RefUnderflow(String),
+    #[error("a metadata operation panicked: {0}")]
+    Panicked(String),
 }
 
 impl MetaError {
     fn aborts_group(&self) -> bool {
         matches!(
             self,
-            MetaError::Storage(_) | MetaError::Corrupt(_) | MetaError::Closed
+            MetaError::Storage(_)
+                | MetaError::Corrupt(_)
+                | MetaError::Closed
+                | MetaError::RefUnderflow(_)
+                | MetaError::Panicked(_)
         )
     }
     fn shared(&self) -> MetaError {
@@ -187,6 +199,20 @@ struct Job {
     durable: bool,
 }
 
+/// Chunks whose reference count would have fallen below zero
+/// (`hoard_refcount_underflow_total`); shared with `metrics` by cloning.
+pub static REFCOUNT_UNDERFLOWS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Who holds the references a new segment's chunks carry until their commit.
+#[derive(Debug, Clone, Copy)]
+pub enum Holder {
+    /// An upload, under this batch of its hold (`held`).
+    Upload(HeldBatch),
+    /// A replication source's transfer (`replicated::HOLDS`).
+    Replica(HoldId),
+}
+
 /// A new chunk stored in a sealed segment, to be indexed.
 #[derive(Debug, Clone, Copy)]
 pub struct NewChunk {
@@ -215,7 +241,9 @@ pub struct StoreTotals {
 pub struct MetaStore {
     db: Arc<Database>,
     jobs: mpsc::Sender<Job>,
-    holders: RefHolders,
+    /// The first segment id this run may hand out: a file of a lower id that no row
+    /// names was written by an earlier run and is known to be debris.
+    run_first_segment: u64,
 }
 
 impl MetaStore {
@@ -225,6 +253,7 @@ impl MetaStore {
             .set_cache_size(cache_bytes)
             .create(path)?;
         let txn = db.begin_write()?;
+        let run_first_segment;
         {
             txn.open_table(BUCKETS)?;
             txn.open_table(BUCKET_STATS)?;
@@ -252,6 +281,8 @@ impl MetaStore {
             txn.open_table(replicated::HOLDS)?;
             txn.open_table(replicated::HOLD_TOUCHED)?;
             txn.open_table(replicated::STAGED)?;
+            txn.open_table(held::UPLOAD_HOLDS)?;
+            txn.open_table(multipart::COMPLETED_UPLOADS)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;
@@ -262,6 +293,16 @@ impl MetaStore {
                 )));
             }
             counters.insert(C_SCHEMA, u64::from(RECORD_FORMAT))?;
+            run_first_segment = counter(&counters, C_NEXT_SEGMENT)?;
+        }
+        // No upload of an earlier run can commit any more.
+        let (holds, refs) = held::release_all(&txn, unix_secs())?;
+        if holds > 0 {
+            tracing::info!(
+                holds,
+                references = refs,
+                "released the references of uploads interrupted by the last stop"
+            );
         }
         txn.commit()?;
         let db = Arc::new(db);
@@ -274,7 +315,7 @@ impl MetaStore {
         Ok(MetaStore {
             db,
             jobs,
-            holders: RefHolders::default(),
+            run_first_segment,
         })
     }
 
@@ -463,13 +504,15 @@ impl MetaStore {
     /// Commits an object version: inserts the record (and its manifest), releases the
     /// references of the version it replaces, updates the bucket's counters and
     /// appends one outbox event — all in one durable transaction. The references for
-    /// `manifest` must already be held by the caller (taken while ingesting).
+    /// `manifest` must be held under `hold` (taken while ingesting); the commit takes
+    /// them over from the hold in the same transaction.
     pub async fn commit_object(
         &self,
         bucket: &str,
         key: &str,
         mut rec: ObjectRecord,
         manifest: Option<Vec<ChunkRef>>,
+        hold: Option<HoldId>,
     ) -> MetaResult<String> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.write(true, move |txn| {
@@ -492,7 +535,11 @@ impl MetaStore {
                     chunks: m.len() as u32,
                 };
             }
-            put_object_record(txn, &mut counters, &bucket, &key, &rec, now)
+            let version = put_object_record(txn, &mut counters, &bucket, &key, &rec, now)?;
+            if let Some(h) = &hold {
+                held::transfer(txn, h)?;
+            }
+            Ok(version)
         })
         .await
     }
@@ -581,65 +628,72 @@ impl MetaStore {
 
     // ----- chunk index -----
 
-    /// Takes `n` references on each chunk `(id, n)` that has an index row.
-    /// `result[i]` tells whether chunk `i` was found (and is now referenced); a chunk
-    /// without a row must be stored anew by the caller.
-    pub fn take_refs_blocking(&self, refs: Vec<(ChunkId, u32)>) -> MetaResult<Vec<bool>> {
+    /// Takes `n` references on each chunk `(id, n)` that has an index row, recorded
+    /// under the upload's hold as `batch`. `result[i]` tells whether chunk `i` was
+    /// found (and is now referenced); a chunk without a row must be stored anew by
+    /// the caller.
+    pub fn take_refs_blocking(
+        &self,
+        refs: Vec<(ChunkId, u32)>,
+        batch: HeldBatch,
+    ) -> MetaResult<Vec<bool>> {
         self.write_blocking(false, move |txn| {
             let now = unix_secs();
-            let mut chunks = txn.open_table(CHUNKS)?;
-            let mut segments = txn.open_table(SEGMENTS)?;
-            refs.iter()
-                .map(|(id, n)| adjust_refs(&mut chunks, &mut segments, id, i64::from(*n), now))
-                .collect()
+            let found = {
+                let mut chunks = txn.open_table(CHUNKS)?;
+                let mut segments = txn.open_table(SEGMENTS)?;
+                refs.iter()
+                    .map(|(id, n)| adjust_refs(&mut chunks, &mut segments, id, i64::from(*n), now))
+                    .collect::<MetaResult<Vec<bool>>>()?
+            };
+            let taken = refs.iter().zip(&found).filter(|(_, f)| **f);
+            held::record(txn, &batch, taken.map(|(r, _)| *r))?;
+            Ok(found)
         })
     }
 
-    /// Releases references (chunk id, count) held by an upload that will not commit.
-    pub fn release_refs_blocking(&self, refs: Vec<(ChunkId, u32)>) -> MetaResult<()> {
-        self.write_blocking(false, move |txn| release_refs(txn, &refs))
+    /// Releases every reference an upload that will not commit holds; after its
+    /// commit, a no-op.
+    pub async fn release_upload_hold(&self, hold: HoldId) -> MetaResult<u64> {
+        self.write(false, move |txn| held::release(txn, &hold, unix_secs()))
+            .await
     }
 
-    pub async fn release_refs(&self, refs: Vec<(ChunkId, u32)>) -> MetaResult<()> {
-        self.write(false, move |txn| release_refs(txn, &refs)).await
+    /// `release_upload_hold`, for callers outside the async runtime.
+    pub fn release_upload_hold_blocking(&self, hold: HoldId) -> MetaResult<u64> {
+        self.write_blocking(false, move |txn| held::release(txn, &hold, unix_secs()))
     }
 
-    /// Indexes the chunks of a segment that is already durable in the segment store.
-    /// A chunk that meanwhile got a row from another stream keeps that row (the copy
-    /// in this segment is dead bytes) and receives this stream's references.
+    /// Indexes the chunks of a segment that is already durable in the segment store,
+    /// recording each entry's references under `holder`. A chunk that meanwhile got
+    /// a row from another stream keeps that row (the copy in this segment is dead
+    /// bytes) and receives this stream's references.
     pub async fn add_segment(
         &self,
         bucket: &str,
         segment: u64,
         size: u64,
         entries: Vec<NewChunk>,
-    ) -> MetaResult<()> {
-        self.add_segment_held(bucket, segment, size, entries, None)
-            .await
-    }
-
-    /// `add_segment`, recording each entry's references as held by `hold` (a
-    /// replication source's chunks ahead of their commit; `replicated::HOLDS`).
-    pub async fn add_segment_held(
-        &self,
-        bucket: &str,
-        segment: u64,
-        size: u64,
-        entries: Vec<NewChunk>,
-        hold: Option<replicated::HoldId>,
+        holder: Option<Holder>,
     ) -> MetaResult<()> {
         let bucket = bucket.to_owned();
         self.write(false, move |txn| {
             let now = unix_secs();
-            if let Some(h) = hold {
-                let mut holds = txn.open_table(replicated::HOLDS)?;
-                for e in &entries {
-                    let mut k = h.to_vec();
-                    k.extend_from_slice(&e.id);
-                    holds.insert(k.as_slice(), ())?;
+            match holder {
+                Some(Holder::Upload(batch)) => {
+                    held::record(txn, &batch, entries.iter().map(|e| (e.id, e.refs)))?;
                 }
-                txn.open_table(replicated::HOLD_TOUCHED)?
-                    .insert(h.as_slice(), now)?;
+                Some(Holder::Replica(h)) => {
+                    let mut holds = txn.open_table(replicated::HOLDS)?;
+                    for e in &entries {
+                        let mut k = h.to_vec();
+                        k.extend_from_slice(&e.id);
+                        holds.insert(k.as_slice(), ())?;
+                    }
+                    txn.open_table(replicated::HOLD_TOUCHED)?
+                        .insert(h.as_slice(), now)?;
+                }
+                None => {}
             }
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
@@ -715,7 +769,7 @@ impl MetaStore {
     pub fn allocate_segment_ids_blocking(&self, n: u64) -> MetaResult<Range<u64>> {
         self.write_blocking(true, move |txn| {
             let mut counters = txn.open_table(COUNTERS)?;
-            Ok(next_ids(&mut counters, C_NEXT_SEGMENT, n))
+            next_ids(&mut counters, C_NEXT_SEGMENT, n)
         })
     }
 
@@ -842,9 +896,22 @@ fn run_committer(db: &Database, rx: &mpsc::Receiver<Job>) {
                 // The group is lost; the remaining operations are dropped unrun.
                 continue;
             }
-            let (done, err) = (j.op)(&txn);
-            completions.push(done);
-            fatal = err;
+            // A panicking operation fails its group, never the committer: later
+            // groups commit as before. Its caller's channel is dropped (`Closed`).
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (j.op)(&txn))) {
+                Ok((done, err)) => {
+                    completions.push(done);
+                    fatal = err;
+                }
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    fatal = Some(MetaError::Panicked(why));
+                }
+            }
         }
         let outcome = match fatal {
             Some(e) => {
@@ -940,13 +1007,15 @@ fn bump(counters: &mut CounterTable<'_>, name: &str, delta: i64) -> MetaResult<(
     Ok(())
 }
 
-/// Hands out `n` ids from the named counter; ids start at 1.
-fn next_ids(counters: &mut CounterTable<'_>, name: &str, n: u64) -> Range<u64> {
-    let start = counter(counters, name).unwrap_or(0).max(1);
-    let end = start + n;
-    // An insert error surfaces when the transaction commits.
-    let _ = counters.insert(name, end);
-    start..end
+/// Hands out `n` ids from the named counter; ids start at 1. A counter that cannot
+/// be read or written fails the operation: ids that restarted would overwrite rows.
+fn next_ids(counters: &mut CounterTable<'_>, name: &str, n: u64) -> MetaResult<Range<u64>> {
+    let start = counter(counters, name)?.max(1);
+    let end = start
+        .checked_add(n)
+        .ok_or_else(|| MetaError::Corrupt(format!("counter {name} is exhausted")))?;
+    counters.insert(name, end)?;
+    Ok(start..end)
 }
 
 fn append_outbox(
@@ -954,7 +1023,7 @@ fn append_outbox(
     counters: &mut CounterTable<'_>,
     ev: &OutboxEvent,
 ) -> MetaResult<()> {
-    let seq = next_ids(counters, C_OUTBOX_SEQ, 1).start;
+    let seq = next_ids(counters, C_OUTBOX_SEQ, 1)?.start;
     txn.open_table(OUTBOX)?
         .insert(seq, encode_record(ev)?.as_slice())?;
     txn.open_table(replication::OUTBOX_KEYS)?.insert(
@@ -1057,14 +1126,10 @@ fn insert_manifest(
     counters: &mut CounterTable<'_>,
     refs: &[ChunkRef],
 ) -> MetaResult<u64> {
-    let id = next_ids(counters, C_NEXT_MANIFEST, 1).start;
+    let id = next_ids(counters, C_NEXT_MANIFEST, 1)?.start;
     txn.open_table(MANIFESTS)?
         .insert(id, encode_manifest(refs).as_slice())?;
     Ok(id)
-}
-
-fn release_refs(txn: &WriteTransaction, refs: &[(ChunkId, u32)]) -> MetaResult<()> {
-    release_refs_at(txn, refs, unix_secs())
 }
 
 fn release_refs_at(txn: &WriteTransaction, refs: &[(ChunkId, u32)], now: u64) -> MetaResult<()> {
@@ -1097,9 +1162,11 @@ fn adjust_refs(
     let before = row.refs;
     let after = i64::from(before) + delta;
     if after < 0 {
-        tracing::warn!(chunk = %hex::encode(id), before, delta, "reference count would fall below zero");
+        REFCOUNT_UNDERFLOWS.inc();
+        tracing::error!(chunk = %hex::encode(id), before, delta, "reference count would fall below zero; the operation is refused");
+        return Err(MetaError::RefUnderflow(hex::encode(id)));
     }
-    row.refs = u32::try_from(after.max(0)).unwrap_or(u32::MAX);
+    row.refs = u32::try_from(after).unwrap_or(u32::MAX);
     let live_delta: i64 = match (before > 0, row.refs > 0) {
         (false, true) => {
             row.zero_since = 0;
@@ -1166,14 +1233,15 @@ impl MetaStore {
         })
     }
 
-    /// Recounts references from every committed manifest (and replication hold) and
-    /// compares them with the stored counts. With no upload in flight the two must
-    /// agree.
+    /// Recounts references from every committed manifest and every hold (replication
+    /// transfers, uploads in flight) and compares them with the stored counts; the
+    /// two must always agree.
     pub fn audit_refs_blocking(&self) -> MetaResult<Vec<RefMismatch>> {
         self.read_blocking(|txn| {
             let mut counted = repair::recount(
                 &txn.open_table(MANIFESTS)?,
                 &txn.open_table(replicated::HOLDS)?,
+                &txn.open_table(held::UPLOAD_HOLDS)?,
             )?;
             let mut out = Vec::new();
             for row in txn.open_table(CHUNKS)?.iter()? {

@@ -13,16 +13,36 @@
 //!   the object record unchanged, so no reference is taken or released for them.
 //! - Completion checks, in its own transaction, that every chosen part still has the
 //!   manifest the caller validated, so a part re-uploaded meanwhile cannot slip in.
+//! - Completion leaves a [`CompletedUpload`] row (`completed_uploads`, same key as
+//!   the upload) naming the parts it chose and what it answered, so that a client
+//!   whose response was lost and who repeats the request with the same parts gets the
+//!   same answer; the rows go with the stale-upload sweep (`multipart_max_age_secs`).
 
 use std::collections::HashMap;
 
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
 
 use super::{
     C_NEXT_UPLOAD, COUNTERS, ChunkRef, MetaError, MetaResult, MetaStore, ObjectRecord, PARTS,
     PartRecord, UPLOADS, UploadRecord, decode_record, drop_manifest, encode_record, get_bucket,
     get_bucket_w, insert_manifest, list, next_ids, object_key, put_object_record, unix_secs,
 };
+
+/// bucket \0 key \0 upload id -> CompletedUpload
+pub(super) const COMPLETED_UPLOADS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("completed_uploads");
+
+/// What a completed upload chose and answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedUpload {
+    /// (part number, part ETag) as chosen, in order.
+    pub parts: Vec<(u32, String)>,
+    pub etag: String,
+    pub version_id: String,
+    pub checksums: Vec<(String, String)>,
+    pub completed_ms: i64,
+}
 
 /// Which uploads a ListMultipartUploads page asks for.
 #[derive(Debug, Clone, Default)]
@@ -141,6 +161,8 @@ pub(super) fn abort_uploads_in(txn: &WriteTransaction, bucket: &str) -> MetaResu
     for (k, id) in doomed {
         remove_upload(txn, &k, &id, |_, _| false)?;
     }
+    txn.open_table(COMPLETED_UPLOADS)?
+        .retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)?;
     Ok(())
 }
 
@@ -197,7 +219,7 @@ impl MetaStore {
             if get_bucket_w(txn, &bucket)?.is_none() {
                 return Err(MetaError::NoSuchBucket);
             }
-            let n = next_ids(&mut txn.open_table(COUNTERS)?, C_NEXT_UPLOAD, 1).start;
+            let n = next_ids(&mut txn.open_table(COUNTERS)?, C_NEXT_UPLOAD, 1)?.start;
             let id = format!("{n:016x}{:016x}", rand::random::<u64>());
             txn.open_table(UPLOADS)?.insert(
                 upload_key(&bucket, &key, &id).as_slice(),
@@ -219,8 +241,9 @@ impl MetaStore {
             .await
     }
 
-    /// Stores (or replaces) one part. The references of `manifest` must be held by
-    /// the caller; a replaced part's references are released.
+    /// Stores (or replaces) one part. The references of `manifest` must be held under
+    /// `hold`, which the part takes them over from; a replaced part's references are
+    /// released.
     pub async fn put_part(
         &self,
         bucket: &str,
@@ -229,6 +252,7 @@ impl MetaStore {
         number: u32,
         mut rec: PartRecord,
         manifest: Vec<ChunkRef>,
+        hold: Option<super::HoldId>,
     ) -> MetaResult<()> {
         let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         self.write(true, move |txn| {
@@ -248,6 +272,9 @@ impl MetaStore {
             };
             if let Some(old) = old {
                 drop_manifest(txn, old.manifest, unix_secs())?;
+            }
+            if let Some(h) = &hold {
+                super::held::transfer(txn, h)?;
             }
             Ok(())
         })
@@ -279,7 +306,8 @@ impl MetaStore {
     /// becomes the object's current version, replacing the previous one; parts not
     /// chosen are released; the upload disappears. `chosen` lists (part number,
     /// manifest) as the caller validated them; a part replaced since fails the
-    /// completion with `InvalidPart` and changes nothing.
+    /// completion with `InvalidPart` and changes nothing. `answer` (its version id
+    /// filled in here) is kept for a repeat of the request.
     pub async fn complete_upload(
         &self,
         bucket: &str,
@@ -287,6 +315,7 @@ impl MetaStore {
         upload_id: &str,
         rec: ObjectRecord,
         chosen: Vec<(u32, u64)>,
+        mut answer: CompletedUpload,
     ) -> MetaResult<String> {
         let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         self.write(true, move |txn| {
@@ -313,7 +342,30 @@ impl MetaStore {
                 chosen.get(&n) == Some(&p.manifest)
             })?;
             let mut counters = txn.open_table(COUNTERS)?;
-            put_object_record(txn, &mut counters, &bucket, &key, &rec, unix_secs())
+            let version = put_object_record(txn, &mut counters, &bucket, &key, &rec, unix_secs())?;
+            answer.version_id = version.clone();
+            txn.open_table(COMPLETED_UPLOADS)?.insert(
+                upload_key(&bucket, &key, &id).as_slice(),
+                encode_record(&answer)?.as_slice(),
+            )?;
+            Ok(version)
+        })
+        .await
+    }
+
+    /// What the completion of this upload answered, while it is remembered.
+    pub async fn completed_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> MetaResult<Option<CompletedUpload>> {
+        let k = upload_key(bucket, key, upload_id);
+        self.read(move |txn| {
+            txn.open_table(COMPLETED_UPLOADS)?
+                .get(k.as_slice())?
+                .map(|v| decode_record(v.value()))
+                .transpose()
         })
         .await
     }
@@ -340,8 +392,16 @@ impl MetaStore {
         .await
     }
 
-    /// Aborts every upload started before `cutoff_ms`; returns how many it aborted.
+    /// Aborts every upload started before `cutoff_ms` and forgets the completions
+    /// older than that; returns how many uploads it aborted.
     pub async fn abort_uploads_before(&self, cutoff_ms: i64) -> MetaResult<usize> {
+        self.write(false, move |txn| {
+            txn.open_table(COMPLETED_UPLOADS)?.retain(|_, v| {
+                decode_record::<CompletedUpload>(v).is_ok_and(|c| c.completed_ms >= cutoff_ms)
+            })?;
+            Ok(())
+        })
+        .await?;
         let stale = self.uploads_initiated_before(cutoff_ms).await?;
         let mut aborted = 0;
         for (bucket, key, upload_id) in stale {

@@ -18,8 +18,6 @@
 //! are reported by verify; nothing is dropped silently.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -39,38 +37,11 @@ pub(super) const LOST_CHUNKS: TableDefinition<&[u8], u64> = TableDefinition::new
 pub struct CountFix {
     /// Counts set to the recount.
     pub fixed: u64,
-    /// Counts above the recount left as they were because uploads held references.
-    pub left_high: u64,
     /// Chunks named by manifests with neither an index row nor a lost row, now lost.
     pub newly_lost: u64,
     /// Segment rows whose chunk, live chunk or live byte totals were set to the sum
     /// of the chunk rows pointing into them.
     pub segments_fixed: u64,
-}
-
-/// Counts the uploads that hold references their manifests do not show yet.
-#[derive(Clone, Default)]
-pub struct RefHolders(Arc<AtomicUsize>);
-
-/// One upload's share of `RefHolders`; dropped once its references are committed or
-/// released.
-pub struct RefHold(Arc<AtomicUsize>);
-
-impl Drop for RefHold {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl RefHolders {
-    pub fn hold(&self) -> RefHold {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        RefHold(self.0.clone())
-    }
-
-    fn active(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 /// Takes a lost chunk's references for a new row of the same content.
@@ -96,10 +67,11 @@ pub(super) fn release_lost(txn: &WriteTransaction, id: &ChunkId, n: u32) -> Meta
 }
 
 /// Occurrences of every chunk id in committed manifests, plus the references
-/// replication holds keep on chunks ahead of their commit.
+/// replication holds and uploads in flight keep on chunks ahead of their commit.
 pub(super) fn recount(
     manifests: &impl ReadableTable<u64, &'static [u8]>,
     holds: &impl ReadableTable<&'static [u8], ()>,
+    upload_holds: &impl ReadableTable<&'static [u8], &'static [u8]>,
 ) -> MetaResult<HashMap<ChunkId, u64>> {
     let mut counted: HashMap<ChunkId, u64> = HashMap::new();
     for row in manifests.iter()? {
@@ -108,6 +80,7 @@ pub(super) fn recount(
         }
     }
     super::replicated::held_refs(holds, &mut counted)?;
+    super::held::count_into(upload_holds, &mut counted)?;
     Ok(counted)
 }
 
@@ -144,11 +117,6 @@ fn fix_segment_rows(
 }
 
 impl MetaStore {
-    /// The uploads holding references; `fix_counts` lowers counts only when none do.
-    pub fn ref_holders(&self) -> &RefHolders {
-        &self.holders
-    }
-
     /// Lost chunks and their counts.
     pub async fn lost_chunks(&self) -> MetaResult<Vec<(ChunkId, u64)>> {
         self.read(|txn| {
@@ -165,17 +133,16 @@ impl MetaStore {
     }
 
     /// Sets every reference count to the number of times committed manifests name the
-    /// chunk, in one transaction. Counts are lowered only when no upload holds
-    /// references (those are not in any manifest yet); raising is always safe. A
-    /// chunk named by manifests with no row at all becomes lost.
+    /// chunk plus the references holds keep (replication transfers, uploads in
+    /// flight), in one transaction. A chunk named by manifests with no row at all
+    /// becomes lost.
     pub async fn fix_counts(&self) -> MetaResult<CountFix> {
-        let holders = self.holders.clone();
         self.write(true, move |txn| {
             let counted = recount(
                 &txn.open_table(MANIFESTS)?,
                 &txn.open_table(super::replicated::HOLDS)?,
+                &txn.open_table(super::held::UPLOAD_HOLDS)?,
             )?;
-            let may_lower = holders.active() == 0;
             let mut fix = CountFix::default();
             let now = unix_secs();
             let mut chunks = txn.open_table(CHUNKS)?;
@@ -189,10 +156,8 @@ impl MetaStore {
                 };
                 let stored = i64::from(ChunkRow::decode(v.value())?.refs);
                 let want = counted.get(&id).copied().unwrap_or(0) as i64;
-                if want > stored || (want < stored && may_lower) {
+                if want != stored {
                     changes.push((id, want - stored));
-                } else if want < stored {
-                    fix.left_high += 1;
                 }
             }
             for (id, delta) in changes {

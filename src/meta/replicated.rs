@@ -178,7 +178,7 @@ pub struct VersionDiff {
 pub enum Applied {
     /// Stored as a new version: it now holds the references the caller took.
     Stored,
-    /// Already held; at most its tags changed. The caller releases its references.
+    /// Already held; at most its tags changed. The references taken were released.
     Held,
 }
 
@@ -222,9 +222,10 @@ impl MetaStore {
 
     /// Stores a version received from a source under its own id and `seq`, its body
     /// in the parts staged under `hold` followed by `manifest` (the chunk references
-    /// of the other parts in order; the caller holds one reference per occurrence),
-    /// and releases the hold. Idempotent: a version already held only takes the tags
-    /// it came with.
+    /// of the other parts in order; the caller holds one reference per occurrence
+    /// under the upload hold `taken`, which the version takes over), and releases
+    /// the hold. Idempotent: a version already held only takes the tags it came
+    /// with, and `taken` is released.
     pub async fn apply_version(
         &self,
         bucket: &str,
@@ -232,6 +233,7 @@ impl MetaStore {
         rec: ObjectRecord,
         manifest: Vec<ChunkRef>,
         hold: Option<HoldId>,
+        taken: HoldId,
     ) -> MetaResult<Applied> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.write(true, move |txn| {
@@ -246,6 +248,7 @@ impl MetaStore {
                 if let Some(h) = hold {
                     drop_hold(txn, &h, now)?;
                 }
+                super::held::release(txn, &taken, now)?;
                 return Ok(Applied::Held);
             }
             // The replica's quotas hold for what it receives (a "null" version
@@ -274,6 +277,7 @@ impl MetaStore {
                 drop_hold(txn, &h, now)?;
             }
             insert_by_seq(txn, &bucket, &key, &rec)?;
+            super::held::transfer(txn, &taken)?;
             let mut stats = bucket_stats_w(txn, &bucket)?;
             count_in(&mut stats, &mut counters, &rec)?;
             put_bucket_stats(txn, &bucket, &stats)?;
@@ -656,7 +660,7 @@ mod tests {
             codec: Codec::Raw,
             refs: 0,
         };
-        meta.add_segment("b", 1, 2, vec![chunk(a, 0), chunk(b, 1)])
+        meta.add_segment("b", 1, 2, vec![chunk(a, 0), chunk(b, 1)], None)
             .await
             .unwrap();
         let r = |id| ChunkRef { id, len: 1 };
@@ -673,7 +677,7 @@ mod tests {
 
         // A commit whose manifest does not fit the staged parts is refused.
         let err = meta
-            .apply_version("b", "k", two_parts(), vec![r(b), r(b)], Some(hold))
+            .apply_version("b", "k", two_parts(), vec![r(b), r(b)], Some(hold), [1; 16])
             .await
             .unwrap_err();
         assert!(matches!(err, MetaError::Unfit(_)), "{err}");
@@ -681,13 +685,14 @@ mod tests {
 
         // The commit (the caller holds the last part's reference) moves the staged
         // manifest into the version.
-        let m2 = meta.clone();
-        tokio::task::spawn_blocking(move || m2.take_refs_blocking(vec![(b, 1)]))
+        let taken = super::super::UploadHold::new().unwrap();
+        let (m2, batch) = (meta.clone(), taken.next_batch());
+        tokio::task::spawn_blocking(move || m2.take_refs_blocking(vec![(b, 1)], batch))
             .await
             .unwrap()
             .unwrap();
         let applied = meta
-            .apply_version("b", "k", two_parts(), vec![r(b)], Some(hold))
+            .apply_version("b", "k", two_parts(), vec![r(b)], Some(hold), taken.id())
             .await
             .unwrap();
         assert_eq!(applied, Applied::Stored);
@@ -708,16 +713,23 @@ mod tests {
         meta.stage_part(again, 0, part0.clone()).await.unwrap();
         assert_eq!(refs_of(&meta, a).await, 4);
         let applied = meta
-            .apply_version("b", "k", two_parts(), Vec::new(), Some(again))
+            .apply_version("b", "k", two_parts(), Vec::new(), Some(again), [2; 16])
             .await;
         // Its last part is missing from the commit: refused before anything.
         assert!(matches!(applied, Err(MetaError::Unfit(_))));
+        let taken = super::super::UploadHold::new().unwrap();
+        let (m2, batch) = (meta.clone(), taken.next_batch());
+        tokio::task::spawn_blocking(move || m2.take_refs_blocking(vec![(b, 1)], batch))
+            .await
+            .unwrap()
+            .unwrap();
         let applied = meta
-            .apply_version("b", "k", two_parts(), vec![r(b)], Some(again))
+            .apply_version("b", "k", two_parts(), vec![r(b)], Some(again), taken.id())
             .await
             .unwrap();
         assert_eq!(applied, Applied::Held);
-        assert_eq!(refs_of(&meta, a).await, 2);
+        // The references taken for the version already held are released with it.
+        assert_eq!((refs_of(&meta, a).await, refs_of(&meta, b).await), (2, 2));
         assert_eq!(staged_rows(&meta).await, 0);
 
         // A transfer that never commits: its hold expires with its staged part.

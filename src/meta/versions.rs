@@ -182,7 +182,7 @@ pub(super) fn put_object_record(
         .ok_or(MetaError::NoSuchBucket)?
         .versioning;
     let mut rec = rec.clone();
-    rec.seq = next_ids(counters, C_NEXT_VERSION, 1).start;
+    rec.seq = next_ids(counters, C_NEXT_VERSION, 1)?.start;
     rec.version_id = match versioning {
         Versioning::Enabled => format!("{:016x}", rec.seq),
         _ => NULL_VERSION.to_owned(),

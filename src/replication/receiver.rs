@@ -11,7 +11,7 @@ use super::{Hello, ReplicaBuckets, wire};
 use crate::admin::{json, json_body_required, query_param};
 use crate::index::ChunkIndex;
 use crate::meta::{
-    Applied, ChunkId, ChunkLocation, ChunkRef, HoldId, MetaError, MetaStore, NewChunk,
+    ChunkId, ChunkLocation, ChunkRef, HeldRefs, HoldId, Holder, MetaError, MetaStore, NewChunk,
     ObjectRecord, Permission, VersionStamp,
 };
 use crate::metrics::{Metrics, SideLabels};
@@ -27,11 +27,19 @@ pub struct Store {
     pub segment_size: usize,
 }
 
+/// Requests a replica handles at once: each may hold a body of up to
+/// `wire::MAX_BODY`, so this bounds the memory a source (or a hostile peer) can make
+/// it hold.
+const CONCURRENT_REQUESTS: usize = 8;
+/// How long a request waits for its turn before `503 SlowDown` (the source retries).
+const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Receiver {
     replicas: Arc<ReplicaBuckets>,
     users: Arc<Users>,
     metrics: Arc<Metrics>,
     store: Arc<Store>,
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl Receiver {
@@ -46,6 +54,7 @@ impl Receiver {
             users,
             metrics,
             store,
+            turns: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_REQUESTS)),
         }
     }
 
@@ -82,6 +91,16 @@ impl Receiver {
                 "The bucket is not a replica (never said hello, or promoted)."
             ));
         }
+        let _turn = tokio::time::timeout(REQUEST_WAIT, self.turns.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                s3_error!(
+                    SlowDown,
+                    "The replica is busy with other replication requests; retry later."
+                )
+            })?;
         match (&req.method, path) {
             (&Method::POST, "missing") => self.missing(req.input).await,
             (&Method::PUT, "chunks") => self.chunks(&bucket, &req.uri, req.input).await,
@@ -284,7 +303,13 @@ impl Store {
                 entries.iter_mut().for_each(|e| e.refs = 1);
             }
             self.meta
-                .add_segment_held(bucket, id, data.len() as u64, entries.clone(), hold)
+                .add_segment(
+                    bucket,
+                    id,
+                    data.len() as u64,
+                    entries.clone(),
+                    hold.map(Holder::Replica),
+                )
                 .await
                 .map_err(meta_error)?;
             self.index.note_indexed(entries.iter().map(|e| &e.id));
@@ -323,36 +348,26 @@ impl Store {
         manifest: Vec<ChunkRef>,
         hold: Option<HoldId>,
     ) -> S3Result<()> {
+        // The references are taken under an upload hold, which the version takes
+        // over in its commit: a recount meanwhile counts them, and a commit that
+        // does not happen (refused, or the request dropped) releases them.
+        let taken = Arc::new(HeldRefs::new(&self.meta).map_err(meta_error)?);
         let refs = crate::meta::ref_counts(&manifest);
-        let meta = self.meta.clone();
-        let asked = refs.clone();
-        let found = tokio::task::spawn_blocking(move || meta.take_refs_blocking(asked))
+        let (meta, batch) = (self.meta.clone(), taken.hold().next_batch());
+        let found = tokio::task::spawn_blocking(move || meta.take_refs_blocking(refs, batch))
             .await
             .map_err(|e| internal("taking references", &e))?
             .map_err(meta_error)?;
-        let (taken, lacking): (Vec<_>, Vec<_>) =
-            refs.into_iter().zip(found).partition(|(_, ok)| *ok);
-        let taken: Vec<(ChunkId, u32)> = taken.into_iter().map(|(r, _)| r).collect();
-        if !lacking.is_empty() {
-            self.release(taken).await?;
-            return Err(missing_chunks(lacking.len()));
+        let lacking = found.iter().filter(|ok| !**ok).count();
+        if lacking > 0 {
+            return Err(missing_chunks(lacking));
         }
-        match self
-            .meta
-            .apply_version(bucket, key, rec, manifest, hold)
+        self.meta
+            .apply_version(bucket, key, rec, manifest, hold, taken.hold().id())
             .await
-        {
-            Ok(Applied::Stored) => Ok(()),
-            Ok(Applied::Held) => self.release(taken).await,
-            Err(e) => {
-                self.release(taken).await?;
-                Err(meta_error(e))
-            }
-        }
-    }
-
-    async fn release(&self, refs: Vec<(ChunkId, u32)>) -> S3Result<()> {
-        self.meta.release_refs(refs).await.map_err(meta_error)
+            .map_err(meta_error)?;
+        taken.disarm();
+        Ok(())
     }
 }
 

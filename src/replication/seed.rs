@@ -44,6 +44,7 @@ use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::receiver::Store;
 use super::sender::{Located, SendError, read_run, runs};
@@ -92,6 +93,39 @@ pub enum SeedError {
     Read(#[from] SendError),
     #[error("importing: {0}")]
     Import(String),
+    #[error("seed step did not finish: {0}")]
+    Worker(String),
+}
+
+/// Runs a seed step on a blocking thread of its own: its file reads and writes,
+/// fsyncs, redb commits, PBKDF2 and AES-GCM never occupy an executor thread, where
+/// they would stall every request served beside them.
+async fn off_executor<T: Send + 'static>(
+    step: impl Future<Output = Result<T, SeedError>> + Send + 'static,
+) -> Result<T, SeedError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(step))
+        .await
+        .map_err(|e| SeedError::Worker(e.to_string()))?
+}
+
+/// Exports the next step of `req.bucket` into `req.dir` (see `export`), off the
+/// executor.
+pub async fn export_step(
+    meta: MetaStore,
+    segments: SegmentStore,
+    req: ExportRequest,
+) -> Result<SeedProgress, SeedError> {
+    off_executor(async move { export(&meta, &segments, req).await }).await
+}
+
+/// Loads one step of a seed (see `import`), off the executor.
+pub async fn import_step(
+    store: Arc<Store>,
+    replicas: Arc<super::ReplicaBuckets>,
+    req: ImportRequest,
+) -> Result<ImportProgress, SeedError> {
+    off_executor(async move { import(&store, &replicas, req).await }).await
 }
 
 macro_rules! state_err {
@@ -172,7 +206,7 @@ struct ExportState {
 }
 
 /// Exports the next step of `req.bucket` into `req.dir`; returns the progress.
-pub async fn export_step(
+async fn export(
     meta: &MetaStore,
     segments: &SegmentStore,
     req: ExportRequest,
@@ -253,7 +287,7 @@ pub async fn export_step(
 
 /// Loads step `req.step` of a finished seed into `req.bucket`, which becomes a
 /// replica bucket (it must be empty, or a replica already).
-pub async fn import_step(
+async fn import(
     store: &Store,
     replicas: &super::ReplicaBuckets,
     req: ImportRequest,
@@ -679,7 +713,7 @@ fn read_sealed(
 
 fn write_file(dir: &Path, name: &str, data: &[u8]) -> Result<(), SeedError> {
     let path = dir.join(name);
-    crate::segments::write_durably(&dir.join(format!(".{name}.tmp")), &path, data)
+    crate::durable::write_via(&dir.join(format!(".{name}.tmp")), &path, data, 0o644)
         .map_err(io_err(&path))
 }
 

@@ -69,6 +69,16 @@ pub fn decode_frames(mut b: Bytes) -> Result<Vec<ChunkFrame>, String> {
         };
         let raw_len = b.get_u32_le();
         let stored_len = b.get_u32_le() as usize;
+        // The raw length sizes the buffer a chunk is decompressed into: no chunk of
+        // ours is larger, and a raw chunk is stored as it is.
+        if raw_len > crate::config::MAX_CHUNK
+            || stored_len > crate::config::MAX_CHUNK as usize
+            || (codec == Codec::Raw && stored_len != raw_len as usize)
+        {
+            return Err(format!(
+                "a chunk frame claims {raw_len} raw and {stored_len} stored bytes, beyond what a chunk can be"
+            ));
+        }
         if b.remaining() < stored_len {
             return Err("a chunk frame is cut short".into());
         }
@@ -106,6 +116,32 @@ pub fn decode_object(b: &[u8]) -> Result<(ObjectRecord, Vec<ChunkRef>), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer's frame sizes the buffer its chunk is decompressed into: a frame
+    /// claiming more than any chunk can be (4 GiB from one frame, before) is refused
+    /// before anything is allocated, and so is a raw frame whose lengths disagree.
+    #[test]
+    fn hostile_frame_lengths_are_refused() {
+        let frame = |codec, raw_len, stored: usize| {
+            let mut body = Vec::new();
+            push_frame(
+                &mut body,
+                &ChunkFrame {
+                    id: [7; 32],
+                    codec,
+                    raw_len,
+                    stored: Bytes::from(vec![0u8; stored]),
+                },
+            );
+            decode_frames(Bytes::from(body))
+        };
+        let err = frame(Codec::Zstd, u32::MAX, 10).err().unwrap();
+        assert!(err.contains("beyond what a chunk can be"), "{err}");
+        assert!(frame(Codec::Zstd, crate::config::MAX_CHUNK + 1, 10).is_err());
+        assert!(frame(Codec::Raw, 11, 10).is_err());
+        assert!(frame(Codec::Raw, 10, 10).is_ok());
+        assert!(frame(Codec::Zstd, crate::config::MAX_CHUNK, 10).is_ok());
+    }
 
     #[test]
     fn frames_and_objects_round_trip_and_truncation_is_refused() {

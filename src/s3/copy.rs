@@ -10,7 +10,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::object::{
-    MAX_KEY_LEN, MAX_PUT_SIZE, check_conditions, stored_headers, user_meta, with_checksums,
+    check_new_key, MAX_PUT_SIZE, check_conditions, stored_headers, user_meta, with_checksums,
 };
 use super::{HoardS3, meta_error, retrieve_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestParams, IngestedBody};
@@ -112,9 +112,7 @@ impl HoardS3 {
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let (src_bucket, src_key) = (src_bucket.to_owned(), src_key.to_owned());
         let src_version = src_version.map(str::to_owned);
-        if input.key.len() > MAX_KEY_LEN {
-            return Err(s3_error!(KeyTooLongError, "Your key is too long"));
-        }
+        check_new_key(&input.key)?;
         self.bucket(&input.bucket).await?;
         let replace = input
             .metadata_directive
@@ -263,6 +261,7 @@ impl HoardS3 {
                 number,
                 rec.clone(),
                 manifest,
+                Some(ingested.held.hold().id()),
             )
             .await
             .map_err(meta_error)?;

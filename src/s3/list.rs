@@ -13,7 +13,7 @@ const MAX_KEYS: i32 = 1000;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters and `/`, which
 /// every S3 client decodes (`+` becomes %2B, space %20).
-fn url_encode(s: &str) -> String {
+pub(super) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {

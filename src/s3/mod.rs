@@ -174,7 +174,10 @@ fn body_error(source: s3s::StdError) -> S3Error {
     };
     let text = source.to_string();
     tracing::info!(error = %text, "upload body failed");
-    if text.contains("SignatureMismatch") {
+    if text.contains("RequestTimeout") {
+        // An aws-chunked body wraps the idle timeout's error in its own.
+        crate::idle_body::request_timeout()
+    } else if text.contains("SignatureMismatch") {
         s3_error!(
             SignatureDoesNotMatch,
             "The chunk signature does not match the signing key and data."

@@ -13,13 +13,14 @@ use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::list::Encoder;
 use super::object::{
-    BodyClaims, BodyTarget, MAX_KEY_LEN, Received, body_claims, checked_algorithm, stored_headers,
+    BodyClaims, BodyTarget, check_new_key, Received, body_claims, checked_algorithm, stored_headers,
     user_meta, with_checksums,
 };
 use super::{HoardS3, meta_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestedBody};
 use crate::meta::{
-    ObjectData, ObjectRecord, PartPiece, PartRecord, UploadEntry, UploadQuery, UploadRecord, now_ms,
+    CompletedUpload, MetaError, ObjectData, ObjectRecord, PartPiece, PartRecord, UploadEntry,
+    UploadQuery, UploadRecord, now_ms,
 };
 
 /// S3's limits.
@@ -99,9 +100,7 @@ impl HoardS3 {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         self.bucket(&req.input.bucket).await?;
         let input = &mut req.input;
-        if input.key.len() > MAX_KEY_LEN {
-            return Err(s3_error!(KeyTooLongError, "Your key is too long"));
-        }
+        check_new_key(&input.key)?;
         let checksum_algorithm = input
             .checksum_algorithm
             .as_ref()
@@ -177,7 +176,15 @@ impl HoardS3 {
             checksums,
         };
         self.meta
-            .put_part(&bucket, &key, &upload_id, number, rec.clone(), manifest)
+            .put_part(
+                &bucket,
+                &key,
+                &upload_id,
+                number,
+                rec.clone(),
+                manifest,
+                Some(ingested.held.hold().id()),
+            )
             .await
             .map_err(meta_error)?;
         ingested.held.disarm();
@@ -192,9 +199,10 @@ impl HoardS3 {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let input = req.input;
+        let mut input = req.input;
         let chosen: Vec<CompletedPart> = input
             .multipart_upload
+            .take()
             .and_then(|m| m.parts)
             .unwrap_or_default();
         if chosen.is_empty() {
@@ -214,7 +222,7 @@ impl HoardS3 {
             }
             numbers.push(n);
         }
-        let (upload, stored, _) = self
+        let listed = self
             .meta
             .list_parts(
                 &input.bucket,
@@ -223,8 +231,13 @@ impl HoardS3 {
                 0,
                 MAX_PARTS as usize,
             )
-            .await
-            .map_err(meta_error)?;
+            .await;
+        let (upload, stored, _) = match listed {
+            Err(MetaError::NoSuchUpload) => {
+                return self.repeated_completion(&input, &chosen, &numbers).await;
+            }
+            other => other.map_err(meta_error)?,
+        };
         let stored: std::collections::HashMap<u32, PartRecord> = stored.into_iter().collect();
         let mut parts: Vec<&PartRecord> = Vec::with_capacity(chosen.len());
         for (c, n) in chosen.iter().zip(&numbers) {
@@ -284,28 +297,60 @@ impl HoardS3 {
             .zip(&parts)
             .map(|(n, p)| (*n, p.manifest))
             .collect();
-        let version_id = self
+        let mut answer = CompletedUpload {
+            parts: numbers
+                .iter()
+                .zip(&parts)
+                .map(|(n, p)| (*n, p.etag.clone()))
+                .collect(),
+            etag,
+            version_id: String::new(),
+            checksums: rec.checksums.clone(),
+            completed_ms: now_ms(),
+        };
+        answer.version_id = self
             .meta
             .complete_upload(
                 &input.bucket,
                 &input.key,
                 &input.upload_id,
-                rec.clone(),
+                rec,
                 chosen_manifests,
+                answer.clone(),
             )
             .await
             .map_err(meta_error)?;
         tracing::debug!(bucket = %input.bucket, key = %input.key, parts = parts.len(), size, "multipart upload completed");
-        Ok(S3Response::new(
-            with_checksums!(CompleteMultipartUploadOutput, &rec.checksums, {
-                bucket: Some(input.bucket.clone()),
-                key: Some(input.key.clone()),
-                e_tag: Some(ETag::Strong(etag)),
-                checksum_type: (!rec.checksums.is_empty())
-                    .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
-                version_id: super::object::reported_version(&version_id),
-            }),
-        ))
+        Ok(completion_output(&input, &answer))
+    }
+
+    /// A CompleteMultipartUpload for an upload that is gone: if it completed with
+    /// the same parts (the client lost the response and retries), the same answer;
+    /// otherwise `NoSuchUpload`, as S3 answers.
+    async fn repeated_completion(
+        &self,
+        input: &CompleteMultipartUploadInput,
+        chosen: &[CompletedPart],
+        numbers: &[u32],
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let done = self
+            .meta
+            .completed_upload(&input.bucket, &input.key, &input.upload_id)
+            .await
+            .map_err(meta_error)?;
+        let same_parts = |d: &CompletedUpload| {
+            d.parts.len() == chosen.len()
+                && d.parts.iter().zip(chosen).zip(numbers).all(|(((n, etag), c), number)| {
+                    n == number && c.e_tag.as_ref().is_none_or(|e| unquote(e) == etag)
+                })
+        };
+        match done {
+            Some(d) if same_parts(&d) => {
+                tracing::info!(bucket = %input.bucket, key = %input.key, upload_id = %input.upload_id, "repeated completion answered as the first");
+                Ok(completion_output(input, &d))
+            }
+            _ => Err(meta_error(MetaError::NoSuchUpload)),
+        }
     }
 
     pub(super) async fn abort_multipart_upload_impl(
@@ -466,4 +511,25 @@ mod tests {
         assert_eq!(multipart_etag(&[&a, &b]).unwrap(), want);
         assert!(multipart_etag(&[&part("zz")]).is_err());
     }
+}
+
+/// The answer to a completion, first or repeated. Location is the object's
+/// path-style URL on this server.
+fn completion_output(
+    input: &CompleteMultipartUploadInput,
+    done: &CompletedUpload,
+) -> S3Response<CompleteMultipartUploadOutput> {
+    S3Response::new(with_checksums!(CompleteMultipartUploadOutput, &done.checksums, {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        location: Some(format!(
+            "/{}/{}",
+            input.bucket,
+            super::list::url_encode(&input.key)
+        )),
+        e_tag: Some(ETag::Strong(done.etag.clone())),
+        checksum_type: (!done.checksums.is_empty())
+            .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        version_id: super::object::reported_version(&done.version_id),
+    }))
 }

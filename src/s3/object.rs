@@ -16,6 +16,28 @@ use crate::meta::{BucketRecord, ObjectData, ObjectRecord, ReplicationState};
 /// S3's limit for one PUT.
 pub(super) const MAX_PUT_SIZE: i64 = crate::ingest::MAX_BODY_BYTES as i64;
 pub(super) const MAX_KEY_LEN: usize = 1024;
+
+/// Checks the key of an object about to be created: at most 1024 bytes, and no
+/// character that XML 1.0 cannot carry (U+0000-U+0008, U+000B, U+000C,
+/// U+000E-U+001F, U+FFFE, U+FFFF), which would make every listing of the bucket
+/// unparsable for clients that do not ask for `encoding-type=url`. Tab, line feed and
+/// carriage return are kept (the last is escaped in listings, see `server`).
+pub(super) fn check_new_key(key: &str) -> S3Result<()> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+    }
+    let unlistable = |c: char| {
+        matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+    };
+    if let Some(c) = key.chars().find(|c| unlistable(*c)) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Object key contains the character U+{:04X}, which XML 1.0 cannot carry; listings of the bucket would break",
+            c as u32
+        ));
+    }
+    Ok(())
+}
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 /// The checksum algorithms S3 knows, with the header that carries each.
@@ -506,9 +528,7 @@ impl HoardS3 {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let bucket_rec = self.bucket(&req.input.bucket).await?;
-        if req.input.key.len() > MAX_KEY_LEN {
-            return Err(s3_error!(KeyTooLongError, "Your key is too long"));
-        }
+        check_new_key(&req.input.key)?;
         let tags = parse_tagging(req.input.tagging.as_deref())?;
         let meta = user_meta(req.input.metadata.take())?;
         let body = req.input.body.take();
@@ -554,7 +574,13 @@ impl HoardS3 {
         };
         let version_id = self
             .meta
-            .commit_object(&input.bucket, &input.key, rec.clone(), manifest)
+            .commit_object(
+                &input.bucket,
+                &input.key,
+                rec.clone(),
+                manifest,
+                Some(ingested.held.hold().id()),
+            )
             .await
             .map_err(meta_error)?;
         ingested.held.disarm();
