@@ -68,7 +68,10 @@ where
             }
             Poll::Pending => match this.clock.as_mut().poll(cx) {
                 Poll::Ready(()) => {
-                    tracing::info!(idle_secs = this.idle.as_secs(), "request body stalled; aborted");
+                    tracing::info!(
+                        idle_secs = this.idle.as_secs(),
+                        "request body stalled; aborted"
+                    );
                     Poll::Ready(Some(Err(Box::new(request_timeout()))))
                 }
                 Poll::Pending => Poll::Pending,

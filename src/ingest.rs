@@ -40,7 +40,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::index::ChunkIndex;
-use crate::meta::{ChunkId, ChunkParams, ChunkRef, Codec, HeldRefs, Holder, MetaError, MetaStore, NewChunk};
+use crate::meta::{
+    ChunkId, ChunkParams, ChunkRef, Codec, HeldRefs, Holder, MetaError, MetaStore, NewChunk,
+};
 use crate::metrics::Metrics;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
 

@@ -245,8 +245,8 @@ impl SegmentStore {
                 tokio::task::spawn_blocking(move || {
                     crate::durable::write_via(&tmp, &path, &data, 0o644)
                 })
-                    .await
-                    .map_err(|e| SegmentError::Io(std::io::Error::other(e)))??;
+                .await
+                .map_err(|e| SegmentError::Io(std::io::Error::other(e)))??;
             }
             _ => self.op.write(&Self::key(id), data).await.map(drop)?,
         }

@@ -43,7 +43,11 @@ struct Target {
 
 impl Target {
     fn endpoint(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
     }
 }
 
@@ -146,7 +150,10 @@ async fn attempt(
     if let (Cut::Headers, false) = (cut, link.h2) {
         // Part of the request head, written by hand, then a reset.
         let mut io = io;
-        let head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-le", server.addr);
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-le",
+            server.addr
+        );
         let _ = io.write_all(head.as_bytes()).await;
         let _ = io.flush().await;
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -155,16 +162,21 @@ async fn attempt(
     }
     let (req, mut tx) = request(server, method, path, extra, body.len());
     let (respond, conn) = if link.h2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        let respond: futures::future::BoxFuture<'static, _> =
+            Box::pin(async move { send.send_request(req).await });
+        (respond, conn)
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .unwrap();
         let conn = tokio::spawn(conn);
-        let respond: futures::future::BoxFuture<'static, _> = Box::pin(async move { send.send_request(req).await });
-        (respond, conn)
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
-        let conn = tokio::spawn(conn);
-        let respond: futures::future::BoxFuture<'static, _> = Box::pin(async move { send.send_request(req).await });
+        let respond: futures::future::BoxFuture<'static, _> =
+            Box::pin(async move { send.send_request(req).await });
         (respond, conn)
     };
     let respond = tokio::spawn(async move {
@@ -175,7 +187,9 @@ async fn attempt(
     });
     let sent_upto = match cut {
         Cut::Headers => 0,
-        Cut::Body(share) => ((body.len() as f64 * share) as usize).min(body.len().saturating_sub(1)),
+        Cut::Body(share) => {
+            ((body.len() as f64 * share) as usize).min(body.len().saturating_sub(1))
+        }
         Cut::After(_) | Cut::Never => body.len(),
     };
     let mut at = 0;
@@ -189,14 +203,22 @@ async fn attempt(
     match cut {
         Cut::Never => {
             drop(tx);
-            let out = tokio::time::timeout(Duration::from_secs(60), respond).await.ok()?.ok()?;
+            let out = tokio::time::timeout(Duration::from_secs(60), respond)
+                .await
+                .ok()?
+                .ok()?;
             conn.abort();
             out
         }
         Cut::After(ms) => {
             drop(tx);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            let out = if respond.is_finished() { respond.await.ok()? } else { respond.abort(); None };
+            let out = if respond.is_finished() {
+                respond.await.ok()?
+            } else {
+                respond.abort();
+                None
+            };
             conn.abort();
             reset(keeper);
             out
@@ -223,7 +245,9 @@ fn pick_cut(rng: &mut impl Rng) -> Cut {
 fn complete_xml(parts: &[(u32, String)]) -> String {
     let mut x = String::from("<CompleteMultipartUpload>");
     for (n, etag) in parts {
-        x.push_str(&format!("<Part><PartNumber>{n}</PartNumber><ETag>\"{etag}\"</ETag></Part>"));
+        x.push_str(&format!(
+            "<Part><PartNumber>{n}</PartNumber><ETag>\"{etag}\"</ETag></Part>"
+        ));
     }
     x.push_str("</CompleteMultipartUpload>");
     x
@@ -271,16 +295,37 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
     let mut uploads = Vec::new();
     for i in 0..6 {
         let key = format!("parts-{i}");
-        let up = c.create_multipart_upload().bucket(BUCKET).key(&key).send().await.unwrap();
+        let up = c
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
         uploads.push((key, up.upload_id().unwrap().to_owned()));
     }
 
-    let attempts: usize = std::env::var("HOARD_CANCEL_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let attempts: usize = std::env::var("HOARD_CANCEL_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let links = [
-        Link { tls: false, h2: false },
-        Link { tls: false, h2: true },
-        Link { tls: true, h2: false },
-        Link { tls: true, h2: true },
+        Link {
+            tls: false,
+            h2: false,
+        },
+        Link {
+            tls: false,
+            h2: true,
+        },
+        Link {
+            tls: true,
+            h2: false,
+        },
+        Link {
+            tls: true,
+            h2: true,
+        },
     ];
     let server = Arc::new(server);
     let tls_server = Arc::new(tls);
@@ -306,8 +351,21 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
                             _ => rng.random_range(20_000..3_000_000),
                         };
                         let data = random_bytes(i as u64, len);
-                        ledger.lock().unwrap().sent.insert(key.clone(), data.clone());
-                        let out = attempt(server, link, cut, "PUT", &format!("/{BUCKET}/{key}"), &[], Bytes::from(data)).await;
+                        ledger
+                            .lock()
+                            .unwrap()
+                            .sent
+                            .insert(key.clone(), data.clone());
+                        let out = attempt(
+                            server,
+                            link,
+                            cut,
+                            "PUT",
+                            &format!("/{BUCKET}/{key}"),
+                            &[],
+                            Bytes::from(data),
+                        )
+                        .await;
                         if out.is_some_and(|(s, _)| s == 200) {
                             ledger.lock().unwrap().acked.push(key);
                         }
@@ -315,27 +373,57 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
                     6 => {
                         let (key, id) = &uploads[i % uploads.len()];
                         let n = rng.random_range(1..6);
-                        let data = Bytes::from(random_bytes(i as u64, rng.random_range(100_000..1_500_000)));
+                        let data = Bytes::from(random_bytes(
+                            i as u64,
+                            rng.random_range(100_000..1_500_000),
+                        ));
                         let path = format!("/{BUCKET}/{key}?partNumber={n}&uploadId={id}");
                         attempt(server, link, cut, "PUT", &path, &[], data).await;
                     }
                     7 => {
                         // An upload of two parts, completed with a cut.
                         let key = format!("mp-{i}");
-                        let parts = [random_bytes(i as u64, 5 << 20), random_bytes(i as u64 + 1, 70_000)];
-                        let up = c.create_multipart_upload().bucket(BUCKET).key(&key).send().await.unwrap();
+                        let parts = [
+                            random_bytes(i as u64, 5 << 20),
+                            random_bytes(i as u64 + 1, 70_000),
+                        ];
+                        let up = c
+                            .create_multipart_upload()
+                            .bucket(BUCKET)
+                            .key(&key)
+                            .send()
+                            .await
+                            .unwrap();
                         let id = up.upload_id().unwrap().to_owned();
                         let mut etags = Vec::new();
                         for (n, p) in parts.iter().enumerate() {
-                            let r = c.upload_part().bucket(BUCKET).key(&key).upload_id(&id)
-                                .part_number(n as i32 + 1).body(p.clone().into()).send().await.unwrap();
-                            etags.push((n as u32 + 1, r.e_tag().unwrap().trim_matches('"').to_owned()));
+                            let r = c
+                                .upload_part()
+                                .bucket(BUCKET)
+                                .key(&key)
+                                .upload_id(&id)
+                                .part_number(n as i32 + 1)
+                                .body(p.clone().into())
+                                .send()
+                                .await
+                                .unwrap();
+                            etags.push((
+                                n as u32 + 1,
+                                r.e_tag().unwrap().trim_matches('"').to_owned(),
+                            ));
                         }
-                        ledger.lock().unwrap().sent.insert(key.clone(), parts.concat());
+                        ledger
+                            .lock()
+                            .unwrap()
+                            .sent
+                            .insert(key.clone(), parts.concat());
                         let xml = complete_xml(&etags);
                         let path = format!("/{BUCKET}/{key}?uploadId={id}");
-                        let out = attempt(server, link, cut, "POST", &path, &[], Bytes::from(xml)).await;
-                        if out.as_ref().is_some_and(|(s, b)| *s == 200 && !b.windows(7).any(|w| w == b"<Error>")) {
+                        let out =
+                            attempt(server, link, cut, "POST", &path, &[], Bytes::from(xml)).await;
+                        if out.as_ref().is_some_and(|(s, b)| {
+                            *s == 200 && !b.windows(7).any(|w| w == b"<Error>")
+                        }) {
                             ledger.lock().unwrap().acked.push(key);
                         }
                     }
@@ -345,8 +433,20 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
                         let data = ledger.lock().unwrap().sent[src].clone();
                         ledger.lock().unwrap().sent.insert(key.clone(), data);
                         let source = format!("/{BUCKET}/{src}");
-                        let cut = match cut { Cut::Body(_) => Cut::After(rng.random_range(0..10)), c => c };
-                        let out = attempt(server, link, cut, "PUT", &format!("/{BUCKET}/{key}"), &[("x-amz-copy-source", source.as_str())], Bytes::new()).await;
+                        let cut = match cut {
+                            Cut::Body(_) => Cut::After(rng.random_range(0..10)),
+                            c => c,
+                        };
+                        let out = attempt(
+                            server,
+                            link,
+                            cut,
+                            "PUT",
+                            &format!("/{BUCKET}/{key}"),
+                            &[("x-amz-copy-source", source.as_str())],
+                            Bytes::new(),
+                        )
+                        .await;
                         if out.is_some_and(|(s, _)| s == 200) {
                             ledger.lock().unwrap().acked.push(key);
                         }
@@ -359,7 +459,11 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
         t.await.unwrap();
     }
     let ledger = ledger.lock().unwrap();
-    assert!(ledger.acked.len() > attempts / 10, "too few uploads completed: {}", ledger.acked.len());
+    assert!(
+        ledger.acked.len() > attempts / 10,
+        "too few uploads completed: {}",
+        ledger.acked.len()
+    );
 
     // Releases of abandoned uploads run in the background: give them a moment.
     let mut report = String::new();
@@ -371,8 +475,14 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(!report.contains("COUNT"), "references leaked or were lost:\n{report}");
-    assert!(!report.contains("DAMAGED") && !report.contains("MISSING"), "{report}");
+    assert!(
+        !report.contains("COUNT"),
+        "references leaked or were lost:\n{report}"
+    );
+    assert!(
+        !report.contains("DAMAGED") && !report.contains("MISSING"),
+        "{report}"
+    );
 
     let (ok, out) = cli(&server, &["gc", "--grace-period", "0s"]);
     assert!(ok, "{out}");
@@ -383,12 +493,22 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
     for key in &listed {
         let got = get_bytes(&c, BUCKET, key).await;
         let want = &ledger.sent[key];
-        assert!(got == *want, "{key}: {} bytes read, {} sent", got.len(), want.len());
+        assert!(
+            got == *want,
+            "{key}: {} bytes read, {} sent",
+            got.len(),
+            want.len()
+        );
     }
     let (ok, out) = cli(&server, &["verify"]);
     assert!(ok, "{out}");
     assert_no_panic(&server);
-    eprintln!("{} attempts, {} acknowledged, {} listed", attempts, ledger.acked.len(), listed.len());
+    eprintln!(
+        "{} attempts, {} acknowledged, {} listed",
+        attempts,
+        ledger.acked.len(),
+        listed.len()
+    );
 }
 
 async fn list_all(c: &aws_sdk_s3::Client) -> Vec<String> {

@@ -615,3 +615,76 @@ async fn a_multipart_copy_of_stored_data_dedups_against_it() {
     );
     assert_eq!(get_bytes(&c, "mpu", "multi").await, data);
 }
+
+/// A client whose CompleteMultipartUpload response was lost sends it again: the
+/// same parts get the same answer (status, ETag, location, version id) for as long
+/// as `multipart_max_age_secs`; other parts get NoSuchUpload, as from S3.
+#[tokio::test]
+async fn a_repeated_completion_gets_the_same_answer() {
+    let s = Server::start_with(&["--multipart-max-age-secs", "3"]);
+    let c = s.client();
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    set_versioning(
+        &c,
+        "mpu",
+        aws_sdk_s3::types::BucketVersioningStatus::Enabled,
+    )
+    .await;
+    let id = create(&c, "mpu", "big").await;
+    let p1 = random_bytes(1, 5 * MIB);
+    let p2 = random_bytes(2, 1000);
+    let e1 = upload(&c, "mpu", "big", &id, 1, p1.clone()).await;
+    let e2 = upload(&c, "mpu", "big", &id, 2, p2.clone()).await;
+    let complete = || {
+        c.complete_multipart_upload()
+            .bucket("mpu")
+            .key("big")
+            .upload_id(&id)
+    };
+    let first = complete()
+        .multipart_upload(parts(&[(1, &e1), (2, &e2)]))
+        .send()
+        .await
+        .unwrap();
+    let again = complete()
+        .multipart_upload(parts(&[(1, &e1), (2, &e2)]))
+        .send()
+        .await
+        .expect("the repeat of a completion succeeds");
+    assert_eq!(again.e_tag(), first.e_tag());
+    assert!(
+        first.e_tag().unwrap().ends_with("-2\""),
+        "{:?}",
+        first.e_tag()
+    );
+    assert_eq!(again.version_id(), first.version_id());
+    assert!(first.version_id().is_some());
+    assert_eq!(again.location(), first.location());
+    assert_eq!(first.location(), Some("/mpu/big"));
+    // It stored nothing new: one version, the object whole.
+    let versions = c.list_object_versions().bucket("mpu").send().await.unwrap();
+    assert_eq!(versions.versions().len(), 1);
+    assert_eq!(get_bytes(&c, "mpu", "big").await, [p1, p2].concat());
+
+    let other = complete()
+        .multipart_upload(parts(&[(1, &e1)]))
+        .send()
+        .await
+        .expect_err("other parts");
+    assert_eq!(code_of(&other), "NoSuchUpload");
+
+    // Once the upload is older than the configured age, the answer is forgotten.
+    let mut forgotten = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let r = complete()
+            .multipart_upload(parts(&[(1, &e1), (2, &e2)]))
+            .send()
+            .await;
+        if r.as_ref().is_err_and(|e| code_of(e) == "NoSuchUpload") {
+            forgotten = true;
+            break;
+        }
+    }
+    assert!(forgotten, "the completion is remembered for ever");
+}

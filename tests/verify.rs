@@ -294,3 +294,38 @@ async fn the_background_scrub_finds_a_flipped_byte_by_itself() {
     );
     assert_no_panic(&s);
 }
+
+/// A segment file that exists but cannot be read (a directory in its place stands
+/// for EIO or EACCES, which root would not see) is reported as unreadable, not as
+/// missing, and `--repair` leaves it and its chunks alone: once the disk is fixed
+/// everything reads again.
+#[tokio::test]
+async fn an_unreadable_segment_is_reported_and_left_alone_by_repair() {
+    let s = Server::start();
+    let c = s.client();
+    c.create_bucket().bucket("eio").send().await.unwrap();
+    let data = random_bytes(11, 3 * MIB);
+    put_bytes(&c, "eio", "k", data.clone()).await;
+    let files = segment_files(&s);
+    let (_, path) = &files[0];
+    let aside = path.with_extension("aside");
+    std::fs::rename(path, &aside).unwrap();
+    std::fs::create_dir(path).unwrap();
+
+    let report = admin(&s).verify(None, true).await.unwrap();
+    assert_eq!(report.unreadable_segments.len(), 1, "{report:?}");
+    assert!(report.missing_segments.is_empty(), "{report:?}");
+    let repair = report.repair.as_ref().expect("repair ran");
+    assert!(repair.segments_quarantined.is_empty(), "{repair:?}");
+    assert_eq!(repair.chunks_lost, 0);
+    assert!(report.lost_chunks.is_empty(), "{report:?}");
+    let (ok, text) = cli(&s, &["verify"]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("UNREADABLE"), "{text}");
+
+    std::fs::remove_dir(path).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+    let (ok, text) = cli(&s, &["verify"]);
+    assert!(ok, "{text}");
+    assert_eq!(get_bytes(&c, "eio", "k").await, data);
+}

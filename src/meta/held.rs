@@ -26,8 +26,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{ChunkId, HoldId, MetaError, MetaResult, MetaStore, new_hold_id, release_refs_at};
 
-pub(super) const UPLOAD_HOLDS: TableDefinition<&[u8], &[u8]> =
-    TableDefinition::new("upload_holds");
+pub(super) const UPLOAD_HOLDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("upload_holds");
 
 const ENTRY: usize = 36;
 
@@ -98,8 +97,13 @@ impl Drop for HeldRefs {
         }
         let (meta, hold) = (self.meta.clone(), self.hold.id);
         let released = move |r: MetaResult<u64>| match r {
-            Ok(n) => tracing::debug!(references = n, "an upload that did not commit released its references"),
-            Err(e) => tracing::warn!(error = %e, "could not release an abandoned upload's references; the next start releases them"),
+            Ok(n) => tracing::debug!(
+                references = n,
+                "an upload that did not commit released its references"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release an abandoned upload's references; the next start releases them")
+            }
         };
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {

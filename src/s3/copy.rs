@@ -10,7 +10,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::object::{
-    check_new_key, MAX_PUT_SIZE, check_conditions, stored_headers, user_meta, with_checksums,
+    MAX_PUT_SIZE, check_conditions, check_new_key, stored_headers, user_meta, with_checksums,
 };
 use super::{HoardS3, meta_error, retrieve_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestParams, IngestedBody};

@@ -13,8 +13,8 @@ use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::list::Encoder;
 use super::object::{
-    BodyClaims, BodyTarget, check_new_key, Received, body_claims, checked_algorithm, stored_headers,
-    user_meta, with_checksums,
+    BodyClaims, BodyTarget, Received, body_claims, check_new_key, checked_algorithm,
+    stored_headers, user_meta, with_checksums,
 };
 use super::{HoardS3, meta_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestedBody};
@@ -340,9 +340,13 @@ impl HoardS3 {
             .map_err(meta_error)?;
         let same_parts = |d: &CompletedUpload| {
             d.parts.len() == chosen.len()
-                && d.parts.iter().zip(chosen).zip(numbers).all(|(((n, etag), c), number)| {
-                    n == number && c.e_tag.as_ref().is_none_or(|e| unquote(e) == etag)
-                })
+                && d.parts
+                    .iter()
+                    .zip(chosen)
+                    .zip(numbers)
+                    .all(|(((n, etag), c), number)| {
+                        n == number && c.e_tag.as_ref().is_none_or(|e| unquote(e) == etag)
+                    })
         };
         match done {
             Some(d) if same_parts(&d) => {
@@ -519,17 +523,19 @@ fn completion_output(
     input: &CompleteMultipartUploadInput,
     done: &CompletedUpload,
 ) -> S3Response<CompleteMultipartUploadOutput> {
-    S3Response::new(with_checksums!(CompleteMultipartUploadOutput, &done.checksums, {
-        bucket: Some(input.bucket.clone()),
-        key: Some(input.key.clone()),
-        location: Some(format!(
-            "/{}/{}",
-            input.bucket,
-            super::list::url_encode(&input.key)
-        )),
-        e_tag: Some(ETag::Strong(done.etag.clone())),
-        checksum_type: (!done.checksums.is_empty())
-            .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
-        version_id: super::object::reported_version(&done.version_id),
-    }))
+    S3Response::new(
+        with_checksums!(CompleteMultipartUploadOutput, &done.checksums, {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            location: Some(format!(
+                "/{}/{}",
+                input.bucket,
+                super::list::url_encode(&input.key)
+            )),
+            e_tag: Some(ETag::Strong(done.etag.clone())),
+            checksum_type: (!done.checksums.is_empty())
+                .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            version_id: super::object::reported_version(&done.version_id),
+        }),
+    )
 }

@@ -26,9 +26,7 @@ pub(super) fn check_new_key(key: &str) -> S3Result<()> {
     if key.len() > MAX_KEY_LEN {
         return Err(s3_error!(KeyTooLongError, "Your key is too long"));
     }
-    let unlistable = |c: char| {
-        matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
-    };
+    let unlistable = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
     if let Some(c) = key.chars().find(|c| unlistable(*c)) {
         return Err(s3_error!(
             InvalidArgument,
