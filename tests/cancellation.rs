@@ -76,26 +76,13 @@ async fn open(server: &Target) -> (Box<dyn Io>, tokio::net::TcpStream) {
     if !server.tls {
         return (Box::new(tcp), keeper);
     }
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&server.ca).unwrap();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let cfg = tls_client_config(&std::fs::read(&server.ca).unwrap());
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap();
     (Box::new(tls), keeper)
 }
-
-use rustls_pki_types::pem::PemObject as _;
 
 /// Resets the connection (RST, not FIN), as a client killed or timed out does.
 #[allow(deprecated)] // a zero linger never blocks: it resets
@@ -295,14 +282,8 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
     let mut uploads = Vec::new();
     for i in 0..6 {
         let key = format!("parts-{i}");
-        let up = c
-            .create_multipart_upload()
-            .bucket(BUCKET)
-            .key(&key)
-            .send()
-            .await
-            .unwrap();
-        uploads.push((key, up.upload_id().unwrap().to_owned()));
+        let id = create_upload(&c, &key).await;
+        uploads.push((key, id));
     }
 
     let attempts: usize = std::env::var("HOARD_CANCEL_ATTEMPTS")
@@ -387,14 +368,7 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
                             random_bytes(i as u64, 5 << 20),
                             random_bytes(i as u64 + 1, 70_000),
                         ];
-                        let up = c
-                            .create_multipart_upload()
-                            .bucket(BUCKET)
-                            .key(&key)
-                            .send()
-                            .await
-                            .unwrap();
-                        let id = up.upload_id().unwrap().to_owned();
+                        let id = create_upload(&c, &key).await;
                         let mut etags = Vec::new();
                         for (n, p) in parts.iter().enumerate() {
                             let r = c
@@ -509,6 +483,17 @@ async fn uploads_cancelled_at_random_points_lose_nothing_and_leave_nothing_behin
         ledger.acked.len(),
         listed.len()
     );
+}
+
+async fn create_upload(c: &aws_sdk_s3::Client, key: &str) -> String {
+    let up = c
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    up.upload_id().unwrap().to_owned()
 }
 
 async fn list_all(c: &aws_sdk_s3::Client) -> Vec<String> {

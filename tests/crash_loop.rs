@@ -72,7 +72,7 @@ async fn traffic(
                     .unwrap()
                     .sent
                     .insert(key.clone(), parts.concat());
-                if multipart(&c, &key, &parts).await.is_ok() {
+                if try_put_multipart(&c, BUCKET, &key, &parts).await.is_ok() {
                     ledger.lock().unwrap().acked.insert(key);
                 }
             }
@@ -114,50 +114,6 @@ fn pick(ledger: &Mutex<Ledger>, rng: &mut impl Rng) -> Option<String> {
     (n > 0)
         .then(|| l.acked.iter().nth(rng.random_range(0..n)).cloned())
         .flatten()
-}
-
-async fn multipart(c: &aws_sdk_s3::Client, key: &str, parts: &[Vec<u8>]) -> Result<(), String> {
-    let e = |e: &dyn std::fmt::Debug| format!("{e:?}");
-    let up = c
-        .create_multipart_upload()
-        .bucket(BUCKET)
-        .key(key)
-        .send()
-        .await
-        .map_err(|x| e(&x))?;
-    let id = up.upload_id().unwrap_or_default().to_owned();
-    let mut done = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        let r = c
-            .upload_part()
-            .bucket(BUCKET)
-            .key(key)
-            .upload_id(&id)
-            .part_number(i as i32 + 1)
-            .body(p.clone().into())
-            .send()
-            .await
-            .map_err(|x| e(&x))?;
-        done.push(
-            aws_sdk_s3::types::CompletedPart::builder()
-                .part_number(i as i32 + 1)
-                .e_tag(r.e_tag().unwrap_or_default())
-                .build(),
-        );
-    }
-    c.complete_multipart_upload()
-        .bucket(BUCKET)
-        .key(key)
-        .upload_id(&id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|x| e(&x))?;
-    Ok(())
 }
 
 async fn listed(c: &aws_sdk_s3::Client) -> Vec<String> {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use rustls_pki_types::pem::PemObject as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: usize = 1024 * 1024;
@@ -195,17 +194,7 @@ async fn an_own_certificate_is_reloaded_on_sighup_while_an_old_connection_finish
     first.create_bucket().bucket("rel").send().await.unwrap();
 
     // An upload on a connection made with the first certificate, half sent.
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca1.as_bytes()).unwrap())
-        .unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let cfg = tls_client_config(ca1.as_bytes());
     let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut old = tokio_rustls::TlsConnector::from(Arc::new(cfg))

@@ -12,8 +12,10 @@
 //!
 //! Invariants kept here:
 //! - A chunk's `refs` equals the number of times committed manifests name it plus the
-//!   references taken by uploads still in flight (`take_refs`, `add_segment`) and not
-//!   yet released. Overwrite and delete release the old manifest's references in the
+//!   references recorded under holds: uploads still in flight (`held`, taken by
+//!   `take_refs` and `add_segment` in the same transaction) and replication transfers
+//!   (`replicated`). A commit takes its upload's references over in its own
+//!   transaction; a release never takes a count below zero (`RefUnderflow`). Overwrite and delete release the old manifest's references in the
 //!   same transaction that commits the change.
 //! - `SegmentRow::live_bytes` is the sum of the stored lengths of the chunks whose row
 //!   points into the segment and has `refs > 0`.
@@ -1378,7 +1380,8 @@ mod tests {
             .unwrap()
     }
 
-    async fn take(meta: &MetaStore, id: ChunkId, batch: HeldBatch) {
+    /// Takes one reference on `id` under an upload hold's batch.
+    pub(super) async fn take(meta: &MetaStore, id: ChunkId, batch: HeldBatch) {
         let m = meta.clone();
         let found = tokio::task::spawn_blocking(move || m.take_refs_blocking(vec![(id, 1)], batch))
             .await

@@ -686,11 +686,7 @@ mod tests {
         // The commit (the caller holds the last part's reference) moves the staged
         // manifest into the version.
         let taken = super::super::UploadHold::new().unwrap();
-        let (m2, batch) = (meta.clone(), taken.next_batch());
-        tokio::task::spawn_blocking(move || m2.take_refs_blocking(vec![(b, 1)], batch))
-            .await
-            .unwrap()
-            .unwrap();
+        super::super::tests::take(&meta, b, taken.next_batch()).await;
         let applied = meta
             .apply_version("b", "k", two_parts(), vec![r(b)], Some(hold), taken.id())
             .await
@@ -718,11 +714,7 @@ mod tests {
         // Its last part is missing from the commit: refused before anything.
         assert!(matches!(applied, Err(MetaError::Unfit(_))));
         let taken = super::super::UploadHold::new().unwrap();
-        let (m2, batch) = (meta.clone(), taken.next_batch());
-        tokio::task::spawn_blocking(move || m2.take_refs_blocking(vec![(b, 1)], batch))
-            .await
-            .unwrap()
-            .unwrap();
+        super::super::tests::take(&meta, b, taken.next_batch()).await;
         let applied = meta
             .apply_version("b", "k", two_parts(), vec![r(b)], Some(again), taken.id())
             .await

@@ -348,14 +348,28 @@ pub async fn put_multipart(
     key: &str,
     parts: &[Vec<u8>],
 ) -> String {
+    try_put_multipart(c, bucket, key, parts)
+        .await
+        .expect("multipart upload")
+}
+
+/// A multipart upload of `parts`, created, uploaded and completed; the ETag, or the
+/// first step's error.
+pub async fn try_put_multipart(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    parts: &[Vec<u8>],
+) -> Result<String, String> {
+    let e = |x: &dyn std::fmt::Debug| format!("{x:?}");
     let up = c
         .create_multipart_upload()
         .bucket(bucket)
         .key(key)
         .send()
         .await
-        .unwrap();
-    let id = up.upload_id().unwrap();
+        .map_err(|x| e(&x))?;
+    let id = up.upload_id().unwrap_or_default();
     let mut done = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         let n = i as i32 + 1;
@@ -368,11 +382,11 @@ pub async fn put_multipart(
             .body(p.clone().into())
             .send()
             .await
-            .unwrap();
+            .map_err(|x| e(&x))?;
         done.push(
             aws_sdk_s3::types::CompletedPart::builder()
                 .part_number(n)
-                .e_tag(r.e_tag().unwrap())
+                .e_tag(r.e_tag().unwrap_or_default())
                 .build(),
         );
     }
@@ -388,8 +402,24 @@ pub async fn put_multipart(
         )
         .send()
         .await
-        .unwrap();
-    out.e_tag().unwrap_or_default().to_owned()
+        .map_err(|x| e(&x))?;
+    Ok(out.e_tag().unwrap_or_default().to_owned())
+}
+
+/// A rustls client configuration trusting exactly the certificates in `ca_pem`.
+pub fn tls_client_config(ca_pem: &[u8]) -> rustls::ClientConfig {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
 }
 
 pub async fn set_versioning(
