@@ -483,3 +483,62 @@ async fn an_empty_put_that_expects_100_continue_gets_it_first() {
     assert_eq!(get_bytes(&c, "cont", "empty").await, b"");
     assert_eq!(get_bytes(&c, "cont", "full").await, b"hello");
 }
+
+/// A replica handles at most 8 replication requests at once (each may hold a 64 MiB
+/// body): a peer that opens more and stalls them makes the next wait, then get
+/// `503 SlowDown`, instead of making the replica hold ever more memory; the turns
+/// come back when those requests end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_bounds_the_replication_requests_it_holds_at_once() {
+    let s = Server::start();
+    let (ok, text) = cli(&s, &["bucket", "create", "mirror"]);
+    assert!(ok, "{text}");
+    let hello = serde_json::to_vec(&hoard::replication::Hello::ours()).unwrap();
+    let head = signed_head(
+        &s,
+        "POST",
+        "/hoard-replica/v1/hello?bucket=mirror",
+        &[("content-length", &hello.len().to_string())],
+        &sha256_hex(&hello),
+    );
+    let answer = raw_exchange(s.addr, &head, &hello, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let head = signed_head(
+            &s,
+            "PUT",
+            "/hoard-replica/v1/chunks?bucket=mirror",
+            &[("content-length", &(32 << 20).to_string())],
+            UNSIGNED,
+        );
+        let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        tcp.write_all(format!("{head}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        tcp.write_all(&[0u8; 1024]).await.unwrap();
+        stalled.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let missing = |s: &Server| {
+        signed_head(
+            s,
+            "POST",
+            "/hoard-replica/v1/missing?bucket=mirror",
+            &[("content-length", "32")],
+            &sha256_hex(&[1u8; 32]),
+        )
+    };
+    let started = Instant::now();
+    let answer = raw_exchange(s.addr, &missing(&s), &[1u8; 32], Duration::from_secs(30)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("<Code>SlowDown</Code>"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_secs(9));
+
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answer = raw_exchange(s.addr, &missing(&s), &[1u8; 32], Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_no_panic(&s);
+}

@@ -812,6 +812,61 @@ mod tests {
         n
     }
 
+    /// A seed step's blocking work (here PBKDF2 over the passphrase, a file and redb
+    /// writes) runs off the executor: on a single-threaded runtime a ticker keeps
+    /// ticking throughout, where before it stood still for the whole derivation.
+    #[test]
+    fn a_seed_step_leaves_the_executor_free() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        SecretBox::from_passphrase("pass", b"salt");
+        let derivation = started.elapsed();
+        assert!(
+            derivation > std::time::Duration::from_millis(20),
+            "{derivation:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let gap = rt.block_on(async {
+            let meta = MetaStore::open(&dir.path().join("meta.redb"), 1 << 20).unwrap();
+            meta.create_bucket("b", crate::meta::test_bucket())
+                .await
+                .unwrap();
+            let segments = SegmentStore::open_local(dir.path()).unwrap();
+            let ticks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let ticker = {
+                let ticks = ticks.clone();
+                tokio::spawn(async move {
+                    loop {
+                        ticks.lock().unwrap().push(std::time::Instant::now());
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                })
+            };
+            tokio::task::yield_now().await;
+            let req = ExportRequest {
+                bucket: "b".into(),
+                dir: dir.path().join("seed").display().to_string(),
+                passphrase: Some("pass".into()),
+            };
+            let progress = export_step(meta, segments, req).await.unwrap();
+            assert!(progress.finished);
+            ticker.abort();
+            let ticks = ticks.lock().unwrap();
+            ticks
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .max()
+                .unwrap_or_default()
+        });
+        assert!(
+            gap < derivation / 2,
+            "the executor stood still for {gap:?} (a derivation takes {derivation:?})"
+        );
+    }
+
     /// A step's ids flushed past the bound still count as written, and a step run
     /// again forgets the ids it recorded before, but not those of earlier steps.
     #[test]
