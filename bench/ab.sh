@@ -3,8 +3,8 @@
 # PUT of COUNT x SIZE_MIB objects of unique data, then the same data again (every
 # chunk already stored), one stream, each server on an empty data dir. Prints MB/s
 # and server CPU seconds per GiB (utime + stime from /proc/PID/stat) for both, and
-# the ratios this / baseline. The runs alternate, ROUNDS times, to even out the
-# shared machine.
+# the ratios this / baseline (medians). The runs alternate, ROUNDS times, to even
+# out the shared machine.
 # usage: bench/ab.sh BASE_REV [COUNT=4] [SIZE_MIB=256] [ROUNDS=2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +16,10 @@ PID=
 trap '[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null; git worktree remove --force "$WORK/base-src" 2>/dev/null; rm -rf "$WORK"' EXIT
 cargo build --release --bin hoard --example loadgen
 git worktree add --detach "$WORK/base-src" "$BASE" >/dev/null
-(cd "$WORK/base-src" && CARGO_TARGET_DIR="$WORK/base-target" cargo build --release --bin hoard)
-BASE_BIN=$WORK/base-target/release/hoard
+# The baseline's build is kept under target/ab/ (its dependencies are built once).
+(cd "$WORK/base-src" && CARGO_TARGET_DIR="$OLDPWD/target/ab" cargo build --release --bin hoard)
+BASE_BIN=$WORK/base-hoard
+cp target/ab/release/hoard "$BASE_BIN"
 LOADGEN=target/release/examples/loadgen
 TICK=$(getconf CLK_TCK)
 
@@ -30,23 +32,28 @@ run() { # run NAME BINARY -> appends "NAME phase mbps cpu_s_per_gib" lines
   PID=$!
   local ep=
   for _ in $(seq 1 100); do ep=$(sed -n 's|^hoard: listening on ||p' "$dir.stdout" 2>/dev/null); [ -n "$ep" ] && break; sleep 0.1; done
-  curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user $AK:$SK -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -X PUT "$ep/ab" >/dev/null
+  curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user $AK:$SK -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -X PUT "$ep/abtest" >/dev/null
   local gib
   gib=$(python3 -c "print($COUNT * $SIZE / 1024)")
   for phase in unique stored; do
     local c0 c1 out
     c0=$(cpu_secs "$PID")
-    out=$("$LOADGEN" "$ep" $AK $SK objects ab "$COUNT" "$SIZE" 7)
+    out=$("$LOADGEN" "$ep" $AK $SK objects abtest "$COUNT" "$SIZE" 7)
     c1=$(cpu_secs "$PID")
     python3 -c "import json,sys; print('$1', '$phase', json.loads(sys.argv[1])['put_mbps'], round(($c1 - $c0) / $gib, 2))" "$out" >> "$WORK/results"
   done
   kill -9 "$PID"; wait "$PID" 2>/dev/null || true; PID=
 }
 
-for _ in $(seq 1 "$ROUNDS"); do
-  run base "$BASE_BIN"
-  run this target/release/hoard
+# Which goes first alternates, so neither always follows the other's writeback.
+for r in $(seq 1 "$ROUNDS"); do
+  if [ $((r % 2)) -eq 1 ]; then
+    run base "$BASE_BIN"; run this target/release/hoard
+  else
+    run this target/release/hoard; run base "$BASE_BIN"
+  fi
 done
+cat "$WORK/results"
 python3 - "$WORK/results" "$BASE" <<'PY'
 import sys, statistics
 rows = {}
