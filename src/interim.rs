@@ -27,16 +27,14 @@ pub struct Continue(Arc<AtomicBool>);
 impl Continue {
     /// Arms the flag when `req` is an HTTP/1.1 request expecting `100 Continue`
     /// whose body is empty (hyper sends the interim response for the others).
-    pub fn arm_for<B>(&self, req: &http::Request<B>, has_body: bool) -> bool {
+    pub fn arm_for<B>(&self, req: &http::Request<B>, has_body: bool) {
         let expects = req
             .headers()
             .get(http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let arm = expects && !has_body && req.version() == http::Version::HTTP_11;
-        if arm {
+        if expects && !has_body && req.version() == http::Version::HTTP_11 {
             self.0.store(true, Ordering::Release);
         }
-        arm
     }
 }
 

@@ -351,7 +351,7 @@ impl Store {
         // The references are taken under an upload hold, which the version takes
         // over in its commit: a recount meanwhile counts them, and a commit that
         // does not happen (refused, or the request dropped) releases them.
-        let taken = Arc::new(HeldRefs::new(&self.meta).map_err(meta_error)?);
+        let taken = HeldRefs::new(&self.meta).map_err(meta_error)?;
         let refs = crate::meta::ref_counts(&manifest);
         let (meta, batch) = (self.meta.clone(), taken.hold().next_batch());
         let found = tokio::task::spawn_blocking(move || meta.take_refs_blocking(refs, batch))
