@@ -49,7 +49,7 @@ impl Target {
             .map(|n| ("content-length", n.as_str()))
             .chain(extra.iter().copied())
             .collect();
-        let headers = hoard::client::sigv4_headers(
+        let headers = hoard::signed_client::sigv4_headers(
             &self.creds,
             "us-east-1",
             method,

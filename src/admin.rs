@@ -36,72 +36,27 @@
 //! otherwise). Errors come back as S3 error XML with the usual codes; user errors are
 //! `404 NoSuchEntity`, `409 EntityAlreadyExists` and `400 InvalidArgument`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use s3s::route::S3Route;
 use s3s::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use serde::{Deserialize, Serialize};
 
+use crate::admin_api::{
+    AddUserRequest, BucketSettings, CreateBucketRequest, GrantRequest, PREFIX, QuotaRequest,
+    VerifyOutcome,
+};
 use crate::cleaner::{Cleaner, GcOptions};
 use crate::config::{ChunkingConfig, Config};
-use crate::meta::{MetaStore, Permission};
+use crate::http_json::{json, json_body, json_body_required, query_flag, query_param};
+use crate::meta::MetaStore;
+use crate::names::{ALL_BUCKETS, creatable_bucket_name, valid_bucket_name};
 use crate::replication::ReplicaBuckets;
 use crate::replication::rules::{AddRule, Rules, RulesError};
-use crate::s3::{internal, meta_error, no_such_bucket};
+use crate::s3_error::{internal, meta_error, no_such_bucket};
 use crate::segments::SegmentStore;
 use crate::stats;
-use crate::users::{ALL_BUCKETS, Users, UsersError};
-
-pub const PREFIX: &str = "/hoard-admin/v1/";
-const MAX_BODY: usize = 64 * 1024;
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CreateBucketRequest {
-    pub chunk_avg: Option<u32>,
-    pub chunk_min: Option<u32>,
-    pub chunk_max: Option<u32>,
-    pub compression_level: Option<i32>,
-}
-
-/// Sets (`bytes`) or removes (`bytes: null`) the quota of `bucket`, or of the whole
-/// store when `bucket` is null.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct QuotaRequest {
-    pub bucket: Option<String>,
-    pub bytes: Option<u64>,
-}
-
-/// Body of a user creation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AddUserRequest {
-    #[serde(default)]
-    pub grants: BTreeMap<String, Permission>,
-}
-
-/// Body of a grant change.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GrantRequest {
-    pub permission: Permission,
-}
-
-impl Default for GrantRequest {
-    fn default() -> Self {
-        GrantRequest {
-            permission: Permission::Readonly,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BucketSettings {
-    pub name: String,
-    pub chunk_min: u32,
-    pub chunk_avg: u32,
-    pub chunk_max: u32,
-    pub compression_level: i32,
-}
+use crate::users::{Users, UsersError};
 
 pub struct AdminApi {
     cfg: Arc<Config>,
@@ -112,13 +67,6 @@ pub struct AdminApi {
     rules: Arc<Rules>,
     replicas: Arc<ReplicaBuckets>,
     received: Arc<crate::replication::receiver::Store>,
-}
-
-/// The value of `name` in a query string.
-pub(crate) fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
-    uri.query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 impl AdminApi {
@@ -153,14 +101,14 @@ impl AdminApi {
     ) -> S3Result<S3Response<Body>> {
         let r = &self.rules;
         match (method, rest) {
-            (&Method::GET, []) => json(StatusCode::OK, &r.targets().await.map_err(rules_error)?),
+            (&Method::GET, []) => json(StatusCode::OK, &r.targets().await.map_err(RulesError::into_s3)?),
             (&Method::PUT, [name]) => {
                 let req: AddRule = json_body_required(body).await?;
-                let info = r.add_target(name, req).await.map_err(rules_error)?;
+                let info = r.add_target(name, req).await.map_err(RulesError::into_s3)?;
                 json(StatusCode::OK, &info)
             }
             (&Method::DELETE, [name]) => {
-                r.remove_target(name).await.map_err(rules_error)?;
+                r.remove_target(name).await.map_err(RulesError::into_s3)?;
                 json(StatusCode::OK, &serde_json::json!({ "removed": name }))
             }
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
@@ -210,32 +158,32 @@ impl AdminApi {
     ) -> S3Result<S3Response<Body>> {
         let r = &self.rules;
         match (method, rest) {
-            (&Method::GET, []) => json(StatusCode::OK, &r.list().await.map_err(rules_error)?),
+            (&Method::GET, []) => json(StatusCode::OK, &r.list().await.map_err(RulesError::into_s3)?),
             (&Method::PUT, [bucket]) => {
                 let req: AddRule = json_body_required(body).await?;
                 json(
                     StatusCode::OK,
-                    &r.add(bucket, req).await.map_err(rules_error)?,
+                    &r.add(bucket, req).await.map_err(RulesError::into_s3)?,
                 )
             }
             (&Method::DELETE, [bucket]) => {
-                r.remove(bucket).await.map_err(rules_error)?;
+                r.remove(bucket).await.map_err(RulesError::into_s3)?;
                 json(StatusCode::OK, &serde_json::json!({ "removed": bucket }))
             }
             (&Method::POST, [bucket, verb @ ("pause" | "resume")]) => {
                 let info = r.set_paused(bucket, *verb == "pause").await;
-                json(StatusCode::OK, &info.map_err(rules_error)?)
+                json(StatusCode::OK, &info.map_err(RulesError::into_s3)?)
             }
             (&Method::GET, [bucket, "status"]) => json(
                 StatusCode::OK,
-                &r.status(bucket).await.map_err(rules_error)?,
+                &r.status(bucket).await.map_err(RulesError::into_s3)?,
             ),
             (&Method::POST, [bucket, "run"]) => json(
                 StatusCode::OK,
-                &r.run_now(bucket).await.map_err(rules_error)?,
+                &r.run_now(bucket).await.map_err(RulesError::into_s3)?,
             ),
             (&Method::POST, [bucket, "requeue"]) => {
-                let n = r.requeue(bucket).await.map_err(rules_error)?;
+                let n = r.requeue(bucket).await.map_err(RulesError::into_s3)?;
                 json(StatusCode::OK, &serde_json::json!({ "requeued": n }))
             }
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
@@ -306,8 +254,8 @@ impl AdminApi {
     }
 
     async fn verify(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
-        let bucket = query_param(uri, "bucket").map(str::to_owned);
-        let repair = matches!(query_param(uri, "repair"), Some("true" | "1"));
+        let bucket = query_param(uri, "bucket");
+        let repair = query_flag(uri, "repair");
         if let Some(b) = &bucket {
             if repair {
                 return Err(s3_error!(
@@ -328,20 +276,27 @@ impl AdminApi {
             None
         };
         let verify = || crate::verify::verify(&self.meta, &self.segments, bucket.clone());
-        let mut report = verify().await.map_err(|e| internal("verify failed", &e))?;
-        if repair {
+        let report = verify().await.map_err(|e| internal("verify failed", &e))?;
+        let outcome = if repair {
             let done =
                 crate::repair::repair(&self.meta, &self.segments, self.cfg.segment_size, &report)
                     .await
                     .map_err(|e| internal("repair failed", &e))?;
-            report = verify().await.map_err(|e| internal("verify failed", &e))?;
-            report.repair = Some(done);
-        }
-        json(StatusCode::OK, &report)
+            VerifyOutcome {
+                report: verify().await.map_err(|e| internal("verify failed", &e))?,
+                repair: Some(done),
+            }
+        } else {
+            VerifyOutcome {
+                report,
+                repair: None,
+            }
+        };
+        json(StatusCode::OK, &outcome)
     }
 
     async fn gc(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
-        let dry_run = matches!(query_param(uri, "dry-run"), Some("true" | "1"));
+        let dry_run = query_flag(uri, "dry-run");
         let grace = query_param(uri, "grace-secs")
             .map(|v| {
                 v.parse::<u64>().map_err(|_| {
@@ -392,7 +347,7 @@ impl AdminApi {
 
     async fn create_bucket(&self, name: &str, body: Body) -> S3Result<S3Response<Body>> {
         let req: CreateBucketRequest = json_body(body).await?;
-        if !valid_bucket_name(name) || crate::s3::RESERVED_BUCKETS.contains(&name) {
+        if !creatable_bucket_name(name) {
             return Err(s3_error!(
                 InvalidBucketName,
                 "The specified bucket is not valid."
@@ -444,25 +399,6 @@ fn check_grant_target(bucket: &str) -> S3Result<()> {
     ))
 }
 
-pub(crate) fn rules_error(e: RulesError) -> S3Error {
-    let (code, status) = match &e {
-        RulesError::NoSuchBucket(_) => return no_such_bucket(),
-        RulesError::NoSuchRule(_) => (
-            "ReplicationConfigurationNotFoundError",
-            StatusCode::NOT_FOUND,
-        ),
-        RulesError::NoSuchTarget(_) => ("NoSuchReplicationTarget", StatusCode::NOT_FOUND),
-        RulesError::Invalid(_) => ("InvalidArgument", StatusCode::BAD_REQUEST),
-        RulesError::Target { .. } | RulesError::Refused { .. } => {
-            ("InvalidReplicationTarget", StatusCode::BAD_REQUEST)
-        }
-        _ => return internal("replication rule change failed", &e),
-    };
-    let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), e.to_string());
-    err.set_status_code(status);
-    err
-}
-
 fn users_error(e: UsersError) -> S3Error {
     let (code, status) = match &e {
         UsersError::NoSuchUser(_) => ("NoSuchEntity", StatusCode::NOT_FOUND),
@@ -483,54 +419,6 @@ fn settings(name: &str, rec: &crate::meta::BucketRecord) -> BucketSettings {
         chunk_max: rec.chunking.max,
         compression_level: rec.compression_level,
     }
-}
-
-/// S3's bucket naming rules (3-63 of lowercase letters, digits, '-' and '.',
-/// starting and ending with a letter or digit, not an IP address).
-pub fn valid_bucket_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    (3..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("..")
-        && name.parse::<std::net::Ipv4Addr>().is_err()
-}
-
-/// A JSON request body of at most `MAX_BODY` bytes; empty reads as `T::default()`.
-pub(crate) async fn json_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> S3Result<T> {
-    Ok(json_body_opt(body).await?.unwrap_or_default())
-}
-
-/// A JSON request body that must be there.
-pub(crate) async fn json_body_required<T: serde::de::DeserializeOwned>(body: Body) -> S3Result<T> {
-    json_body_opt(body)
-        .await?
-        .ok_or_else(|| s3_error!(InvalidArgument, "this request needs a JSON body"))
-}
-
-async fn json_body_opt<T: serde::de::DeserializeOwned>(mut body: Body) -> S3Result<Option<T>> {
-    let bytes = body
-        .store_all_limited(MAX_BODY)
-        .await
-        .map_err(|_| s3_error!(InvalidRequest, "request body too large"))?;
-    if bytes.is_empty() {
-        return Ok(None);
-    }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        S3Error::with_message(S3ErrorCode::InvalidArgument, format!("invalid JSON: {e}"))
-    })
-}
-
-pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> S3Result<S3Response<Body>> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| internal("admin JSON", &e))?;
-    let mut resp = S3Response::with_status(Body::from(text), status);
-    resp.headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
 }
 
 #[async_trait::async_trait]
@@ -583,27 +471,6 @@ impl S3Route for AdminApi {
                 self.seed(verb, req.input).await
             }
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_bucket_name;
-
-    #[test]
-    fn bucket_names_follow_s3_rules() {
-        assert!(valid_bucket_name("backups-2024.daily"));
-        for bad in [
-            "ab",
-            "Upper",
-            "-lead",
-            "trail-",
-            "a..b",
-            "192.168.1.1",
-            "under_score",
-        ] {
-            assert!(!valid_bucket_name(bad), "{bad}");
         }
     }
 }

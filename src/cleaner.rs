@@ -39,7 +39,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::{ChunkId, KeptChunk, MetaError, MetaStore, SegmentCandidate, now_ms, unix_secs};
 use crate::metrics::Metrics;
-use crate::retrieve::decode_chunk;
+use crate::pace::Pacer;
+use crate::chunk_codec::decode_chunk;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
 
 /// Dead segments removed per metadata transaction (one fsync for the batch).
@@ -103,6 +104,8 @@ pub struct Cleaner {
     metrics: Arc<Metrics>,
     settings: CleanerSettings,
     running: tokio::sync::Mutex<()>,
+    /// The cleaner's share of time while uploads stream in, in microseconds of work.
+    share: Pacer,
 }
 
 impl Cleaner {
@@ -112,12 +115,15 @@ impl Cleaner {
         metrics: Arc<Metrics>,
         settings: CleanerSettings,
     ) -> Self {
+        let busy = settings.busy_percent.clamp(1, 100);
+        let share = Pacer::new(if busy < 100 { busy * 10_000 } else { 0 });
         Cleaner {
             meta,
             segments,
             metrics,
             settings,
             running: tokio::sync::Mutex::new(()),
+            share,
         }
     }
 
@@ -226,11 +232,11 @@ impl Cleaner {
     }
 
     /// While uploads stream in, the cleaner works at most `busy_percent` of the time:
-    /// after a step that took `worked`, it pauses for the rest of the share.
+    /// a step that took `worked` passes the pacer of its share.
     async fn yield_to_uploads(&self, worked: Duration) {
-        let busy = self.settings.busy_percent.clamp(1, 100);
-        if busy < 100 && self.metrics.active_streams.get() > 0 {
-            tokio::time::sleep(worked * (100 - busy) as u32 / busy as u32).await;
+        if self.metrics.active_streams.get() > 0 {
+            let micros = u64::try_from(worked.as_micros()).unwrap_or(u64::MAX);
+            self.share.pass(micros).await;
         }
     }
 
@@ -434,28 +440,6 @@ pub struct Schedule {
     pub check: Duration,
 }
 
-/// Parses "HH:MM-HH:MM" into minutes after midnight.
-pub fn parse_window(w: &str) -> Result<(u32, u32), String> {
-    let minutes = |t: &str| -> Option<u32> {
-        let (h, m) = t.trim().split_once(':')?;
-        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
-    };
-    w.split_once('-')
-        .and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)))
-        .filter(|(a, b)| a != b)
-        .ok_or_else(|| format!("a window must look like \"01:00-05:00\" (UTC), not {w:?}"))
-}
-
-/// Whether `minute` (after midnight) falls in the window [start, end).
-pub fn in_window((start, end): (u32, u32), minute: u32) -> bool {
-    if start < end {
-        (start..end).contains(&minute)
-    } else {
-        minute >= start || minute < end
-    }
-}
-
 impl Cleaner {
     /// Runs passes on the schedule until the task is dropped: once per daily window
     /// (the first check inside it), and once the server has been idle long enough
@@ -470,7 +454,7 @@ impl Cleaner {
             let (day, minute) = (secs / 86_400, ((secs % 86_400) / 60) as u32);
             let window_due = schedule
                 .window
-                .is_some_and(|w| in_window(w, minute) && window_day != Some(day));
+                .is_some_and(|w| crate::config::in_window(w, minute) && window_day != Some(day));
             let last_request = self
                 .metrics
                 .last_request_ms
@@ -491,24 +475,6 @@ impl Cleaner {
             if let Err(e) = self.run(GcOptions::default()).await {
                 tracing::error!(error = %e, trigger, "scheduled gc pass failed");
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_parse_and_wrap_past_midnight() {
-        assert_eq!(parse_window("01:00-05:00"), Ok((60, 300)));
-        let night = parse_window("22:30-02:00").unwrap();
-        assert!(in_window(night, 23 * 60));
-        assert!(in_window(night, 60));
-        assert!(!in_window(night, 12 * 60));
-        assert!(!in_window((60, 300), 300));
-        for bad in ["1-5", "01:00", "25:00-01:00", "01:60-02:00", "03:00-03:00"] {
-            assert!(parse_window(bad).is_err(), "{bad}");
         }
     }
 }

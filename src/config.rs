@@ -388,7 +388,7 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(format!("bucket {name}: {e}")))?;
         }
         if let Some(w) = &self.cleaner.window {
-            crate::cleaner::parse_window(w).map_err(ConfigError::Invalid)?;
+            parse_window(w).map_err(ConfigError::Invalid)?;
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError::Invalid(
@@ -471,6 +471,28 @@ impl Config {
     }
 }
 
+/// Parses "HH:MM-HH:MM" into minutes after midnight.
+pub fn parse_window(w: &str) -> Result<(u32, u32), String> {
+    let minutes = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    };
+    w.split_once('-')
+        .and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)))
+        .filter(|(a, b)| a != b)
+        .ok_or_else(|| format!("a window must look like \"01:00-05:00\" (UTC), not {w:?}"))
+}
+
+/// Whether `minute` (after midnight) falls in the window [start, end).
+pub fn in_window((start, end): (u32, u32), minute: u32) -> bool {
+    if start < end {
+        (start..end).contains(&minute)
+    } else {
+        minute >= start || minute < end
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,5 +549,18 @@ mod tests {
         let path = dir.path().join("hoard.toml");
         std::fs::write(&path, "listne = \"127.0.0.1:9100\"\n").unwrap();
         assert!(Config::from_file(&path).is_err());
+    }
+
+    #[test]
+    fn windows_parse_and_wrap_past_midnight() {
+        assert_eq!(parse_window("01:00-05:00"), Ok((60, 300)));
+        let night = parse_window("22:30-02:00").unwrap();
+        assert!(in_window(night, 23 * 60));
+        assert!(in_window(night, 60));
+        assert!(!in_window(night, 12 * 60));
+        assert!(!in_window((60, 300), 300));
+        for bad in ["1-5", "01:00", "25:00-01:00", "01:60-02:00", "03:00-03:00"] {
+            assert!(parse_window(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -39,9 +39,10 @@ use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::chunk_codec::ChunkEncoder;
 use crate::index::ChunkIndex;
 use crate::meta::{
-    ChunkId, ChunkParams, ChunkRef, Codec, HeldRefs, Holder, MetaError, MetaStore, NewChunk,
+    ChunkId, ChunkParams, ChunkRef, HeldRefs, Holder, MetaError, MetaStore, NewChunk,
 };
 use crate::metrics::Metrics;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
@@ -360,29 +361,6 @@ fn run_hasher(
     (md5.finalize(), sums.finalize())
 }
 
-/// Bytes sampled at the start and the middle of a large chunk before compressing it.
-const PROBE: usize = 4096;
-
-/// Whether a chunk is worth compressing: small chunks always are tried; for large
-/// ones, two samples must shrink by at least 2%. Saves most of zstd's cost on data
-/// that is already compressed or encrypted, as backup streams often are.
-fn looks_compressible(
-    c: &mut zstd::bulk::Compressor<'static>,
-    data: &[u8],
-    scratch: &mut Vec<u8>,
-) -> bool {
-    if data.len() < 4 * PROBE {
-        return true;
-    }
-    let mid = data.len() / 2;
-    [&data[..PROBE], &data[mid..mid + PROBE]]
-        .iter()
-        .any(|sample| {
-            scratch.clear();
-            c.compress_to_buffer(sample, scratch).is_ok() && scratch.len() < PROBE * 98 / 100
-        })
-}
-
 type SegmentTask = JoinHandle<Result<(), IngestError>>;
 
 /// The per-stream chunking state, run on one blocking thread.
@@ -392,9 +370,7 @@ struct Chunker<'a> {
     bucket: String,
     params: ChunkParams,
     masks: (u64, u64),
-    compressor: Option<zstd::bulk::Compressor<'static>>,
-    level: i32,
-    scratch: Vec<u8>,
+    encoder: ChunkEncoder,
     buf: Vec<u8>,
     pos: usize,
     manifest: Vec<ChunkRef>,
@@ -423,9 +399,7 @@ impl<'a> Chunker<'a> {
             bucket: p.bucket.clone(),
             params: p.chunking,
             masks,
-            compressor: None,
-            level: p.compression_level,
-            scratch: Vec::new(),
+            encoder: ChunkEncoder::new(p.compression_level),
             buf: Vec::new(),
             pos: 0,
             manifest: Vec::new(),
@@ -546,28 +520,10 @@ impl<'a> Chunker<'a> {
     }
 
     fn store_new(&mut self, id: ChunkId, data: &[u8]) -> Result<(), IngestError> {
-        let level = self.level;
-        let compressor = match &mut self.compressor {
-            Some(c) => c,
-            None => self.compressor.insert(
-                zstd::bulk::Compressor::new(level)
-                    .map_err(|e| IngestError::Worker(format!("zstd: {e}")))?,
-            ),
-        };
-        let worth_trying = looks_compressible(compressor, data, &mut self.scratch);
-        self.scratch.clear();
-        self.scratch
-            .reserve(zstd::zstd_safe::compress_bound(data.len()));
-        let compressed = worth_trying
-            && compressor
-                .compress_to_buffer(data, &mut self.scratch)
-                .is_ok()
-            && self.scratch.len() < data.len();
-        let (codec, payload) = if compressed {
-            (Codec::Zstd, &self.scratch[..])
-        } else {
-            (Codec::Raw, data)
-        };
+        let (codec, payload) = self
+            .encoder
+            .encode(data)
+            .map_err(|e| IngestError::Worker(e.to_string()))?;
         let e = self.open.push(id, data.len() as u32, codec, payload);
         self.open_chunks.push(NewChunk {
             id,

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cleaner::{CleanerError, Copied, copy_chunks, store_segment};
 use crate::meta::{ChunkId, ChunkLocation, CountFix, MetaError, MetaStore, NewChunk};
-use crate::retrieve::decode_chunk;
+use crate::chunk_codec::decode_chunk;
 use crate::segments::{SegmentError, SegmentStore, parse_trailer};
 use crate::verify::VerifyReport;
 

@@ -22,8 +22,9 @@ use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::meta::{
-    ChunkId, ChunkLocation, ChunkRef, Codec, MetaError, MetaStore, ObjectData, ObjectRecord,
+    ChunkId, ChunkLocation, ChunkRef, MetaError, MetaStore, ObjectData, ObjectRecord,
 };
+use crate::chunk_codec::decode_chunk;
 use crate::metrics::Metrics;
 use crate::segments::{SegmentError, SegmentStore};
 
@@ -372,23 +373,4 @@ fn decode(plan: &ReadPlan, data: &Bytes) -> Result<Vec<Bytes>, RetrieveError> {
         out.push(raw.slice(c.skip..c.skip + c.take));
     }
     Ok(out)
-}
-
-/// A chunk's raw bytes from its stored payload, checked against its length and its
-/// BLAKE3 id; the error says what was wrong.
-pub fn decode_chunk(id: &ChunkId, loc: &ChunkLocation, stored: Bytes) -> Result<Bytes, String> {
-    let raw = match loc.codec {
-        Codec::Raw => stored,
-        Codec::Zstd => Bytes::from(
-            zstd::bulk::decompress(&stored, loc.raw_len as usize)
-                .map_err(|e| format!("zstd: {e}"))?,
-        ),
-    };
-    if raw.len() != loc.raw_len as usize {
-        return Err(format!("length {} instead of {}", raw.len(), loc.raw_len));
-    }
-    if blake3::hash(&raw).as_bytes() != id {
-        return Err("BLAKE3 mismatch".into());
-    }
-    Ok(raw)
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::meta::{ChunkId, MetaStore};
 use crate::metrics::Metrics;
+use crate::pace::Pacer;
 use crate::segments::SegmentStore;
 use crate::verify::{VerifyReport, check_segment};
 
@@ -23,8 +24,8 @@ pub struct Scrub {
     pub meta: MetaStore,
     pub segments: SegmentStore,
     pub metrics: Arc<Metrics>,
-    /// Bytes per second.
-    pub rate: f64,
+    /// Holds reads to `scrub.rate_mib`, in bytes.
+    pub rate: Pacer,
     pub cycle: Duration,
 }
 
@@ -59,16 +60,10 @@ impl Scrub {
             .into_iter()
             .filter(|id| *id > from)
             .collect();
-        let started = Instant::now();
-        let mut read = 0u64;
         for id in ids {
-            read += self.check(id).await?;
+            let read = self.check(id).await?;
             self.meta.set_scrub_position(id).await?;
-            // Hold the rate: sleep until `read` bytes are due.
-            let due = Duration::from_secs_f64(read as f64 / self.rate);
-            if let Some(ahead) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(ahead).await;
-            }
+            self.rate.pass(read).await;
         }
         self.meta.set_scrub_position(0).await?;
         Ok(())

@@ -447,7 +447,7 @@ pub async fn serve(
             .cleaner
             .window
             .as_deref()
-            .and_then(|w| crate::cleaner::parse_window(w).ok()),
+            .and_then(|w| crate::config::parse_window(w).ok()),
         idle: (node.cfg.cleaner.idle_minutes > 0.0)
             .then(|| Duration::from_secs_f64(node.cfg.cleaner.idle_minutes * 60.0)),
         check: Duration::from_secs(node.cfg.cleaner.check_secs.max(1)),
@@ -460,7 +460,7 @@ pub async fn serve(
                 meta: node.meta.clone(),
                 segments: node.segments.clone(),
                 metrics: node.metrics.clone(),
-                rate: node.cfg.scrub.rate_mib * 1024.0 * 1024.0,
+                rate: crate::pace::Pacer::new((node.cfg.scrub.rate_mib * 1024.0 * 1024.0).max(1.0) as u64),
                 cycle: Duration::from_secs(node.cfg.scrub.cycle_secs),
             }
             .run(),

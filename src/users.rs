@@ -21,10 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Credentials;
 use crate::meta::{MetaError, MetaStore, Permission, UserRecord};
+use crate::names::{ALL_BUCKETS, valid_user_name};
 use crate::secrets::{SecretBox, SecretsError};
 
-/// The grant target that stands for every bucket.
-pub const ALL_BUCKETS: &str = "*";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
@@ -370,15 +369,6 @@ fn set_grant(grants: &mut Vec<(String, Permission)>, bucket: String, p: Option<P
         grants.push((bucket, p));
         grants.sort_by(|a, b| a.0.cmp(&b.0));
     }
-}
-
-/// 1 to 64 letters, digits, '.', '_', '-' or '@', and not "root".
-pub fn valid_user_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name != "root"
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"._-@".contains(&c))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{ChunkId, DamagedObject, MetaError, MetaStore};
-use crate::retrieve::decode_chunk;
+use crate::chunk_codec::decode_chunk;
 use crate::segments::{SegmentError, SegmentStore, parse_trailer};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +69,6 @@ pub struct VerifyReport {
     /// Object versions and upload parts that name a corrupt, missing, lost or
     /// unindexed chunk.
     pub damaged_objects: Vec<DamagedObject>,
-    /// What `--repair` changed before this report was taken.
-    #[serde(default)]
-    pub repair: Option<crate::repair::RepairReport>,
 }
 
 /// A segment file that exists but could not be read.

@@ -5,7 +5,7 @@ mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use common::*;
-use hoard::admin::CreateBucketRequest;
+use hoard::admin_api::CreateBucketRequest;
 
 const MIB: usize = 1024 * 1024;
 

@@ -31,6 +31,7 @@
 //!   reachable, its certificate trusted, the key accepted, the protocol compatible.
 //!   Its secret is stored sealed (`secrets`), never shown or logged.
 
+pub mod chunk_runs;
 pub mod receiver;
 pub mod rules;
 pub mod seed;

@@ -8,14 +8,14 @@ use http::{Method, StatusCode, Uri};
 use s3s::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{Hello, ReplicaBuckets, wire};
-use crate::admin::{json, json_body_required, query_param};
+use crate::http_json::{json, json_body_required, query_param};
 use crate::index::ChunkIndex;
 use crate::meta::{
     ChunkId, ChunkLocation, ChunkRef, HeldRefs, HoldId, Holder, MetaError, MetaStore, NewChunk,
     ObjectRecord, Permission, VersionStamp,
 };
 use crate::metrics::{Metrics, SideLabels};
-use crate::s3::{internal, meta_error, no_such_bucket};
+use crate::s3_error::{internal, meta_error, no_such_bucket};
 use crate::segments::{SegmentBuilder, SegmentStore};
 use crate::users::Users;
 
@@ -66,7 +66,7 @@ impl Receiver {
             .and_then(|c| self.users.principal(&c.access_key))
             .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
         let bucket = bucket_of(&req.uri)?;
-        match who.permission(bucket) {
+        match who.permission(&bucket) {
             Some(Permission::Replication | Permission::Admin) => Ok(()),
             _ => {
                 tracing::info!(user = who.name(), bucket, "replication endpoint refused");
@@ -80,7 +80,7 @@ impl Receiver {
 
     pub async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let path = req.uri.path().strip_prefix(super::PREFIX).unwrap_or("");
-        let bucket = bucket_of(&req.uri)?.to_owned();
+        let bucket = bucket_of(&req.uri)?;
         if path == "hello" && req.method == Method::POST {
             return self.hello(&bucket, req.input).await;
         }
@@ -388,7 +388,7 @@ fn pack(frames: Vec<wire::ChunkFrame>, segment_size: usize) -> Result<Vec<Packed
             raw_len: f.raw_len,
             codec: f.codec,
         };
-        crate::retrieve::decode_chunk(&f.id, &loc, f.stored.clone())
+        crate::chunk_codec::decode_chunk(&f.id, &loc, f.stored.clone())
             .map_err(|why| format!("chunk {} failed verification: {why}", hex::encode(f.id)))?;
         let e = builder.push(f.id, f.raw_len, f.codec, &f.stored);
         entries.push(NewChunk {
@@ -452,7 +452,7 @@ fn hold_of(uri: &Uri) -> S3Result<Option<HoldId>> {
         .ok_or_else(|| s3_error!(InvalidArgument, "hold must be 32 hex digits"))
 }
 
-fn bucket_of(uri: &Uri) -> S3Result<&str> {
+fn bucket_of(uri: &Uri) -> S3Result<String> {
     query_param(uri, "bucket")
         .filter(|b| !b.is_empty())
         .ok_or_else(|| s3_error!(InvalidArgument, "name the replica bucket: ?bucket=B"))

@@ -4,11 +4,16 @@
 
 use std::sync::Arc;
 
+use http::StatusCode;
+use s3s::{S3Error, S3ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use super::{Hello, Progress, RuleProgress, wire};
 use crate::auth::Credentials;
-use crate::client::{AdminClient, ClientError};
+use crate::names::valid_bucket_name;
+use crate::pace::Pacer;
+use crate::s3_error::{internal, no_such_bucket};
+use crate::signed_client::{ClientError, SignedClient};
 use crate::meta::{
     ChunkId, HoldId, MetaError, MetaStore, RuleRecord, TargetTrust, VersionDiff, VersionStamp,
 };
@@ -38,6 +43,28 @@ pub enum RulesError {
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     Meta(MetaError),
+}
+
+impl RulesError {
+    /// The S3 error a rule change answers with.
+    pub fn into_s3(self) -> S3Error {
+        let (code, status) = match &self {
+            RulesError::NoSuchBucket(_) => return no_such_bucket(),
+            RulesError::NoSuchRule(_) => (
+                "ReplicationConfigurationNotFoundError",
+                StatusCode::NOT_FOUND,
+            ),
+            RulesError::NoSuchTarget(_) => ("NoSuchReplicationTarget", StatusCode::NOT_FOUND),
+            RulesError::Invalid(_) => ("InvalidArgument", StatusCode::BAD_REQUEST),
+            RulesError::Target { .. } | RulesError::Refused { .. } => {
+                ("InvalidReplicationTarget", StatusCode::BAD_REQUEST)
+            }
+            _ => return internal("replication rule change failed", &self),
+        };
+        let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), self.to_string());
+        err.set_status_code(status);
+        err
+    }
 }
 
 impl From<MetaError> for RulesError {
@@ -225,7 +252,7 @@ impl Rules {
     /// Stores a named target, a rule template that S3 PutBucketReplication names by
     /// its ARN (`target_arn`), once the target answered a hello.
     pub async fn add_target(&self, name: &str, req: AddRule) -> Result<TargetInfo, RulesError> {
-        if !crate::admin::valid_bucket_name(name) {
+        if !valid_bucket_name(name) {
             return Err(RulesError::Invalid(format!(
                 "invalid target name {name:?}: 3 to 63 of a-z, 0-9, '-' and '.'"
             )));
@@ -353,7 +380,7 @@ impl Rules {
                 req.target
             )));
         }
-        if !crate::admin::valid_bucket_name(&req.target_bucket) {
+        if !valid_bucket_name(&req.target_bucket) {
             return Err(invalid(format!(
                 "invalid target bucket {:?}",
                 req.target_bucket
@@ -387,7 +414,7 @@ impl Rules {
         let windows = req
             .windows
             .iter()
-            .map(|w| crate::cleaner::parse_window(w))
+            .map(|w| crate::config::parse_window(w))
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
         let connections = req.connections.unwrap_or(4);
@@ -462,36 +489,12 @@ impl Rules {
 /// The source's client of one replica bucket: HTTPS trusting only the rule's CA or
 /// pinned certificate, requests signed with the rule's key.
 pub struct ReplicaLink {
-    client: AdminClient,
+    client: SignedClient,
     target: String,
     bucket: String,
     metrics: Arc<Metrics>,
-    throttle: Throttle,
-}
-
-/// The rule's bandwidth limit: each body waits until the bodies before it, at the
-/// limit, would have been sent. The average stays at or below the limit; one body
-/// (at most a chunk batch) may go at line speed.
-struct Throttle {
-    bytes_per_sec: u64,
-    next_free: tokio::sync::Mutex<Option<tokio::time::Instant>>,
-}
-
-impl Throttle {
-    async fn pass(&self, bytes: usize) {
-        if self.bytes_per_sec == 0 {
-            return;
-        }
-        let cost = std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
-        let start = {
-            let mut next = self.next_free.lock().await;
-            let now = tokio::time::Instant::now();
-            let start = next.map_or(now, |t| t.max(now));
-            *next = Some(start + cost);
-            start
-        };
-        tokio::time::sleep_until(start).await;
-    }
+    /// The rule's bandwidth limit, over every request body.
+    bandwidth: Pacer,
 }
 
 impl ReplicaLink {
@@ -516,31 +519,32 @@ impl ReplicaLink {
             access_key: rule.access_key.clone(),
             secret_key,
         };
-        let client = AdminClient::with_tls(&rule.target, super::PREFIX, "us-east-1", creds, tls)
+        let client = SignedClient::new(&rule.target, super::PREFIX, "us-east-1", creds, tls, false)
             .map_err(|e| target_err(e.to_string()))?;
         Ok(ReplicaLink {
             client,
             target: rule.target.clone(),
             bucket: rule.target_bucket.clone(),
             metrics,
-            throttle: Throttle {
-                bytes_per_sec: rule.bandwidth,
-                next_free: tokio::sync::Mutex::new(None),
-            },
+            bandwidth: Pacer::new(rule.bandwidth),
         })
     }
 
-    fn error(&self, e: &ClientError) -> RulesError {
-        let (target, reason) = (self.target.clone(), error_chain(e));
+    fn error(&self, e: ClientError) -> RulesError {
+        let target = self.target.clone();
         match e {
-            ClientError::Status { status, .. } if (400..500).contains(status) => {
+            ClientError::Status { status, .. } if (400..500).contains(&status) => {
                 RulesError::Refused {
                     target,
-                    status: *status,
-                    reason,
+                    status,
+                    reason: e.to_string(),
                 }
             }
-            _ => RulesError::Target { target, reason },
+            // The causes one after the other: TLS failures hide in them.
+            e => RulesError::Target {
+                target,
+                reason: format!("{:#}", anyhow::Error::new(e)),
+            },
         }
     }
 
@@ -561,7 +565,7 @@ impl ReplicaLink {
             {
                 s3_error_message(&body)
             }
-            Err(e) => return Err(self.error(&e)),
+            Err(e) => return Err(self.error(e)),
         };
         tracing::warn!(target = %self.target, %why, "replication hello refused");
         self.metrics
@@ -581,12 +585,12 @@ impl ReplicaLink {
     /// Which of `ids` the replica lacks.
     pub async fn missing(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>, RulesError> {
         let path = format!("missing?bucket={}", self.bucket);
-        self.throttle.pass(ids.len() * 32).await;
+        self.bandwidth.pass(ids.len() as u64 * 32).await;
         let body = self
             .client
             .request_bytes(http::Method::POST, &path, wire::encode_ids(ids))
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.error(e))?;
         wire::decode_ids(&body).map_err(|why| RulesError::Target {
             target: self.target.clone(),
             reason: why,
@@ -633,12 +637,12 @@ impl ReplicaLink {
     }
 
     async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), RulesError> {
-        self.throttle.pass(body.len()).await;
+        self.bandwidth.pass(body.len() as u64).await;
         self.client
             .request_bytes(http::Method::PUT, path, body)
             .await
             .map(drop)
-            .map_err(|e| self.error(&e))
+            .map_err(|e| self.error(e))
     }
 
     /// How the replica's versions of `key` differ from the source's `stamps`, and
@@ -671,9 +675,9 @@ impl ReplicaLink {
         let path = format!("{op}?bucket={}&key={}", self.bucket, hex::encode(key));
         let body = serde_json::to_vec(body).map_err(|e| RulesError::Invalid(e.to_string()))?;
         let size = body.len() as u64;
-        self.throttle.pass(body.len()).await;
+        self.bandwidth.pass(body.len() as u64).await;
         let answer = self.client.call(method, &path, body).await;
-        Ok((answer.map_err(|e| self.error(&e))?, size))
+        Ok((answer.map_err(|e| self.error(e))?, size))
     }
 }
 
@@ -694,19 +698,13 @@ pub(crate) fn open_secret(
 
 /// The `<Message>` of an S3 error body, or the body.
 fn s3_error_message(body: &str) -> String {
-    body.split_once("<Message>")
-        .and_then(|(_, rest)| rest.split_once("</Message>"))
-        .map_or_else(|| body.to_owned(), |(m, _)| m.to_owned())
-}
-
-/// An error and its causes, one after the other (TLS failures hide in the causes).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
+    #[derive(Deserialize)]
+    struct ErrorXml {
+        #[serde(rename = "Message")]
+        message: Option<String>,
     }
-    out
+    quick_xml::de::from_str::<ErrorXml>(body)
+        .ok()
+        .and_then(|e| e.message)
+        .unwrap_or_else(|| body.to_owned())
 }

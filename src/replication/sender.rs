@@ -11,7 +11,7 @@
 //! is the event removed, durably. Every step is idempotent, so an event sent twice (a
 //! crash between the acknowledgement and the removal, a timeout) is harmless, and
 //! events of one bucket are applied in commit order: after a failure, the bucket's
-//! later events wait for the retry, with backoff (1 s doubling to 60 s).
+//! later events wait for the retry, with backoff (1 s doubling to 60 s, jittered).
 //!
 //! A failure a retry cannot mend (the replica answered 4xx other than 408, 409 or
 //! 429, or a chunk cannot be read here) sets the key aside in the failed table,
@@ -29,7 +29,7 @@
 //! object in flight; each in-flight request holds its own HTTPS connection and runs
 //! as a task of its own, so batches travel while the next one is read (chunks stored
 //! back to back are read with one range read, `runs`). The rule's bandwidth limit
-//! paces every request body (`rules::Throttle`).
+//! paces every request body (`pace::Pacer`).
 //!
 //! Each version's chunks travel under a fresh hold id: the replica keeps them
 //! referenced until the commit releases the hold (`meta::replicated`), so a transfer
@@ -43,10 +43,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::chunk_runs::{ChunkReadError, Located, RUN_BYTES, read_run, runs};
 use super::rules::{ReplicaLink, RulesError, open_secret};
 use super::{Progress, wire};
 use crate::meta::{
-    ChunkId, ChunkLocation, ChunkRef, HoldId, ListEntry, ListQuery, MetaError, MetaStore,
+    ChunkId, ChunkRef, HoldId, ListEntry, ListQuery, MetaError, MetaStore,
     ObjectRecord, OutboxEvent, RuleRecord, VersionStamp,
 };
 use crate::metrics::Metrics;
@@ -56,8 +57,18 @@ use crate::segments::SegmentStore;
 /// Pause between rounds when there was nothing to send.
 const IDLE: Duration = Duration::from_millis(500);
 const PAGE: usize = 512;
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Waits between a rule's retries: 1 s doubling to 60 s, with jitter so that rules
+/// failing together do not retry together.
+fn backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(60))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -67,12 +78,8 @@ pub enum SendError {
     Meta(#[from] MetaError),
     #[error("a chunk batch's task failed: {0}")]
     Task(String),
-    #[error("reading chunk {chunk} from segment {segment}: {reason}")]
-    Chunk {
-        chunk: String,
-        segment: u64,
-        reason: String,
-    },
+    #[error(transparent)]
+    Chunk(#[from] ChunkReadError),
 }
 
 impl SendError {
@@ -83,7 +90,7 @@ impl SendError {
             SendError::Link(RulesError::Refused { status, .. }) => {
                 !matches!(status, 408 | 409 | 429)
             }
-            SendError::Chunk { .. } => true,
+            SendError::Chunk(_) => true,
             _ => false,
         }
     }
@@ -128,7 +135,7 @@ struct Peer {
     rule: RuleRecord,
     link: Arc<ReplicaLink>,
     retry_at: Option<Instant>,
-    backoff: Duration,
+    backoff: backon::ExponentialBackoff,
     /// When the failed keys were last requeued.
     requeued_at: Option<Instant>,
 }
@@ -265,11 +272,11 @@ impl Sender {
             out.insert(*key, self.record_outcome(bucket, key, result).await);
         }
         if out.values().any(|s| *s == Synced::Retry) {
-            tracing::warn!(bucket, retry_in = ?peer.backoff, "replication will retry");
-            peer.retry_at = Some(Instant::now() + peer.backoff);
-            peer.backoff = (peer.backoff * 2).min(BACKOFF_MAX);
+            let wait = peer.backoff.next().unwrap_or(Duration::from_secs(60));
+            tracing::warn!(bucket, retry_in = ?wait, "replication will retry");
+            peer.retry_at = Some(Instant::now() + wait);
         } else {
-            peer.backoff = BACKOFF_MIN;
+            peer.backoff = backoff();
         }
         out
     }
@@ -395,7 +402,7 @@ impl Sender {
                             rule: rule.clone(),
                             link: Arc::new(link),
                             retry_at: None,
-                            backoff: BACKOFF_MIN,
+                            backoff: backoff(),
                             requeued_at: None,
                         },
                     );
@@ -448,7 +455,7 @@ impl Sender {
         peer.rule
             .windows
             .iter()
-            .any(|w| crate::cleaner::in_window(*w, minute))
+            .any(|w| crate::config::in_window(*w, minute))
     }
 
     /// Sends one version a part at a time, so that only one part's manifest is held:
@@ -556,147 +563,5 @@ fn batch_done(
         Some(Ok(result)) => Ok(result?),
         Some(Err(e)) => Err(SendError::Task(e.to_string())),
         None => Ok(()),
-    }
-}
-
-/// A chunk id and where it is stored (`None`: not indexed any more).
-pub(super) type Located = (ChunkId, Option<ChunkLocation>);
-
-/// Most bytes one range read of consecutive chunks covers.
-const RUN_BYTES: u64 = 2 << 20;
-
-/// `located` cut into runs of chunks stored back to back in one segment (up to
-/// `RUN_BYTES`), in order: a new object's chunks mostly are, so a run is read with
-/// one range read instead of one read per chunk.
-pub(super) fn runs(located: &[Located]) -> Vec<&[Located]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..=located.len() {
-        let joins = located.get(i).is_some_and(|(_, next)| {
-            match (located[start].1, located[i - 1].1, next) {
-                (Some(first), Some(prev), Some(next)) => {
-                    let end = u64::from(prev.offset) + u64::from(prev.stored_len);
-                    next.segment == prev.segment
-                        && u64::from(next.offset) == end
-                        && end + u64::from(next.stored_len) - u64::from(first.offset) <= RUN_BYTES
-                }
-                _ => false,
-            }
-        });
-        if !joins {
-            out.push(&located[start..i]);
-            start = i;
-        }
-    }
-    out
-}
-
-/// The chunks of one run (`runs`), as stored, with one range read.
-pub(super) async fn read_run(
-    segments: &SegmentStore,
-    run: &[Located],
-) -> Result<Vec<wire::ChunkFrame>, SendError> {
-    let (first, last) = match (run.first(), run.last()) {
-        (Some((_, Some(f))), Some((_, Some(l)))) if run.len() > 1 => (*f, *l),
-        _ => {
-            let mut out = Vec::with_capacity(run.len());
-            for (id, loc) in run {
-                out.push(read_frame(segments, *id, *loc).await?);
-            }
-            return Ok(out);
-        }
-    };
-    let start = u64::from(first.offset);
-    let end = u64::from(last.offset) + u64::from(last.stored_len);
-    let bytes = segments
-        .read_range(first.segment, start..end)
-        .await
-        .map_err(|e| SendError::Chunk {
-            chunk: hex::encode(run[0].0),
-            segment: first.segment,
-            reason: e.to_string(),
-        })?;
-    let mut out = Vec::with_capacity(run.len());
-    for (id, loc) in run {
-        // `runs` joined only located chunks.
-        let Some(loc) = loc else { continue };
-        let at = (loc.offset - first.offset) as usize;
-        let stored =
-            bytes
-                .get(at..at + loc.stored_len as usize)
-                .ok_or_else(|| SendError::Chunk {
-                    chunk: hex::encode(id),
-                    segment: loc.segment,
-                    reason: "the segment is shorter than its index says".into(),
-                })?;
-        out.push(wire::ChunkFrame {
-            id: *id,
-            codec: loc.codec,
-            raw_len: loc.raw_len,
-            stored: bytes.slice_ref(stored),
-        });
-    }
-    Ok(out)
-}
-
-/// A chunk as stored, read from its segment.
-async fn read_frame(
-    segments: &SegmentStore,
-    id: ChunkId,
-    loc: Option<ChunkLocation>,
-) -> Result<wire::ChunkFrame, SendError> {
-    let loc = loc.ok_or_else(|| SendError::Chunk {
-        chunk: hex::encode(id),
-        segment: 0,
-        reason: "not indexed any more".into(),
-    })?;
-    let start = u64::from(loc.offset);
-    let stored = segments
-        .read_range(loc.segment, start..start + u64::from(loc.stored_len))
-        .await
-        .map_err(|e| SendError::Chunk {
-            chunk: hex::encode(id),
-            segment: loc.segment,
-            reason: e.to_string(),
-        })?;
-    Ok(wire::ChunkFrame {
-        id,
-        codec: loc.codec,
-        raw_len: loc.raw_len,
-        stored,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::meta::Codec;
-
-    #[test]
-    fn runs_join_only_chunks_stored_back_to_back_in_one_segment() {
-        let at = |segment, offset, stored_len| {
-            Some(ChunkLocation {
-                segment,
-                offset,
-                stored_len,
-                raw_len: stored_len,
-                codec: Codec::Raw,
-            })
-        };
-        let big = (RUN_BYTES / 2) as u32;
-        let located: Vec<Located> = vec![
-            ([0; 32], at(1, 0, 10)),
-            ([1; 32], at(1, 10, 5)),
-            ([2; 32], at(1, 15, 5)),
-            ([3; 32], at(1, 30, 5)), // a gap
-            ([4; 32], at(2, 35, 5)), // another segment
-            ([5; 32], None),         // not indexed
-            ([6; 32], at(2, 40, 5)),
-            ([7; 32], at(2, 45, big)),
-            ([8; 32], at(2, 45 + big, big)), // would pass RUN_BYTES
-        ];
-        let lens: Vec<usize> = runs(&located).iter().map(|r| r.len()).collect();
-        assert_eq!(lens, [3, 1, 1, 1, 2, 1]);
-        assert!(runs(&[]).is_empty());
     }
 }

@@ -11,18 +11,17 @@ use crate::meta::{ListEntry, ListPage, ListQuery};
 
 const MAX_KEYS: i32 = 1000;
 
-/// Percent-encodes everything but RFC 3986 unreserved characters and `/`, which
-/// every S3 client decodes (`+` becomes %2B, space %20).
+/// What `encoding-type=url` leaves as it is: RFC 3986 unreserved characters and
+/// `/`, which every S3 client decodes (`+` becomes %2B, space %20).
+const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
 pub(super) fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
 pub(super) struct Encoder(bool);

@@ -23,11 +23,10 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use crate::config::Config;
 use crate::ingest::{Ingest, IngestError};
 use crate::meta::{BucketRecord, MetaError, MetaStore};
+use crate::names::RESERVED_BUCKETS;
+use crate::s3_error::{internal, meta_error, no_such_bucket};
 use crate::metrics::Metrics;
 use crate::retrieve::{Retrieve, RetrieveError};
-
-/// Bucket names the admin API reserves.
-pub const RESERVED_BUCKETS: &[&str] = &["hoard-admin"];
 
 pub struct HoardS3 {
     pub(crate) cfg: Arc<Config>,
@@ -90,58 +89,6 @@ impl HoardS3 {
             .await
             .map_err(meta_error)?
             .ok_or_else(no_such_bucket)
-    }
-}
-
-pub(crate) fn no_such_bucket() -> S3Error {
-    s3_error!(NoSuchBucket, "The specified bucket does not exist")
-}
-
-pub(crate) fn internal(what: &str, e: &dyn std::fmt::Display) -> S3Error {
-    tracing::error!(error = %e, "{what}");
-    S3Error::with_message(
-        S3ErrorCode::InternalError,
-        "We encountered an internal error. Please try again.",
-    )
-}
-
-pub(crate) fn meta_error(e: MetaError) -> S3Error {
-    match e {
-        MetaError::NoSuchBucket => no_such_bucket(),
-        MetaError::BucketExists => {
-            s3_error!(
-                BucketAlreadyOwnedByYou,
-                "Your previous request to create the named bucket succeeded and you already own it."
-            )
-        }
-        MetaError::BucketNotEmpty => s3_error!(
-            BucketNotEmpty,
-            "The bucket you tried to delete is not empty"
-        ),
-        MetaError::NoSuchUpload => s3_error!(
-            NoSuchUpload,
-            "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
-        ),
-        MetaError::NoSuchKey => s3_error!(NoSuchKey, "The specified key does not exist."),
-        MetaError::NoSuchVersion => {
-            s3_error!(NoSuchVersion, "The specified version does not exist.")
-        }
-        MetaError::DeleteMarker => s3_error!(
-            MethodNotAllowed,
-            "The specified method is not allowed against a delete marker."
-        ),
-        MetaError::InvalidPart(n) => s3_error!(
-            InvalidPart,
-            "Part {n} was uploaded again while the upload completed; its entity tag no longer matches."
-        ),
-        MetaError::QuotaExceeded(msg) => {
-            tracing::info!(%msg, "write refused by a quota");
-            let mut e = S3Error::with_message(S3ErrorCode::Custom("QuotaExceeded".into()), msg);
-            e.set_status_code(http::StatusCode::FORBIDDEN);
-            e
-        }
-        MetaError::Unfit(msg) => S3Error::with_message(S3ErrorCode::InvalidRequest, msg),
-        other => internal("metadata operation failed", &other),
     }
 }
 

@@ -292,30 +292,22 @@ pub(super) fn parse_tagging(v: Option<&str>) -> S3Result<Vec<(String, String)>> 
     Ok(tags)
 }
 
-/// Percent-decoding for query strings (`+` is a space); `None` on bad escapes or
-/// bytes that are not UTF-8.
+/// Percent-decoding for query strings (`+` is a space); `None` on an escape that is
+/// not `%` and two hex digits, or on bytes that are not UTF-8.
 fn url_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
+    let escapes_valid = s.match_indices('%').all(|(i, _)| {
+        s.as_bytes()
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_valid {
+        return None;
     }
-    String::from_utf8(out).ok()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 pub(super) fn http_date(t: &Timestamp) -> Option<String> {

@@ -9,7 +9,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::HoardS3;
-use crate::admin::rules_error;
+use crate::replication::rules::RulesError;
 
 fn invalid_request(message: &str) -> S3Error {
     S3Error::with_message(S3ErrorCode::InvalidRequest, message.to_owned())
@@ -61,7 +61,7 @@ impl HoardS3 {
         self.rules
             .configure(&input.bucket, &rule.destination.bucket, enabled)
             .await
-            .map_err(rules_error)?;
+            .map_err(RulesError::into_s3)?;
         Ok(S3Response::new(PutBucketReplicationOutput::default()))
     }
 
@@ -74,7 +74,7 @@ impl HoardS3 {
             .rules
             .configuration(&req.input.bucket)
             .await
-            .map_err(rules_error)?;
+            .map_err(RulesError::into_s3)?;
         let status = match enabled {
             true => ReplicationRuleStatus::ENABLED,
             false => ReplicationRuleStatus::DISABLED,
@@ -116,13 +116,12 @@ impl HoardS3 {
         &self,
         req: S3Request<DeleteBucketReplicationInput>,
     ) -> S3Result<S3Response<DeleteBucketReplicationOutput>> {
-        use crate::replication::rules::RulesError;
         self.bucket(&req.input.bucket).await?;
         match self.rules.remove(&req.input.bucket).await {
             Ok(()) | Err(RulesError::NoSuchRule(_)) => {
                 Ok(S3Response::new(DeleteBucketReplicationOutput::default()))
             }
-            Err(e) => Err(rules_error(e)),
+            Err(e) => Err(e.into_s3()),
         }
     }
 }

@@ -2,6 +2,10 @@
 //! drives it with aws-sdk-s3. Servers are killed when the harness is dropped.
 #![allow(dead_code)]
 
+mod fault_proxy;
+#[allow(unused_imports)]
+pub use fault_proxy::FaultProxy;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -469,7 +473,7 @@ pub fn sigv4_headers(
         access_key: ACCESS_KEY.into(),
         secret_key: secret.into(),
     };
-    hoard::client::sigv4_headers(&creds, "us-east-1", method, url, headers, content_sha256)
+    hoard::signed_client::sigv4_headers(&creds, "us-east-1", method, url, headers, content_sha256)
         .expect("sign")
 }
 

@@ -1,0 +1,257 @@
+//! `hoard replication`: rules that replicate a bucket to another hoard, and the
+//! named targets S3 PutBucketReplication refers to.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::render::{render_rule_status, render_rules, render_targets};
+use super::{Target, client, parse_size, print_report};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Replicate a bucket to a bucket on another hoard. The target is contacted
+    /// first; the rule is stored only if it answers (trusted certificate, accepted
+    /// key, compatible protocol).
+    Add {
+        #[arg(long)]
+        bucket: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+        #[command(flatten)]
+        target_server: Target,
+    },
+    /// Named targets: rule templates S3 PutBucketReplication names by ARN.
+    #[command(subcommand)]
+    Target(TargetCommand),
+    /// List the rules (never secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a bucket's rule.
+    Remove {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Pause a bucket's replication.
+    Pause {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Resume a paused replication.
+    Resume {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Queue, lag, resync progress, bytes logical and sent, last success and error.
+    Status {
+        bucket: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Send now, also outside the rule's windows, until nothing waits.
+    Run {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put the keys whose replication failed back into the queue.
+    Requeue {
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Where and how a rule replicates (also a named target's template).
+#[derive(clap::Args)]
+pub struct RuleArgs {
+    /// https://HOST:PORT of the replica.
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    target_bucket: String,
+    /// A key the replica issued with the replication grant on the target bucket.
+    #[arg(long)]
+    target_access_key: String,
+    #[arg(long, env = "HOARD_TARGET_SECRET_KEY", hide_env_values = true)]
+    target_secret_key: String,
+    /// The replica's CA certificate (PEM), e.g. its <data-dir>/tls/ca.pem.
+    #[arg(
+        long,
+        conflicts_with = "target_fingerprint",
+        required_unless_present = "target_fingerprint"
+    )]
+    target_ca: Option<PathBuf>,
+    /// Or the SHA-256 fingerprint of the replica's certificate (`hoard cert show`).
+    #[arg(long)]
+    target_fingerprint: Option<String>,
+    /// Daily windows (UTC) to replicate in, e.g. "22:00-06:00"; repeatable.
+    /// Without one, replication is continuous.
+    #[arg(long = "schedule")]
+    schedule: Vec<String>,
+    /// Parallel HTTPS connections (1 to 64).
+    #[arg(long, default_value_t = 4)]
+    connections: u32,
+    /// Bandwidth limit, e.g. 50MiB/s; default unlimited.
+    #[arg(long, value_parser = parse_bandwidth)]
+    bandwidth: Option<u64>,
+}
+
+impl RuleArgs {
+    fn into_request(self) -> Result<hoard::replication::rules::AddRule, String> {
+        let ca_pem = self
+            .target_ca
+            .map(|p| std::fs::read_to_string(&p).map_err(|err| format!("{}: {err}", p.display())))
+            .transpose()?;
+        Ok(hoard::replication::rules::AddRule {
+            target: self.target,
+            target_bucket: self.target_bucket,
+            access_key: self.target_access_key,
+            secret_key: self.target_secret_key,
+            ca_pem,
+            fingerprint: self.target_fingerprint,
+            windows: self.schedule,
+            connections: Some(self.connections),
+            bandwidth: self.bandwidth,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TargetCommand {
+    /// Name a replica bucket and how to reach it; it must answer a hello. S3
+    /// PutBucketReplication then names it as arn:aws:s3:::NAME.
+    Add {
+        name: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+        #[command(flatten)]
+        target_server: Target,
+    },
+    /// List the named targets and their ARNs (never secrets).
+    List {
+        #[command(flatten)]
+        target_server: Target,
+    },
+    Remove {
+        name: String,
+        #[command(flatten)]
+        target_server: Target,
+    },
+}
+
+/// `SIZE/s` or `SIZE`, SIZE as for quotas.
+fn parse_bandwidth(s: &str) -> Result<u64, String> {
+    match parse_size(s.strip_suffix("/s").unwrap_or(s)) {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("not a bandwidth: {s} (e.g. 50MiB/s)")),
+    }
+}
+
+pub async fn run(cmd: Command) -> Result<(), String> {
+    let e = |e: hoard::client::ClientError| e.to_string();
+    let render = |r: hoard::replication::rules::RuleInfo| {
+        print!("{}", render_rules(&[r]));
+    };
+    match cmd {
+        Command::Add {
+            bucket,
+            rule,
+            target_server,
+        } => {
+            let r = client(target_server)?
+                .add_replication(&bucket, &rule.into_request()?)
+                .await
+                .map_err(e)?;
+            render(r);
+        }
+        Command::Target(TargetCommand::Add {
+            name,
+            rule,
+            target_server,
+        }) => {
+            let t = client(target_server)?
+                .add_replication_target(&name, &rule.into_request()?)
+                .await
+                .map_err(e)?;
+            print!("{}", render_targets(&[t]));
+        }
+        Command::Target(TargetCommand::List { target_server }) => {
+            let ts = client(target_server)?
+                .replication_targets()
+                .await
+                .map_err(e)?;
+            print!("{}", render_targets(&ts));
+        }
+        Command::Target(TargetCommand::Remove {
+            name,
+            target_server,
+        }) => {
+            client(target_server)?
+                .remove_replication_target(&name)
+                .await
+                .map_err(e)?;
+            println!("replication target {name} removed");
+        }
+        Command::List { json, target } => {
+            let rules = client(target)?.replication_rules().await.map_err(e)?;
+            print_report(json, &rules, |r| render_rules(r))?;
+        }
+        Command::Remove { bucket, target } => {
+            client(target)?
+                .remove_replication(&bucket)
+                .await
+                .map_err(e)?;
+            println!("replication of {bucket} removed");
+        }
+        Command::Pause { bucket, target } => {
+            render(
+                client(target)?
+                    .pause_replication(&bucket, true)
+                    .await
+                    .map_err(e)?,
+            );
+        }
+        Command::Resume { bucket, target } => {
+            render(
+                client(target)?
+                    .pause_replication(&bucket, false)
+                    .await
+                    .map_err(e)?,
+            );
+        }
+        Command::Status {
+            bucket,
+            json,
+            target,
+        } => {
+            let s = client(target)?
+                .replication_status(&bucket)
+                .await
+                .map_err(e)?;
+            print_report(json, &s, render_rule_status)?;
+        }
+        Command::Run { bucket, target } => {
+            let s = client(target)?.run_replication(&bucket).await.map_err(e)?;
+            print!("{}", render_rule_status(&s));
+        }
+        Command::Requeue { bucket, target } => {
+            let n = client(target)?
+                .requeue_replication(&bucket)
+                .await
+                .map_err(e)?;
+            println!("{n} failed key(s) of {bucket} queued again");
+        }
+    }
+    Ok(())
+}
+
