@@ -230,30 +230,9 @@ impl Ingest {
         } else {
             0
         };
-        let mut head: Vec<u8> = Vec::new();
-        let mut first_big: Option<Bytes> = None;
-        while let Some(frame) = body.next().await {
-            let frame = frame.map_err(|e| IngestError::Body(e.into()))?;
-            self.metrics.bytes_in.inc_by(frame.len() as u64);
-            if head.len() + frame.len() > inline_max {
-                first_big = Some(frame);
-                break;
-            }
-            head.extend_from_slice(&frame);
-        }
+        let (head, first_big) = self.read_head(&mut body, inline_max).await?;
         let Some(first_big) = first_big else {
-            check_len(head.len() as u64, params.expected_len)?;
-            let mut md5 = s3s::crypto::Md5::new();
-            md5.update(&head);
-            let mut hasher = params.checksums.hasher();
-            hasher.update(&head);
-            return Ok(Ingested {
-                size: head.len() as u64,
-                md5: md5.finalize(),
-                checksums: hasher.finalize(),
-                body: IngestedBody::Inline(head),
-                held,
-            });
+            return inline_body(head, &params, held);
         };
 
         let (hash_tx, hash_rx) = mpsc::channel::<Bytes>(BATCH_QUEUE);
@@ -271,42 +250,7 @@ impl Ingest {
         let mut batch = BytesMut::with_capacity(BATCH_BYTES + first_big.len());
         batch.extend_from_slice(&head);
         batch.extend_from_slice(&first_big);
-        let mut total = batch.len() as u64;
-        let mut read_result: Result<(), IngestError> = Ok(());
-        loop {
-            let last = match body.next().await {
-                Some(Ok(f)) => {
-                    self.metrics.bytes_in.inc_by(f.len() as u64);
-                    total += f.len() as u64;
-                    if total > MAX_BODY_BYTES {
-                        // A body without a declared length is cut off here.
-                        read_result = Err(IngestError::TooLarge);
-                        break;
-                    }
-                    batch.extend_from_slice(&f);
-                    false
-                }
-                Some(Err(e)) => {
-                    read_result = Err(IngestError::Body(e.into()));
-                    break;
-                }
-                None => true,
-            };
-            if batch.len() >= BATCH_BYTES || (last && !batch.is_empty()) {
-                let frame = batch.split().freeze();
-                batch.reserve(BATCH_BYTES);
-                if hash_tx.send(frame.clone()).await.is_err() || chunk_tx.send(frame).await.is_err()
-                {
-                    // A worker stopped early; its own result says why.
-                    break;
-                }
-            }
-            if last {
-                // The end mark: the chunker seals only a body that ended.
-                let _ = chunk_tx.send(Bytes::new()).await;
-                break;
-            }
-        }
+        let (total, read_result) = self.feed(&mut body, batch, &hash_tx, &chunk_tx).await;
         drop(hash_tx);
         drop(chunk_tx);
         let (md5, checksums) = hasher
@@ -325,6 +269,76 @@ impl Ingest {
             body: IngestedBody::Chunked(manifest),
             held,
         })
+    }
+
+    /// Reads the body until it passes `inline_max`: the bytes read before, and the
+    /// frame that passed it (`None`: the whole body is in the head).
+    async fn read_head<S, E>(
+        &self,
+        body: &mut S,
+        inline_max: usize,
+    ) -> Result<(Vec<u8>, Option<Bytes>), IngestError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<s3s::StdError>,
+    {
+        let mut head: Vec<u8> = Vec::new();
+        while let Some(frame) = body.next().await {
+            let frame = frame.map_err(|e| IngestError::Body(e.into()))?;
+            self.metrics.bytes_in.inc_by(frame.len() as u64);
+            if head.len() + frame.len() > inline_max {
+                return Ok((head, Some(frame)));
+            }
+            head.extend_from_slice(&frame);
+        }
+        Ok((head, None))
+    }
+
+    /// Reads the rest of the body into batches of `BATCH_BYTES` for the hasher and
+    /// the chunker, starting with `batch`; sends the end mark when the body ended.
+    /// Returns the body's size so far and how reading ended.
+    async fn feed<S, E>(
+        &self,
+        body: &mut S,
+        mut batch: BytesMut,
+        hash_tx: &mpsc::Sender<Bytes>,
+        chunk_tx: &mpsc::Sender<Bytes>,
+    ) -> (u64, Result<(), IngestError>)
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<s3s::StdError>,
+    {
+        let mut total = batch.len() as u64;
+        loop {
+            let last = match body.next().await {
+                Some(Ok(f)) => {
+                    self.metrics.bytes_in.inc_by(f.len() as u64);
+                    total += f.len() as u64;
+                    if total > MAX_BODY_BYTES {
+                        // A body without a declared length is cut off here.
+                        return (total, Err(IngestError::TooLarge));
+                    }
+                    batch.extend_from_slice(&f);
+                    false
+                }
+                Some(Err(e)) => return (total, Err(IngestError::Body(e.into()))),
+                None => true,
+            };
+            if batch.len() >= BATCH_BYTES || (last && !batch.is_empty()) {
+                let frame = batch.split().freeze();
+                batch.reserve(BATCH_BYTES);
+                if hash_tx.send(frame.clone()).await.is_err() || chunk_tx.send(frame).await.is_err()
+                {
+                    // A worker stopped early; its own result says why.
+                    return (total, Ok(()));
+                }
+            }
+            if last {
+                // The end mark: the chunker seals only a body that ended.
+                let _ = chunk_tx.send(Bytes::new()).await;
+                return (total, Ok(()));
+            }
+        }
     }
 
     fn next_segment_id(&self) -> Result<u64, IngestError> {
@@ -359,6 +373,26 @@ fn run_hasher(
         sums.update(&frame);
     }
     (md5.finalize(), sums.finalize())
+}
+
+/// A body small enough to be kept inline: checked, hashed, no chunk stored.
+fn inline_body(
+    head: Vec<u8>,
+    params: &IngestParams,
+    held: Arc<HeldRefs>,
+) -> Result<Ingested, IngestError> {
+    check_len(head.len() as u64, params.expected_len)?;
+    let mut md5 = s3s::crypto::Md5::new();
+    md5.update(&head);
+    let mut hasher = params.checksums.hasher();
+    hasher.update(&head);
+    Ok(Ingested {
+        size: head.len() as u64,
+        md5: md5.finalize(),
+        checksums: hasher.finalize(),
+        body: IngestedBody::Inline(head),
+        held,
+    })
 }
 
 type SegmentTask = JoinHandle<Result<(), IngestError>>;

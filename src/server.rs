@@ -122,22 +122,7 @@ impl Node {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| ServerError::DataDir(cfg.data_dir.clone(), e))?;
         let (root, origin) = Credentials::load_or_generate(&cfg.data_dir)?;
-        match origin {
-            Origin::Generated(path) => {
-                println!(
-                    "hoard: generated root credentials (stored in {}, mode 0600):",
-                    path.display()
-                );
-                println!("  access key: {}", root.access_key);
-                println!("  secret key: {}", root.secret_key);
-            }
-            Origin::Environment => {
-                tracing::info!(access_key = %root.access_key, "root credentials from the environment")
-            }
-            Origin::File => {
-                tracing::info!(access_key = %root.access_key, "root credentials from the data dir")
-            }
-        }
+        announce_root(&root, origin);
         let meta = MetaStore::open(&cfg.meta_path(), cfg.meta_cache_mib * 1024 * 1024)?;
         let segments = SegmentStore::open_local(&cfg.data_dir)?;
         let index = Arc::new(ChunkIndex::load(
@@ -151,24 +136,13 @@ impl Node {
             index.clone(),
             segments.clone(),
             metrics.clone(),
-            IngestSettings {
-                max_streams: cfg.max_streams,
-                stream_wait: cfg.stream_wait(),
-                segment_size: cfg.segment_size,
-                inline_max: cfg.inline_max,
-            },
+            ingest_settings(&cfg),
         ));
         let cleaner = Arc::new(Cleaner::new(
             meta.clone(),
             segments.clone(),
             metrics.clone(),
-            CleanerSettings {
-                grace: Duration::from_secs(cfg.cleaner.grace_secs),
-                sparse_percent: cfg.cleaner.sparse_percent,
-                orphan_grace: Duration::from_secs(cfg.cleaner.orphan_grace_secs),
-                segment_size: cfg.segment_size,
-                busy_percent: cfg.cleaner.busy_percent,
-            },
+            cleaner_settings(&cfg),
         ));
         let retrieve = Arc::new(Retrieve::new(
             meta.clone(),
@@ -420,62 +394,15 @@ pub async fn serve(
         Some(a) => Some(bind(a).await?),
         None => None,
     };
-    for (l, secure) in [(Some(&listener), tls.is_some()), (plain.as_ref(), false)] {
-        if let Some(l) = l {
-            let local = l
-                .local_addr()
-                .map_err(|e| ServerError::Listen(node.cfg.listen, e))?;
-            let scheme = if secure { "https" } else { "http" };
-            println!("hoard: listening on {scheme}://{local}");
-            tracing::info!(%local, scheme, data_dir = %node.cfg.data_dir.display(), "hoard is serving S3");
-        }
-    }
+    announce_listeners(&node.cfg, &listener, plain.as_ref(), tls.is_some())?;
     let acceptor = tls
         .as_ref()
         .map(|store| store.server_config().map(tokio_rustls::TlsAcceptor::from))
         .transpose()?;
-    let reload = tls
-        .clone()
-        .map(|store| tokio::spawn(reload_on_sighup(store)));
-    let expiry = tokio::spawn(expire_uploads(
-        node.meta.clone(),
-        Duration::from_secs(node.cfg.multipart_max_age_secs),
-    ));
-    let schedule = crate::cleaner::Schedule {
-        window: node
-            .cfg
-            .cleaner
-            .window
-            .as_deref()
-            .and_then(|w| crate::config::parse_window(w).ok()),
-        idle: (node.cfg.cleaner.idle_minutes > 0.0)
-            .then(|| Duration::from_secs_f64(node.cfg.cleaner.idle_minutes * 60.0)),
-        check: Duration::from_secs(node.cfg.cleaner.check_secs.max(1)),
-    };
-    let scheduled_gc = (schedule.window.is_some() || schedule.idle.is_some())
-        .then(|| tokio::spawn(node.cleaner.clone().run_on_schedule(schedule)));
-    let scrub = (node.cfg.scrub.rate_mib > 0.0).then(|| {
-        tokio::spawn(
-            crate::scrub::Scrub {
-                meta: node.meta.clone(),
-                segments: node.segments.clone(),
-                metrics: node.metrics.clone(),
-                rate: crate::pace::Pacer::new((node.cfg.scrub.rate_mib * 1024.0 * 1024.0).max(1.0) as u64),
-                cycle: Duration::from_secs(node.cfg.scrub.cycle_secs),
-            }
-            .run(),
-        )
-    });
-    let sender = tokio::spawn(
-        crate::replication::sender::Sender {
-            meta: node.meta.clone(),
-            segments: node.segments.clone(),
-            secrets: node.secrets.clone(),
-            metrics: node.metrics.clone(),
-            progress: node.replication.clone(),
-        }
-        .run(),
-    );
+    let mut background = start_background(&node);
+    if let Some(store) = tls.clone() {
+        background.push(tokio::spawn(reload_on_sighup(store)));
+    }
     let node = Arc::new(node);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -503,46 +430,12 @@ pub async fn serve(
         let http = http.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone().filter(|_| secure);
-        tokio::spawn(async move {
-            let interim = Continue::default();
-            let flag = interim.clone();
-            let svc = hyper::service::service_fn(move |req| node.clone().handle(req, flag.clone()));
-            let result = match acceptor {
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(t)) => t,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let io = TokioIo::new(ContinueIo::new(tls, interim));
-                    let conn = http.serve_connection_with_upgrades(io, svc);
-                    watcher.watch(conn.into_owned()).await
-                }
-                None => {
-                    let io = TokioIo::new(ContinueIo::new(stream, interim));
-                    let conn = http.serve_connection_with_upgrades(io, svc);
-                    watcher.watch(conn.into_owned()).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+        tokio::spawn(serve_connection(node, http, watcher, acceptor, stream, peer));
     }
     drop(listener);
     drop(plain);
-    expiry.abort();
-    sender.abort();
-    for t in [scheduled_gc, scrub, reload].into_iter().flatten() {
-        t.abort();
+    for task in background {
+        task.abort();
     }
     tracing::info!("shutting down: draining in-flight requests");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
@@ -553,6 +446,156 @@ pub async fn serve(
     }
     tracing::info!("hoard stopped");
     Ok(())
+}
+
+/// Prints where hoard listens (and logs it).
+fn announce_listeners(
+    cfg: &Config,
+    listener: &TcpListener,
+    plain: Option<&TcpListener>,
+    secure: bool,
+) -> Result<(), ServerError> {
+    for (l, secure) in [(Some(listener), secure), (plain, false)] {
+        if let Some(l) = l {
+            let local = l
+                .local_addr()
+                .map_err(|e| ServerError::Listen(cfg.listen, e))?;
+            let scheme = if secure { "https" } else { "http" };
+            println!("hoard: listening on {scheme}://{local}");
+            tracing::info!(%local, scheme, data_dir = %cfg.data_dir.display(), "hoard is serving S3");
+        }
+    }
+    Ok(())
+}
+
+/// The tasks that run beside the listener until shutdown: expiry of abandoned
+/// uploads, the cleaner's schedule, the scrub, the replication sender.
+fn start_background(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
+    let cfg = &node.cfg;
+    let mut tasks = vec![
+        tokio::spawn(expire_uploads(
+            node.meta.clone(),
+            Duration::from_secs(cfg.multipart_max_age_secs),
+        )),
+        tokio::spawn(
+            crate::replication::sender::Sender {
+                meta: node.meta.clone(),
+                segments: node.segments.clone(),
+                secrets: node.secrets.clone(),
+                metrics: node.metrics.clone(),
+                progress: node.replication.clone(),
+            }
+            .run(),
+        ),
+    ];
+    let schedule = crate::cleaner::Schedule {
+        window: cfg
+            .cleaner
+            .window
+            .as_deref()
+            .and_then(|w| crate::config::parse_window(w).ok()),
+        idle: (cfg.cleaner.idle_minutes > 0.0)
+            .then(|| Duration::from_secs_f64(cfg.cleaner.idle_minutes * 60.0)),
+        check: Duration::from_secs(cfg.cleaner.check_secs.max(1)),
+    };
+    if schedule.window.is_some() || schedule.idle.is_some() {
+        tasks.push(tokio::spawn(node.cleaner.clone().run_on_schedule(schedule)));
+    }
+    if cfg.scrub.rate_mib > 0.0 {
+        let bytes_per_sec = (cfg.scrub.rate_mib * 1024.0 * 1024.0).max(1.0) as u64;
+        tasks.push(tokio::spawn(
+            crate::scrub::Scrub {
+                meta: node.meta.clone(),
+                segments: node.segments.clone(),
+                metrics: node.metrics.clone(),
+                rate: crate::pace::Pacer::new(bytes_per_sec),
+                cycle: Duration::from_secs(cfg.scrub.cycle_secs),
+            }
+            .run(),
+        ));
+    }
+    tasks
+}
+
+/// Serves one accepted connection (after its TLS handshake, when it is a TLS one)
+/// until it ends or the graceful shutdown closes it.
+async fn serve_connection(
+    node: Arc<Node>,
+    http: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    let interim = Continue::default();
+    let flag = interim.clone();
+    let svc = hyper::service::service_fn(move |req| node.clone().handle(req, flag.clone()));
+    let result = match acceptor {
+        Some(acceptor) => {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let io = TokioIo::new(ContinueIo::new(tls, interim));
+            let conn = http.serve_connection_with_upgrades(io, svc);
+            watcher.watch(conn.into_owned()).await
+        }
+        None => {
+            let io = TokioIo::new(ContinueIo::new(stream, interim));
+            let conn = http.serve_connection_with_upgrades(io, svc);
+            watcher.watch(conn.into_owned()).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Prints generated root credentials once; logs where they came from otherwise.
+fn announce_root(root: &Credentials, origin: Origin) {
+    match origin {
+        Origin::Generated(path) => {
+            println!(
+                "hoard: generated root credentials (stored in {}, mode 0600):",
+                path.display()
+            );
+            println!("  access key: {}", root.access_key);
+            println!("  secret key: {}", root.secret_key);
+        }
+        Origin::Environment => {
+            tracing::info!(access_key = %root.access_key, "root credentials from the environment")
+        }
+        Origin::File => {
+            tracing::info!(access_key = %root.access_key, "root credentials from the data dir")
+        }
+    }
+}
+
+fn ingest_settings(cfg: &Config) -> IngestSettings {
+    IngestSettings {
+        max_streams: cfg.max_streams,
+        stream_wait: cfg.stream_wait(),
+        segment_size: cfg.segment_size,
+        inline_max: cfg.inline_max,
+    }
+}
+
+fn cleaner_settings(cfg: &Config) -> CleanerSettings {
+    CleanerSettings {
+        grace: Duration::from_secs(cfg.cleaner.grace_secs),
+        sparse_percent: cfg.cleaner.sparse_percent,
+        orphan_grace: Duration::from_secs(cfg.cleaner.orphan_grace_secs),
+        segment_size: cfg.segment_size,
+        busy_percent: cfg.cleaner.busy_percent,
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

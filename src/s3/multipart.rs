@@ -29,6 +29,61 @@ const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 const DEFAULT_LIST_MAX: i32 = 1000;
 
+/// The part numbers a completion chose: at least one, each valid, ascending.
+fn chosen_numbers(chosen: &[CompletedPart]) -> S3Result<Vec<u32>> {
+    if chosen.is_empty() {
+        return Err(s3_error!(
+            MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema"
+        ));
+    }
+    let mut numbers = Vec::with_capacity(chosen.len());
+    for c in chosen {
+        let n = part_number(c.part_number.unwrap_or(0))?;
+        if numbers.last().is_some_and(|&last| n <= last) {
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "The list of parts was not in ascending order. Parts must be ordered by part number."
+            ));
+        }
+        numbers.push(n);
+    }
+    Ok(numbers)
+}
+
+/// The stored parts a completion names, checked as S3 checks them: each uploaded
+/// with the ETag given, every one but the last at least 5 MiB, 5 TiB in all at most.
+fn chosen_parts<'a>(
+    chosen: &[CompletedPart],
+    numbers: &[u32],
+    stored: &'a std::collections::HashMap<u32, PartRecord>,
+) -> S3Result<Vec<&'a PartRecord>> {
+    let mut parts: Vec<&PartRecord> = Vec::with_capacity(chosen.len());
+    for (c, n) in chosen.iter().zip(numbers) {
+        let p = stored.get(n).ok_or_else(invalid_part)?;
+        if c.e_tag.as_ref().is_some_and(|e| unquote(e) != p.etag) {
+            return Err(invalid_part());
+        }
+        parts.push(p);
+    }
+    if parts[..parts.len() - 1]
+        .iter()
+        .any(|p| p.size < MIN_PART_SIZE)
+    {
+        return Err(s3_error!(
+            EntityTooSmall,
+            "Your proposed upload is smaller than the minimum allowed object size."
+        ));
+    }
+    if parts.iter().map(|p| p.size).sum::<u64>() > MAX_OBJECT_SIZE {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size."
+        ));
+    }
+    Ok(parts)
+}
+
 fn invalid_part() -> S3Error {
     s3_error!(
         InvalidPart,
@@ -205,23 +260,7 @@ impl HoardS3 {
             .take()
             .and_then(|m| m.parts)
             .unwrap_or_default();
-        if chosen.is_empty() {
-            return Err(s3_error!(
-                MalformedXML,
-                "The XML you provided was not well-formed or did not validate against our published schema"
-            ));
-        }
-        let mut numbers = Vec::with_capacity(chosen.len());
-        for c in &chosen {
-            let n = part_number(c.part_number.unwrap_or(0))?;
-            if numbers.last().is_some_and(|&last| n <= last) {
-                return Err(s3_error!(
-                    InvalidPartOrder,
-                    "The list of parts was not in ascending order. Parts must be ordered by part number."
-                ));
-            }
-            numbers.push(n);
-        }
+        let numbers = chosen_numbers(&chosen)?;
         let listed = self
             .meta
             .list_parts(
@@ -239,30 +278,8 @@ impl HoardS3 {
             other => other.map_err(meta_error)?,
         };
         let stored: std::collections::HashMap<u32, PartRecord> = stored.into_iter().collect();
-        let mut parts: Vec<&PartRecord> = Vec::with_capacity(chosen.len());
-        for (c, n) in chosen.iter().zip(&numbers) {
-            let p = stored.get(n).ok_or_else(invalid_part)?;
-            if c.e_tag.as_ref().is_some_and(|e| unquote(e) != p.etag) {
-                return Err(invalid_part());
-            }
-            parts.push(p);
-        }
-        if parts[..parts.len() - 1]
-            .iter()
-            .any(|p| p.size < MIN_PART_SIZE)
-        {
-            return Err(s3_error!(
-                EntityTooSmall,
-                "Your proposed upload is smaller than the minimum allowed object size."
-            ));
-        }
+        let parts = chosen_parts(&chosen, &numbers, &stored)?;
         let size: u64 = parts.iter().map(|p| p.size).sum();
-        if size > MAX_OBJECT_SIZE {
-            return Err(s3_error!(
-                EntityTooLarge,
-                "Your proposed upload exceeds the maximum allowed object size."
-            ));
-        }
         let etag = multipart_etag(&parts)?;
         let checksums: Vec<(String, String)> = upload
             .checksum_algorithm
