@@ -330,7 +330,7 @@ impl Cleaner {
     /// (its writes can never be named now), others once older than the orphan grace
     /// period.
     async fn remove_orphans(&self, dry_run: bool) -> Result<u64, CleanerError> {
-        let files = self.segments.list_local().await?;
+        let files = self.segments.list().await?;
         let old_enough = SystemTime::now()
             .checked_sub(self.settings.orphan_grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);

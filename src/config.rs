@@ -128,6 +128,8 @@ pub struct Config {
     /// Multipart uploads not completed or aborted within this many seconds are
     /// aborted by a background task, releasing their parts.
     pub multipart_max_age_secs: u64,
+    /// Where segments live.
+    pub segments: SegmentsConfig,
     /// The cleaner (garbage collection and compaction).
     pub cleaner: CleanerConfig,
     /// The background scrub.
@@ -168,6 +170,7 @@ impl Default for Config {
             header_timeout_secs: 60,
             body_idle_timeout_secs: 60,
             multipart_max_age_secs: 7 * 24 * 3600,
+            segments: SegmentsConfig::default(),
             cleaner: CleanerConfig::default(),
             scrub: ScrubConfig::default(),
             tls: TlsConfig::default(),
@@ -177,6 +180,28 @@ impl Default for Config {
             log: "info,s3s=off".into(),
         }
     }
+}
+
+/// `[segments]` in the config file: which OpenDAL service holds the segments, with
+/// that service's settings in the sub-table of its name (`[segments.s3]`). Another
+/// service (gcs, azblob) would be one more `Backend` value, its OpenDAL feature and
+/// its own settings table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentsConfig {
+    pub backend: Backend,
+    pub s3: Option<crate::segments::S3Settings>,
+}
+
+/// Where segments live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Files under `<data_dir>/segments` (the embedded default).
+    #[default]
+    Fs,
+    /// An S3-compatible bucket, `[segments.s3]` (mode "cloud").
+    S3,
 }
 
 /// `[cleaner]` in the config file.
@@ -386,6 +411,12 @@ impl Config {
             b.chunking
                 .resolve(self.default_chunking()?)
                 .map_err(|e| ConfigError::Invalid(format!("bucket {name}: {e}")))?;
+        }
+        if self.segments.backend == Backend::S3 && self.segments.s3.is_none() {
+            return Err(ConfigError::Invalid(
+                "segments.backend = \"s3\" needs a [segments.s3] table (bucket, endpoint, ...)"
+                    .into(),
+            ));
         }
         if let Some(w) = &self.cleaner.window {
             parse_window(w).map_err(ConfigError::Invalid)?;

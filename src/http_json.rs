@@ -57,3 +57,22 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> S3Result<S3Respon
     );
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_percent_decoded() {
+        let uri: Uri = "/x?bucket=a%2Fb&dry-run=1&note=two+words&bucket=second"
+            .parse()
+            .unwrap();
+        assert_eq!(query_param(&uri, "bucket").as_deref(), Some("a/b"));
+        assert_eq!(query_param(&uri, "note").as_deref(), Some("two words"));
+        assert!(query_flag(&uri, "dry-run"));
+        assert!(!query_flag(&uri, "repair"));
+        assert_eq!(query_param(&uri, "dry"), None);
+        let bare: Uri = "/x".parse().unwrap();
+        assert_eq!(query_param(&bare, "bucket"), None);
+    }
+}

@@ -117,7 +117,7 @@ async fn reindex_lost(meta: &MetaStore, segments: &SegmentStore) -> Result<u64, 
     }
     let leaving: HashSet<u64> = meta.pending_deletes(None).await?.into_iter().collect();
     let mut found = 0;
-    for (seg, _) in segments.list_local().await? {
+    for (seg, _) in segments.list().await? {
         if lost.is_empty() {
             break;
         }

@@ -15,9 +15,18 @@
 //! - `write` returns only once the segment is durable: on the local backend it writes
 //!   a temporary file in `<data>/tmp`, fsyncs it, renames it into place and fsyncs
 //!   the fan-out directory so that the rename itself survives a crash; a guard
-//!   removes the temporary file on every error path. Other backends go through
-//!   OpenDAL, whose writes are atomic. A failed or interrupted write leaves no
-//!   object under the segment's key.
+//!   removes the temporary file on every error path. On an object store (`s3`,
+//!   through OpenDAL) it is one PutObject carrying the segment's Content-MD5: the
+//!   store makes the object visible whole or not at all, refuses a body that does not
+//!   match its MD5 (`400 BadDigest`), and its 200 is its promise of durability. So
+//!   "temp name, fsync, rename" becomes "one checked PUT", and a failed or
+//!   interrupted write leaves no object under the segment's key on either backend.
+//! - A segment written but never indexed (the gateway died between the PUT or the
+//!   rename and the index commit) is an orphan: `list` finds every segment on either
+//!   backend (a directory walk, or an OpenDAL listing of `segments/`) and the cleaner
+//!   removes those no row names.
+//! - Every call to an object store has a timeout, is retried with backoff and jitter
+//!   on transient errors, and waits for one of `max_requests` slots: none can hang.
 //! - Keys are `segments/<2 hex>/<16 hex id>`; the fan-out directory is the id's low
 //!   byte, so sequential ids spread evenly over 256 directories.
 
@@ -26,6 +35,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use opendal::Operator;
+use opendal::layers::{ConcurrentLimitLayer, LoggingLayer, RetryLayer, TimeoutLayer};
+use serde::Deserialize;
 
 use crate::meta::{ChunkId, Codec};
 
@@ -54,6 +65,18 @@ impl SegmentError {
             SegmentError::Io(e) => e.kind() == std::io::ErrorKind::NotFound,
             SegmentError::Store(e) => e.kind() == opendal::ErrorKind::NotFound,
             SegmentError::Corrupt { .. } => false,
+        }
+    }
+
+    /// Whether an object store could not be reached or did not answer in time (after
+    /// its retries): the request may succeed later, nothing about the data is known.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            SegmentError::Store(e) => matches!(
+                e.kind(),
+                opendal::ErrorKind::Unexpected | opendal::ErrorKind::RateLimited
+            ),
+            _ => false,
         }
     }
 }
@@ -190,6 +213,46 @@ pub fn parse_trailer(segment: u64, data: &[u8]) -> Result<Vec<TrailerEntry>, Seg
     Ok(out)
 }
 
+/// `[segments.s3]`: an S3-compatible bucket through OpenDAL's `s3` service. Keys and
+/// secrets not given here come from the standard AWS environment and files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// `http(s)://host:port`; AWS's own endpoint when not given.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Key prefix inside the bucket, so several stores can share one bucket.
+    #[serde(default)]
+    pub prefix: String,
+    pub region: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// `bucket.host` addressing instead of `host/bucket` (path style, the default).
+    #[serde(default)]
+    pub virtual_hosted: bool,
+    /// Longest wait for one call (and for each read or write of its body), seconds.
+    #[serde(default = "S3Settings::default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Retries of a call that failed with a transient error.
+    #[serde(default = "S3Settings::default_retries")]
+    pub retries: usize,
+    /// Calls in flight at most.
+    #[serde(default = "S3Settings::default_max_requests")]
+    pub max_requests: usize,
+}
+
+impl S3Settings {
+    fn default_timeout_secs() -> u64 {
+        60
+    }
+    fn default_retries() -> usize {
+        4
+    }
+    fn default_max_requests() -> usize {
+        64
+    }
+}
+
 /// The segment store over one OpenDAL operator.
 #[derive(Clone)]
 pub struct SegmentStore {
@@ -228,6 +291,49 @@ impl SegmentStore {
         Ok(SegmentStore {
             op,
             local_root: Some(root),
+        })
+    }
+
+    /// Segments in an S3-compatible bucket (`backend = "s3"`).
+    pub fn open_s3(s: &S3Settings) -> Result<SegmentStore, SegmentError> {
+        // OpenDAL's HTTP services need its process-wide transport (reqwest);
+        // installing it again is a no-op.
+        opendal::install_default();
+        let mut b = opendal::services::S3::default()
+            .bucket(&s.bucket)
+            .root(&format!("/{}", s.prefix.trim_matches('/')))
+            // Every PutObject carries its Content-MD5; the store refuses a body
+            // that does not match it.
+            .checksum_algorithm("md5");
+        if let Some(e) = &s.endpoint {
+            b = b.endpoint(e);
+        }
+        if let Some(r) = &s.region {
+            b = b.region(r);
+        }
+        if let (Some(k), Some(secret)) = (&s.access_key, &s.secret_key) {
+            b = b.access_key_id(k).secret_access_key(secret);
+        }
+        if s.virtual_hosted {
+            b = b.enable_virtual_host_style();
+        }
+        let timeout = std::time::Duration::from_secs(s.timeout_secs.max(1));
+        let op = Operator::new(b)?
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(timeout)
+                    .with_io_timeout(timeout),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_jitter()
+                    .with_max_times(s.retries),
+            )
+            .layer(ConcurrentLimitLayer::new(s.max_requests.max(1)))
+            .layer(LoggingLayer::default());
+        Ok(SegmentStore {
+            op,
+            local_root: None,
         })
     }
 
@@ -332,11 +438,11 @@ impl SegmentStore {
         Ok(())
     }
 
-    /// Ids and modification times of the segment files on the local backend (empty
-    /// for other backends).
-    pub async fn list_local(&self) -> Result<Vec<(u64, std::time::SystemTime)>, SegmentError> {
+    /// Ids and modification times of every segment in the store: a walk of the
+    /// fan-out directories on the local backend, an OpenDAL listing elsewhere.
+    pub async fn list(&self) -> Result<Vec<(u64, std::time::SystemTime)>, SegmentError> {
         let Some(root) = self.local_root.clone() else {
-            return Ok(Vec::new());
+            return self.list_objects().await;
         };
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
@@ -356,6 +462,24 @@ impl SegmentStore {
         })
         .await
         .map_err(|e| SegmentError::Io(std::io::Error::other(e)))?
+    }
+
+    /// The segments under `segments/` of an object store; an object without a
+    /// modification time counts as new (so the orphan grace protects it).
+    async fn list_objects(&self) -> Result<Vec<(u64, std::time::SystemTime)>, SegmentError> {
+        let entries = self.op.list_with("segments/").recursive(true).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                let name = e.path().rsplit('/').next()?;
+                let id = (name.len() == 16).then(|| u64::from_str_radix(name, 16).ok())??;
+                let modified = e
+                    .metadata()
+                    .last_modified()
+                    .map_or_else(std::time::SystemTime::now, std::time::SystemTime::from);
+                Some((id, modified))
+            })
+            .collect())
     }
 
     /// The local file of a segment, for the `fs` backend (tests and repair tools).

@@ -124,7 +124,7 @@ impl Node {
         let (root, origin) = Credentials::load_or_generate(&cfg.data_dir)?;
         announce_root(&root, origin);
         let meta = MetaStore::open(&cfg.meta_path(), cfg.meta_cache_mib * 1024 * 1024)?;
-        let segments = SegmentStore::open_local(&cfg.data_dir)?;
+        let segments = open_segments(&cfg)?;
         let index = Arc::new(ChunkIndex::load(
             meta.clone(),
             cfg.filter_expected_chunks,
@@ -577,6 +577,18 @@ fn announce_root(root: &Credentials, origin: Origin) {
             tracing::info!(access_key = %root.access_key, "root credentials from the data dir")
         }
     }
+}
+
+/// The segment store the config names.
+fn open_segments(cfg: &Config) -> Result<SegmentStore, ServerError> {
+    let store = match (&cfg.segments.backend, &cfg.segments.s3) {
+        (crate::config::Backend::S3, Some(s3)) => {
+            tracing::info!(endpoint = ?s3.endpoint, bucket = %s3.bucket, prefix = %s3.prefix, "segments in an S3 bucket");
+            SegmentStore::open_s3(s3)?
+        }
+        _ => SegmentStore::open_local(&cfg.data_dir)?,
+    };
+    Ok(store)
 }
 
 fn ingest_settings(cfg: &Config) -> IngestSettings {

@@ -123,7 +123,7 @@ pub async fn verify(
             })
             .collect();
         let files: Vec<u64> = segments
-            .list_local()
+            .list()
             .await?
             .into_iter()
             .map(|(id, _)| id)

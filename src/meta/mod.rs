@@ -2,6 +2,13 @@
 //! rows with their reference counts, segment rows with their live bytes, per-bucket
 //! counters and the replication outbox. Backend: redb under the data dir.
 //!
+//! This file opens the store (every table, the format check, releasing the holds of
+//! an earlier run) and defines its errors. The rest, one seam each: `committer` (the
+//! write thread and reads), `tables` (table definitions, counters, keys, row
+//! helpers), `objects` (buckets and object commits), `refs` (chunk references and
+//! segment rows), `versions`, `multipart`, `list`, `gc`, `quota`, `users`, `held`,
+//! `replication` and `replicated`, `repair`, `verify`, `records` (the row formats).
+//!
 //! Every public write is one domain operation applied atomically in one redb write
 //! transaction. Writes go through a single *committer* thread that groups the
 //! operations queued at the same moment into one transaction; the transaction is

@@ -108,6 +108,13 @@ pub(crate) fn ingest_error(e: IngestError) -> S3Error {
             "Your proposed upload exceeds the maximum allowed object size."
         ),
         IngestError::Meta(MetaError::NoSuchBucket) => no_such_bucket(),
+        IngestError::Segment(e) if e.is_unavailable() => {
+            tracing::warn!(error = %e, "upload refused: the segment store is unavailable");
+            s3_error!(
+                SlowDown,
+                "The segment store is unavailable; nothing was stored. Please retry."
+            )
+        }
         other => internal("upload failed", &other),
     }
 }
@@ -148,7 +155,16 @@ fn body_error(source: s3s::StdError) -> S3Error {
 }
 
 pub(crate) fn retrieve_error(e: RetrieveError) -> S3Error {
-    internal("read failed", &e)
+    match e {
+        RetrieveError::Segment(e) if e.is_unavailable() => {
+            tracing::warn!(error = %e, "read failed: the segment store is unavailable");
+            s3_error!(
+                ServiceUnavailable,
+                "The segment store is unavailable. Please retry."
+            )
+        }
+        other => internal("read failed", &other),
+    }
 }
 
 #[async_trait::async_trait]

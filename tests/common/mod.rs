@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 mod fault_proxy;
+mod s3fs;
 #[allow(unused_imports)]
 pub use fault_proxy::FaultProxy;
+#[allow(unused_imports)]
+pub use s3fs::{S3Fs, files_below};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
