@@ -32,6 +32,8 @@ for client in awscli boto3 rclone restic; do
   echo "== end-to-end: $client =="
   bash "tests/e2e/$client.sh" target/debug/hoard || failed+=("$client")
 done
+echo "== end-to-end: cloud mode (segments in s3s-fs) =="
+bash tests/e2e/cloud.sh target/debug/hoard || failed+=(cloud)
 if [ ${#failed[@]} -gt 0 ]; then
   echo "end-to-end failures: ${failed[*]}"
   exit 1

@@ -18,18 +18,6 @@ fn segment_objects(store: &S3Fs) -> Vec<std::path::PathBuf> {
     files_below(&store.bucket_dir("segs").join("site-a").join("segments"))
 }
 
-async fn try_get(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-    let out = c
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let body = out.body.collect().await.map_err(|e| e.to_string())?;
-    Ok(body.into_bytes().to_vec())
-}
-
 #[tokio::test]
 async fn objects_live_in_the_bucket_and_survive_a_restart() {
     let store = S3Fs::start("segs");
@@ -129,7 +117,7 @@ async fn gc_orphans_and_corruption_are_handled_in_the_bucket() {
     let victim = segment_objects(&store)[0].clone();
     flip_byte(&victim, 200);
     let c = s.client();
-    let got = try_get(&c, "data", "kept").await;
+    let got = try_get_bytes(&c, "data", "kept").await;
     assert!(got.is_err(), "a corrupted chunk was served");
     let report = admin(&s).verify(None, false).await.unwrap();
     assert!(!report.corrupt_chunks.is_empty(), "{report:?}");

@@ -321,19 +321,24 @@ pub fn status_of<E>(
 }
 
 pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    try_get_bytes(c, bucket, key).await.expect("get_object")
+}
+
+/// An object's bytes, or what failed: the request, or its body midway.
+pub async fn try_get_bytes(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<u8>, String> {
     let out = c
         .get_object()
         .bucket(bucket)
         .key(key)
         .send()
         .await
-        .expect("get_object");
-    out.body
-        .collect()
-        .await
-        .expect("body")
-        .into_bytes()
-        .to_vec()
+        .map_err(|e| format!("{e:?}"))?;
+    let body = out.body.collect().await.map_err(|e| e.to_string())?;
+    Ok(body.into_bytes().to_vec())
 }
 
 pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>) -> String {
