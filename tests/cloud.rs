@@ -173,3 +173,56 @@ async fn an_unreachable_bucket_fails_fast_with_503_stores_nothing_and_heals() {
     assert!(report.is_clean(), "{report:?}");
     assert_no_panic(&s);
 }
+
+#[tokio::test]
+async fn kill_9_mid_upload_leaves_the_previous_version_and_only_debris_the_cleaner_removes() {
+    use tokio::io::AsyncWriteExt;
+    let store = S3Fs::start("segs");
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = cloud_hoard(&store, &dir);
+    let c = s.client();
+    c.create_bucket().bucket("crash").send().await.unwrap();
+    let v1 = random_bytes(30, 6 << 20);
+    put_bytes(&c, "crash", "key", v1.clone()).await;
+    let total = 32usize << 20;
+    let v2 = random_bytes(31, total);
+    for sent in [5usize << 20, 20 << 20] {
+        let head = signed_head(
+            &s,
+            "PUT",
+            "/crash/key",
+            &[("content-length", &total.to_string())],
+            "UNSIGNED-PAYLOAD",
+        );
+        let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        conn.write_all(format!("{head}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        conn.write_all(&v2[..sent]).await.unwrap();
+        conn.flush().await.unwrap();
+        // Segments of the body are PUT into the bucket meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        s.kill9();
+        drop(conn);
+        s.restart();
+        let c = s.client();
+        assert!(get_bytes(&c, "crash", "key").await == v1, "killed at byte {sent}");
+        let report = admin(&s).verify(None, false).await.unwrap();
+        assert!(report.is_clean(), "killed at byte {sent}: {report:?}");
+    }
+    // What the killed uploads wrote is debris of an earlier run: one pass removes it
+    // all, and the bucket holds only what the surviving version needs.
+    let r = admin(&s)
+        .gc(false, Some(std::time::Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(
+        r.segments_deleted + r.orphans_removed > 0,
+        "the killed uploads left nothing to clean: {r:?}"
+    );
+    let report = admin(&s).verify(None, false).await.unwrap();
+    assert!(report.orphan_segments.is_empty(), "{r:?} {report:?}");
+    assert_eq!(segment_objects(&store).len() as u64, stats(&s).await.total.segments);
+    assert!(get_bytes(&s.client(), "crash", "key").await == v1);
+    assert_no_panic(&s);
+}
