@@ -575,6 +575,28 @@ mod tests {
     }
 
     #[test]
+    fn the_s3_backend_needs_its_settings_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoard.toml");
+        std::fs::write(&path, "[segments]\nbackend = \"s3\"\n").unwrap();
+        let refused = Config::from_file(&path).and_then(|c| c.validate().map(|()| c));
+        assert!(refused.is_err(), "{refused:?}");
+        std::fs::write(
+            &path,
+            "[segments]\nbackend = \"s3\"\n[segments.s3]\nbucket = \"segs\"\nendpoint = \"http://127.0.0.1:9100\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&path).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.segments.backend, Backend::S3);
+        let s3 = c.segments.s3.unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.timeout_secs, s3.retries), ("segs", 60, 4));
+        std::fs::write(&path, "[segments]\nbackend = \"gcs\"\n").unwrap();
+        assert!(Config::from_file(&path).is_err(), "an unknown backend is refused");
+        assert_eq!(Config::default().segments.backend, Backend::Fs);
+    }
+
+    #[test]
     fn unknown_settings_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hoard.toml");
