@@ -101,7 +101,10 @@ impl AdminApi {
     ) -> S3Result<S3Response<Body>> {
         let r = &self.rules;
         match (method, rest) {
-            (&Method::GET, []) => json(StatusCode::OK, &r.targets().await.map_err(RulesError::into_s3)?),
+            (&Method::GET, []) => json(
+                StatusCode::OK,
+                &r.targets().await.map_err(RulesError::into_s3)?,
+            ),
             (&Method::PUT, [name]) => {
                 let req: AddRule = json_body_required(body).await?;
                 let info = r.add_target(name, req).await.map_err(RulesError::into_s3)?;
@@ -158,7 +161,10 @@ impl AdminApi {
     ) -> S3Result<S3Response<Body>> {
         let r = &self.rules;
         match (method, rest) {
-            (&Method::GET, []) => json(StatusCode::OK, &r.list().await.map_err(RulesError::into_s3)?),
+            (&Method::GET, []) => json(
+                StatusCode::OK,
+                &r.list().await.map_err(RulesError::into_s3)?,
+            ),
             (&Method::PUT, [bucket]) => {
                 let req: AddRule = json_body_required(body).await?;
                 json(

@@ -37,10 +37,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::chunk_codec::decode_chunk;
 use crate::meta::{ChunkId, KeptChunk, MetaError, MetaStore, SegmentCandidate, now_ms, unix_secs};
 use crate::metrics::Metrics;
 use crate::pace::Pacer;
-use crate::chunk_codec::decode_chunk;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
 
 /// Dead segments removed per metadata transaction (one fsync for the batch).

@@ -104,10 +104,7 @@ impl AdminClient {
 
     /// Sets or (with `bytes` = `None`) removes a bucket's or the store's quota;
     /// returns the quotas now in force.
-    pub async fn set_quota(
-        &self,
-        req: &QuotaRequest,
-    ) -> Result<crate::meta::Quotas, ClientError> {
+    pub async fn set_quota(&self, req: &QuotaRequest) -> Result<crate::meta::Quotas, ClientError> {
         self.call(http::Method::PUT, "quotas", encode(req)?).await
     }
 

@@ -590,9 +590,15 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.segments.backend, Backend::S3);
         let s3 = c.segments.s3.unwrap();
-        assert_eq!((s3.bucket.as_str(), s3.timeout_secs, s3.retries), ("segs", 60, 4));
+        assert_eq!(
+            (s3.bucket.as_str(), s3.timeout_secs, s3.retries),
+            ("segs", 60, 4)
+        );
         std::fs::write(&path, "[segments]\nbackend = \"gcs\"\n").unwrap();
-        assert!(Config::from_file(&path).is_err(), "an unknown backend is refused");
+        assert!(
+            Config::from_file(&path).is_err(),
+            "an unknown backend is refused"
+        );
         assert_eq!(Config::default().segments.backend, Backend::Fs);
     }
 

@@ -7,8 +7,8 @@
 //! every import against it.
 
 pub mod access;
-pub mod admin_api;
 pub mod admin;
+pub mod admin_api;
 pub mod auth;
 pub mod chunk_codec;
 pub mod cleaner;

@@ -25,8 +25,8 @@ impl Pacer {
     pub fn new(units_per_sec: u64) -> Pacer {
         let units_per_cell = units_per_sec.div_ceil(MAX_CELLS_PER_SEC).max(1);
         let cells_per_sec = u32::try_from(units_per_sec / units_per_cell).unwrap_or(u32::MAX);
-        let limiter = NonZeroU32::new(cells_per_sec)
-            .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+        let limiter =
+            NonZeroU32::new(cells_per_sec).map(|rate| RateLimiter::direct(Quota::per_second(rate)));
         Pacer {
             limiter,
             units_per_cell,

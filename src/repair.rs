@@ -24,9 +24,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunk_codec::decode_chunk;
 use crate::cleaner::{CleanerError, Copied, copy_chunks, store_segment};
 use crate::meta::{ChunkId, ChunkLocation, CountFix, MetaError, MetaStore, NewChunk};
-use crate::chunk_codec::decode_chunk;
 use crate::segments::{SegmentError, SegmentStore, parse_trailer};
 use crate::verify::VerifyReport;
 

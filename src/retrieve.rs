@@ -21,10 +21,10 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::chunk_codec::decode_chunk;
 use crate::meta::{
     ChunkId, ChunkLocation, ChunkRef, MetaError, MetaStore, ObjectData, ObjectRecord,
 };
-use crate::chunk_codec::decode_chunk;
 use crate::metrics::Metrics;
 use crate::segments::{SegmentError, SegmentStore};
 

@@ -324,11 +324,7 @@ impl SegmentStore {
                     .with_timeout(timeout)
                     .with_io_timeout(timeout),
             )
-            .layer(
-                RetryLayer::new()
-                    .with_jitter()
-                    .with_max_times(s.retries),
-            )
+            .layer(RetryLayer::new().with_jitter().with_max_times(s.retries))
             .layer(ConcurrentLimitLayer::new(s.max_requests.max(1)))
             .layer(LoggingLayer::default());
         Ok(SegmentStore {

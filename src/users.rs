@@ -24,7 +24,6 @@ use crate::meta::{MetaError, MetaStore, Permission, UserRecord};
 use crate::names::{ALL_BUCKETS, valid_user_name};
 use crate::secrets::{SecretBox, SecretsError};
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
     #[error(transparent)]

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{ChunkId, DamagedObject, MetaError, MetaStore};
 use crate::chunk_codec::decode_chunk;
+use crate::meta::{ChunkId, DamagedObject, MetaError, MetaStore};
 use crate::segments::{SegmentError, SegmentStore, parse_trailer};
 
 #[derive(Debug, thiserror::Error)]

@@ -78,17 +78,17 @@ fn modules_named(line: &str) -> Vec<String> {
 
 /// Every import that does not run down: "file:line: a (layer N) -> b (layer M)",
 /// and every module missing from the table.
-fn violations(
-    files: &[(PathBuf, String)],
-    layers: &BTreeMap<String, u32>,
-) -> Vec<String> {
+fn violations(files: &[(PathBuf, String)], layers: &BTreeMap<String, u32>) -> Vec<String> {
     let mut out = Vec::new();
     for (path, text) in files {
         let Some(module) = module_of(path) else {
             continue;
         };
         let Some(&own) = layers.get(&module) else {
-            out.push(format!("{}: module {module} is not in the layer table", path.display()));
+            out.push(format!(
+                "{}: module {module} is not in the layer table",
+                path.display()
+            ));
             continue;
         };
         for (n, line) in text.lines().enumerate() {
@@ -145,7 +145,11 @@ fn every_import_runs_down_the_layer_table() {
     let (files, layers) = the_tree();
     assert!(files.len() > 50, "read {} source files", files.len());
     let bad = violations(&files, &layers);
-    assert!(bad.is_empty(), "imports against the layers:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "imports against the layers:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -154,7 +158,10 @@ fn the_layer_table_names_only_modules_that_exist() {
     let modules: std::collections::BTreeSet<String> =
         files.iter().filter_map(|(p, _)| module_of(p)).collect();
     let stale: Vec<&String> = layers.keys().filter(|m| !modules.contains(*m)).collect();
-    assert!(stale.is_empty(), "the layer table names missing modules: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "the layer table names missing modules: {stale:?}"
+    );
 }
 
 #[test]
@@ -168,7 +175,10 @@ fn an_upward_or_sideways_import_is_caught() {
         file("meta/gc.rs", "use crate::server::Node;\n"),
         file("s3/mod.rs", "fn f() { crate::admin::json(); }\n"),
         file("admin.rs", "use crate::{meta::MetaStore, s3::x};\n"),
-        file("server.rs", "use crate::{meta, s3};\n// crate::server::itself\n"),
+        file(
+            "server.rs",
+            "use crate::{meta, s3};\n// crate::server::itself\n",
+        ),
         file("main.rs", "use hoard::meta;\n"),
     ];
     let bad = violations(&files, &layers);

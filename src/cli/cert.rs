@@ -39,4 +39,3 @@ pub fn run(cmd: Command) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -68,7 +68,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     s.trim()
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
-        .map_err(|e| format!("not a size, or an unknown unit in {s} ({e}): use KB MB GB TB or KiB MiB GiB TiB"))
+        .map_err(|e| {
+            format!(
+                "not a size, or an unknown unit in {s} ({e}): use KB MB GB TB or KiB MiB GiB TiB"
+            )
+        })
 }
 
 /// A duration as `humantime` reads it (`90s`, `10m`, `1h 30m`, `2d`); a bare number
@@ -96,7 +100,6 @@ pub fn print_report<T: serde::Serialize>(
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

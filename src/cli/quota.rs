@@ -25,7 +25,6 @@ pub enum Command {
     },
 }
 
-
 /// A quota argument: a size, or `none`.
 #[derive(Clone, Copy)]
 pub struct Quota(Option<u64>);
@@ -67,4 +66,3 @@ fn print_quotas(q: &hoard::meta::Quotas) {
         println!("bucket {b}: {}", human(*n));
     }
 }
-

@@ -28,7 +28,9 @@ pub fn human(bytes: u64) -> String {
 /// those in `right` (numbers) aligned right.
 fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
-    t.load_style(NOTHING).set_header(header.to_vec()).add_rows(rows);
+    t.load_style(NOTHING)
+        .set_header(header.to_vec())
+        .add_rows(rows);
     let last = header.len().saturating_sub(1);
     for (i, col) in t.column_iter_mut().enumerate() {
         col.set_padding((0, if i == last { 0 } else { 2 }));
@@ -36,10 +38,7 @@ fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) -> String {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
-    let mut out: String = t
-        .lines()
-        .map(|l| format!("{}\n", l.trim_end()))
-        .collect();
+    let mut out: String = t.lines().map(|l| format!("{}\n", l.trim_end())).collect();
     if out.is_empty() {
         out.push('\n');
     }

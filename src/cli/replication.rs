@@ -254,4 +254,3 @@ pub async fn run(cmd: Command) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -131,4 +131,3 @@ pub async fn run(cmd: Command) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -21,4 +21,3 @@ fn init_tracing(filter: &str) {
         .with_ansi(false)
         .init();
 }
-

@@ -147,4 +147,3 @@ fn print_new_key(what: &str, key: &hoard::users::NewKey) {
     println!("  secret key: {}", key.secret_key);
     println!("Store the secret key now: it is not shown again.");
 }
-

@@ -16,7 +16,6 @@ pub struct StoreTotals {
 }
 
 impl MetaStore {
-
     pub async fn create_bucket(&self, name: &str, rec: BucketRecord) -> MetaResult<()> {
         let name = name.to_owned();
         self.write(true, move |txn| {
@@ -248,7 +247,6 @@ impl MetaStore {
         })
         .await
     }
-
 
     pub async fn stats(&self) -> MetaResult<(Vec<(String, BucketStats)>, StoreTotals)> {
         self.read(|txn| {

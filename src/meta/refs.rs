@@ -34,7 +34,6 @@ pub struct NewChunk {
 }
 
 impl MetaStore {
-
     /// Takes `n` references on each chunk `(id, n)` that has an index row, recorded
     /// under the upload's hold as `batch`. `result[i]` tells whether chunk `i` was
     /// found (and is now referenced); a chunk without a row must be stored anew by
@@ -250,7 +249,11 @@ pub(super) fn insert_manifest(
     Ok(id)
 }
 
-pub(super) fn release_refs_at(txn: &WriteTransaction, refs: &[(ChunkId, u32)], now: u64) -> MetaResult<()> {
+pub(super) fn release_refs_at(
+    txn: &WriteTransaction,
+    refs: &[(ChunkId, u32)],
+    now: u64,
+) -> MetaResult<()> {
     let mut chunks = txn.open_table(CHUNKS)?;
     let mut segments = txn.open_table(SEGMENTS)?;
     for (id, n) in refs {

@@ -19,14 +19,17 @@ pub(super) const MANIFESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("
 pub(super) const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chunks");
 pub(super) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
 /// key: segment id (big endian) ++ chunk id; lets the index find a segment's chunks.
-pub(super) const SEGMENT_CHUNKS: TableDefinition<&[u8], ()> = TableDefinition::new("segment_chunks");
+pub(super) const SEGMENT_CHUNKS: TableDefinition<&[u8], ()> =
+    TableDefinition::new("segment_chunks");
 pub(super) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// bucket \0 key \0 upload id -> UploadRecord
 pub(super) const UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uploads");
 /// segment id -> the bucket whose write stored it (for per-bucket stored bytes)
-pub(super) const SEGMENT_BUCKETS: TableDefinition<u64, &str> = TableDefinition::new("segment_buckets");
+pub(super) const SEGMENT_BUCKETS: TableDefinition<u64, &str> =
+    TableDefinition::new("segment_buckets");
 /// segment id -> unix time after which its file may be deleted (compacted away)
-pub(super) const PENDING_DELETES: TableDefinition<u64, u64> = TableDefinition::new("pending_deletes");
+pub(super) const PENDING_DELETES: TableDefinition<u64, u64> =
+    TableDefinition::new("pending_deletes");
 /// bucket \0 key \0 !seq (u64 BE) -> ObjectRecord of a noncurrent version
 pub(super) const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
 /// upload id | part number (u32 BE) -> PartRecord
@@ -46,7 +49,6 @@ pub(super) const C_CHUNKS: &str = "chunks";
 pub(super) const C_CHUNK_RAW: &str = "chunk_raw_bytes";
 pub(super) const C_CHUNK_STORED: &str = "chunk_stored_bytes";
 pub(super) const C_INLINE_BYTES: &str = "inline_bytes";
-
 
 pub(super) fn object_key(bucket: &str, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(bucket.len() + 1 + key.len());
@@ -106,7 +108,11 @@ pub(super) fn bucket_stats_w(txn: &WriteTransaction, bucket: &str) -> MetaResult
         .unwrap_or_default())
 }
 
-pub(super) fn put_bucket_stats(txn: &WriteTransaction, bucket: &str, stats: &BucketStats) -> MetaResult<()> {
+pub(super) fn put_bucket_stats(
+    txn: &WriteTransaction,
+    bucket: &str,
+    stats: &BucketStats,
+) -> MetaResult<()> {
     txn.open_table(BUCKET_STATS)?
         .insert(bucket, encode_record(stats)?.as_slice())?;
     Ok(())
@@ -114,7 +120,10 @@ pub(super) fn put_bucket_stats(txn: &WriteTransaction, bucket: &str, stats: &Buc
 
 pub(super) type CounterTable<'t> = redb::Table<'t, &'static str, u64>;
 
-pub(super) fn counter(counters: &impl ReadableTable<&'static str, u64>, name: &str) -> MetaResult<u64> {
+pub(super) fn counter(
+    counters: &impl ReadableTable<&'static str, u64>,
+    name: &str,
+) -> MetaResult<u64> {
     Ok(counters.get(name)?.map(|v| v.value()).unwrap_or(0))
 }
 
@@ -126,7 +135,11 @@ pub(super) fn bump(counters: &mut CounterTable<'_>, name: &str, delta: i64) -> M
 
 /// Hands out `n` ids from the named counter; ids start at 1. A counter that cannot
 /// be read or written fails the operation: ids that restarted would overwrite rows.
-pub(super) fn next_ids(counters: &mut CounterTable<'_>, name: &str, n: u64) -> MetaResult<Range<u64>> {
+pub(super) fn next_ids(
+    counters: &mut CounterTable<'_>,
+    name: &str,
+    n: u64,
+) -> MetaResult<Range<u64>> {
     let start = counter(counters, name)?.max(1);
     let end = start
         .checked_add(n)

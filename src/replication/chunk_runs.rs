@@ -78,14 +78,13 @@ pub async fn read_run(
         // `runs` joined only located chunks.
         let Some(loc) = loc else { continue };
         let at = (loc.offset - first.offset) as usize;
-        let stored =
-            bytes
-                .get(at..at + loc.stored_len as usize)
-                .ok_or_else(|| ChunkReadError {
-                    chunk: hex::encode(id),
-                    segment: loc.segment,
-                    reason: "the segment is shorter than its index says".into(),
-                })?;
+        let stored = bytes
+            .get(at..at + loc.stored_len as usize)
+            .ok_or_else(|| ChunkReadError {
+                chunk: hex::encode(id),
+                segment: loc.segment,
+                reason: "the segment is shorter than its index says".into(),
+            })?;
         out.push(wire::ChunkFrame {
             id: *id,
             codec: loc.codec,

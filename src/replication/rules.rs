@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{Hello, Progress, RuleProgress, wire};
 use crate::auth::Credentials;
-use crate::names::valid_bucket_name;
-use crate::pace::Pacer;
-use crate::s3_error::{internal, no_such_bucket};
-use crate::signed_client::{ClientError, SignedClient};
 use crate::meta::{
     ChunkId, HoldId, MetaError, MetaStore, RuleRecord, TargetTrust, VersionDiff, VersionStamp,
 };
 use crate::metrics::{Metrics, SideLabels};
+use crate::names::valid_bucket_name;
+use crate::pace::Pacer;
+use crate::s3_error::{internal, no_such_bucket};
 use crate::secrets::{SecretBox, SecretsError};
+use crate::signed_client::{ClientError, SignedClient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {

@@ -47,8 +47,8 @@ use super::chunk_runs::{ChunkReadError, Located, RUN_BYTES, read_run, runs};
 use super::rules::{ReplicaLink, RulesError, open_secret};
 use super::{Progress, wire};
 use crate::meta::{
-    ChunkId, ChunkRef, HoldId, ListEntry, ListQuery, MetaError, MetaStore,
-    ObjectRecord, OutboxEvent, RuleRecord, VersionStamp,
+    ChunkId, ChunkRef, HoldId, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord,
+    OutboxEvent, RuleRecord, VersionStamp,
 };
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;

@@ -23,10 +23,10 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use crate::config::Config;
 use crate::ingest::{Ingest, IngestError};
 use crate::meta::{BucketRecord, MetaError, MetaStore};
-use crate::names::RESERVED_BUCKETS;
-use crate::s3_error::{internal, meta_error, no_such_bucket};
 use crate::metrics::Metrics;
+use crate::names::RESERVED_BUCKETS;
 use crate::retrieve::{Retrieve, RetrieveError};
+use crate::s3_error::{internal, meta_error, no_such_bucket};
 
 pub struct HoardS3 {
     pub(crate) cfg: Arc<Config>,

@@ -771,7 +771,10 @@ mod tests {
 
     #[test]
     fn tagging_values_decode_strictly() {
-        assert_eq!(url_decode("two%20words+more").as_deref(), Some("two words more"));
+        assert_eq!(
+            url_decode("two%20words+more").as_deref(),
+            Some("two words more")
+        );
         assert_eq!(url_decode("caf%C3%A9").as_deref(), Some("café"));
         for bad in ["%", "%2", "%zz", "%FF"] {
             assert_eq!(url_decode(bad), None, "{bad}");

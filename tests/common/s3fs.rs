@@ -37,7 +37,12 @@ impl S3Fs {
         self.stop();
         let child = Command::new(std::env::var("S3S_FS").unwrap_or_else(|_| "s3s-fs".into()))
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", S3FS_ACCESS_KEY, "--secret-key", S3FS_SECRET_KEY])
+            .args([
+                "--access-key",
+                S3FS_ACCESS_KEY,
+                "--secret-key",
+                S3FS_SECRET_KEY,
+            ])
             .arg(self.root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -118,7 +118,10 @@ pub(super) fn read_manifest(dir: &Path) -> Result<Option<SeedManifest>, SeedErro
 
 /// The sealer of a seed: `None` for a plain seed; refuses a passphrase that does
 /// not open it, a missing one, or one given for a plain seed.
-pub(super) fn unsealer(m: &SeedManifest, passphrase: Option<&str>) -> Result<Option<SecretBox>, SeedError> {
+pub(super) fn unsealer(
+    m: &SeedManifest,
+    passphrase: Option<&str>,
+) -> Result<Option<SecretBox>, SeedError> {
     match (&m.salt, &m.check, passphrase) {
         (None, _, None) => Ok(None),
         (None, _, Some(_)) => Err(SeedError::Invalid(

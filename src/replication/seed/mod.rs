@@ -40,7 +40,6 @@
 //! Paths are on the server's filesystem: the admin API runs the steps; the CLI
 //! drives them one call per step and prints the progress.
 
-
 mod export;
 mod format;
 mod import;
@@ -51,10 +50,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::replication::receiver::Store;
-use crate::replication::chunk_runs::{ChunkReadError, Located, read_run, runs};
-use crate::replication::wire;
 use crate::meta::{ChunkId, HoldId, ListEntry, ListQuery, MetaError, MetaStore};
+use crate::replication::chunk_runs::{ChunkReadError, Located, read_run, runs};
+use crate::replication::receiver::Store;
+use crate::replication::wire;
 use crate::secrets::SecretBox;
 use crate::segments::SegmentStore;
 
