@@ -66,6 +66,8 @@ pub enum ServerError {
     Users(#[from] crate::users::UsersError),
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
+    #[error("segments.backend = \"s3\" needs a [segments.s3] table")]
+    NoS3Settings,
 }
 
 /// The routes beside S3: the admin API and the replication receiver.
@@ -430,7 +432,9 @@ pub async fn serve(
         let http = http.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone().filter(|_| secure);
-        tokio::spawn(serve_connection(node, http, watcher, acceptor, stream, peer));
+        tokio::spawn(serve_connection(
+            node, http, watcher, acceptor, stream, peer,
+        ));
     }
     drop(listener);
     drop(plain);
@@ -532,8 +536,7 @@ async fn serve_connection(
     let svc = hyper::service::service_fn(move |req| node.clone().handle(req, flag.clone()));
     let result = match acceptor {
         Some(acceptor) => {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -581,12 +584,14 @@ fn announce_root(root: &Credentials, origin: Origin) {
 
 /// The segment store the config names.
 fn open_segments(cfg: &Config) -> Result<SegmentStore, ServerError> {
-    let store = match (&cfg.segments.backend, &cfg.segments.s3) {
-        (crate::config::Backend::S3, Some(s3)) => {
+    let store = match cfg.segments.backend {
+        crate::config::Backend::Fs => SegmentStore::open_local(&cfg.data_dir)?,
+        crate::config::Backend::S3 => {
+            // Never fall back to the local disk: a config without the table is refused.
+            let s3 = cfg.segments.s3.as_ref().ok_or(ServerError::NoS3Settings)?;
             tracing::info!(endpoint = ?s3.endpoint, bucket = %s3.bucket, prefix = %s3.prefix, "segments in an S3 bucket");
             SegmentStore::open_s3(s3)?
         }
-        _ => SegmentStore::open_local(&cfg.data_dir)?,
     };
     Ok(store)
 }

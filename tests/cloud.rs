@@ -50,7 +50,10 @@ async fn objects_live_in_the_bucket_and_survive_a_restart() {
     s.restart();
     let c = s.client();
     for (key, want) in [("big", &big), ("parts", &whole_parts), ("copy", &big)] {
-        assert!(get_bytes(&c, "data", key).await == *want, "{key} after restart");
+        assert!(
+            get_bytes(&c, "data", key).await == *want,
+            "{key} after restart"
+        );
     }
     let ranged = c
         .get_object()
@@ -83,7 +86,12 @@ async fn gc_orphans_and_corruption_are_handled_in_the_bucket() {
     let kept = random_bytes(11, 12 << 20);
     put_bytes(&c, "data", "kept", kept.clone()).await;
     let before = segment_objects(&store);
-    c.delete_object().bucket("data").key("gone").send().await.unwrap();
+    c.delete_object()
+        .bucket("data")
+        .key("gone")
+        .send()
+        .await
+        .unwrap();
     let r = admin(&s)
         .gc(false, Some(std::time::Duration::ZERO))
         .await
@@ -144,7 +152,10 @@ async fn an_unreachable_bucket_fails_fast_with_503_stores_nothing_and_heals() {
         .put_object()
         .bucket("data")
         .key("during")
-        .body(aws_sdk_s3::primitives::ByteStream::from(random_bytes(21, 6 << 20)))
+        .body(aws_sdk_s3::primitives::ByteStream::from(random_bytes(
+            21,
+            6 << 20,
+        )))
         .send()
         .await;
     let err = put.expect_err("a PUT with the segment store down succeeded");
@@ -176,7 +187,6 @@ async fn an_unreachable_bucket_fails_fast_with_503_stores_nothing_and_heals() {
 
 #[tokio::test]
 async fn kill_9_mid_upload_leaves_the_previous_version_and_only_debris_the_cleaner_removes() {
-    use tokio::io::AsyncWriteExt;
     let store = S3Fs::start("segs");
     let dir = tempfile::tempdir().unwrap();
     let mut s = cloud_hoard(&store, &dir);
@@ -187,26 +197,17 @@ async fn kill_9_mid_upload_leaves_the_previous_version_and_only_debris_the_clean
     let total = 32usize << 20;
     let v2 = random_bytes(31, total);
     for sent in [5usize << 20, 20 << 20] {
-        let head = signed_head(
-            &s,
-            "PUT",
-            "/crash/key",
-            &[("content-length", &total.to_string())],
-            "UNSIGNED-PAYLOAD",
-        );
-        let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-        conn.write_all(format!("{head}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        conn.write_all(&v2[..sent]).await.unwrap();
-        conn.flush().await.unwrap();
+        let conn = start_partial_put(&s, "/crash/key", &v2, sent).await;
         // Segments of the body are PUT into the bucket meanwhile.
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
         s.kill9();
         drop(conn);
         s.restart();
         let c = s.client();
-        assert!(get_bytes(&c, "crash", "key").await == v1, "killed at byte {sent}");
+        assert!(
+            get_bytes(&c, "crash", "key").await == v1,
+            "killed at byte {sent}"
+        );
         let report = admin(&s).verify(None, false).await.unwrap();
         assert!(report.is_clean(), "killed at byte {sent}: {report:?}");
     }
@@ -222,7 +223,10 @@ async fn kill_9_mid_upload_leaves_the_previous_version_and_only_debris_the_clean
     );
     let report = admin(&s).verify(None, false).await.unwrap();
     assert!(report.orphan_segments.is_empty(), "{r:?} {report:?}");
-    assert_eq!(segment_objects(&store).len() as u64, stats(&s).await.total.segments);
+    assert_eq!(
+        segment_objects(&store).len() as u64,
+        stats(&s).await.total.segments
+    );
     assert!(get_bytes(&s.client(), "crash", "key").await == v1);
     assert_no_panic(&s);
 }

@@ -65,7 +65,6 @@ async fn acknowledged_writes_survive_kill_9() {
 
 #[tokio::test]
 async fn put_interrupted_by_kill_9_leaves_the_previous_version() {
-    use tokio::io::AsyncWriteExt;
     let mut s = Server::start();
     let c = s.client();
     c.create_bucket().bucket("crash").send().await.unwrap();
@@ -74,19 +73,7 @@ async fn put_interrupted_by_kill_9_leaves_the_previous_version() {
     let total = 48 * MIB;
     let v2 = random_bytes(2, total);
     for sent in [0usize, 100, 5 * MIB, 30 * MIB, total] {
-        let head = signed_head(
-            &s,
-            "PUT",
-            "/crash/key",
-            &[("content-length", &total.to_string())],
-            "UNSIGNED-PAYLOAD",
-        );
-        let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-        conn.write_all(format!("{head}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        conn.write_all(&v2[..sent]).await.unwrap();
-        conn.flush().await.unwrap();
+        let conn = start_partial_put(&s, "/crash/key", &v2, sent).await;
         // Let the server chunk, write segments and index some of what it got.
         tokio::time::sleep(Duration::from_millis(400)).await;
         s.kill9();

@@ -657,6 +657,31 @@ pub fn segment_files(s: &Server) -> Vec<(u64, PathBuf)> {
     out
 }
 
+/// Opens an unsigned-payload PUT of all of `body` to `path` and sends only its
+/// first `sent` bytes; the connection stays open, as a client cut off mid-body.
+pub async fn start_partial_put(
+    s: &Server,
+    path: &str,
+    body: &[u8],
+    sent: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let head = signed_head(
+        s,
+        "PUT",
+        path,
+        &[("content-length", &body.len().to_string())],
+        "UNSIGNED-PAYLOAD",
+    );
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(format!("{head}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    conn.write_all(&body[..sent]).await.unwrap();
+    conn.flush().await.unwrap();
+    conn
+}
+
 /// Flips one bit of the byte at `offset` of a file: real corruption on disk.
 pub fn flip_byte(path: &std::path::Path, offset: usize) {
     let mut data = std::fs::read(path).unwrap();
