@@ -323,7 +323,9 @@ impl AdminApi {
     }
 
     async fn stats(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
-        let mut report = stats::collect(&self.meta).await.map_err(meta_error)?;
+        let mut report = stats::collect(&self.meta, self.cfg.tier.is_some())
+            .await
+            .map_err(meta_error)?;
         report.disk = stats::disk_usage(&self.cfg.data_dir);
         if let Some(b) = query_param(uri, "bucket") {
             report.buckets.retain(|r| r.name == b);

@@ -3,11 +3,13 @@
 //! data that is already compressed or encrypted costs little), and the decoding that
 //! checks a stored payload against its length and its BLAKE3 id. The write path
 //! encodes through it; the read path, the cleaner, verify, repair and the replica's
-//! receiver decode through it.
+//! receiver decode through it (what a segment holds is first opened by
+//! `segments`, when the store seals).
 
 use bytes::Bytes;
 
 use crate::meta::{ChunkId, ChunkLocation, Codec};
+use crate::segments::SegmentStore;
 
 /// Bytes sampled at the start and the middle of a large chunk before compressing it.
 const PROBE: usize = 4096;
@@ -77,6 +79,20 @@ fn looks_compressible(
             scratch.reserve(zstd::zstd_safe::compress_bound(PROBE));
             c.compress_to_buffer(sample, scratch).is_ok() && scratch.len() < PROBE * 98 / 100
         })
+}
+
+/// A chunk's raw bytes from what its segment holds at its location: opened (when the
+/// store seals), decoded and checked as `decode_chunk` does.
+pub fn decode_stored(
+    segments: &SegmentStore,
+    id: &ChunkId,
+    loc: &ChunkLocation,
+    stored: Bytes,
+) -> Result<Bytes, String> {
+    let payload = segments
+        .open_payload(loc.segment, id, stored)
+        .map_err(|e| e.to_string())?;
+    decode_chunk(id, loc, payload)
 }
 
 /// A chunk's raw bytes from its stored payload, checked against its length and its

@@ -41,7 +41,7 @@ use crate::chunk_codec::decode_chunk;
 use crate::meta::{ChunkId, KeptChunk, MetaError, MetaStore, SegmentCandidate, now_ms, unix_secs};
 use crate::metrics::Metrics;
 use crate::pace::Pacer;
-use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
+use crate::segments::{SegmentError, SegmentStore};
 
 /// Dead segments removed per metadata transaction (one fsync for the batch).
 const DEAD_BATCH: usize = 128;
@@ -379,7 +379,7 @@ pub(crate) async fn copy_chunks(
         .map(|k| k.loc.stored_len as usize)
         .max()
         .unwrap_or(0);
-    let mut builder = SegmentBuilder::new(segment_size + max_chunk + 64 * 1024);
+    let mut builder = segments.builder(segment_size + max_chunk + 64 * 1024);
     let mut out = Copied {
         data: Bytes::new(),
         moved: Vec::with_capacity(kept.len()),
@@ -399,16 +399,24 @@ pub(crate) async fn copy_chunks(
                 continue;
             }
         };
-        let (id, loc, check) = (k.id, k.loc, stored.clone());
-        let verified = tokio::task::spawn_blocking(move || decode_chunk(&id, &loc, check))
-            .await
-            .map_err(|e| CleanerError::Worker(e.to_string()))?;
-        if let Err(reason) = verified {
-            tracing::error!(segment = src, chunk = %hex::encode(k.id), %reason, "chunk failed verification");
-            out.bad.push(k.id);
-            continue;
-        }
-        let e = builder.push(k.id, k.loc.raw_len, k.loc.codec, &stored);
+        let (id, loc, store) = (k.id, k.loc, segments.clone());
+        let verified = tokio::task::spawn_blocking(move || {
+            let payload = store
+                .open_payload(src, &id, stored)
+                .map_err(|e| e.to_string())?;
+            decode_chunk(&id, &loc, payload.clone()).map(|_| payload)
+        })
+        .await
+        .map_err(|e| CleanerError::Worker(e.to_string()))?;
+        let payload = match verified {
+            Ok(p) => p,
+            Err(reason) => {
+                tracing::error!(segment = src, chunk = %hex::encode(k.id), %reason, "chunk failed verification");
+                out.bad.push(k.id);
+                continue;
+            }
+        };
+        let e = builder.push(k.id, k.loc.raw_len, k.loc.codec, &payload);
         out.moved.push((k.id, e.offset));
         out.rewritten += u64::from(k.loc.stored_len);
     }

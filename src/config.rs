@@ -130,6 +130,8 @@ pub struct Config {
     pub multipart_max_age_secs: u64,
     /// Where segments live.
     pub segments: SegmentsConfig,
+    /// A cloud tier behind the local segments (mode "tiered"); none by default.
+    pub tier: Option<TierConfig>,
     /// The cleaner (garbage collection and compaction).
     pub cleaner: CleanerConfig,
     /// The background scrub.
@@ -171,6 +173,7 @@ impl Default for Config {
             body_idle_timeout_secs: 60,
             multipart_max_age_secs: 7 * 24 * 3600,
             segments: SegmentsConfig::default(),
+            tier: None,
             cleaner: CleanerConfig::default(),
             scrub: ScrubConfig::default(),
             tls: TlsConfig::default(),
@@ -191,6 +194,47 @@ impl Default for Config {
 pub struct SegmentsConfig {
     pub backend: Backend,
     pub s3: Option<crate::segments::S3Settings>,
+    /// Seal every chunk payload and trailer (AES-256-GCM) under a key derived from
+    /// the secrets key. Chosen when a store is created (default: on for an object
+    /// store, off for local files) and fixed from then on.
+    pub encrypt: Option<bool>,
+}
+
+/// `[tier]`: a cloud tier behind local segments (mode "tiered"). Segments are
+/// written locally; the mover copies sealed segments to the tier's bucket by policy
+/// and then gives up their local files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Segments older than this move ("7d", "12h", "0s"); without it only bucket
+    /// policies (`hoard bucket tier`) and free space move segments.
+    pub after: Option<String>,
+    /// While the data dir's file system has less than this percentage free, the
+    /// oldest local segments move whatever their age.
+    pub min_free_percent: Option<u8>,
+    /// Seconds between the mover's passes (and its first wait after an error).
+    #[serde(default = "TierConfig::default_interval_secs")]
+    pub interval_secs: u64,
+    /// The tier's bucket, as `[segments.s3]`.
+    pub s3: crate::segments::S3Settings,
+}
+
+impl TierConfig {
+    fn default_interval_secs() -> u64 {
+        60
+    }
+
+    /// `after` in seconds.
+    pub fn after_secs(&self) -> Result<Option<u64>, ConfigError> {
+        self.after
+            .as_deref()
+            .map(|a| {
+                humantime::parse_duration(a)
+                    .map(|d| d.as_secs())
+                    .map_err(|e| ConfigError::Invalid(format!("tier.after = {a:?}: {e}")))
+            })
+            .transpose()
+    }
 }
 
 /// Where segments live.
@@ -405,6 +449,12 @@ impl Config {
         })
     }
 
+    /// Whether a new store seals when `segments.encrypt` is not set: yes when any
+    /// segment leaves the machine (modes "cloud" and "tiered").
+    pub fn seals_by_default(&self) -> bool {
+        self.segments.backend != Backend::Fs || self.tier.is_some()
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.default_chunking()?;
         for (name, b) in &self.buckets {
@@ -417,6 +467,19 @@ impl Config {
                 "segments.backend = \"s3\" needs a [segments.s3] table (bucket, endpoint, ...)"
                     .into(),
             ));
+        }
+        if let Some(t) = &self.tier {
+            if self.segments.backend != Backend::Fs {
+                return Err(ConfigError::Invalid(
+                    "[tier] adds a cloud tier behind local segments: it needs segments.backend = \"fs\"".into(),
+                ));
+            }
+            t.after_secs()?;
+            if t.min_free_percent.is_some_and(|p| p > 99) {
+                return Err(ConfigError::Invalid(
+                    "tier.min_free_percent must be below 100".into(),
+                ));
+            }
         }
         if let Some(w) = &self.cleaner.window {
             parse_window(w).map_err(ConfigError::Invalid)?;

@@ -442,7 +442,9 @@ impl<'a> Chunker<'a> {
             extra: HashMap::new(),
             known: Vec::new(),
             known_bytes: 0,
-            open: SegmentBuilder::new(ingest.settings.segment_size + 64 * 1024),
+            open: ingest
+                .segments
+                .builder(ingest.settings.segment_size + 64 * 1024),
             open_chunks: Vec::new(),
             in_flight: VecDeque::new(),
         }
@@ -580,7 +582,9 @@ impl<'a> Chunker<'a> {
         }
         let builder = std::mem::replace(
             &mut self.open,
-            SegmentBuilder::new(self.ingest.settings.segment_size + 64 * 1024),
+            self.ingest
+                .segments
+                .builder(self.ingest.settings.segment_size + 64 * 1024),
         );
         let chunks = std::mem::take(&mut self.open_chunks);
         let (data, _) = builder.finish();

@@ -36,6 +36,7 @@ pub mod segments;
 pub mod server;
 pub mod signed_client;
 pub mod stats;
+pub mod tier;
 pub mod tls;
 pub mod users;
 pub mod verify;

@@ -35,6 +35,12 @@ pub struct SideLabels {
     pub side: String,
 }
 
+/// `tier`: "local" or "cloud".
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TierLabels {
+    pub tier: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BucketLabels {
     pub bucket: String,
@@ -72,6 +78,12 @@ pub struct Metrics {
     pub replication_errors: Counter,
     pub replication_failed: Counter,
     pub replication_queue: Gauge,
+    pub tier_moved_segments: Counter,
+    pub tier_moved_bytes: Counter,
+    pub tier_move_errors: Counter,
+    pub tier_queue: Gauge,
+    tier_segments: Family<TierLabels, Gauge>,
+    tier_bytes: Family<TierLabels, Gauge>,
     bucket_objects: Family<BucketLabels, Gauge>,
     bucket_logical: Family<BucketLabels, Gauge>,
     bucket_stored: Family<BucketLabels, Gauge>,
@@ -125,6 +137,12 @@ impl Metrics {
             replication_errors: Counter::default(),
             replication_failed: Counter::default(),
             replication_queue: Gauge::default(),
+            tier_moved_segments: Counter::default(),
+            tier_moved_bytes: Counter::default(),
+            tier_move_errors: Counter::default(),
+            tier_queue: Gauge::default(),
+            tier_segments: Family::default(),
+            tier_bytes: Family::default(),
             bucket_objects: Family::default(),
             bucket_logical: Family::default(),
             bucket_stored: Family::default(),
@@ -238,6 +256,36 @@ impl Metrics {
             "hoard_replication_queue_events",
             "Outbox events waiting for a replica at the last sender round",
             m.replication_queue.clone(),
+        );
+        r.register(
+            "hoard_tier_moved_segments",
+            "Segments the mover copied to the cloud tier and removed locally",
+            m.tier_moved_segments.clone(),
+        );
+        r.register(
+            "hoard_tier_moved_bytes",
+            "Bytes of the segments the mover moved to the cloud tier",
+            m.tier_moved_bytes.clone(),
+        );
+        r.register(
+            "hoard_tier_move_errors",
+            "Mover passes stopped by an error (the tier unreachable, a failed read-back)",
+            m.tier_move_errors.clone(),
+        );
+        r.register(
+            "hoard_tier_queue_segments",
+            "Segments due to move at the mover's last look",
+            m.tier_queue.clone(),
+        );
+        r.register(
+            "hoard_tier_segments",
+            "Segments per tier (local, cloud) in a tiered store",
+            m.tier_segments.clone(),
+        );
+        r.register(
+            "hoard_tier_stored_bytes",
+            "Segment bytes per tier (local, cloud) in a tiered store",
+            m.tier_bytes.clone(),
         );
         r.register(
             "hoard_ingest_active_streams",
@@ -364,6 +412,16 @@ impl Metrics {
         self.segments.set(t.segments as i64);
         self.dedup_ratio.set(t.dedup_ratio);
         self.compression_ratio.set(t.compression_ratio);
+        if let Some(tiers) = &stats.tiers {
+            for (tier, segments, bytes) in [
+                ("local", tiers.local_segments, tiers.local_bytes),
+                ("cloud", tiers.cloud_segments, tiers.cloud_bytes),
+            ] {
+                let l = TierLabels { tier: tier.into() };
+                self.tier_segments.get_or_create(&l).set(segments as i64);
+                self.tier_bytes.get_or_create(&l).set(bytes as i64);
+            }
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

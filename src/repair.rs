@@ -24,10 +24,10 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk_codec::decode_chunk;
+use crate::chunk_codec::decode_stored;
 use crate::cleaner::{CleanerError, Copied, copy_chunks, store_segment};
 use crate::meta::{ChunkId, ChunkLocation, CountFix, MetaError, MetaStore, NewChunk};
-use crate::segments::{SegmentError, SegmentStore, parse_trailer};
+use crate::segments::{SegmentError, SegmentStore};
 use crate::verify::VerifyReport;
 
 #[derive(Debug, thiserror::Error)]
@@ -131,9 +131,9 @@ async fn reindex_lost(meta: &MetaStore, segments: &SegmentStore) -> Result<u64, 
                 continue;
             }
         };
-        let wanted = lost.clone();
+        let (wanted, store) = (lost.clone(), segments.clone());
         let intact = tokio::task::spawn_blocking(move || {
-            let Ok(entries) = parse_trailer(seg, &data) else {
+            let Ok(entries) = store.parse_trailer(seg, &data) else {
                 return Vec::new();
             };
             entries
@@ -149,8 +149,9 @@ async fn reindex_lost(meta: &MetaStore, segments: &SegmentStore) -> Result<u64, 
                     };
                     let start = e.offset as usize;
                     let end = start + e.stored_len as usize;
-                    data.get(start..end)
-                        .is_some_and(|_| decode_chunk(&e.id, &loc, data.slice(start..end)).is_ok())
+                    data.get(start..end).is_some_and(|_| {
+                        decode_stored(&store, &e.id, &loc, data.slice(start..end)).is_ok()
+                    })
                 })
                 .map(|e| {
                     (

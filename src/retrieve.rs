@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::chunk_codec::decode_chunk;
+use crate::chunk_codec::decode_stored;
 use crate::meta::{
     ChunkId, ChunkLocation, ChunkRef, MetaError, MetaStore, ObjectData, ObjectRecord,
 };
@@ -275,9 +275,7 @@ impl Retrieve {
             .await
         {
             Ok(d) => d,
-            Err(SegmentError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Box::pin(self.relocate(plan)).await;
-            }
+            Err(e) if e.is_not_found() => return Box::pin(self.relocate(plan)).await,
             Err(e) => return Err(e.into()),
         };
         self.decode_verified(plan, data).await
@@ -320,7 +318,8 @@ impl Retrieve {
         plan: ReadPlan,
         data: Bytes,
     ) -> Result<Vec<Bytes>, RetrieveError> {
-        let decoded = tokio::task::spawn_blocking(move || decode(&plan, &data))
+        let segments = self.segments.clone();
+        let decoded = tokio::task::spawn_blocking(move || decode(&segments, &plan, &data))
             .await
             .map_err(|e| RetrieveError::Worker(e.to_string()))?;
         if let Err(e) = &decoded {
@@ -353,15 +352,21 @@ fn select_windows(
 }
 
 /// Decompresses and verifies each chunk of a read group, then trims to the range.
-fn decode(plan: &ReadPlan, data: &Bytes) -> Result<Vec<Bytes>, RetrieveError> {
+fn decode(
+    segments: &SegmentStore,
+    plan: &ReadPlan,
+    data: &Bytes,
+) -> Result<Vec<Bytes>, RetrieveError> {
     let mut out = Vec::with_capacity(plan.chunks.len());
     for c in &plan.chunks {
         let at = (u64::from(c.loc.offset) - plan.start) as usize;
         let stored = data.slice(at..at + c.loc.stored_len as usize);
-        let raw = decode_chunk(&c.id, &c.loc, stored).map_err(|reason| RetrieveError::Corrupt {
-            segment: plan.segment,
-            chunk: hex::encode(c.id),
-            reason,
+        let raw = decode_stored(segments, &c.id, &c.loc, stored).map_err(|reason| {
+            RetrieveError::Corrupt {
+                segment: plan.segment,
+                chunk: hex::encode(c.id),
+                reason,
+            }
         })?;
         if c.skip + c.take > raw.len() {
             return Err(RetrieveError::Corrupt {

@@ -1,7 +1,8 @@
 //! `secrets` owns the secrets key and sealing with it: AES-256-GCM (ring) under a
 //! 32-byte key from `HOARD_SECRETS_KEY` (64 hex digits; keep it apart from the data),
 //! else `<data-dir>/secrets.key` (mode 0600, created and synced on first start). Users' secrets and replication targets' secrets are stored
-//! only sealed; a value sealed under one key never opens under another.
+//! only sealed; a value sealed under one key never opens under another. Keys for
+//! other purposes (the segments' data key) are derived from it, never the key itself.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,8 @@ pub enum SecretsError {
 /// Seals and opens secrets with the store's secrets key.
 pub struct SecretBox {
     key: LessSafeKey,
+    /// Keyed BLAKE3 of the key, for keys derived from it (`derive_key`).
+    kdf: [u8; 32],
     rng: SystemRandom,
 }
 
@@ -47,6 +50,7 @@ impl SecretBox {
             .map_err(|_| SecretsError::MalformedKey(ENV_SECRETS_KEY.to_owned()))?;
         Ok(SecretBox {
             key: LessSafeKey::new(key),
+            kdf: blake3::derive_key("hoard secrets key derivation v1", &bytes),
             rng,
         })
     }
@@ -84,8 +88,16 @@ impl SecretBox {
             key: LessSafeKey::new(
                 UnboundKey::new(&AES_256_GCM, &key).unwrap_or_else(|_| unreachable!("32-byte key")),
             ),
+            kdf: blake3::derive_key("hoard secrets key derivation v1", &key),
             rng: SystemRandom::new(),
         }
+    }
+
+    /// A 32-byte key for `purpose`, derived from the secrets key: the same key and
+    /// purpose always give the same bytes, and nothing about the secrets key or
+    /// another purpose's key can be learned from them.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        *blake3::keyed_hash(&self.kdf, purpose.as_bytes()).as_bytes()
     }
 
     /// nonce || ciphertext || tag, with `access_key` (what the secret belongs to) as

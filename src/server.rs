@@ -37,7 +37,7 @@ use crate::replication::rules::Rules;
 use crate::retrieve::Retrieve;
 use crate::s3::HoardS3;
 use crate::secrets::SecretBox;
-use crate::segments::{SegmentError, SegmentStore};
+use crate::segments::{SegmentError, SegmentKey, SegmentStore};
 use crate::stats;
 use crate::users::{KeyLookup, Users};
 
@@ -119,14 +119,24 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn open(cfg: Config) -> Result<Node, ServerError> {
+    pub async fn open(cfg: Config) -> Result<Node, ServerError> {
         let cfg = Arc::new(cfg);
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| ServerError::DataDir(cfg.data_dir.clone(), e))?;
         let (root, origin) = Credentials::load_or_generate(&cfg.data_dir)?;
         announce_root(&root, origin);
         let meta = MetaStore::open(&cfg.meta_path(), cfg.meta_cache_mib * 1024 * 1024)?;
-        let segments = open_segments(&cfg)?;
+        let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
+        let secrets = Arc::new(SecretBox::load_or_generate(&cfg.data_dir)?);
+        let users = Arc::new(Users::load(meta.clone(), secrets.clone(), root)?);
+        // After the users: a wrong secrets key is named by the first thing it fails.
+        let segments = open_segments(&cfg)?
+            .bind_key(
+                SegmentKey::new(secrets.derive_key("segments data key")),
+                cfg.segments.encrypt,
+                cfg.seals_by_default(),
+            )
+            .await?;
         let index = Arc::new(ChunkIndex::load(
             meta.clone(),
             cfg.filter_expected_chunks,
@@ -153,9 +163,6 @@ impl Node {
             cfg.get_prefetch,
             cfg.get_read_max,
         ));
-        let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
-        let secrets = Arc::new(SecretBox::load_or_generate(&cfg.data_dir)?);
-        let users = Arc::new(Users::load(meta.clone(), secrets.clone(), root)?);
         let replicas = Arc::new(ReplicaBuckets::load(meta.clone())?);
         let progress = Arc::new(crate::replication::Progress::default());
         let rules = Arc::new(Rules::new(
@@ -257,7 +264,7 @@ impl Node {
     }
 
     async fn metrics_response(&self) -> Response<Body> {
-        let text = match stats::collect(&self.meta).await {
+        let text = match stats::collect(&self.meta, self.segments.is_tiered()).await {
             Ok(report) => self.metrics.render(&report),
             Err(e) => {
                 tracing::error!(error = %e, "metrics: cannot read stats");
@@ -505,6 +512,23 @@ fn start_background(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
     if schedule.window.is_some() || schedule.idle.is_some() {
         tasks.push(tokio::spawn(node.cleaner.clone().run_on_schedule(schedule)));
     }
+    if let Some(t) = &cfg.tier {
+        tasks.push(tokio::spawn(
+            crate::tier::Mover {
+                meta: node.meta.clone(),
+                segments: node.segments.clone(),
+                metrics: node.metrics.clone(),
+                settings: crate::tier::TierSettings {
+                    // Validated at start-up.
+                    after: t.after_secs().ok().flatten().map(Duration::from_secs),
+                    min_free_percent: t.min_free_percent,
+                    interval: Duration::from_secs(t.interval_secs.max(1)),
+                    data_dir: cfg.data_dir.clone(),
+                },
+            }
+            .run(),
+        ));
+    }
     if cfg.scrub.rate_mib > 0.0 {
         let bytes_per_sec = (cfg.scrub.rate_mib * 1024.0 * 1024.0).max(1.0) as u64;
         tasks.push(tokio::spawn(
@@ -585,7 +609,13 @@ fn announce_root(root: &Credentials, origin: Origin) {
 /// The segment store the config names.
 fn open_segments(cfg: &Config) -> Result<SegmentStore, ServerError> {
     let store = match cfg.segments.backend {
-        crate::config::Backend::Fs => SegmentStore::open_local(&cfg.data_dir)?,
+        crate::config::Backend::Fs => match &cfg.tier {
+            Some(t) => {
+                tracing::info!(endpoint = ?t.s3.endpoint, bucket = %t.s3.bucket, prefix = %t.s3.prefix, "local segments with a cloud tier");
+                SegmentStore::open_local(&cfg.data_dir)?.with_tier(&t.s3)?
+            }
+            None => SegmentStore::open_local(&cfg.data_dir)?,
+        },
         crate::config::Backend::S3 => {
             // Never fall back to the local disk: a config without the table is refused.
             let s3 = cfg.segments.s3.as_ref().ok_or(ServerError::NoS3Settings)?;

@@ -35,6 +35,18 @@ pub struct StatsReport {
     /// The file system holding the data dir (local store only).
     #[serde(default)]
     pub disk: Option<DiskUsage>,
+    /// Segments per tier, for a tiered store.
+    #[serde(default)]
+    pub tiers: Option<TierUsage>,
+}
+
+/// Where a tiered store's segments are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierUsage {
+    pub local_segments: u64,
+    pub local_bytes: u64,
+    pub cloud_segments: u64,
+    pub cloud_bytes: u64,
 }
 
 /// Space on the file system that holds the data dir.
@@ -125,14 +137,26 @@ pub fn report(buckets: &[(String, BucketStats)], totals: &StoreTotals) -> StatsR
         buckets: per_bucket,
         total,
         disk: None,
+        tiers: None,
+    }
+}
+
+/// The split of the store's segments between the local disk and the cloud tier.
+pub fn tier_usage(totals: &StoreTotals) -> TierUsage {
+    TierUsage {
+        local_segments: totals.segments.saturating_sub(totals.tier_segments),
+        local_bytes: totals.segment_bytes.saturating_sub(totals.tier_bytes),
+        cloud_segments: totals.tier_segments,
+        cloud_bytes: totals.tier_bytes,
     }
 }
 
 /// The report with each bucket's and the store's quota filled in.
-pub async fn collect(meta: &MetaStore) -> Result<StatsReport, MetaError> {
+pub async fn collect(meta: &MetaStore, tiered: bool) -> Result<StatsReport, MetaError> {
     let (buckets, totals) = meta.stats().await?;
     let quotas = meta.quotas().await?;
     let mut r = report(&buckets, &totals);
+    r.tiers = tiered.then(|| tier_usage(&totals));
     for b in &mut r.buckets {
         b.quota_bytes = quotas
             .buckets
@@ -166,6 +190,8 @@ mod tests {
             chunk_raw_bytes: 400,
             chunk_stored_bytes: 140,
             inline_bytes: 100,
+            tier_segments: 0,
+            tier_bytes: 0,
         };
         let r = report(&[("b".into(), b)], &t);
         assert_eq!(r.total.unique_bytes, 500);

@@ -13,9 +13,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk_codec::decode_chunk;
+use crate::chunk_codec::decode_stored;
 use crate::meta::{ChunkId, DamagedObject, MetaError, MetaStore};
-use crate::segments::{SegmentError, SegmentStore, parse_trailer};
+use crate::segments::{SegmentError, SegmentStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -185,8 +185,8 @@ pub(crate) async fn check_segment(
         }
     };
     report.bytes_read += data.len() as u64;
-    report.chunks_checked += rows.len() as u64;
-    let (corrupt, trailer) = tokio::task::spawn_blocking(move || {
+    let (store, indexed) = (segments.clone(), rows.len() as u64);
+    let checked = tokio::task::spawn_blocking(move || {
         let mut corrupt = Vec::new();
         let mut trailer = Vec::new();
         let problem = |chunk: &ChunkId, reason: String| ChunkProblem {
@@ -194,7 +194,9 @@ pub(crate) async fn check_segment(
             chunk: hex::encode(chunk),
             reason,
         };
-        match parse_trailer(id, &data) {
+        match store.parse_trailer(id, &data) {
+            // Sealed under another key: nothing can be said about its bytes.
+            Err(e @ SegmentError::WrongKey { .. }) => return Err(e.to_string()),
             Ok(entries) => {
                 let listed: HashMap<ChunkId, _> = entries.iter().map(|e| (e.id, *e)).collect();
                 for (chunk, row) in &rows {
@@ -218,17 +220,28 @@ pub(crate) async fn check_segment(
             let start = row.loc.offset as usize;
             let end = start + row.loc.stored_len as usize;
             let result = match data.get(start..end) {
-                Some(_) => decode_chunk(chunk, &row.loc, data.slice(start..end)).map(drop),
+                Some(_) => decode_stored(&store, chunk, &row.loc, data.slice(start..end)).map(drop),
                 None => Err("chunk lies beyond the end of the segment".into()),
             };
             if let Err(reason) = result {
                 corrupt.push(problem(chunk, reason));
             }
         }
-        (corrupt, trailer)
+        Ok((corrupt, trailer))
     })
     .await
     .map_err(|e| VerifyError::Worker(e.to_string()))?;
+    let (corrupt, trailer) = match checked {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(segment = id, %error, "verify: segment sealed under another key");
+            report
+                .unreadable_segments
+                .push(UnreadableSegment { segment: id, error });
+            return Ok(());
+        }
+    };
+    report.chunks_checked += indexed;
     for c in &corrupt {
         tracing::error!(segment = id, chunk = %c.chunk, reason = %c.reason, "verify: chunk failed verification");
         if let Ok(b) = hex::decode(&c.chunk)

@@ -230,3 +230,155 @@ async fn kill_9_mid_upload_leaves_the_previous_version_and_only_debris_the_clean
     assert!(get_bytes(&s.client(), "crash", "key").await == v1);
     assert_no_panic(&s);
 }
+
+/// The chunk ids listed in the trailer of a plain (unsealed) segment object.
+fn plain_trailer_ids(segment: &[u8]) -> Vec<[u8; 32]> {
+    let footer = &segment[segment.len() - 28..];
+    assert_eq!(&footer[20..], b"HOARDEND");
+    let n = u32::from_le_bytes(footer[..4].try_into().unwrap()) as usize;
+    let start = segment.len() - 28 - n * 45;
+    segment[start..segment.len() - 28]
+        .chunks_exact(45)
+        .map(|e| e[..32].try_into().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn sealed_segments_show_the_bucket_neither_plaintext_nor_chunk_ids_and_a_wrong_key_is_refused()
+ {
+    let store = S3Fs::start("segs");
+    let data = random_bytes(40, 9 << 20);
+    // The same object in a plain store (encrypt = false) and a sealed one (the
+    // default for an object store), side by side in one bucket.
+    let plain_dir = tempfile::tempdir().unwrap();
+    let cfg = store.hoard_config(plain_dir.path(), "segs", "plain");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("backend = \"s3\"\n", "backend = \"s3\"\nencrypt = false\n"),
+    )
+    .unwrap();
+    let plain = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut sealed = cloud_hoard(&store, &dir);
+    for s in [&plain, &sealed] {
+        let c = s.client();
+        c.create_bucket().bucket("data").send().await.unwrap();
+        put_bytes(&c, "data", "object", data.clone()).await;
+    }
+
+    let plain_files = files_below(&store.bucket_dir("segs").join("plain").join("segments"));
+    let ids: Vec<[u8; 32]> = plain_files
+        .iter()
+        .flat_map(|f| plain_trailer_ids(&std::fs::read(f).unwrap()))
+        .collect();
+    assert!(ids.len() > 50, "{} chunk ids", ids.len());
+    let probe = &data[5_000_000..5_000_064];
+    assert!(
+        plain_files
+            .iter()
+            .any(|f| std::fs::read(f).unwrap().windows(64).any(|w| w == probe)),
+        "the plain store holds the bytes as they are"
+    );
+    let sealed_files = files_below(&store.bucket_dir("segs").join("site-a"));
+    assert!(sealed_files.len() >= 3, "{sealed_files:?}");
+    for f in &sealed_files {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes.windows(64).any(|w| w == probe),
+            "{} holds plaintext",
+            f.display()
+        );
+        for id in &ids {
+            assert!(
+                !bytes.windows(32).any(|w| w == id),
+                "{} holds chunk id {}",
+                f.display(),
+                hex::encode(id)
+            );
+            let hex_id = hex::encode(id);
+            assert!(!bytes.windows(64).any(|w| w == hex_id.as_bytes()));
+        }
+    }
+    // Sealing costs 28 bytes a chunk; dedup within the sealed store works as before.
+    let (p, s) = (stats(&plain).await.total, stats(&sealed).await.total);
+    assert!(s.stored_bytes > p.stored_bytes, "{s:?} {p:?}");
+    assert!(
+        s.stored_bytes - p.stored_bytes <= 28 * ids.len() as u64 + 4096,
+        "{s:?} {p:?}"
+    );
+    put_bytes(&sealed.client(), "data", "again", data.clone()).await;
+    assert_eq!(stats(&sealed).await.total.stored_bytes, s.stored_bytes);
+    assert!(get_bytes(&sealed.client(), "data", "again").await == data);
+    let report = admin(&sealed).verify(None, false).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+
+    // Started with another secrets key, the gateway refuses and says why, instead
+    // of serving errors or calling the data corrupt.
+    sealed.kill9();
+    let said = serve_refused(
+        &sealed.data_dir(),
+        &["--config", dir.path().join("cloud.toml").to_str().unwrap()],
+        &[("HOARD_SECRETS_KEY", &"22".repeat(32))],
+    );
+    assert!(said.contains("sealed under another secrets key"), "{said}");
+    sealed.restart();
+    assert!(get_bytes(&sealed.client(), "data", "object").await == data);
+    assert_no_panic(&sealed);
+}
+
+#[tokio::test]
+async fn a_sealed_cloud_store_replicates_to_a_local_replica_and_compacts() {
+    let store = S3Fs::start("segs");
+    let dir = tempfile::tempdir().unwrap();
+    let source = cloud_hoard(&store, &dir);
+    let (replica, key) = replica_with_key(&[]);
+    let src = source.client();
+    src.create_bucket().bucket("data").send().await.unwrap();
+    let kept = random_bytes(50, 10 << 20);
+    put_bytes(&src, "data", "kept", kept.clone()).await;
+    // A slice of each of gone's segments stays: deleting gone leaves them sparse.
+    let gone = random_bytes(51, 12 << 20);
+    put_bytes(&src, "data", "gone", gone.clone()).await;
+    let mut slices = Vec::new();
+    for i in 0..3 {
+        let slice = gone[i * (4 << 20) + (1 << 20)..][..1 << 20].to_vec();
+        put_bytes(&src, "data", &format!("slice-{i}"), slice.clone()).await;
+        slices.push(slice);
+    }
+    let ca = replica.ca_pem().display().to_string();
+    let (ok, text) = add_rule_for(&source, "data", &replica, &key, &["--target-ca", &ca]);
+    assert!(ok, "{text}");
+    let dst = replica.client();
+    eventually(60, "the replica equals the source", || async {
+        contents(&dst, "mirror").await == contents(&src, "data").await
+    })
+    .await;
+    // The replica seals under its own key, or not at all: its segments are plain.
+    let probe = &kept[7_000_000..7_000_064];
+    assert!(
+        segment_files(&replica)
+            .iter()
+            .any(|(_, f)| std::fs::read(f).unwrap().windows(64).any(|w| w == probe))
+    );
+
+    // Compaction in the bucket copies sealed chunks into new sealed segments.
+    src.delete_object()
+        .bucket("data")
+        .key("gone")
+        .send()
+        .await
+        .unwrap();
+    let r = admin(&source)
+        .gc(false, Some(std::time::Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(r.segments_compacted >= 2, "{r:?}");
+    assert!(get_bytes(&src, "data", "kept").await == kept);
+    for (i, slice) in slices.iter().enumerate() {
+        assert!(get_bytes(&src, "data", &format!("slice-{i}")).await == *slice);
+    }
+    let report = admin(&source).verify(None, false).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_no_panic(&source);
+}

@@ -362,16 +362,11 @@ async fn disabled_removed_and_rotated_away_keys_are_refused_and_users_survive_re
     }
 
     // Started with another secrets key, the server refuses to start and says why.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(s.data_dir())
-        .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
-        .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
-        .env("HOARD_SECRETS_KEY", "11".repeat(32))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started with the wrong secrets key");
+    let said = serve_refused(
+        &s.data_dir(),
+        &[],
+        &[("HOARD_SECRETS_KEY", &"11".repeat(32))],
+    );
     assert!(
         said.contains("veeam") && said.contains("secrets key"),
         "{said}"

@@ -5,7 +5,9 @@ use hoard::config::{Config, Overrides};
 pub async fn run(o: Overrides) -> Result<(), String> {
     let cfg = Config::load(&o).map_err(|e| e.to_string())?;
     init_tracing(&cfg.log);
-    let node = hoard::server::Node::open(cfg).map_err(|e| e.to_string())?;
+    let node = hoard::server::Node::open(cfg)
+        .await
+        .map_err(|e| e.to_string())?;
     hoard::server::serve(node, hoard::server::shutdown_signal())
         .await
         .map_err(|e| e.to_string())

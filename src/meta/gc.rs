@@ -107,6 +107,7 @@ pub(super) fn drop_segment_rows(
         .transpose()?
         .map(|r| r.size)
         .unwrap_or(0);
+    super::tier::forget_tiered(txn, segment, size)?;
     {
         let mut chunks = txn.open_table(CHUNKS)?;
         for (id, _) in dead {

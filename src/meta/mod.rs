@@ -7,7 +7,8 @@
 //! write thread and reads), `tables` (table definitions, counters, keys, row
 //! helpers), `objects` (buckets and object commits), `refs` (chunk references and
 //! segment rows), `versions`, `multipart`, `list`, `gc`, `quota`, `users`, `held`,
-//! `replication` and `replicated`, `repair`, `verify`, `records` (the row formats).
+//! `replication` and `replicated`, `repair`, `verify`, `tier` (segments moved to the
+//! cloud tier, bucket tier policies), `records` (the row formats).
 //!
 //! Every public write is one domain operation applied atomically in one redb write
 //! transaction. Writes go through a single *committer* thread that groups the
@@ -47,6 +48,7 @@ mod replication;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod tier;
 mod users;
 mod verify;
 mod versions;
@@ -74,6 +76,7 @@ pub use records::*;
 pub use repair::CountFix;
 pub use replicated::{Applied, HOLD_TTL_SECS, HoldId, VersionDiff, VersionStamp, new_hold_id};
 pub use replication::{FailedRecord, ReplicaRecord, ReplicationState, RuleRecord, TargetTrust};
+pub use tier::{TierCandidate, TierPolicy};
 pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;
 use versions::put_object_record;
@@ -203,6 +206,8 @@ impl MetaStore {
             txn.open_table(SEGMENT_BUCKETS)?;
             txn.open_table(PENDING_DELETES)?;
             txn.open_table(quota::QUOTAS)?;
+            txn.open_table(tier::TIERED)?;
+            txn.open_table(tier::BUCKET_TIER)?;
             txn.open_table(repair::LOST_CHUNKS)?;
             txn.open_table(users::USERS)?;
             txn.open_table(replication::REPLICATION_RULES)?;

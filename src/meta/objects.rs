@@ -13,6 +13,9 @@ pub struct StoreTotals {
     pub chunk_raw_bytes: u64,
     pub chunk_stored_bytes: u64,
     pub inline_bytes: u64,
+    /// Segments (and their bytes) that live in the cloud tier.
+    pub tier_segments: u64,
+    pub tier_bytes: u64,
 }
 
 impl MetaStore {
@@ -54,6 +57,7 @@ impl MetaStore {
             buckets.remove(name.as_str())?;
             txn.open_table(BUCKET_STATS)?.remove(name.as_str())?;
             quota::forget_bucket_quota(txn, &name)?;
+            super::tier::forget_bucket_tier(txn, &name)?;
             replication::forget_bucket(txn, &name)?;
             // Uploads still in progress die with the bucket and release their parts.
             multipart::abort_uploads_in(txn, &name)?;
@@ -267,6 +271,8 @@ impl MetaStore {
                 chunk_raw_bytes: get(C_CHUNK_RAW)?,
                 chunk_stored_bytes: get(C_CHUNK_STORED)?,
                 inline_bytes: get(C_INLINE_BYTES)?,
+                tier_segments: get(super::tier::C_TIER_SEGMENTS)?,
+                tier_bytes: get(super::tier::C_TIER_BYTES)?,
             };
             Ok((buckets, totals))
         })

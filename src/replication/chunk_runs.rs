@@ -85,12 +85,7 @@ pub async fn read_run(
                 segment: loc.segment,
                 reason: "the segment is shorter than its index says".into(),
             })?;
-        out.push(wire::ChunkFrame {
-            id: *id,
-            codec: loc.codec,
-            raw_len: loc.raw_len,
-            stored: bytes.slice_ref(stored),
-        });
+        out.push(frame(segments, *id, *loc, bytes.slice_ref(stored))?);
     }
     Ok(out)
 }
@@ -110,6 +105,24 @@ async fn read_frame(
     let stored = segments
         .read_range(loc.segment, start..start + u64::from(loc.stored_len))
         .await
+        .map_err(|e| ChunkReadError {
+            chunk: hex::encode(id),
+            segment: loc.segment,
+            reason: e.to_string(),
+        })?;
+    frame(segments, id, loc, stored)
+}
+
+/// The wire frame of a chunk from what its segment holds (opened, when the store
+/// seals: the wire carries the payload, each side seals under its own key).
+fn frame(
+    segments: &SegmentStore,
+    id: ChunkId,
+    loc: ChunkLocation,
+    stored: bytes::Bytes,
+) -> Result<wire::ChunkFrame, ChunkReadError> {
+    let stored = segments
+        .open_payload(loc.segment, &id, stored)
         .map_err(|e| ChunkReadError {
             chunk: hex::encode(id),
             segment: loc.segment,

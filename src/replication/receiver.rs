@@ -16,7 +16,7 @@ use crate::meta::{
 };
 use crate::metrics::{Metrics, SideLabels};
 use crate::s3_error::{internal, meta_error, no_such_bucket};
-use crate::segments::{SegmentBuilder, SegmentStore};
+use crate::segments::SegmentStore;
 use crate::users::Users;
 
 /// Where received chunks and objects go.
@@ -261,8 +261,8 @@ impl Store {
             new.extend(present.into_iter().filter(|f| gone.contains(&f.id)));
         }
         let stored = new.len();
-        let segment_size = self.segment_size;
-        let packed = tokio::task::spawn_blocking(move || pack(new, segment_size))
+        let (segments, segment_size) = (self.segments.clone(), self.segment_size);
+        let packed = tokio::task::spawn_blocking(move || pack(&segments, new, segment_size))
             .await
             .map_err(|e| internal("chunk verification", &e))?
             .map_err(|why| {
@@ -376,9 +376,13 @@ type Packed = (bytes::Bytes, Vec<NewChunk>);
 
 /// Verifies every frame against its id, then packs them into segment images of
 /// about `segment_size`.
-fn pack(frames: Vec<wire::ChunkFrame>, segment_size: usize) -> Result<Vec<Packed>, String> {
+fn pack(
+    segments: &SegmentStore,
+    frames: Vec<wire::ChunkFrame>,
+    segment_size: usize,
+) -> Result<Vec<Packed>, String> {
     let mut out = Vec::new();
-    let mut builder = SegmentBuilder::new(segment_size + 64 * 1024);
+    let mut builder = segments.builder(segment_size + 64 * 1024);
     let mut entries = Vec::new();
     for f in frames {
         let loc = ChunkLocation {
@@ -400,8 +404,7 @@ fn pack(frames: Vec<wire::ChunkFrame>, segment_size: usize) -> Result<Vec<Packed
             refs: 0,
         });
         if builder.len() >= segment_size {
-            let full =
-                std::mem::replace(&mut builder, SegmentBuilder::new(segment_size + 64 * 1024));
+            let full = std::mem::replace(&mut builder, segments.builder(segment_size + 64 * 1024));
             out.push((full.finish().0, std::mem::take(&mut entries)));
         }
     }

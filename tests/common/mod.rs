@@ -564,6 +564,23 @@ pub fn cli(s: &Server, args: &[&str]) -> (bool, String) {
     cli_env(&env, args)
 }
 
+/// What `hoard serve` on `data_dir` (with `args` and `envs`) said on stderr when it
+/// refused to start; panics if it started.
+pub fn serve_refused(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY)
+        .env("HOARD_ROOT_SECRET_KEY", SECRET_KEY)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "hoard serve started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Runs the `hoard` CLI with exactly the `HOARD_*`, `HOME` and `XDG_CONFIG_HOME`
 /// variables given; (exit success, stdout+stderr).
 pub fn cli_env(env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
@@ -738,4 +755,32 @@ macro_rules! refused {
             "{err:?}"
         );
     }};
+}
+
+/// Waits until `check` holds, for up to `secs`.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// (key, bytes) of every object in a bucket.
+pub async fn contents(c: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
+    let listed = c.list_objects_v2().bucket(bucket).send().await.unwrap();
+    let mut out = Vec::new();
+    for o in listed.contents() {
+        let key = o.key().unwrap().to_owned();
+        let body = get_bytes(c, bucket, &key).await;
+        out.push((key, body));
+    }
+    out
 }

@@ -42,34 +42,6 @@ fn rules(source: &Server) -> String {
     text
 }
 
-/// Waits until `check` holds, for up to `secs`.
-async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {secs} s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
-/// (key, bytes) of every object in a bucket.
-async fn contents(c: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
-    let listed = c.list_objects_v2().bucket(bucket).send().await.unwrap();
-    let mut out = Vec::new();
-    for o in listed.contents() {
-        let key = o.key().unwrap().to_owned();
-        let body = get_bytes(c, bucket, &key).await;
-        out.push((key, body));
-    }
-    out
-}
-
 async fn sent_bytes(s: &Server) -> f64 {
     metric(
         &metrics_text(s).await,
