@@ -31,6 +31,7 @@
 //! | POST | `/hoard-admin/v1/seed/import` | loads step `step` of a finished seed into a bucket, which becomes a replica; JSON `ImportRequest`, answers `ImportProgress`. A wrong passphrase: `403 AccessDenied`; a bucket holding its own objects, an unfinished seed, an altered file: `400 InvalidArgument` |
 //! | POST | `/hoard-admin/v1/replication/BUCKET/requeue` | puts the keys whose replication failed back into the queue; JSON `{"requeued": N}` |
 //! | POST | `/hoard-admin/v1/buckets/NAME/promote` | makes a replica bucket writable (its source is lost) |
+//! | PUT | `/hoard-admin/v1/buckets/NAME/tier` | sets or removes the age after which the bucket's segments move to the cloud tier; JSON `{"after_secs": N or null}`; answers every bucket's policy. `400 InvalidArgument` when the store has no tier |
 //!
 //! Only root and users holding the admin grant on `*` may call it (403 AccessDenied
 //! otherwise). Errors come back as S3 error XML with the usual codes; user errors are
@@ -43,8 +44,8 @@ use s3s::route::S3Route;
 use s3s::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use crate::admin_api::{
-    AddUserRequest, BucketSettings, CreateBucketRequest, GrantRequest, PREFIX, QuotaRequest,
-    VerifyOutcome,
+    AddUserRequest, BucketSettings, BucketTierRequest, BucketTiers, CreateBucketRequest,
+    GrantRequest, PREFIX, QuotaRequest, VerifyOutcome,
 };
 use crate::cleaner::{Cleaner, GcOptions};
 use crate::config::{ChunkingConfig, Config};
@@ -346,6 +347,23 @@ impl AdminApi {
         self.quotas().await
     }
 
+    async fn set_bucket_tier(&self, name: &str, body: Body) -> S3Result<S3Response<Body>> {
+        let req: BucketTierRequest = json_body_required(body).await?;
+        if self.cfg.tier.is_none() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "This store has no cloud tier: add a [tier] section to the config."
+            ));
+        }
+        self.meta
+            .set_bucket_tier(name.to_owned(), req.after_secs)
+            .await
+            .map_err(meta_error)?;
+        tracing::info!(bucket = name, after_secs = ?req.after_secs, "bucket tier policy set through the admin API");
+        let buckets = self.meta.bucket_tiers().await.map_err(meta_error)?;
+        json(StatusCode::OK, &BucketTiers { buckets })
+    }
+
     async fn quotas(&self) -> S3Result<S3Response<Body>> {
         json(
             StatusCode::OK,
@@ -475,6 +493,9 @@ impl S3Route for AdminApi {
             (m, ["replication", rest @ ..]) => self.replication(m, rest, req.input).await,
             (m, ["replication-targets", rest @ ..]) => self.targets(m, rest, req.input).await,
             (&Method::POST, ["buckets", name, "promote"]) => self.promote(name).await,
+            (&Method::PUT, ["buckets", name, "tier"]) => {
+                self.set_bucket_tier(name, req.input).await
+            }
             (&Method::POST, ["seed", verb @ ("export" | "import")]) => {
                 self.seed(verb, req.input).await
             }

@@ -28,6 +28,20 @@ pub struct QuotaRequest {
     pub bytes: Option<u64>,
 }
 
+/// Body of a bucket's tier policy (`PUT /hoard-admin/v1/buckets/NAME/tier`):
+/// seconds after which the segments its writes stored move to the cloud tier, or
+/// `null` to follow the store's `[tier] after` again. Answers every bucket's policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketTierRequest {
+    pub after_secs: Option<u64>,
+}
+
+/// Each bucket's tier policy, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketTiers {
+    pub buckets: Vec<(String, u64)>,
+}
+
 /// Body of a user creation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AddUserRequest {

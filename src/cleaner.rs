@@ -27,6 +27,15 @@
 //!
 //! | release a replication hold untouched for `HOLD_TTL_SECS` (start of each pass) | as a release | as a release | as a release: the chunks' grace period starts now | - |
 //!
+//! The tier mover (`tier`, mode "tiered") against the cleaner's steps: it changes no
+//! chunk row, so it meets them only at segment files.
+//!
+//! | cleaner step | vs the mover copying a segment | vs the mover removing a local file after its mark |
+//! |---|---|---|
+//! | remove dead segment, delete a queued file | the mark finds no row, so the mover deletes the copy it made; a copy finished after the cleaner's delete is an orphan object the next pass removes | `delete` removes the local file and the tier object alike; the mover's removal of an absent file succeeds |
+//! | compaction: read kept chunks | reads the local file | a read that finds the local file gone reads the tier copy, which exists since the mark |
+//! | remove an orphan file | a copy in flight has a row, so it is never an orphan | - |
+//!
 //! A repair holds the cleaner off (`hold_off`), so no pass runs during one. Verify
 //! only reads. Replication receive takes and releases references through the same
 //! operations (its chunks arrive held, `meta::replicated`), so the same rows apply.

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::admin_api::{
-    AddUserRequest, BucketSettings, CreateBucketRequest, GrantRequest, PREFIX, QuotaRequest,
-    VerifyOutcome,
+    AddUserRequest, BucketSettings, BucketTierRequest, BucketTiers, CreateBucketRequest,
+    GrantRequest, PREFIX, QuotaRequest, VerifyOutcome,
 };
 use crate::auth::Credentials;
 use crate::meta::Permission;
@@ -106,6 +106,21 @@ impl AdminClient {
     /// returns the quotas now in force.
     pub async fn set_quota(&self, req: &QuotaRequest) -> Result<crate::meta::Quotas, ClientError> {
         self.call(http::Method::PUT, "quotas", encode(req)?).await
+    }
+
+    /// Sets (or with `None` removes) a bucket's tier policy; returns every bucket's.
+    pub async fn set_bucket_tier(
+        &self,
+        name: &str,
+        after_secs: Option<u64>,
+    ) -> Result<BucketTiers, ClientError> {
+        let req = BucketTierRequest { after_secs };
+        self.call(
+            http::Method::PUT,
+            &format!("buckets/{name}/tier"),
+            encode(&req)?,
+        )
+        .await
     }
 
     pub async fn quotas(&self) -> Result<crate::meta::Quotas, ClientError> {

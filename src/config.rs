@@ -666,6 +666,30 @@ mod tests {
     }
 
     #[test]
+    fn a_tier_needs_local_segments_and_a_valid_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoard.toml");
+        let tier = "[tier]\nafter = \"7d\"\nmin_free_percent = 15\n[tier.s3]\nbucket = \"cold\"\n";
+        std::fs::write(&path, tier).unwrap();
+        let c = Config::from_file(&path).unwrap();
+        c.validate().unwrap();
+        let t = c.tier.as_ref().unwrap();
+        assert_eq!(t.after_secs().unwrap(), Some(7 * 86_400));
+        assert_eq!((t.interval_secs, t.min_free_percent), (60, Some(15)));
+        assert!(c.seals_by_default());
+        assert!(!Config::default().seals_by_default());
+        for bad in [
+            tier.replace("7d", "a week"),
+            tier.replace("15", "100"),
+            format!("[segments]\nbackend = \"s3\"\n[segments.s3]\nbucket = \"x\"\n{tier}"),
+        ] {
+            std::fs::write(&path, &bad).unwrap();
+            let c = Config::from_file(&path).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn unknown_settings_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hoard.toml");

@@ -22,6 +22,16 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Move the segments this bucket's writes store to the cloud tier once they are
+    /// older than AFTER ("0s": at the mover's next pass; "30d"), whatever the store's
+    /// `[tier] after`; `--after none` follows the store's setting again.
+    Tier {
+        name: String,
+        #[arg(long, value_parser = parse_after)]
+        after: After,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Make a replica bucket writable, when its source is lost. Replication into it
     /// is refused from then on.
     Promote {
@@ -56,6 +66,29 @@ pub async fn run(cmd: Command) -> Result<(), String> {
                 s.name, s.chunk_min, s.chunk_avg, s.chunk_max, s.compression_level
             );
         }
+        Command::Tier {
+            name,
+            after,
+            target,
+        } => {
+            let tiers = client(target)?
+                .set_bucket_tier(&name, after.0)
+                .await
+                .map_err(|e| e.to_string())?;
+            match after.0 {
+                Some(s) => println!(
+                    "bucket {name}: segments move to the cloud tier after {}",
+                    humantime::format_duration(std::time::Duration::from_secs(s))
+                ),
+                None => println!("bucket {name}: segments follow the store's [tier] after"),
+            }
+            for (b, s) in tiers.buckets.iter().filter(|(b, _)| *b != name) {
+                println!(
+                    "  {b}: after {}",
+                    humantime::format_duration(std::time::Duration::from_secs(*s))
+                );
+            }
+        }
         Command::Promote { name, target } => {
             client(target)?
                 .promote(&name)
@@ -65,4 +98,17 @@ pub async fn run(cmd: Command) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A tier age argument: a duration, or `none`.
+#[derive(Clone, Copy)]
+pub struct After(Option<u64>);
+
+fn parse_after(s: &str) -> Result<After, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(After(None));
+    }
+    humantime::parse_duration(s)
+        .map(|d| After(Some(d.as_secs())))
+        .map_err(|e| format!("{s:?}: {e} (say 0s, 12h, 7d or none)"))
 }

@@ -73,6 +73,15 @@ pub fn render_stats(report: &StatsReport, only_bucket: bool) -> String {
         rows,
     );
     if !only_bucket {
+        if let Some(t) = &report.tiers {
+            out.push_str(&format!(
+                "tiers: local {} in {} segments, cloud {} in {} segments\n",
+                human(t.local_bytes),
+                t.local_segments,
+                human(t.cloud_bytes),
+                t.cloud_segments
+            ));
+        }
         if let Some(d) = &report.disk {
             out.push_str(&format!(
                 "disk: {} used, {} free of {}\n",

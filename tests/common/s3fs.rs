@@ -67,17 +67,35 @@ impl S3Fs {
         self.root.path().join(bucket)
     }
 
+    /// The settings of `bucket` under `prefix` on this server, as `[segments.s3]`
+    /// and `[tier.s3]` take them.
+    fn s3_settings(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "endpoint = \"{}\"\nbucket = \"{bucket}\"\nprefix = \"{prefix}\"\nregion = \"us-east-1\"\naccess_key = \"{S3FS_ACCESS_KEY}\"\nsecret_key = \"{S3FS_SECRET_KEY}\"\ntimeout_secs = 10\nretries = 2\n",
+            self.endpoint()
+        )
+    }
+
     /// A hoard config file that keeps segments in `bucket` under `prefix`.
     pub fn hoard_config(&self, dir: &Path, bucket: &str, prefix: &str) -> PathBuf {
         let path = dir.join("cloud.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[segments]\nbackend = \"s3\"\n[segments.s3]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nprefix = \"{prefix}\"\nregion = \"us-east-1\"\naccess_key = \"{S3FS_ACCESS_KEY}\"\nsecret_key = \"{S3FS_SECRET_KEY}\"\ntimeout_secs = 10\nretries = 2\n",
-                self.endpoint()
-            ),
-        )
-        .unwrap();
+        let text = format!(
+            "[segments]\nbackend = \"s3\"\n[segments.s3]\n{}",
+            self.s3_settings(bucket, prefix)
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A hoard config file for mode "tiered": local segments, and a cloud tier in
+    /// `bucket` under `prefix`, with `tier` the other keys of `[tier]`.
+    pub fn tiered_config(&self, dir: &Path, bucket: &str, prefix: &str, tier: &str) -> PathBuf {
+        let path = dir.join("tiered.toml");
+        let text = format!(
+            "[tier]\n{tier}\n[tier.s3]\n{}",
+            self.s3_settings(bucket, prefix)
+        );
+        std::fs::write(&path, text).unwrap();
         path
     }
 
