@@ -198,6 +198,8 @@ pub struct SegmentsConfig {
     /// the secrets key. Chosen when a store is created (default: on for an object
     /// store, off for local files) and fixed from then on.
     pub encrypt: Option<bool>,
+    /// The restore cache in front of an object store (modes "cloud", "tiered").
+    pub cache: crate::segments::CacheSettings,
 }
 
 /// `[tier]`: a cloud tier behind local segments (mode "tiered"). Segments are

@@ -82,6 +82,10 @@ pub struct Metrics {
     pub tier_moved_bytes: Counter,
     pub tier_move_errors: Counter,
     pub tier_queue: Gauge,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_refetched: Counter,
+    cache_fetched_bytes: Counter,
     tier_segments: Family<TierLabels, Gauge>,
     tier_bytes: Family<TierLabels, Gauge>,
     bucket_objects: Family<BucketLabels, Gauge>,
@@ -141,6 +145,10 @@ impl Metrics {
             tier_moved_bytes: Counter::default(),
             tier_move_errors: Counter::default(),
             tier_queue: Gauge::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_refetched: Counter::default(),
+            cache_fetched_bytes: Counter::default(),
             tier_segments: Family::default(),
             tier_bytes: Family::default(),
             bucket_objects: Family::default(),
@@ -278,6 +286,26 @@ impl Metrics {
             m.tier_queue.clone(),
         );
         r.register(
+            "hoard_cache_hits",
+            "Segment reads the restore cache answered",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "hoard_cache_misses",
+            "Segment reads the restore cache sent to the object store",
+            m.cache_misses.clone(),
+        );
+        r.register(
+            "hoard_cache_refetched",
+            "Cache entries that failed their check and were fetched again",
+            m.cache_refetched.clone(),
+        );
+        r.register(
+            "hoard_cache_fetched_bytes",
+            "Bytes fetched from the object store into the restore cache",
+            m.cache_fetched_bytes.clone(),
+        );
+        r.register(
             "hoard_tier_segments",
             "Segments per tier (local, cloud) in a tiered store",
             m.tier_segments.clone(),
@@ -387,6 +415,18 @@ impl Metrics {
     }
 
     /// The text exposition, with storage gauges taken from `stats`.
+    /// Brings the cache counters up to what the segment store counted.
+    pub fn record_cache(&self, c: crate::segments::CacheCounters) {
+        for (counter, value) in [
+            (&self.cache_hits, c.hits),
+            (&self.cache_misses, c.misses),
+            (&self.cache_refetched, c.refetched),
+            (&self.cache_fetched_bytes, c.fetched_bytes),
+        ] {
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
+    }
+
     pub fn render(&self, stats: &StatsReport) -> String {
         self.bucket_objects.clear();
         self.bucket_logical.clear();

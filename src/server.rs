@@ -136,6 +136,8 @@ impl Node {
                 cfg.segments.encrypt,
                 cfg.seals_by_default(),
             )
+            .await?
+            .with_cache(&cfg.data_dir.join("cache"), &cfg.segments.cache)
             .await?;
         let index = Arc::new(ChunkIndex::load(
             meta.clone(),
@@ -264,6 +266,9 @@ impl Node {
     }
 
     async fn metrics_response(&self) -> Response<Body> {
+        if let Some(c) = self.segments.cache_counters() {
+            self.metrics.record_cache(c);
+        }
         let text = match stats::collect(&self.meta, self.segments.is_tiered()).await {
             Ok(report) => self.metrics.render(&report),
             Err(e) => {

@@ -121,18 +121,25 @@ async fn gc_orphans_and_corruption_are_handled_in_the_bucket() {
     assert_eq!(r.orphans_removed, 1, "{r:?}");
     assert!(!gone_id.exists());
 
-    // Flipped bytes in a segment object: detected by verify, never served.
-    let victim = segment_objects(&store)[0].clone();
-    flip_byte(&victim, 200);
+    // Flipped bytes in a segment object of an object never read (so the restore
+    // cache holds none of it): detected by verify, never served.
     let c = s.client();
-    let got = try_get_bytes(&c, "data", "kept").await;
+    let held = segment_objects(&store);
+    put_bytes(&c, "data", "victim", random_bytes(12, 6 << 20)).await;
+    let victim = segment_objects(&store)
+        .into_iter()
+        .find(|p| !held.contains(p))
+        .expect("the victim's segment");
+    flip_byte(&victim, 200);
+    let got = try_get_bytes(&c, "data", "victim").await;
     assert!(got.is_err(), "a corrupted chunk was served");
     let report = admin(&s).verify(None, false).await.unwrap();
     assert!(!report.corrupt_chunks.is_empty(), "{report:?}");
     assert!(
-        report.damaged_objects.iter().any(|d| d.key == "kept"),
+        report.damaged_objects.iter().any(|d| d.key == "victim"),
         "{report:?}"
     );
+    assert!(get_bytes(&c, "data", "kept").await == kept);
     assert_no_panic(&s);
 }
 
@@ -381,4 +388,48 @@ async fn a_sealed_cloud_store_replicates_to_a_local_replica_and_compacts() {
     let report = admin(&source).verify(None, false).await.unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_no_panic(&source);
+}
+
+#[tokio::test]
+async fn the_restore_cache_answers_repeated_reads_and_refetches_a_damaged_entry() {
+    let store = S3Fs::start("segs");
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = cloud_hoard(&store, &dir);
+    let c = s.client();
+    c.create_bucket().bucket("data").send().await.unwrap();
+    let data = random_bytes(95, 12 << 20);
+    put_bytes(&c, "data", "restore", data.clone()).await;
+    let counter =
+        |m: &str, name: &str| metric(m, &format!("hoard_cache_{name}_total ")).unwrap_or(0.0);
+    assert!(get_bytes(&c, "data", "restore").await == data);
+    let m = metrics_text(&s).await;
+    let fetched = counter(&m, "fetched_bytes");
+    assert!(fetched >= data.len() as f64, "{m}");
+    // Again: every segment from the cache, nothing from the bucket.
+    assert!(get_bytes(&c, "data", "restore").await == data);
+    let m = metrics_text(&s).await;
+    assert_eq!(counter(&m, "fetched_bytes"), fetched, "{m}");
+    assert!(counter(&m, "hits") >= 3.0, "{m}");
+
+    // Damaged cache files: after a restart the entries fail their checks (or do not
+    // load) and the segments come from the bucket again; the bytes are right.
+    s.kill9();
+    let cache_files = files_below(&s.data_dir().join("cache"));
+    assert!(!cache_files.is_empty(), "the cache wrote no files");
+    for f in &cache_files {
+        let mut bytes = std::fs::read(f).unwrap();
+        for b in bytes.iter_mut().step_by(97) {
+            *b ^= 0x5a;
+        }
+        std::fs::write(f, bytes).unwrap();
+    }
+    s.restart();
+    let c = s.client();
+    assert!(
+        get_bytes(&c, "data", "restore").await == data,
+        "damaged cache bytes were served"
+    );
+    let m = metrics_text(&s).await;
+    assert!(counter(&m, "fetched_bytes") >= data.len() as f64, "{m}");
+    assert_no_panic(&s);
 }

@@ -1,7 +1,8 @@
 //! `segments` owns the segment store: the key layout, durable writes, ranged reads
 //! and listing, on local files or through OpenDAL on an object store, and whether
-//! the store seals what it writes. The bytes of one segment are `format`'s; sealing
-//! (AES-256-GCM) is `seal`'s.
+//! the store seals what it writes; a cloud tier behind local files (mode "tiered").
+//! The bytes of one segment are `format`'s; sealing (AES-256-GCM) is `seal`'s; the
+//! restore cache in front of an object store is `cache`'s.
 //!
 //! Invariants:
 //! - `write` returns only once the segment is durable: on the local backend it writes
@@ -38,9 +39,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::ChunkId;
 
+mod cache;
 mod format;
 mod seal;
 
+pub use cache::{CacheCounters, CacheSettings};
 pub use format::{SegmentBuilder, TrailerEntry};
 pub use seal::SegmentKey;
 
@@ -147,6 +150,8 @@ pub struct SegmentStore {
     key: Option<SegmentKey>,
     /// The cloud tier behind a local store (mode "tiered").
     tier: Option<Operator>,
+    /// The restore cache in front of the object store, when there is one.
+    cache: Option<std::sync::Arc<cache::SegmentCache>>,
 }
 
 impl SegmentStore {
@@ -180,6 +185,7 @@ impl SegmentStore {
             local_root: Some(root),
             key: None,
             tier: None,
+            cache: None,
         })
     }
 
@@ -190,6 +196,7 @@ impl SegmentStore {
             local_root: None,
             key: None,
             tier: None,
+            cache: None,
         })
     }
 
@@ -199,6 +206,26 @@ impl SegmentStore {
     pub fn with_tier(mut self, s: &S3Settings) -> Result<SegmentStore, SegmentError> {
         self.tier = Some(s3_operator(s)?);
         Ok(self)
+    }
+
+    /// Puts a restore cache (files under `dir`) in front of the object store; a
+    /// store of local files alone needs none and is left as it is.
+    pub async fn with_cache(
+        mut self,
+        dir: &Path,
+        s: &CacheSettings,
+    ) -> Result<SegmentStore, SegmentError> {
+        if self.remote().is_some() {
+            self.cache = Some(std::sync::Arc::new(
+                cache::SegmentCache::open(dir, s).await?,
+            ));
+        }
+        Ok(self)
+    }
+
+    /// What the restore cache did since start (none without one).
+    pub fn cache_counters(&self) -> Option<CacheCounters> {
+        self.cache.as_ref().map(|c| c.counters())
     }
 
     /// Whether the store has a cloud tier.
@@ -347,12 +374,12 @@ impl SegmentStore {
                 let r = range.clone();
                 match blocking(move || read_at(&path, r)).await {
                     Err(e) if e.is_not_found() && self.tier.is_some() => {
-                        self.read_remote(id, Some(range)).await?
+                        self.read_remote(id, Some(range), true).await?
                     }
                     r => r?,
                 }
             }
-            None => self.read_remote(id, Some(range)).await?,
+            None => self.read_remote(id, Some(range), true).await?,
         };
         if bytes.len() as u64 != want {
             return Err(SegmentError::Corrupt {
@@ -363,16 +390,18 @@ impl SegmentStore {
         Ok(bytes)
     }
 
-    /// Reads a whole segment (from the tier when its local file is gone).
+    /// Reads a whole segment from the store itself, never from the restore cache:
+    /// verify, scrub and repair check what the store holds (from the tier when the
+    /// local file is gone).
     pub async fn read_all(&self, id: u64) -> Result<Bytes, SegmentError> {
         match self.local_path(id) {
             Some(path) => match tokio::fs::read(path).await {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.tier.is_some() => {
-                    self.read_remote(id, None).await
+                    self.read_remote(id, None, false).await
                 }
                 r => Ok(Bytes::from(r?)),
             },
-            None => self.read_remote(id, None).await,
+            None => self.read_remote(id, None, false).await,
         }
     }
 
@@ -385,11 +414,29 @@ impl SegmentStore {
         }
     }
 
-    async fn read_remote(&self, id: u64, range: Option<Range<u64>>) -> Result<Bytes, SegmentError> {
+    async fn read_remote(
+        &self,
+        id: u64,
+        range: Option<Range<u64>>,
+        cached: bool,
+    ) -> Result<Bytes, SegmentError> {
         let Some(op) = self.remote() else {
             return Err(std::io::Error::from(std::io::ErrorKind::NotFound).into());
         };
         let key = Self::key(id);
+        if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
+            // Whole segments are cached: a restore reads every one of them anyway.
+            let whole = cache
+                .get(id, async { Ok(op.read(&key).await?.to_bytes()) })
+                .await?;
+            return Ok(match range {
+                Some(r) => {
+                    let end = (r.end as usize).min(whole.len());
+                    whole.slice((r.start as usize).min(end)..end)
+                }
+                None => whole,
+            });
+        }
         let read = op.read_with(&key);
         let read = match range {
             Some(r) => read.range(r),
@@ -410,6 +457,9 @@ impl SegmentStore {
         if let Some(op) = self.remote() {
             op.delete(&Self::key(id)).await?;
         }
+        if let Some(c) = &self.cache {
+            c.forget(id);
+        }
         Ok(())
     }
 
@@ -417,6 +467,9 @@ impl SegmentStore {
     /// dir for a local file, under the prefix for an object), where an operator can
     /// inspect it; nothing reads it there. Moving one that is already gone succeeds.
     pub async fn quarantine(&self, id: u64) -> Result<(), SegmentError> {
+        if let Some(c) = &self.cache {
+            c.forget(id);
+        }
         if let (Some(path), Some(root)) = (self.local_path(id), &self.local_root) {
             let dir = root.with_file_name("quarantine");
             let to = dir.join(format!("{id:016x}"));
