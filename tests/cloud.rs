@@ -55,19 +55,7 @@ async fn objects_live_in_the_bucket_and_survive_a_restart() {
             "{key} after restart"
         );
     }
-    let ranged = c
-        .get_object()
-        .bucket("data")
-        .key("big")
-        .range("bytes=9000000-9000999")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let ranged = get_range(&c, "data", "big", "bytes=9000000-9000999").await;
     assert_eq!(&ranged[..], &big[9_000_000..9_001_000]);
     let report = admin(&s).verify(None, false).await.unwrap();
     assert!(report.is_clean(), "{report:?}");

@@ -73,19 +73,7 @@ async fn segments_move_to_the_tier_and_read_back_from_it_alone_after_a_restart()
     let whole_parts = parts.concat();
     assert!(get_bytes(&c, "data", "big").await == big);
     assert!(get_bytes(&c, "data", "parts").await == whole_parts);
-    let ranged = c
-        .get_object()
-        .bucket("data")
-        .key("big")
-        .range("bytes=12345678-12399999")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let ranged = get_range(&c, "data", "big", "bytes=12345678-12399999").await;
     assert_eq!(&ranged[..], &big[12_345_678..12_400_000]);
     let report = admin(&s).verify(None, false).await.unwrap();
     assert!(report.is_clean(), "{report:?}");

@@ -324,6 +324,23 @@ pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u
     try_get_bytes(c, bucket, key).await.expect("get_object")
 }
 
+/// The bytes of `range` ("bytes=A-B") of an object.
+pub async fn get_range(c: &aws_sdk_s3::Client, bucket: &str, key: &str, range: &str) -> Vec<u8> {
+    c.get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(range)
+        .send()
+        .await
+        .expect("ranged get_object")
+        .body
+        .collect()
+        .await
+        .expect("ranged body")
+        .into_bytes()
+        .to_vec()
+}
+
 /// An object's bytes, or what failed: the request, or its body midway.
 pub async fn try_get_bytes(
     c: &aws_sdk_s3::Client,

@@ -16,23 +16,25 @@ s3s-fs --host 127.0.0.1 --port "$PORT" --access-key e2etieraccess --secret-key e
   "$ROOT/store" >"$ROOT/s3s-fs.log" 2>&1 &
 S3FS_PID=$!
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-cat >"$ROOT/cloud.toml" <<TOML
+failed=0
+for client in rclone restic; do
+  # Each client's hoard is a store of its own (own metadata, own secrets key), so
+  # it gets a prefix of its own: two stores never share one.
+  cat >"$ROOT/$client.toml" <<TOML
 [segments]
 backend = "s3"
 [segments.s3]
 endpoint = "http://127.0.0.1:$PORT"
 bucket = "segs"
-prefix = "e2e"
+prefix = "e2e-$client"
 region = "us-east-1"
 access_key = "e2etieraccess"
 secret_key = "e2etiersecret0123456789"
 TOML
-failed=0
-for client in rclone restic; do
   echo "== cloud mode: $client =="
-  HOARD_CONFIG=$ROOT/cloud.toml bash "$HERE/$client.sh" "$HOARD" || failed=1
+  HOARD_CONFIG=$ROOT/$client.toml bash "$HERE/$client.sh" "$HOARD" || failed=1
 done
-segments=$(find "$ROOT/store/segs/e2e/segments" -type f 2>/dev/null | wc -l)
+segments=$(find "$ROOT"/store/segs/e2e-*/segments -type f 2>/dev/null | wc -l)
 if [ "$segments" -gt 0 ]; then
   echo "PASS segments are objects in the bucket ($segments)"
 else
