@@ -345,10 +345,7 @@ async fn a_sealed_cloud_store_replicates_to_a_local_replica_and_compacts() {
     let (ok, text) = add_rule_for(&source, "data", &replica, &key, &["--target-ca", &ca]);
     assert!(ok, "{text}");
     let dst = replica.client();
-    eventually(60, "the replica equals the source", || async {
-        contents(&dst, "mirror").await == contents(&src, "data").await
-    })
-    .await;
+    mirrored(&src, &dst, 60, "the replica equals the source").await;
     // The replica seals under its own key, or not at all: its segments are plain.
     let probe = &kept[7_000_000..7_000_064];
     assert!(

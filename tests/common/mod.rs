@@ -801,3 +801,12 @@ pub async fn contents(c: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<
     }
     out
 }
+
+/// Waits up to `secs` until the replica's bucket `mirror` holds exactly what the
+/// source's bucket `data` holds.
+pub async fn mirrored(src: &aws_sdk_s3::Client, dst: &aws_sdk_s3::Client, secs: u64, what: &str) {
+    eventually(secs, what, || async {
+        contents(dst, "mirror").await == contents(src, "data").await
+    })
+    .await;
+}

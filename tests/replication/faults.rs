@@ -152,10 +152,7 @@ async fn kill_9_of_either_side_mid_transfer_loses_nothing() {
     source.restart();
     let src = source.client();
     let dst = replica.client();
-    eventually(120, "the replica equals the source", || async {
-        contents(&dst, "mirror").await == contents(&src, "data").await
-    })
-    .await;
+    mirrored(&src, &dst, 120, "the replica equals the source").await;
     assert_eq!(contents(&dst, "mirror").await.len(), 24);
     // The replica's store is consistent: every chunk verifies, counts match. A
     // segment file written when the kill came, before its rows, is an orphan the
@@ -244,10 +241,11 @@ async fn a_flaky_wan_link_loses_nothing() {
         .chaos
         .store(false, std::sync::atomic::Ordering::Relaxed);
     let dst = replica.client();
-    eventually(
+    mirrored(
+        &src,
+        &dst,
         180,
         "the replica equals the source after the link heals",
-        || async { contents(&dst, "mirror").await == contents(&src, "data").await },
     )
     .await;
     assert_eq!(contents(&dst, "mirror").await.len(), 500 - 6);

@@ -34,10 +34,7 @@ async fn writes_overwrites_and_deletes_replicate_sending_only_missing_chunks() {
         .await
         .unwrap();
 
-    eventually(60, "the replica equals the source", || async {
-        contents(&dst, "mirror").await == contents(&src, "data").await
-    })
-    .await;
+    mirrored(&src, &dst, 60, "the replica equals the source").await;
     let head = dst
         .head_object()
         .bucket("mirror")
@@ -96,10 +93,7 @@ async fn writes_overwrites_and_deletes_replicate_sending_only_missing_chunks() {
     .await;
     replica.restart();
     let dst = replica.client();
-    eventually(90, "the replica catches up after it comes back", || async {
-        contents(&dst, "mirror").await == contents(&src, "data").await
-    })
-    .await;
+    mirrored(&src, &dst, 90, "the replica catches up after it comes back").await;
     assert_no_panic(&replica);
     assert_no_panic(&source);
 }
@@ -393,10 +387,7 @@ async fn existing_objects_resync_and_windows_decide_when_changes_move() {
     // A manual run sends the existing objects and the waiting change.
     let (ok, text) = cli(&source, &["replication", "run", "data"]);
     assert!(ok, "{text}");
-    eventually(120, "the manual run copies everything", || async {
-        contents(&dst, "mirror").await == contents(&src, "data").await
-    })
-    .await;
+    mirrored(&src, &dst, 120, "the manual run copies everything").await;
     eventually(30, "the manual run ends", || async {
         !status(&source).contains("manual run in progress")
     })
@@ -429,9 +420,6 @@ async fn existing_objects_resync_and_windows_decide_when_changes_move() {
         &["--target-ca", &ca, "--schedule", &open],
     );
     assert!(ok, "{text}");
-    eventually(30, "the change moves inside the window", || async {
-        contents(&dst, "mirror").await == contents(&src, "data").await
-    })
-    .await;
+    mirrored(&src, &dst, 30, "the change moves inside the window").await;
     assert!(status(&source).contains("resync of existing objects: done"));
 }
