@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Mode "cloud" side by side with its baselines, one run, release build, one client
 # (aws-cli) for all: SIZE_MIB of random data PUT and GET straight to s3s-fs, through
-# hoard with its segments in that s3s-fs (sealed), and through hoard on local files.
+# hoard with its segments in that s3s-fs (sealed), and through hoard on local files,
+# plain and sealed (the local tier of mode "tiered" is sealed by default).
 # The GETs through the cloud store are cold (the cache is empty after a PUT) then
 # warm. Prints MB/s, hoard's CPU seconds per GiB (/proc/PID/stat), the ratios the
 # issue names, and the object-store requests per GiB written and restored.
-# usage: bench/cloud.sh [SIZE_MIB=1024]
+# usage: bench/cloud.sh [SIZE_MIB=1024] [TREE_MIB=128] [GENERATIONS=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-1024}
@@ -80,10 +81,53 @@ objects=$(find "$WORK/s3/segs/segments" -type f | wc -l)
 misses=$(metric hoard_cache_misses_total)
 kill -9 "$HPID"
 hoard_run local
+kill -9 "$HPID"
+# The local tier of mode "tiered" seals its segments by default: the same store sealed.
+printf '[segments]\nencrypt = true\n' >"$WORK/sealed.toml"
+hoard_run sealed "$WORK/sealed.toml"
 
 rate() { awk -v n="$1" -v p="$2" '$1 == n && $2 == p { print $3 }' "$WORK/rates"; }
 echo "ratios: cloud put / direct put $(echo "$(rate cloud put) / $(rate direct put)" | bc -l | cut -c1-5)," \
   "cold get / direct get $(echo "$(rate cloud get-1) / $(rate direct get)" | bc -l | cut -c1-5)," \
-  "warm get / local get $(echo "$(rate cloud get-2) / $(rate local get-2)" | bc -l | cut -c1-5)"
+  "warm get / local get $(echo "$(rate cloud get-2) / $(rate local get-2)" | bc -l | cut -c1-5)," \
+  "warm get / sealed local get $(echo "$(rate cloud get-2) / $(rate sealed get-2)" | bc -l | cut -c1-5)"
 echo "object-store requests: $(per_gib "$objects" | cut -c1-6) PUTs per GiB written," \
   "$(per_gib "${misses:-0}" | cut -c1-6) GETs per GiB restored (cold)"
+
+# The generational workload (bench/generations.py) in each mode: what hoard counts as
+# stored, and what the store holds in files or objects (the difference is the seal:
+# a header per segment and 28 bytes per chunk).
+TREE=${2:-128} GENS=${3:-5}
+echo "== generational workload: $GENS daily tars of a $TREE MiB tree =="
+python3 bench/generations.py "$WORK/tars" "$TREE" "$GENS" >/dev/null
+kill -9 "$HPID"
+bytes_in() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+gen_run() { # gen_run NAME SEGMENT_DIR [CONFIG]
+  start_hoard "$1" "${3:-}"
+  local ep=http://127.0.0.1:$HPORT
+  aws --endpoint-url "$ep" s3 mb s3://gens >/dev/null
+  for t in "$WORK"/tars/*.tar; do
+    curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "$AK:$SK" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+      -T "$t" "$ep/gens/$(basename "$t")" >/dev/null
+  done
+  HOARD_ROOT_ACCESS_KEY=$AK HOARD_ROOT_SECRET_KEY=$SK "$HOARD" stats --json --endpoint "$ep" >"$WORK/$1-gen.json"
+  echo "$1 $(bytes_in "$2")" >>"$WORK/held"
+  kill -9 "$HPID"
+}
+mkdir -p "$WORK/s3/gens"
+sed 's/bucket = "segs"/bucket = "gens"/' "$WORK/cloud.toml" >"$WORK/gens.toml"
+gen_run gen-local "$WORK/gen-local-data/segments"
+gen_run gen-sealed "$WORK/gen-sealed-data/segments" "$WORK/sealed.toml"
+gen_run gen-cloud "$WORK/s3/gens/segments" "$WORK/gens.toml"
+python3 - "$WORK" <<'PY'
+import json, sys
+w = sys.argv[1]
+held = dict(l.split() for l in open(f"{w}/held"))
+print(f"| {'mode':<18} | {'logical':>14} | {'stored (stats)':>14} | {'held by the store':>17} |")
+print(f"|{'-'*20}|{'-'*16}|{'-'*16}|{'-'*19}|")
+for name, label in [("gen-local", "fs"), ("gen-sealed", "fs, sealed"), ("gen-cloud", "cloud (sealed)")]:
+    t = json.load(open(f"{w}/{name}-gen.json"))["total"]
+    print(f"| {label:<18} | {t['logical_bytes']:>14,} | {t['stored_bytes']:>14,} | {int(held[name]):>17,} |")
+base = int(held["gen-local"])
+print(f"held: cloud / fs {int(held['gen-cloud']) / base:.4f}, sealed fs / fs {int(held['gen-sealed']) / base:.4f}")
+PY

@@ -84,6 +84,7 @@ pub struct Metrics {
     pub tier_queue: Gauge,
     cache_hits: Counter,
     cache_misses: Counter,
+    cache_evicted: Counter,
     cache_refetched: Counter,
     cache_fetched_bytes: Counter,
     tier_segments: Family<TierLabels, Gauge>,
@@ -147,6 +148,7 @@ impl Metrics {
             tier_queue: Gauge::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            cache_evicted: Counter::default(),
             cache_refetched: Counter::default(),
             cache_fetched_bytes: Counter::default(),
             tier_segments: Family::default(),
@@ -287,13 +289,18 @@ impl Metrics {
         );
         r.register(
             "hoard_cache_hits",
-            "Segment reads the restore cache answered",
+            "Segment reads the restore cache answered without a fetch of their own",
             m.cache_hits.clone(),
         );
         r.register(
             "hoard_cache_misses",
-            "Segment reads the restore cache sent to the object store",
+            "Segments the restore cache fetched from the object store (concurrent misses of one segment are one fetch)",
             m.cache_misses.clone(),
+        );
+        r.register(
+            "hoard_cache_evicted",
+            "Segments the restore cache evicted from memory to make room (they may stay in its disk files)",
+            m.cache_evicted.clone(),
         );
         r.register(
             "hoard_cache_refetched",
@@ -414,12 +421,12 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with storage gauges taken from `stats`.
     /// Brings the cache counters up to what the segment store counted.
     pub fn record_cache(&self, c: crate::segments::CacheCounters) {
         for (counter, value) in [
             (&self.cache_hits, c.hits),
             (&self.cache_misses, c.misses),
+            (&self.cache_evicted, c.evicted),
             (&self.cache_refetched, c.refetched),
             (&self.cache_fetched_bytes, c.fetched_bytes),
         ] {
@@ -427,6 +434,7 @@ impl Metrics {
         }
     }
 
+    /// The text exposition, with storage gauges taken from `stats`.
     pub fn render(&self, stats: &StatsReport) -> String {
         self.bucket_objects.clear();
         self.bucket_logical.clear();

@@ -9,7 +9,9 @@
 //!   damaged chunk there turns into a 500; a damage found later can only abort the
 //!   body, which the client sees as a truncated transfer, never as wrong bytes.
 //! - Memory per GET is bounded by `get_prefetch` reads of at most `get_read_max`
-//!   bytes, plus one channel slot.
+//!   bytes, plus one channel slot. From an object store, each window of chunk
+//!   lookups also asks the segment store to read its segments ahead into the restore
+//!   cache, whose memory is bounded by its own size.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -265,6 +267,9 @@ impl Retrieve {
                 }),
             }
         }
+        let mut segments: Vec<u64> = plans.iter().map(|p| p.segment).collect();
+        segments.dedup();
+        self.segments.read_ahead(segments);
         Ok(plans)
     }
 

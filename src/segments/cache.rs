@@ -4,20 +4,25 @@
 //! so that it outlives a restart.
 //!
 //! Invariants:
-//! - An entry is `BLAKE3(segment) | segment`. One that comes from the disk files is
-//!   checked against its hash before a byte of it is used; a bad one (or one foyer
-//!   cannot load) is dropped and the segment fetched again from the store. Every
-//!   chunk read from it is checked again by BLAKE3 of its id, like any read.
+//! - Concurrent misses of one segment are one fetch: foyer's `get_or_fetch` lets the
+//!   first reader fetch and the others wait for its bytes (a restore keeps several
+//!   reads of one segment in flight).
+//! - An entry goes to the disk files as `BLAKE3(segment) | segment`, hashed by
+//!   foyer's flusher, off the read path. One loaded from the disk files is checked
+//!   against its hash before a byte of it is used; a bad one (or one foyer cannot
+//!   load) is dropped and the segment fetched again from the store. Every chunk read
+//!   from it is checked again by BLAKE3 of its id, like any read.
 //! - The cache never decides what exists: a miss always goes to the store, and the
 //!   cleaner's deletes drop the segment's entry.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, PsyncIoEngineConfig, RecoverMode, Source,
+    BlockEngineConfig, Code, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
+    HybridCacheBuilder, HybridCachePolicy, PsyncIoEngineConfig, RecoverMode,
 };
 use serde::Deserialize;
 
@@ -35,6 +40,9 @@ pub struct CacheSettings {
     pub memory_mib: usize,
     /// Segments kept in files under `<data-dir>/cache`, MiB (at least 64).
     pub disk_mib: usize,
+    /// Segments a GET fetches ahead of the one it is reading, from the segments its
+    /// next chunks are in (0: none).
+    pub read_ahead: usize,
 }
 
 impl Default for CacheSettings {
@@ -42,6 +50,7 @@ impl Default for CacheSettings {
         CacheSettings {
             memory_mib: 256,
             disk_mib: 4096,
+            read_ahead: 4,
         }
     }
 }
@@ -49,24 +58,79 @@ impl Default for CacheSettings {
 /// What the cache did since start.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheCounters {
+    /// Reads answered without a fetch of their own (from memory, from the disk
+    /// files, or by waiting for another reader's fetch of the same segment).
     pub hits: u64,
+    /// Fetches from the object store.
     pub misses: u64,
+    /// Segments evicted from memory to make room (they may stay in the disk files).
+    pub evicted: u64,
     /// Entries that failed their check and were fetched again.
     pub refetched: u64,
     /// Bytes fetched from the object store into the cache.
     pub fetched_bytes: u64,
 }
 
+/// One cached segment. `damaged` is set when the copy loaded from the disk files
+/// does not match the hash it was written with.
+#[derive(Clone)]
+pub(super) struct CachedSegment {
+    data: Bytes,
+    damaged: bool,
+}
+
+impl Code for CachedSegment {
+    fn encode(&self, w: &mut impl std::io::Write) -> foyer::Result<()> {
+        w.write_all(blake3::hash(&self.data).as_bytes())
+            .map_err(foyer::Error::io_error)?;
+        self.data.encode(w)
+    }
+
+    fn decode(r: &mut impl std::io::Read) -> foyer::Result<Self> {
+        let mut hash = [0u8; HASH_LEN];
+        r.read_exact(&mut hash).map_err(foyer::Error::io_error)?;
+        let data = Bytes::decode(r)?;
+        let damaged = blake3::hash(&data).as_bytes() != &hash;
+        Ok(CachedSegment { data, damaged })
+    }
+
+    fn estimated_size(&self) -> usize {
+        HASH_LEN + self.data.estimated_size()
+    }
+}
+
 pub(super) struct SegmentCache {
-    cache: HybridCache<u64, Bytes>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    cache: HybridCache<u64, CachedSegment>,
+    pub(super) read_ahead: usize,
+    reads: AtomicU64,
     refetched: AtomicU64,
-    fetched_bytes: AtomicU64,
+    fetches: Arc<Fetches>,
+    evicted: Arc<Evictions>,
+}
+
+#[derive(Default)]
+struct Fetches {
+    count: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Counts the segments foyer evicts from memory.
+#[derive(Default)]
+struct Evictions(AtomicU64);
+
+impl EventListener for Evictions {
+    type Key = u64;
+    type Value = CachedSegment;
+
+    fn on_leave(&self, reason: Event, _id: &u64, _v: &CachedSegment) {
+        if reason == Event::Evict {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn cache_error(e: impl std::fmt::Display) -> SegmentError {
-    SegmentError::Settings(format!("segment cache: {e}"))
+    SegmentError::Cache(e.to_string())
 }
 
 impl SegmentCache {
@@ -76,11 +140,13 @@ impl SegmentCache {
             .with_capacity(disk)
             .build()
             .map_err(cache_error)?;
+        let evicted = Arc::new(Evictions::default());
         let cache = HybridCacheBuilder::new()
             .with_name("hoard-segments")
+            .with_event_listener(evicted.clone())
             .with_policy(HybridCachePolicy::WriteOnInsertion)
             .memory(s.memory_mib << 20)
-            .with_weighter(|_id: &u64, v: &Bytes| v.len())
+            .with_weighter(|_id: &u64, v: &CachedSegment| v.data.len())
             .storage()
             .with_io_engine_config(PsyncIoEngineConfig::new())
             .with_engine_config(BlockEngineConfig::new(device).with_block_size(BLOCK))
@@ -90,44 +156,54 @@ impl SegmentCache {
             .map_err(cache_error)?;
         Ok(SegmentCache {
             cache,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            read_ahead: s.read_ahead,
+            reads: AtomicU64::new(0),
             refetched: AtomicU64::new(0),
-            fetched_bytes: AtomicU64::new(0),
+            fetches: Default::default(),
+            evicted,
         })
     }
 
-    /// Segment `id` from the cache, else from `fetch` (then cached).
-    pub(super) async fn get(
-        &self,
-        id: u64,
-        fetch: impl Future<Output = Result<Bytes, SegmentError>>,
-    ) -> Result<Bytes, SegmentError> {
-        match self.cache.get(&id).await {
-            Ok(Some(e)) if e.source() != Source::Disk || intact(e.value()) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(e.value().slice(HASH_LEN..));
-            }
-            Ok(None) => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Some(_)) | Err(_) => {
+    /// Segment `id` from the cache, else from `fetch` (then cached). Readers that
+    /// miss the same segment at once share one fetch.
+    pub(super) async fn get<F>(&self, id: u64, fetch: impl Fn() -> F) -> Result<Bytes, SegmentError>
+    where
+        F: Future<Output = Result<Bytes, opendal::Error>> + Send + 'static,
+    {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..2 {
+            let fetches = self.fetches.clone();
+            let fetch = fetch();
+            let entry = self
+                .cache
+                .get_or_fetch(&id, move || async move {
+                    let data = fetch.await?;
+                    fetches.count.fetch_add(1, Ordering::Relaxed);
+                    fetches
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    Ok::<_, opendal::Error>(CachedSegment {
+                        data,
+                        damaged: false,
+                    })
+                })
+                .await
+                .map_err(fetch_error)?;
+            let v = entry.value();
+            if v.damaged {
                 tracing::warn!(
                     segment = id,
                     "segment cache: an entry failed its check; fetched again"
                 );
                 self.cache.remove(&id);
                 self.refetched.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
+            return Ok(v.data.clone());
         }
-        let data = fetch.await?;
-        self.fetched_bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let mut entry = BytesMut::with_capacity(HASH_LEN + data.len());
-        entry.extend_from_slice(blake3::hash(&data).as_bytes());
-        entry.extend_from_slice(&data);
-        self.cache.insert(id, entry.freeze());
-        Ok(data)
+        Err(SegmentError::Cache(format!(
+            "segment {id:016x}: the cache kept a damaged copy"
+        )))
     }
 
     pub(super) fn forget(&self, id: u64) {
@@ -135,37 +211,89 @@ impl SegmentCache {
     }
 
     pub(super) fn counters(&self) -> CacheCounters {
+        let misses = self.fetches.count.load(Ordering::Relaxed);
         CacheCounters {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self.reads.load(Ordering::Relaxed).saturating_sub(misses),
+            misses,
+            evicted: self.evicted.0.load(Ordering::Relaxed),
             refetched: self.refetched.load(Ordering::Relaxed),
-            fetched_bytes: self.fetched_bytes.load(Ordering::Relaxed),
+            fetched_bytes: self.fetches.bytes.load(Ordering::Relaxed),
         }
     }
 }
 
-fn intact(entry: &Bytes) -> bool {
-    entry.len() >= HASH_LEN && blake3::hash(&entry[HASH_LEN..]).as_bytes() == &entry[..HASH_LEN]
+/// A failed shared fetch comes back wrapped by foyer: the store's own error is
+/// rebuilt from it (kind and message), so that callers can tell "not found" and
+/// "unavailable" as for an uncached read.
+fn fetch_error(e: foyer::Error) -> SegmentError {
+    match e.downcast_ref::<opendal::Error>() {
+        Some(o) => SegmentError::Store(opendal::Error::new(o.kind(), o.to_string())),
+        None => cache_error(e),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn settings() -> CacheSettings {
+        CacheSettings {
+            memory_mib: 1,
+            disk_mib: 64,
+            read_ahead: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_of_one_segment_are_one_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = SegmentCache::open(dir.path(), &settings()).await.unwrap();
+        let calls = Arc::new(AtomicU64::new(0));
+        let segment = Bytes::from(vec![5u8; 1 << 20]);
+        let read = || {
+            let (calls, segment) = (calls.clone(), segment.clone());
+            cache.get(9, move || {
+                let (calls, segment) = (calls.clone(), segment.clone());
+                async move {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    Ok(segment)
+                }
+            })
+        };
+        let got = futures::future::join_all((0..4).map(|_| read())).await;
+        for g in got {
+            assert_eq!(g.unwrap(), segment);
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "each reader fetched");
+        let c = cache.counters();
+        assert_eq!((c.misses, c.hits, c.fetched_bytes), (1, 3, 1 << 20));
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_keeps_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = SegmentCache::open(dir.path(), &settings()).await.unwrap();
+        let err = cache
+            .get(3, || async {
+                Err(opendal::Error::new(opendal::ErrorKind::NotFound, "gone"))
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+    }
+
     #[tokio::test]
     async fn hits_are_served_and_a_damaged_disk_entry_is_fetched_again() {
         let dir = tempfile::tempdir().unwrap();
-        let s = CacheSettings {
-            memory_mib: 1,
-            disk_mib: 64,
-        };
         let good = Bytes::from(vec![7u8; 3 << 20]);
+        let serve = |b: Bytes| move || std::future::ready(Ok(b.clone()));
         {
-            let cache = SegmentCache::open(dir.path(), &s).await.unwrap();
-            let got = cache.get(1, async { Ok(good.clone()) }).await.unwrap();
+            let cache = SegmentCache::open(dir.path(), &settings()).await.unwrap();
+            let got = cache.get(1, serve(good.clone())).await.unwrap();
             assert_eq!(got, good);
             let again = cache
-                .get(1, async { panic!("a hit fetched") })
+                .get(1, serve(Bytes::from_static(b"a hit fetched")))
                 .await
                 .unwrap();
             assert_eq!(again, good);
@@ -184,18 +312,12 @@ mod tests {
             std::fs::write(&p, bytes).unwrap();
         }
         assert!(damaged > 0, "the segment never reached the disk files");
-        let cache = SegmentCache::open(dir.path(), &s).await.unwrap();
-        let fetched = std::sync::atomic::AtomicBool::new(false);
-        let got = cache
-            .get(1, async {
-                fetched.store(true, Ordering::Relaxed);
-                Ok(good.clone())
-            })
-            .await
-            .unwrap();
+        let cache = SegmentCache::open(dir.path(), &settings()).await.unwrap();
+        let got = cache.get(1, serve(good.clone())).await.unwrap();
         assert_eq!(got, good, "damaged bytes were served");
-        assert!(
-            fetched.load(Ordering::Relaxed),
+        assert_eq!(
+            cache.counters().misses,
+            1,
             "the damaged entry was not fetched again"
         );
     }

@@ -33,6 +33,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use opendal::Operator;
 use opendal::layers::{ConcurrentLimitLayer, LoggingLayer, RetryLayer, TimeoutLayer};
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,8 @@ pub enum SegmentError {
     WrongKey { found: String, expected: String },
     #[error("{0}")]
     Settings(String),
+    #[error("segment cache: {0}")]
+    Cache(String),
 }
 
 impl SegmentError {
@@ -390,6 +393,40 @@ impl SegmentStore {
         Ok(bytes)
     }
 
+    /// Starts fetching segments that a reader will want next into the restore cache,
+    /// in the order given and at most `[segments.cache] read_ahead` at a time, so that
+    /// a restore from an object store streams instead of waiting for each segment in
+    /// turn. The reader's own reads join these fetches. Does nothing without a cache;
+    /// skips segments that have a local file.
+    pub fn read_ahead(&self, ids: Vec<u64>) {
+        let Some(cache) = self.cache.clone().filter(|c| c.read_ahead > 0) else {
+            return;
+        };
+        let store = self.clone();
+        tokio::spawn(async move {
+            let store = &store;
+            futures::stream::iter(ids)
+                .for_each_concurrent(cache.read_ahead, |id| {
+                    let cache = cache.clone();
+                    async move {
+                        let local = store.local_path(id);
+                        let Some(op) = store.remote() else { return };
+                        if let Some(path) = local
+                            && tokio::fs::try_exists(path).await.unwrap_or(false)
+                        {
+                            return;
+                        }
+                        let key = Self::key(id);
+                        if let Err(e) = cache.get(id, || fetch_whole(op.clone(), key.clone())).await
+                        {
+                            tracing::debug!(segment = id, error = %e, "read-ahead failed");
+                        }
+                    }
+                })
+                .await;
+        });
+    }
+
     /// Reads a whole segment from the store itself, never from the restore cache:
     /// verify, scrub and repair check what the store holds (from the tier when the
     /// local file is gone).
@@ -427,7 +464,7 @@ impl SegmentStore {
         if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
             // Whole segments are cached: a restore reads every one of them anyway.
             let whole = cache
-                .get(id, async { Ok(op.read(&key).await?.to_bytes()) })
+                .get(id, || fetch_whole(op.clone(), key.clone()))
                 .await?;
             return Ok(match range {
                 Some(r) => {
@@ -601,6 +638,10 @@ fn s3_operator(s: &S3Settings) -> Result<Operator, SegmentError> {
         .layer(RetryLayer::new().with_jitter().with_max_times(s.retries))
         .layer(ConcurrentLimitLayer::new(s.max_requests.max(1)))
         .layer(LoggingLayer::default()))
+}
+
+async fn fetch_whole(op: Operator, key: String) -> Result<Bytes, opendal::Error> {
+    Ok(op.read(&key).await?.to_bytes())
 }
 
 /// Runs blocking file work off the runtime.

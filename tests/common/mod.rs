@@ -29,6 +29,22 @@ pub struct Server {
     tmp: tempfile::TempDir,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// The object store of a server started in mode "cloud" by `HOARD_TEST_CLOUD`.
+    cloud: Option<S3Fs>,
+}
+
+/// `HOARD_TEST_CLOUD=1` (scripts/nightly.sh) starts every server that brings no
+/// config of its own in mode "cloud", its segments in an s3s-fs of its own: the same
+/// tests then run against the `s3` backend.
+fn cloud_store_for(dir: &Path, args: &[String], envs: &[(String, String)]) -> Option<S3Fs> {
+    let own_config =
+        args.iter().any(|a| a == "--config") || envs.iter().any(|(k, _)| k == "HOARD_CONFIG");
+    if own_config || std::env::var_os("HOARD_TEST_CLOUD").is_none() {
+        return None;
+    }
+    let store = S3Fs::start("segments");
+    store.hoard_config(dir, "segments", "hoard");
+    Some(store)
 }
 
 impl Server {
@@ -45,10 +61,15 @@ impl Server {
     pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let envs: Vec<(String, String)> = envs
+        let mut envs: Vec<(String, String)> = envs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let cloud = cloud_store_for(tmp.path(), &args, &envs);
+        if cloud.is_some() {
+            let config = tmp.path().join("cloud.toml");
+            envs.push(("HOARD_CONFIG".into(), config.display().to_string()));
+        }
         let (child, scheme, addr) = spawn(
             &tmp.path().join("data"),
             &tmp.path().join("server.log"),
@@ -63,7 +84,13 @@ impl Server {
             tmp,
             args,
             envs,
+            cloud,
         }
+    }
+
+    /// Whether `HOARD_TEST_CLOUD` put this server's segments in an object store.
+    pub fn is_cloud(&self) -> bool {
+        self.cloud.is_some()
     }
 
     pub fn data_dir(&self) -> PathBuf {
