@@ -418,10 +418,11 @@ async fn abort_replace_and_unused_parts_release_their_references() {
         (5 * MIB as u64..5 * MIB as u64 + 64 * 1024).contains(&live_bytes),
         "live bytes {live_bytes}"
     );
-    // One outbox event: the completion.
+    // No outbox event but the completion's (the sender drops events of buckets
+    // without a rule every half second, so the completion's may be gone too).
     let events = meta.outbox_events(0, 100).await.unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].1.key, "kept");
+    let keys: Vec<&str> = events.iter().map(|(_, e)| e.key.as_str()).collect();
+    assert!(keys.iter().all(|k| *k == "kept"), "outbox events: {keys:?}");
 }
 
 #[tokio::test]

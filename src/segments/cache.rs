@@ -1,7 +1,7 @@
 //! `segments::cache` owns the restore cache in front of an object store (mode
 //! "cloud", and the tier of mode "tiered"): a foyer `HybridCache` of whole segments
-//! as stored, in memory and then in files on the local disk, written on insertion
-//! so that it outlives a restart.
+//! as stored, in memory and then in files on the local disk, each written to the
+//! files once when fetched, so that it outlives a restart.
 //!
 //! Invariants:
 //! - Concurrent misses of one segment are one fetch: foyer's `get_or_fetch` lets the
@@ -17,12 +17,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, Code, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
-    HybridCacheBuilder, HybridCachePolicy, PsyncIoEngineConfig, RecoverMode,
+    HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties, Location, PsyncIoEngineConfig,
+    RecoverMode,
 };
 use serde::Deserialize;
 
@@ -31,6 +32,11 @@ use super::SegmentError;
 const HASH_LEN: usize = 32;
 /// The disk files are written in blocks of this size; an entry (one segment) must fit.
 const BLOCK: usize = 16 << 20;
+/// Memory for blocks being written to the disk files (beyond `memory_mib`).
+const WRITE_BUFFERS: usize = 4 * BLOCK;
+/// Entries waiting for the flusher at most, in bytes (they are shared with the
+/// memory cache while they wait).
+const WRITE_QUEUE: usize = 8 * BLOCK;
 
 /// `[segments.cache]`: sizes of the restore cache.
 #[derive(Debug, Clone, Deserialize)]
@@ -138,18 +144,32 @@ impl SegmentCache {
         let disk = s.disk_mib.max(64) << 20;
         let device = FsDeviceBuilder::new(dir)
             .with_capacity(disk)
+            // Past the page cache: copying each fetched segment into it cost a cold
+            // restore more CPU than anything else.
+            .with_direct(takes_direct_io(dir))
             .build()
             .map_err(cache_error)?;
         let evicted = Arc::new(Evictions::default());
         let cache = HybridCacheBuilder::new()
             .with_name("hoard-segments")
             .with_event_listener(evicted.clone())
-            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            // Fetched segments are written to the disk files by `get`, once; the
+            // policy only covers entries loaded from them (rewritten on eviction
+            // when foyer deems them old). Reads never write.
+            .with_policy(HybridCachePolicy::WriteOnEviction)
             .memory(s.memory_mib << 20)
             .with_weighter(|_id: &u64, v: &CachedSegment| v.data.len())
             .storage()
             .with_io_engine_config(PsyncIoEngineConfig::new())
-            .with_engine_config(BlockEngineConfig::new(device).with_block_size(BLOCK))
+            .with_engine_config(
+                BlockEngineConfig::new(device)
+                    .with_block_size(BLOCK)
+                    // Room for the segments a restore fetches at once: an entry the
+                    // flusher has no room for is not written to the disk files, and
+                    // is fetched again once memory evicts it.
+                    .with_buffer_pool_size(WRITE_BUFFERS)
+                    .with_submit_queue_size_threshold(WRITE_QUEUE),
+            )
             .with_recover_mode(RecoverMode::Quiet)
             .build()
             .await
@@ -174,21 +194,31 @@ impl SegmentCache {
         for _ in 0..2 {
             let fetches = self.fetches.clone();
             let fetch = fetch();
+            // Set when this reader's fetch is the one that ran (it leads the others).
+            let led = Arc::new(AtomicBool::new(false));
+            let leader = led.clone();
             let entry = self
                 .cache
                 .get_or_fetch(&id, move || async move {
                     let data = fetch.await?;
+                    leader.store(true, Ordering::Relaxed);
                     fetches.count.fetch_add(1, Ordering::Relaxed);
                     fetches
                         .bytes
                         .fetch_add(data.len() as u64, Ordering::Relaxed);
-                    Ok::<_, opendal::Error>(CachedSegment {
+                    let segment = CachedSegment {
                         data,
                         damaged: false,
-                    })
+                    };
+                    // Written to the disk files once, below, not again on eviction.
+                    let props = HybridCacheProperties::default().with_location(Location::InMem);
+                    Ok::<_, opendal::Error>((segment, props))
                 })
                 .await
                 .map_err(fetch_error)?;
+            if led.load(Ordering::Relaxed) {
+                self.cache.storage().enqueue(entry.piece(), false);
+            }
             let v = entry.value();
             if v.damaged {
                 tracing::warn!(
@@ -220,6 +250,21 @@ impl SegmentCache {
             fetched_bytes: self.fetches.bytes.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Whether files in `dir` can be opened for direct I/O (not on tmpfs, for one).
+fn takes_direct_io(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join(".direct-io-probe");
+    let ok = std::fs::create_dir_all(dir).is_ok()
+        && std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)
+            .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
 }
 
 /// A failed shared fetch comes back wrapped by foyer: the store's own error is

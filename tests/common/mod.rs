@@ -43,7 +43,11 @@ fn cloud_store_for(dir: &Path, args: &[String], envs: &[(String, String)]) -> Op
         return None;
     }
     let store = S3Fs::start("segments");
-    store.hoard_config(dir, "segments", "hoard");
+    let config = store.hoard_config(dir, "segments", "hoard");
+    // A small restore cache, so that the memory bounds the tests assert hold with it.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[segments.cache]\nmemory_mib = 32\ndisk_mib = 256\n");
+    std::fs::write(&config, text).unwrap();
     Some(store)
 }
 
@@ -704,14 +708,25 @@ pub fn client_as(s: &Server, k: &Key) -> aws_sdk_s3::Client {
     client_for(&s.endpoint(), &k.access, &k.secret, true)
 }
 
-/// Segment files of a server's data dir by id, lowest (oldest) first.
+/// Segment files by id, lowest (oldest) first: in the server's data dir, or in mode
+/// "cloud" the objects' files in its s3s-fs (so that a test can damage them alike).
 pub fn segment_files(s: &Server) -> Vec<(u64, PathBuf)> {
+    let root = match &s.cloud {
+        Some(store) => store.bucket_dir("segments").join("hoard/segments"),
+        None => s.data_dir().join("segments"),
+    };
     let mut out = Vec::new();
-    for fan in std::fs::read_dir(s.data_dir().join("segments")).unwrap() {
+    for fan in std::fs::read_dir(root).unwrap() {
         for f in std::fs::read_dir(fan.unwrap().path()).unwrap() {
             let f = f.unwrap();
-            let id = u64::from_str_radix(f.file_name().to_str().unwrap(), 16).unwrap();
-            out.push((id, f.path()));
+            // s3s-fs keeps files of its own beside the objects' bytes.
+            if let Some(id) = f
+                .file_name()
+                .to_str()
+                .and_then(|n| u64::from_str_radix(n, 16).ok())
+            {
+                out.push((id, f.path()));
+            }
         }
     }
     out.sort();
