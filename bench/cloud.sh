@@ -13,7 +13,7 @@ SIZE=${1:-1024}
 AK=benchaccesskey SK=benchsecretkey0123456789
 WORK=$(mktemp -d /tmp/hoard-cloud.XXXXXX)
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$WORK"' EXIT
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 cargo build --release --bin hoard
 HOARD=target/release/hoard
 TICK=$(getconf CLK_TCK)

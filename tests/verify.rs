@@ -81,7 +81,7 @@ async fn verify_finds_corrupt_chunks_and_lost_segments_and_names_the_damaged_obj
 
 /// Names of the files in the data dir's quarantine.
 fn quarantined(s: &Server) -> Vec<String> {
-    match std::fs::read_dir(s.data_dir().join("quarantine")) {
+    match std::fs::read_dir(s.store_root().join("quarantine")) {
         Ok(d) => d
             .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
             .collect(),

@@ -708,15 +708,22 @@ pub fn client_as(s: &Server, k: &Key) -> aws_sdk_s3::Client {
     client_for(&s.endpoint(), &k.access, &k.secret, true)
 }
 
-/// Segment files by id, lowest (oldest) first: in the server's data dir, or in mode
-/// "cloud" the objects' files in its s3s-fs (so that a test can damage them alike).
+impl Server {
+    /// Where the segment store keeps `segments/` and `quarantine/`: the data dir, or
+    /// in mode "cloud" the directory of the objects' files in its s3s-fs.
+    pub fn store_root(&self) -> PathBuf {
+        match &self.cloud {
+            Some(store) => store.bucket_dir("segments").join("hoard"),
+            None => self.data_dir(),
+        }
+    }
+}
+
+/// Segment files by id, lowest (oldest) first (so that a test can damage them, in
+/// mode "cloud" too).
 pub fn segment_files(s: &Server) -> Vec<(u64, PathBuf)> {
-    let root = match &s.cloud {
-        Some(store) => store.bucket_dir("segments").join("hoard/segments"),
-        None => s.data_dir().join("segments"),
-    };
     let mut out = Vec::new();
-    for fan in std::fs::read_dir(root).unwrap() {
+    for fan in std::fs::read_dir(s.store_root().join("segments")).unwrap() {
         for f in std::fs::read_dir(fan.unwrap().path()).unwrap() {
             let f = f.unwrap();
             // s3s-fs keeps files of its own beside the objects' bytes.
