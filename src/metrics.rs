@@ -51,6 +51,8 @@ type LatencyFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
+    /// OpenDAL's metrics of the calls to an object store, `hoard_store_opendal_*`.
+    store_layer: opendal::layers::PrometheusClientLayer,
     pub requests: Family<OpLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub latency: LatencyFamily,
@@ -165,6 +167,8 @@ impl Metrics {
             dedup_ratio: FloatGauge::default(),
             compression_ratio: FloatGauge::default(),
             registry: Registry::default(),
+            store_layer: opendal::layers::PrometheusClientLayer::builder()
+                .register(r.sub_registry_with_prefix("hoard_store")),
         };
         // Counters get their `_total` suffix from the encoder.
         r.register(
@@ -419,6 +423,12 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// The OpenDAL layer that records every call to an object store (operation,
+    /// bytes, duration, errors, HTTP requests) into these metrics.
+    pub fn store_layer(&self) -> &opendal::layers::PrometheusClientLayer {
+        &self.store_layer
     }
 
     /// Brings the cache counters up to what the segment store counted.

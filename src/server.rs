@@ -130,7 +130,8 @@ impl Node {
         let secrets = Arc::new(SecretBox::load_or_generate(&cfg.data_dir)?);
         let users = Arc::new(Users::load(meta.clone(), secrets.clone(), root)?);
         // After the users: a wrong secrets key is named by the first thing it fails.
-        let segments = open_segments(&cfg)?
+        let metrics = Arc::new(Metrics::new());
+        let segments = open_segments(&cfg, metrics.store_layer())?
             .bind_key(
                 SegmentKey::new(secrets.derive_key("segments data key")),
                 cfg.segments.encrypt,
@@ -144,7 +145,6 @@ impl Node {
             cfg.filter_expected_chunks,
             cfg.locality_segments,
         )?);
-        let metrics = Arc::new(Metrics::new());
         let ingest = Arc::new(Ingest::new(
             meta.clone(),
             index.clone(),
@@ -611,13 +611,16 @@ fn announce_root(root: &Credentials, origin: Origin) {
     }
 }
 
-/// The segment store the config names.
-fn open_segments(cfg: &Config) -> Result<SegmentStore, ServerError> {
+/// The segment store the config names; `observe` records the calls to an object store.
+fn open_segments(
+    cfg: &Config,
+    observe: &opendal::layers::PrometheusClientLayer,
+) -> Result<SegmentStore, ServerError> {
     let store = match cfg.segments.backend {
         crate::config::Backend::Fs => match &cfg.tier {
             Some(t) => {
                 tracing::info!(endpoint = ?t.s3.endpoint, bucket = %t.s3.bucket, prefix = %t.s3.prefix, "local segments with a cloud tier");
-                SegmentStore::open_local(&cfg.data_dir)?.with_tier(&t.s3)?
+                SegmentStore::open_local(&cfg.data_dir)?.with_tier(&t.s3, observe)?
             }
             None => SegmentStore::open_local(&cfg.data_dir)?,
         },
@@ -625,7 +628,7 @@ fn open_segments(cfg: &Config) -> Result<SegmentStore, ServerError> {
             // Never fall back to the local disk: a config without the table is refused.
             let s3 = cfg.segments.s3.as_ref().ok_or(ServerError::NoS3Settings)?;
             tracing::info!(endpoint = ?s3.endpoint, bucket = %s3.bucket, prefix = %s3.prefix, "segments in an S3 bucket");
-            SegmentStore::open_s3(s3)?
+            SegmentStore::open_s3(s3, observe)?
         }
     };
     Ok(store)

@@ -46,6 +46,18 @@ async fn objects_live_in_the_bucket_and_survive_a_restart() {
     assert!(!s.data_dir().join("segments").exists());
     let r = stats(&s).await;
     assert_eq!(r.total.segments as usize, objects.len());
+    // OpenDAL's metrics layer counted one write per segment object in the bucket
+    // (and one for the store's marker), and a read of each segment the GETs fetched.
+    let m = metrics_text(&s).await;
+    let calls = |op: &str| {
+        metric(
+            &m,
+            &format!("hoard_store_opendal_operation_duration_seconds_count{{scheme=\"s3\",namespace=\"segs\",root=\"/site-a/\",operation=\"{op}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(calls("write") as usize, objects.len() + 1, "{m}");
+    assert!(calls("read") >= objects.len() as f64, "{m}");
 
     s.restart();
     let c = s.client();

@@ -35,7 +35,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures::StreamExt;
 use opendal::Operator;
-use opendal::layers::{ConcurrentLimitLayer, LoggingLayer, RetryLayer, TimeoutLayer};
+use opendal::layers::{
+    ConcurrentLimitLayer, LoggingLayer, PrometheusClientLayer, RetryLayer, TimeoutLayer,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::meta::ChunkId;
@@ -192,10 +194,14 @@ impl SegmentStore {
         })
     }
 
-    /// Segments in an S3-compatible bucket (`backend = "s3"`).
-    pub fn open_s3(s: &S3Settings) -> Result<SegmentStore, SegmentError> {
+    /// Segments in an S3-compatible bucket (`backend = "s3"`); `observe` counts and
+    /// times every call to it.
+    pub fn open_s3(
+        s: &S3Settings,
+        observe: &PrometheusClientLayer,
+    ) -> Result<SegmentStore, SegmentError> {
         Ok(SegmentStore {
-            op: s3_operator(s)?,
+            op: s3_operator(s, observe)?,
             local_root: None,
             key: None,
             tier: None,
@@ -206,8 +212,12 @@ impl SegmentStore {
     /// Adds a cloud tier behind a local store (mode "tiered"): new segments are
     /// written locally; `copy_to_tier` and `drop_local` move them; a read of a
     /// segment whose local file is gone goes to the tier.
-    pub fn with_tier(mut self, s: &S3Settings) -> Result<SegmentStore, SegmentError> {
-        self.tier = Some(s3_operator(s)?);
+    pub fn with_tier(
+        mut self,
+        s: &S3Settings,
+        observe: &PrometheusClientLayer,
+    ) -> Result<SegmentStore, SegmentError> {
+        self.tier = Some(s3_operator(s, observe)?);
         Ok(self)
     }
 
@@ -605,8 +615,9 @@ impl SegmentStore {
 }
 
 /// An OpenDAL operator on an S3-compatible bucket, with its layers: a timeout on
-/// every call, retries with backoff and jitter, a limit on calls in flight, logs.
-fn s3_operator(s: &S3Settings) -> Result<Operator, SegmentError> {
+/// every call, retries with backoff and jitter, a limit on calls in flight, logs,
+/// and metrics of every call and HTTP request (`observe`).
+fn s3_operator(s: &S3Settings, observe: &PrometheusClientLayer) -> Result<Operator, SegmentError> {
     // OpenDAL's HTTP services need its process-wide transport (reqwest); installing
     // it again is a no-op.
     opendal::install_default();
@@ -637,7 +648,8 @@ fn s3_operator(s: &S3Settings) -> Result<Operator, SegmentError> {
         )
         .layer(RetryLayer::new().with_jitter().with_max_times(s.retries))
         .layer(ConcurrentLimitLayer::new(s.max_requests.max(1)))
-        .layer(LoggingLayer::default()))
+        .layer(LoggingLayer::default())
+        .layer(observe.clone()))
 }
 
 async fn fetch_whole(op: Operator, key: String) -> Result<Bytes, opendal::Error> {
