@@ -19,8 +19,11 @@ if ! command -v aws >/dev/null || ! aws --version >/dev/null 2>&1; then
   hash -r
 fi
 python3 -c "import boto3" 2>/dev/null || pip install --quiet boto3 2>/dev/null || pip install --quiet --break-system-packages boto3
-# A real S3 server for the cloud tier's tests (tests/cloud.rs).
+# Real S3 servers for the cloud tier's tests (tests/cloud.rs): s3s-fs, and moto's.
 command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked
+command -v moto_server >/dev/null || pip install --quiet "moto[server]" 2>/dev/null \
+  || pip install --quiet --break-system-packages "moto[server]"
+hash -r
 aws --version
 rclone version | sed -n 1p  # reads all of it: head would end the pipe early (SIGPIPE)
 restic version

@@ -92,7 +92,7 @@ pub fn decode_stored(
     let payload = segments
         .open_payload(loc.segment, id, stored)
         .map_err(|e| e.to_string())?;
-    decode_chunk(id, loc, payload)
+    decode_chunk(id, loc, payload).inspect_err(|_| segments.forget_cached(loc.segment))
 }
 
 /// A chunk's raw bytes from its stored payload, checked against its length and its

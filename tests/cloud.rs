@@ -75,6 +75,49 @@ async fn objects_live_in_the_bucket_and_survive_a_restart() {
     assert_no_panic(&s);
 }
 
+/// A second, unrelated S3 implementation: moto's server keeps the segments.
+#[tokio::test]
+async fn a_moto_bucket_holds_the_segments_too() {
+    let moto = Moto::start("segs").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = moto.hoard_config(dir.path(), "segs", "site-m");
+    let mut s = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let c = s.client();
+    c.create_bucket().bucket("data").send().await.unwrap();
+    let big = random_bytes(31, 12 << 20);
+    put_bytes(&c, "data", "big", big.clone()).await;
+    let parts = vec![random_bytes(32, 5 << 20), random_bytes(33, 2 << 20)];
+    put_multipart(&c, "data", "parts", &parts).await;
+    let segments = moto.keys("segs", "site-m/segments/").await;
+    assert!(segments.len() >= 4, "{segments:?}");
+    assert!(!s.data_dir().join("segments").exists());
+
+    s.restart();
+    let c = s.client();
+    assert!(get_bytes(&c, "data", "big").await == big);
+    assert!(get_bytes(&c, "data", "parts").await == parts.concat());
+    let report = admin(&s).verify(None, false).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.segments_checked as usize, segments.len());
+
+    // Deleting everything and collecting empties the prefix of segments.
+    for key in ["big", "parts"] {
+        c.delete_object()
+            .bucket("data")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (ok, text) = cli(&s, &["gc", "--grace-period", "0s"]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        moto.keys("segs", "site-m/segments/").await,
+        Vec::<String>::new()
+    );
+    assert_no_panic(&s);
+}
+
 #[tokio::test]
 async fn gc_orphans_and_corruption_are_handled_in_the_bucket() {
     let store = S3Fs::start("segs");

@@ -349,11 +349,23 @@ impl SegmentStore {
         let Some(key) = &self.key else {
             return Ok(stored);
         };
-        key.open_chunk(id, &stored)
-            .ok_or_else(|| SegmentError::Corrupt {
+        key.open_chunk(id, &stored).ok_or_else(|| {
+            self.forget_cached(segment);
+            SegmentError::Corrupt {
                 segment,
                 reason: format!("chunk {} does not open: its bytes changed", hex::encode(id)),
-            })
+            }
+        })
+    }
+
+    /// Drops the restore cache's copy of a segment: one deleted, or one a chunk
+    /// failed its check in, so that the next read fetches the store's bytes again
+    /// (mended by then, or still damaged and reported again), not the copy kept of
+    /// the damage.
+    pub fn forget_cached(&self, segment: u64) {
+        if let Some(c) = &self.cache {
+            c.forget(segment);
+        }
     }
 
     pub fn key(id: u64) -> String {
@@ -504,9 +516,7 @@ impl SegmentStore {
         if let Some(op) = self.remote() {
             op.delete(&Self::key(id)).await?;
         }
-        if let Some(c) = &self.cache {
-            c.forget(id);
-        }
+        self.forget_cached(id);
         Ok(())
     }
 
@@ -514,9 +524,7 @@ impl SegmentStore {
     /// dir for a local file, under the prefix for an object), where an operator can
     /// inspect it; nothing reads it there. Moving one that is already gone succeeds.
     pub async fn quarantine(&self, id: u64) -> Result<(), SegmentError> {
-        if let Some(c) = &self.cache {
-            c.forget(id);
-        }
+        self.forget_cached(id);
         if let (Some(path), Some(root)) = (self.local_path(id), &self.local_root) {
             let dir = root.with_file_name("quarantine");
             let to = dir.join(format!("{id:016x}"));

@@ -3,9 +3,12 @@
 #![allow(dead_code)]
 
 mod fault_proxy;
+mod moto;
 mod s3fs;
 #[allow(unused_imports)]
 pub use fault_proxy::FaultProxy;
+#[allow(unused_imports)]
+pub use moto::Moto;
 #[allow(unused_imports)]
 pub use s3fs::{S3Fs, files_below};
 
