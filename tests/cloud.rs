@@ -101,14 +101,7 @@ async fn a_moto_bucket_holds_the_segments_too() {
     assert_eq!(report.segments_checked as usize, segments.len());
 
     // Deleting everything and collecting empties the prefix of segments.
-    for key in ["big", "parts"] {
-        c.delete_object()
-            .bucket("data")
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-    }
+    delete_keys(&c, "data", &["big", "parts"]).await;
     let (ok, text) = cli(&s, &["gc", "--grace-period", "0s"]);
     assert!(ok, "{text}");
     assert_eq!(

@@ -156,14 +156,7 @@ async fn repair_moves_damage_aside_keeps_intact_chunks_and_a_reupload_heals() {
     put_bytes(&c, "rrr", "c-again", cc.clone()).await;
     let (ok, text) = cli(&s, &["verify"]);
     assert!(ok, "{text}");
-    for key in ["a-again", "c-again"] {
-        c.delete_object()
-            .bucket("rrr")
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-    }
+    delete_keys(&c, "rrr", &["a-again", "c-again"]).await;
     let (ok, text) = cli(&s, &["gc", "--grace-period", "0s"]);
     assert!(ok, "{text}");
     assert_eq!(get_bytes(&c, "rrr", "a").await, a);

@@ -421,28 +421,21 @@ impl SegmentStore {
     /// turn. The reader's own reads join these fetches. Does nothing without a cache;
     /// skips segments that have a local file.
     pub fn read_ahead(&self, ids: Vec<u64>) {
-        let Some(cache) = self.cache.clone().filter(|c| c.read_ahead > 0) else {
+        let Some(depth) = self.cache.as_ref().map(|c| c.read_ahead).filter(|d| *d > 0) else {
             return;
         };
         let store = self.clone();
         tokio::spawn(async move {
             let store = &store;
             futures::stream::iter(ids)
-                .for_each_concurrent(cache.read_ahead, |id| {
-                    let cache = cache.clone();
-                    async move {
-                        let local = store.local_path(id);
-                        let Some(op) = store.remote() else { return };
-                        if let Some(path) = local
-                            && tokio::fs::try_exists(path).await.unwrap_or(false)
-                        {
-                            return;
-                        }
-                        let key = Self::key(id);
-                        if let Err(e) = cache.get(id, || fetch_whole(op.clone(), key.clone())).await
-                        {
-                            tracing::debug!(segment = id, error = %e, "read-ahead failed");
-                        }
+                .for_each_concurrent(depth, |id| async move {
+                    if let Some(path) = store.local_path(id)
+                        && tokio::fs::try_exists(path).await.unwrap_or(false)
+                    {
+                        return;
+                    }
+                    if let Err(e) = store.read_remote(id, None, true).await {
+                        tracing::debug!(segment = id, error = %e, "read-ahead failed");
                     }
                 })
                 .await;

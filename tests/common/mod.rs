@@ -392,6 +392,18 @@ pub async fn try_get_bytes(
     Ok(body.into_bytes().to_vec())
 }
 
+/// Deletes `keys` of `bucket` (their current versions).
+pub async fn delete_keys(c: &aws_sdk_s3::Client, bucket: &str, keys: &[&str]) {
+    for key in keys {
+        c.delete_object()
+            .bucket(bucket)
+            .key(*key)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>) -> String {
     let out = c
         .put_object()
