@@ -6,11 +6,12 @@
 //! |---|---|
 //! | ListBuckets | any signed user; lists only buckets the user holds a grant on |
 //! | HeadBucket, GetBucketLocation | any grant |
-//! | GetObject, HeadObject, GetObjectAttributes, GetObjectTagging, Get* of bucket settings | read (readonly, readwrite, admin) |
+//! | GetObject, HeadObject, GetObjectAttributes, GetObjectTagging, GetObjectRetention, GetObjectLegalHold, Get* of bucket settings | read (readonly, readwrite, admin, bypass-governance) |
 //! | ListObjects(V2), ListObjectVersions | read |
-//! | PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads, DeleteObject(s), Put/DeleteObjectTagging | write (writeonly, readwrite, admin) |
+//! | PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads, DeleteObject(s), Put/DeleteObjectTagging, PutObjectRetention | write (writeonly, readwrite, admin, bypass-governance) |
 //! | CopyObject, UploadPartCopy | write on the target and read on the source bucket |
-//! | CreateBucket, DeleteBucket, every Put/Delete of bucket settings, anything else | admin on the bucket |
+//! | CreateBucket, DeleteBucket, every Put/Delete of bucket settings (PutObjectLockConfiguration too), PutObjectLegalHold, anything else | admin on the bucket |
+//! | shortening or removing governance retention (`x-amz-bypass-governance-retention`) | bypass-governance, checked by the operation (`s3/lock.rs`) |
 //! | any other operation on the service root | admin on `*` |
 //!
 //! A replica bucket refuses everything in the write and admin rows, to everyone,
@@ -59,6 +60,7 @@ fn need_of(op: &str) -> Need {
         | "DeleteObjects"
         | "PutObjectTagging"
         | "DeleteObjectTagging"
+        | "PutObjectRetention"
         | "CopyObject" => Need::Write,
         op if op.starts_with("Get") || op.starts_with("Head") || op.starts_with("List") => {
             Need::Read
@@ -71,8 +73,8 @@ fn satisfies(p: Permission, need: Need) -> bool {
     use Permission::*;
     match need {
         Need::AnyGrant => true,
-        Need::Read => matches!(p, Readonly | Readwrite | Admin),
-        Need::Write => matches!(p, Writeonly | Readwrite | Admin),
+        Need::Read => matches!(p, Readonly | Readwrite | Admin | BypassGovernance),
+        Need::Write => matches!(p, Writeonly | Readwrite | Admin | BypassGovernance),
         Need::Admin => p == Admin,
     }
 }

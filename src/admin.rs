@@ -328,6 +328,11 @@ impl AdminApi {
             .await
             .map_err(meta_error)?;
         report.disk = stats::disk_usage(&self.cfg.data_dir);
+        let reading = self.received.clock.reading();
+        report.retention_clock = Some(stats::RetentionClockReport {
+            clock_ms: reading.clock_ms,
+            wall_ms: reading.wall_ms,
+        });
         if let Some(b) = query_param(uri, "bucket") {
             report.buckets.retain(|r| r.name == b);
             if report.buckets.is_empty() {

@@ -136,6 +136,8 @@ pub struct Config {
     pub cleaner: CleanerConfig,
     /// The background scrub.
     pub scrub: ScrubConfig,
+    /// The retention clock Object Lock judges expiry by.
+    pub retention: crate::retention::RetentionSettings,
     /// TLS on the listener.
     pub tls: TlsConfig,
     /// A second listener serving plain HTTP while `listen` serves TLS (for backup
@@ -176,6 +178,7 @@ impl Default for Config {
             tier: None,
             cleaner: CleanerConfig::default(),
             scrub: ScrubConfig::default(),
+            retention: Default::default(),
             tls: TlsConfig::default(),
             listen_plain: None,
             buckets: HashMap::new(),
@@ -496,6 +499,11 @@ impl Config {
                 "listen_plain is for a plain HTTP listener beside a TLS one; turn TLS on, or use listen".into(),
             ));
         }
+        if self.retention.catch_up_per_day_secs > 86_400 {
+            return Err(ConfigError::Invalid(
+                "retention.catch_up_per_day_secs is at most 86400 (a day per day)".into(),
+            ));
+        }
         if self.max_streams == 0 {
             return Err(ConfigError::Invalid(
                 "max_streams must be at least 1".into(),
@@ -555,6 +563,7 @@ impl Config {
             compression_level: level,
             versioning: crate::meta::Versioning::Unversioned,
             tags: Vec::new(),
+            object_lock: None,
         })
     }
 

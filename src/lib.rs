@@ -27,6 +27,7 @@ pub mod pace;
 pub mod profile;
 pub mod repair;
 pub mod replication;
+pub mod retention;
 pub mod retrieve;
 pub mod s3;
 pub mod s3_error;

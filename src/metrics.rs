@@ -89,6 +89,8 @@ pub struct Metrics {
     cache_evicted: Counter,
     cache_refetched: Counter,
     cache_fetched_bytes: Counter,
+    retention_clock: Gauge,
+    retention_clock_behind: Gauge,
     tier_segments: Family<TierLabels, Gauge>,
     tier_bytes: Family<TierLabels, Gauge>,
     bucket_objects: Family<BucketLabels, Gauge>,
@@ -153,6 +155,8 @@ impl Metrics {
             cache_evicted: Counter::default(),
             cache_refetched: Counter::default(),
             cache_fetched_bytes: Counter::default(),
+            retention_clock: Gauge::default(),
+            retention_clock_behind: Gauge::default(),
             tier_segments: Family::default(),
             tier_bytes: Family::default(),
             bucket_objects: Family::default(),
@@ -317,6 +321,16 @@ impl Metrics {
             m.cache_fetched_bytes.clone(),
         );
         r.register(
+            "hoard_retention_clock_seconds",
+            "The retention clock Object Lock judges expiry by, seconds since the epoch",
+            m.retention_clock.clone(),
+        );
+        r.register(
+            "hoard_retention_clock_behind_seconds",
+            "How far the wall clock is ahead of the retention clock (negative: behind)",
+            m.retention_clock_behind.clone(),
+        );
+        r.register(
             "hoard_tier_segments",
             "Segments per tier (local, cloud) in a tiered store",
             m.tier_segments.clone(),
@@ -442,6 +456,12 @@ impl Metrics {
         ] {
             counter.inc_by(value.saturating_sub(counter.get()));
         }
+    }
+
+    /// The retention clock's reading and its distance from the wall clock, ms.
+    pub fn record_retention_clock(&self, clock_ms: i64, behind_ms: i64) {
+        self.retention_clock.set(clock_ms / 1000);
+        self.retention_clock_behind.set(behind_ms / 1000);
     }
 
     /// The text exposition, with storage gauges taken from `stats`.

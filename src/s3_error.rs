@@ -54,6 +54,13 @@ pub(crate) fn meta_error(e: MetaError) -> S3Error {
             e
         }
         MetaError::Unfit(msg) => S3Error::with_message(S3ErrorCode::InvalidRequest, msg),
+        MetaError::ObjectLocked(msg) => {
+            tracing::info!(%msg, "refused by Object Lock");
+            S3Error::with_message(S3ErrorCode::AccessDenied, msg)
+        }
+        MetaError::InvalidBucketState(msg) => {
+            S3Error::with_message(S3ErrorCode::InvalidBucketState, msg)
+        }
         other => internal("metadata operation failed", &other),
     }
 }

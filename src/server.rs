@@ -34,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::replication::ReplicaBuckets;
 use crate::replication::receiver::{Receiver, Store as ReceiverStore};
 use crate::replication::rules::Rules;
+use crate::retention::RetentionClock;
 use crate::retrieve::Retrieve;
 use crate::s3::HoardS3;
 use crate::secrets::SecretBox;
@@ -115,6 +116,7 @@ pub struct Node {
     pub cleaner: Arc<Cleaner>,
     pub metrics: Arc<Metrics>,
     pub segments: SegmentStore,
+    pub clock: Arc<RetentionClock>,
     pub s3: S3Service,
 }
 
@@ -165,6 +167,14 @@ impl Node {
             cfg.get_prefetch,
             cfg.get_read_max,
         ));
+        let clock = Arc::new(
+            RetentionClock::open(
+                &meta,
+                &cfg.retention,
+                Arc::new(crate::retention::SystemClocks::default()),
+            )
+            .await?,
+        );
         let replicas = Arc::new(ReplicaBuckets::load(meta.clone())?);
         let progress = Arc::new(crate::replication::Progress::default());
         let rules = Arc::new(Rules::new(
@@ -182,6 +192,7 @@ impl Node {
             owner_id,
             users.clone(),
             rules.clone(),
+            clock.clone(),
         );
         let mut builder = S3ServiceBuilder::new(s3);
         builder.set_auth(KeyLookup(users.clone()));
@@ -195,6 +206,7 @@ impl Node {
             segments: segments.clone(),
             index,
             segment_size: cfg.segment_size,
+            clock: clock.clone(),
         });
         builder.set_route(Routes {
             receiver: Receiver::new(
@@ -224,6 +236,7 @@ impl Node {
             cleaner,
             metrics,
             segments,
+            clock,
             s3: builder.build(),
         })
     }
@@ -269,6 +282,8 @@ impl Node {
         if let Some(c) = self.segments.cache_counters() {
             self.metrics.record_cache(c);
         }
+        self.metrics
+            .record_retention_clock(self.clock.now_ms(), self.clock.distance_ms());
         let text = match stats::collect(&self.meta, self.segments.is_tiered()).await {
             Ok(report) => self.metrics.render(&report),
             Err(e) => {
@@ -453,6 +468,9 @@ pub async fn serve(
     for task in background {
         task.abort();
     }
+    if let Err(e) = node.meta.save_retention_clock(node.clock.reading()).await {
+        tracing::warn!(error = %e, "could not save the retention clock at shutdown");
+    }
     tracing::info!("shutting down: draining in-flight requests");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
@@ -489,6 +507,7 @@ fn announce_listeners(
 fn start_background(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
     let cfg = &node.cfg;
     let mut tasks = vec![
+        tokio::spawn(node.clock.clone().keep_saved(node.meta.clone())),
         tokio::spawn(expire_uploads(
             node.meta.clone(),
             Duration::from_secs(cfg.multipart_max_age_secs),

@@ -38,6 +38,16 @@ pub struct StatsReport {
     /// Segments per tier, for a tiered store.
     #[serde(default)]
     pub tiers: Option<TierUsage>,
+    /// The retention clock Object Lock judges expiry by.
+    #[serde(default)]
+    pub retention_clock: Option<RetentionClockReport>,
+}
+
+/// The retention clock's reading beside the wall clock's, ms since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionClockReport {
+    pub clock_ms: i64,
+    pub wall_ms: i64,
 }
 
 /// Where a tiered store's segments are.
@@ -138,6 +148,7 @@ pub fn report(buckets: &[(String, BucketStats)], totals: &StoreTotals) -> StatsR
         total,
         disk: None,
         tiers: None,
+        retention_clock: None,
     }
 }
 

@@ -72,6 +72,13 @@ impl Principal {
         }
     }
 
+    /// True for holders of the bypass-governance grant on `bucket` (or on `*`
+    /// without a grant of their own on it): they may shorten or remove governance
+    /// retention there. Root and admins may not.
+    pub fn may_bypass_governance(&self, bucket: &str) -> bool {
+        self.permission(bucket) == Some(Permission::BypassGovernance)
+    }
+
     /// True for root and for holders of the admin grant on `*`: the admin API.
     pub fn is_admin(&self) -> bool {
         match self {

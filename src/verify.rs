@@ -40,6 +40,9 @@ pub struct CountProblem {
     /// `None`: manifests name the chunk but it has no index row.
     pub stored: Option<u32>,
     pub counted: u64,
+    /// The problem is in the count of references from versions Object Lock protects.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +123,7 @@ pub async fn verify(
                 chunk: hex::encode(m.id),
                 stored: m.stored,
                 counted: m.counted,
+                locked: m.locked,
             })
             .collect();
         let files: Vec<u64> = segments

@@ -454,11 +454,7 @@ async fn the_restore_cache_answers_repeated_reads_and_refetches_a_damaged_entry(
     let cache_files = files_below(&s.data_dir().join("cache"));
     assert!(!cache_files.is_empty(), "the cache wrote no files");
     for f in &cache_files {
-        let mut bytes = std::fs::read(f).unwrap();
-        for b in bytes.iter_mut().step_by(97) {
-            *b ^= 0x5a;
-        }
-        std::fs::write(f, bytes).unwrap();
+        damage_written_pages(f);
     }
     s.restart();
     let c = s.client();
@@ -469,4 +465,31 @@ async fn the_restore_cache_answers_repeated_reads_and_refetches_a_damaged_entry(
     let m = metrics_text(&s).await;
     assert!(counter(&m, "fetched_bytes") >= data.len() as f64, "{m}");
     assert_no_panic(&s);
+}
+
+/// Flips bytes in every 4 KiB page of `path` that holds data, in place: the cache
+/// file is sparse (its size is the configured capacity), and rewriting it whole
+/// would allocate every hole on the disk.
+fn damage_written_pages(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut page = vec![0u8; 4096];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read_at(&mut page, offset).unwrap();
+        if n == 0 {
+            break;
+        }
+        if page[..n].iter().any(|&b| b != 0) {
+            for b in page[..n].iter_mut().step_by(97) {
+                *b ^= 0x5a;
+            }
+            file.write_at(&page[..n], offset).unwrap();
+        }
+        offset += n as u64;
+    }
 }

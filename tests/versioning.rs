@@ -679,7 +679,7 @@ async fn operations_hoard_does_not_implement_answer_501() {
         (501, "NotImplemented")
     );
     let err = c
-        .get_object_lock_configuration()
+        .get_bucket_cors()
         .bucket("unimpl")
         .send()
         .await

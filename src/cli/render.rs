@@ -90,8 +90,25 @@ pub fn render_stats(report: &StatsReport, only_bucket: bool) -> String {
                 human(d.total_bytes)
             ));
         }
+        if let Some(c) = &report.retention_clock {
+            out.push_str(&format!(
+                "retention clock: {} (the wall clock is {} s ahead)\n",
+                rfc3339_ms(c.clock_ms),
+                (c.wall_ms - c.clock_ms) / 1000
+            ));
+        }
     }
     out
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// The verify report as `hoard verify` prints it.

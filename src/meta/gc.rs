@@ -39,10 +39,18 @@ pub struct Freed {
     pub bytes: u64,
 }
 
-/// Whether a chunk row must be kept: referenced, or unreferenced for less than the
-/// grace period (a writer may still revive it).
+/// Whether a chunk row must be kept: referenced, unreferenced for less than the
+/// grace period (a writer may still revive it), or named by a version Object Lock
+/// protects, whatever its reference count says.
 fn keep(row: &ChunkRow, cutoff: u64) -> bool {
-    row.refs > 0 || row.zero_since > cutoff
+    if row.locked > 0 && row.refs == 0 {
+        tracing::error!(
+            segment = row.loc.segment,
+            locked = row.locked,
+            "a chunk of a locked version has no references; the cleaner keeps it (run hoard verify)"
+        );
+    }
+    row.refs > 0 || row.zero_since > cutoff || row.locked > 0
 }
 
 /// The ids on a segment's chunk list.

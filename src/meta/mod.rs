@@ -8,7 +8,7 @@
 //! helpers), `objects` (buckets and object commits), `refs` (chunk references and
 //! segment rows), `versions`, `multipart`, `list`, `gc`, `quota`, `users`, `held`,
 //! `replication` and `replicated`, `repair`, `verify`, `tier` (segments moved to the
-//! cloud tier, bucket tier policies), `records` (the row formats).
+//! cloud tier, bucket tier policies), `retention` (the retention clock's saved state), `records` (the row formats).
 //!
 //! Every public write is one domain operation applied atomically in one redb write
 //! transaction. Writes go through a single *committer* thread that groups the
@@ -45,6 +45,7 @@ mod refs;
 mod repair;
 mod replicated;
 mod replication;
+mod retention;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -63,7 +64,7 @@ use committer::{Job, run_committer};
 pub use objects::StoreTotals;
 use objects::{append_outbox, forget_object};
 pub use refs::{Holder, NewChunk, REFCOUNT_UNDERFLOWS, RefMismatch};
-use refs::{adjust_refs, drop_manifest, insert_manifest, release_refs_at};
+use refs::{adjust_refs, count_locked, drop_manifest, insert_manifest, release_refs_at};
 use tables::*;
 
 pub use gc::{Freed, KeptChunk, SegmentCandidate};
@@ -76,12 +77,13 @@ pub use records::*;
 pub use repair::CountFix;
 pub use replicated::{Applied, HOLD_TTL_SECS, HoldId, VersionDiff, VersionStamp, new_hold_id};
 pub use replication::{FailedRecord, ReplicaRecord, ReplicationState, RuleRecord, TargetTrust};
+pub use retention::ClockReading;
 pub use tier::{TierCandidate, TierPolicy};
 pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;
 use versions::put_object_record;
 pub use versions::{
-    DeleteOutcome, VersionEntry, VersionPage, VersionQuery, check_tags, parse_version_id,
+    DeleteOutcome, LockCheck, VersionEntry, VersionPage, VersionQuery, check_tags, parse_version_id,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +112,12 @@ pub enum MetaError {
     /// A replicated version does not fit the parts staged for it.
     #[error("{0}")]
     Unfit(String),
+    /// Object Lock forbids the change; the message says which lock.
+    #[error("{0}")]
+    ObjectLocked(String),
+    /// The bucket's state does not allow the change (Object Lock and versioning).
+    #[error("{0}")]
+    InvalidBucketState(String),
     #[error("metadata storage error: {0}")]
     Storage(#[from] redb::Error),
     #[error("corrupt metadata: {0}")]
@@ -148,6 +156,8 @@ impl MetaError {
             MetaError::InvalidPart(n) => MetaError::InvalidPart(*n),
             MetaError::QuotaExceeded(m) => MetaError::QuotaExceeded(m.clone()),
             MetaError::Unfit(m) => MetaError::Unfit(m.clone()),
+            MetaError::ObjectLocked(m) => MetaError::ObjectLocked(m.clone()),
+            MetaError::InvalidBucketState(m) => MetaError::InvalidBucketState(m.clone()),
             MetaError::Closed => MetaError::Closed,
             other => MetaError::Corrupt(format!("transaction group failed: {other}")),
         }
@@ -224,9 +234,10 @@ impl MetaStore {
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;
-            if schema != u64::from(RECORD_FORMAT) && !empty {
+            let readable = u64::from(OLDEST_RECORD_FORMAT)..=u64::from(RECORD_FORMAT);
+            if !readable.contains(&schema) && !empty {
                 return Err(MetaError::Corrupt(format!(
-                    "{} was written with metadata format {schema}; this hoard reads format {RECORD_FORMAT} and will not touch it",
+                    "{} was written with metadata format {schema}; this hoard reads formats {OLDEST_RECORD_FORMAT} to {RECORD_FORMAT} and will not touch it",
                     path.display()
                 )));
             }
@@ -285,5 +296,6 @@ pub(super) fn test_bucket() -> BucketRecord {
         compression_level: 1,
         versioning: Versioning::Unversioned,
         tags: Vec::new(),
+        object_lock: None,
     }
 }

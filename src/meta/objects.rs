@@ -171,25 +171,30 @@ impl MetaStore {
     }
 
     /// Deletes a key or one version of it (see `versions::delete_key`); `None` when
-    /// there was nothing to delete, which changes nothing.
+    /// there was nothing to delete, which changes nothing. A version Object Lock
+    /// protects is refused with `ObjectLocked`.
     pub async fn delete_object(
         &self,
         bucket: &str,
         key: &str,
         version: Option<String>,
+        lock: LockCheck,
     ) -> MetaResult<Option<DeleteOutcome>> {
         let mut out = self
-            .delete_objects(bucket, vec![(key.to_owned(), version)])
+            .delete_objects(bucket, vec![(key.to_owned(), version)], lock)
             .await?;
-        Ok(out.pop().flatten())
+        out.pop().unwrap_or(Ok(None))
     }
 
-    /// Deletes several keys (or versions) in one durable transaction.
+    /// Deletes several keys (or versions) in one durable transaction. Each key's
+    /// outcome is its own: a version Object Lock protects is refused with
+    /// `ObjectLocked` and changes nothing, while the other keys are deleted.
     pub async fn delete_objects(
         &self,
         bucket: &str,
         keys: Vec<(String, Option<String>)>,
-    ) -> MetaResult<Vec<Option<DeleteOutcome>>> {
+        lock: LockCheck,
+    ) -> MetaResult<Vec<MetaResult<Option<DeleteOutcome>>>> {
         let bucket = bucket.to_owned();
         self.write(true, move |txn| {
             if get_bucket_w(txn, &bucket)?.is_none() {
@@ -199,7 +204,20 @@ impl MetaStore {
             let now = unix_secs();
             keys.iter()
                 .map(|(key, version)| {
-                    versions::delete_key(txn, &mut counters, &bucket, key, version.as_deref(), now)
+                    let deleted = versions::delete_key(
+                        txn,
+                        &mut counters,
+                        &bucket,
+                        key,
+                        version.as_deref(),
+                        lock,
+                        now,
+                    );
+                    match deleted {
+                        // Refused before anything changed: the others go on.
+                        Err(MetaError::ObjectLocked(why)) => Ok(Err(MetaError::ObjectLocked(why))),
+                        other => other.map(Ok),
+                    }
                 })
                 .collect()
         })
@@ -331,6 +349,9 @@ pub(super) fn forget_object(
         stats.stored_bytes = stats.stored_bytes.saturating_sub(d.len() as u64);
         stats.inline_bytes = stats.inline_bytes.saturating_sub(d.len() as u64);
         bump(counters, C_INLINE_BYTES, -(d.len() as i64))?;
+    }
+    if VersionLock::protects(old.lock) {
+        count_locked(txn, old, -1)?;
     }
     for (manifest, _) in old.manifests() {
         drop_manifest(txn, manifest, now)?;

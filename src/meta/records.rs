@@ -52,16 +52,23 @@ pub struct ChunkLocation {
 /// | 0    | t (unix s) | unreferenced since t; a writer may still revive it (refs 0 -> 1) |
 /// | row absent | -    | not stored, or removed by the cleaner: a writer must store it anew |
 ///
-/// Encoding (33 bytes, little endian): segment u64 | offset u32 | stored_len u32 |
-/// raw_len u32 | codec u8 | refs u32 | zero_since u64.
+/// Encoding (37 bytes, little endian): segment u64 | offset u32 | stored_len u32 |
+/// raw_len u32 | codec u8 | refs u32 | zero_since u64 | locked u32. A 33-byte row
+/// (written before `locked` existed) reads with `locked` 0.
+///
+/// `locked` counts the occurrences of the chunk in manifests of versions Object Lock
+/// protects (a legal hold, or a retention, expired or not): a second count, kept
+/// apart from `refs`, that the cleaner honours whatever `refs` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRow {
     pub loc: ChunkLocation,
     pub refs: u32,
     pub zero_since: u64,
+    pub locked: u32,
 }
 
-pub const CHUNK_ROW_LEN: usize = 33;
+pub const CHUNK_ROW_LEN: usize = 37;
+const CHUNK_ROW_LEN_UNLOCKED: usize = 33;
 
 impl ChunkRow {
     pub fn encode(&self) -> [u8; CHUNK_ROW_LEN] {
@@ -73,11 +80,12 @@ impl ChunkRow {
         b[20] = self.loc.codec as u8;
         b[21..25].copy_from_slice(&self.refs.to_le_bytes());
         b[25..33].copy_from_slice(&self.zero_since.to_le_bytes());
+        b[33..37].copy_from_slice(&self.locked.to_le_bytes());
         b
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, MetaError> {
-        if b.len() != CHUNK_ROW_LEN {
+        if b.len() != CHUNK_ROW_LEN && b.len() != CHUNK_ROW_LEN_UNLOCKED {
             return Err(MetaError::Corrupt(format!(
                 "chunk row of {} bytes",
                 b.len()
@@ -93,6 +101,7 @@ impl ChunkRow {
             },
             refs: le_u32(&b[21..25]),
             zero_since: le_u64(&b[25..33]),
+            locked: b.get(33..37).map_or(0, le_u32),
         })
     }
 }
@@ -200,6 +209,145 @@ pub struct BucketRecord {
     pub compression_level: i32,
     pub versioning: Versioning,
     pub tags: Vec<(String, String)>,
+    /// Object Lock: `Some` once enabled (it cannot be disabled again), with the
+    /// default retention given to new versions. Added in format 3.
+    #[serde(default)]
+    pub object_lock: Option<BucketLock>,
+}
+
+/// A bucket's Object Lock configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BucketLock {
+    pub default_retention: Option<DefaultRetention>,
+}
+
+/// The retention a lock-enabled bucket gives a new version that names none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultRetention {
+    pub mode: LockMode,
+    pub period: RetentionPeriod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetentionPeriod {
+    Days(u32),
+    Years(u32),
+}
+
+impl RetentionPeriod {
+    /// The period in milliseconds (a year is 365 days, as S3 counts it).
+    pub fn millis(self) -> i64 {
+        let days = match self {
+            RetentionPeriod::Days(d) => i64::from(d),
+            RetentionPeriod::Years(y) => i64::from(y) * 365,
+        };
+        days * 86_400_000
+    }
+}
+
+/// S3's two retention modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockMode {
+    /// Removable or shortened only with a governance bypass by a user holding it.
+    Governance,
+    /// Extendable only, by nobody shortened or removed.
+    Compliance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LockMode> {
+        match s {
+            "GOVERNANCE" => Some(LockMode::Governance),
+            "COMPLIANCE" => Some(LockMode::Compliance),
+            _ => None,
+        }
+    }
+}
+
+/// A version's Object Lock state: its retention (mode, retain-until in ms on the
+/// retention clock's scale, which is the wall clock's) and its legal hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VersionLock {
+    pub retention: Option<(LockMode, i64)>,
+    pub legal_hold: bool,
+}
+
+impl VersionLock {
+    /// Whether the version counts in its chunks' `locked` counts: it has a legal
+    /// hold or a retention (expired or not).
+    pub fn protects(lock: Option<VersionLock>) -> bool {
+        lock.is_some_and(|l| l.legal_hold || l.retention.is_some())
+    }
+
+    /// The retention still in force at `now_ms` on the retention clock.
+    pub fn retained(&self, now_ms: i64) -> Option<(LockMode, i64)> {
+        self.retention.filter(|&(_, until)| until > now_ms)
+    }
+
+    /// Whether the retention may become `wanted` at `now_ms`: anything goes once
+    /// the held retention expired; COMPLIANCE may only be extended; GOVERNANCE may
+    /// be extended, and changed otherwise only with a bypass.
+    pub fn retention_change(
+        &self,
+        wanted: Option<(LockMode, i64)>,
+        now_ms: i64,
+        bypass_governance: bool,
+    ) -> Result<(), &'static str> {
+        let extends =
+            |mode: LockMode, until: i64| matches!(wanted, Some((m, u)) if m == mode && u >= until);
+        match self.retained(now_ms) {
+            None => Ok(()),
+            Some((mode, until)) if extends(mode, until) => Ok(()),
+            Some((LockMode::Compliance, _)) => Err("compliance retention can only be extended"),
+            Some((LockMode::Governance, _)) if bypass_governance => Ok(()),
+            Some((LockMode::Governance, _)) => Err(
+                "governance retention can be shortened or removed only with x-amz-bypass-governance-retention by a user holding bypass-governance",
+            ),
+        }
+    }
+
+    /// The lock a replica keeps when a version it holds arrives again with
+    /// `incoming`: the source's state, except that a compliance retention is never
+    /// shortened, changed to governance or removed.
+    pub fn as_replicated(
+        held: Option<VersionLock>,
+        incoming: Option<VersionLock>,
+    ) -> Option<VersionLock> {
+        let Some((LockMode::Compliance, held_until)) = held.and_then(|h| h.retention) else {
+            return incoming;
+        };
+        let mut lock = incoming.unwrap_or_default();
+        let keeps = match lock.retention {
+            Some((LockMode::Compliance, until)) => until >= held_until,
+            _ => false,
+        };
+        if !keeps {
+            lock.retention = Some((LockMode::Compliance, held_until));
+        }
+        Some(lock)
+    }
+
+    /// Why the version cannot be removed at `now_ms`, if it cannot: a legal hold,
+    /// compliance retention, or governance retention without a bypass.
+    pub fn forbids_removal(&self, now_ms: i64, bypass_governance: bool) -> Option<&'static str> {
+        if self.legal_hold {
+            return Some("the version is under a legal hold");
+        }
+        match self.retained(now_ms) {
+            Some((LockMode::Compliance, _)) => Some("the version is under compliance retention"),
+            Some((LockMode::Governance, _)) if !bypass_governance => {
+                Some("the version is under governance retention")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A bucket's versioning state, as PutBucketVersioning sets it.
@@ -281,6 +429,9 @@ pub struct ObjectRecord {
     /// A delete marker: no body, hides the key from GET and listings.
     pub delete_marker: bool,
     pub tags: Vec<(String, String)>,
+    /// Object Lock state (lock-enabled buckets only). Added in format 3.
+    #[serde(default)]
+    pub lock: Option<VersionLock>,
 }
 
 impl ObjectRecord {
@@ -298,6 +449,7 @@ impl ObjectRecord {
             seq: 0,
             delete_marker: true,
             tags: Vec::new(),
+            lock: None,
         }
     }
 
@@ -339,6 +491,9 @@ pub struct UploadRecord {
     pub checksum_algorithm: Option<String>,
     /// Tags from `x-amz-tagging`, given to the completed object.
     pub tags: Vec<(String, String)>,
+    /// The completed object's Object Lock state (added in format 3).
+    #[serde(default)]
+    pub lock: Option<VersionLock>,
 }
 
 /// One uploaded part. Its manifest holds one reference on each chunk it names until
@@ -381,11 +536,16 @@ pub enum EventKind {
     Tags,
     /// A key whose replication failed was put back into the queue.
     Requeued,
+    /// A version's retention or legal hold changed (added in format 3).
+    Lock,
 }
 
 /// Format 2 added versions and tags to object and bucket records; a store written
-/// with format 1 is refused at open (see `MetaStore::open`).
-pub const RECORD_FORMAT: u8 = 2;
+/// with format 1 is refused at open (see `MetaStore::open`). Format 3 appended one
+/// optional field to object records (`lock`) and to bucket records (`object_lock`).
+pub const RECORD_FORMAT: u8 = 3;
+/// The oldest format this hoard still reads.
+pub const OLDEST_RECORD_FORMAT: u8 = 2;
 
 pub fn encode_record<T: Serialize>(v: &T) -> Result<Vec<u8>, MetaError> {
     let mut out = vec![RECORD_FORMAT];
@@ -394,14 +554,21 @@ pub fn encode_record<T: Serialize>(v: &T) -> Result<Vec<u8>, MetaError> {
     Ok(out)
 }
 
+/// Decodes a record of the current format or of format 2. A format-2 body reads as
+/// format 3 with one zero byte appended: postcard writes an absent trailing
+/// `Option` as that byte, and a record type that gained no field ignores it.
 pub fn decode_record<T: DeserializeOwned>(b: &[u8]) -> Result<T, MetaError> {
-    match b.split_first() {
-        Some((&RECORD_FORMAT, body)) => {
-            postcard::from_bytes(body).map_err(|e| MetaError::Corrupt(format!("decode: {e}")))
+    let decoded = match b.split_first() {
+        Some((&RECORD_FORMAT, body)) => postcard::from_bytes(body),
+        Some((&OLDEST_RECORD_FORMAT, body)) => {
+            let mut body = body.to_vec();
+            body.push(0);
+            postcard::from_bytes(&body)
         }
-        Some((v, _)) => Err(MetaError::Corrupt(format!("unknown record format {v}"))),
-        None => Err(MetaError::Corrupt("empty record".into())),
-    }
+        Some((v, _)) => return Err(MetaError::Corrupt(format!("unknown record format {v}"))),
+        None => return Err(MetaError::Corrupt("empty record".into())),
+    };
+    decoded.map_err(|e| MetaError::Corrupt(format!("decode: {e}")))
 }
 
 fn le_u64(b: &[u8]) -> u64 {
@@ -432,9 +599,13 @@ mod tests {
             },
             refs: 3,
             zero_since: 0,
+            locked: 2,
         };
         assert_eq!(ChunkRow::decode(&row.encode()).unwrap(), row);
         assert!(ChunkRow::decode(&[0u8; 5]).is_err());
+        // A row written before `locked` existed.
+        let old = ChunkRow::decode(&row.encode()[..33]).unwrap();
+        assert_eq!(old, ChunkRow { locked: 0, ..row });
     }
 
     #[test]
@@ -452,6 +623,28 @@ mod tests {
         let enc = encode_manifest(&refs);
         assert_eq!(decode_manifest(&enc).unwrap(), refs);
         assert!(decode_manifest(&enc[..40]).is_err());
+    }
+
+    #[test]
+    fn a_format_2_record_reads_with_no_lock() {
+        let rec = ObjectRecord {
+            lock: None,
+            ..ObjectRecord::delete_marker(5)
+        };
+        let mut enc = encode_record(&rec).unwrap();
+        // Format 2 wrote the same fields without the trailing `lock` byte.
+        assert_eq!(enc.pop(), Some(0));
+        enc[0] = OLDEST_RECORD_FORMAT;
+        assert_eq!(decode_record::<ObjectRecord>(&enc).unwrap(), rec);
+        let locked = ObjectRecord {
+            lock: Some(VersionLock {
+                retention: Some((LockMode::Compliance, 99)),
+                legal_hold: true,
+            }),
+            ..rec
+        };
+        let enc = encode_record(&locked).unwrap();
+        assert_eq!(decode_record::<ObjectRecord>(&enc).unwrap(), locked);
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl MetaStore {
                     },
                     refs,
                     zero_since: if refs == 0 { now } else { 0 },
+                    locked: 0,
                 };
                 chunks.insert(e.id.as_slice(), chunk.encode().as_slice())?;
                 seg_chunks.insert(segment_chunk_key(segment, &e.id).as_slice(), ())?;
@@ -237,6 +238,39 @@ pub(super) fn drop_manifest(txn: &WriteTransaction, manifest: u64, now: u64) -> 
     release_refs_at(txn, &ref_counts(&refs), now)
 }
 
+/// Adds `delta` (1 or -1) per occurrence of each chunk in `rec`'s manifests to the
+/// chunks' `locked` counts: +1 when a version becomes one Object Lock protects, -1
+/// when it stops being one or is removed. A chunk without a row (lost) is skipped.
+pub(super) fn count_locked(
+    txn: &WriteTransaction,
+    rec: &ObjectRecord,
+    delta: i64,
+) -> MetaResult<()> {
+    let mut chunks = txn.open_table(CHUNKS)?;
+    let manifests = txn.open_table(MANIFESTS)?;
+    for (manifest, _) in rec.manifests() {
+        let refs = manifests
+            .get(manifest)?
+            .map(|v| decode_manifest(v.value()))
+            .transpose()?
+            .ok_or_else(|| MetaError::Corrupt(format!("manifest {manifest} missing")))?;
+        for (id, n) in ref_counts(&refs) {
+            let row = chunks
+                .get(id.as_slice())?
+                .map(|v| ChunkRow::decode(v.value()))
+                .transpose()?;
+            let Some(mut row) = row else { continue };
+            let after = i64::from(row.locked) + delta * i64::from(n);
+            if after < 0 {
+                tracing::error!(chunk = %hex::encode(id), locked = row.locked, "a locked count would fall below zero; kept at zero");
+            }
+            row.locked = u32::try_from(after.max(0)).unwrap_or(u32::MAX);
+            chunks.insert(id.as_slice(), row.encode().as_slice())?;
+        }
+    }
+    Ok(())
+}
+
 /// Stores a manifest under a new id.
 pub(super) fn insert_manifest(
     txn: &WriteTransaction,
@@ -316,13 +350,16 @@ pub(super) fn adjust_refs(
     Ok(true)
 }
 
-/// A chunk whose stored reference count disagrees with the committed manifests.
+/// A chunk whose stored reference count (or, with `locked`, its count of locked
+/// versions' references) disagrees with the committed manifests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefMismatch {
     pub id: ChunkId,
     /// `None`: a manifest names the chunk but it has no index row.
     pub stored: Option<u32>,
     pub counted: u64,
+    /// The mismatch is in the `locked` count.
+    pub locked: bool,
 }
 
 impl MetaStore {
@@ -350,19 +387,34 @@ impl MetaStore {
                 &txn.open_table(replicated::HOLDS)?,
                 &txn.open_table(held::UPLOAD_HOLDS)?,
             )?;
+            let locked = repair::recount_locked(
+                &txn.open_table(OBJECTS)?,
+                &txn.open_table(VERSIONS)?,
+                &txn.open_table(MANIFESTS)?,
+            )?;
             let mut out = Vec::new();
             for row in txn.open_table(CHUNKS)?.iter()? {
                 let (k, v) = row?;
                 let Ok(id) = <ChunkId>::try_from(k.value()) else {
                     continue;
                 };
-                let stored = ChunkRow::decode(v.value())?.refs;
+                let row = ChunkRow::decode(v.value())?;
                 let n = counted.remove(&id).unwrap_or(0);
-                if u64::from(stored) != n {
+                if u64::from(row.refs) != n {
                     out.push(RefMismatch {
                         id,
-                        stored: Some(stored),
+                        stored: Some(row.refs),
                         counted: n,
+                        locked: false,
+                    });
+                }
+                let l = locked.get(&id).copied().unwrap_or(0);
+                if u64::from(row.locked) != l {
+                    out.push(RefMismatch {
+                        id,
+                        stored: Some(row.locked),
+                        counted: l,
+                        locked: true,
                     });
                 }
             }
@@ -375,6 +427,7 @@ impl MetaStore {
                         id,
                         stored: stored.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
                         counted,
+                        locked: false,
                     });
                 }
             }

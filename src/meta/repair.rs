@@ -23,8 +23,9 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{
     C_CHUNK_RAW, C_CHUNK_STORED, C_CHUNKS, C_SEGMENT_BYTES, C_SEGMENTS, CHUNKS, COUNTERS, ChunkId,
-    ChunkLocation, ChunkRow, MANIFESTS, MetaResult, MetaStore, NewChunk, SEGMENT_CHUNKS, SEGMENTS,
-    SegmentRow, adjust_refs, bump, decode_manifest,
+    ChunkLocation, ChunkRow, MANIFESTS, MetaResult, MetaStore, NewChunk, OBJECTS, ObjectRecord,
+    SEGMENT_CHUNKS, SEGMENTS, SegmentRow, VERSIONS, VersionLock, adjust_refs, bump,
+    decode_manifest, decode_record,
     gc::{drop_segment_rows, repoint},
     segment_chunk_key, unix_secs,
 };
@@ -84,6 +85,55 @@ pub(super) fn recount(
     Ok(counted)
 }
 
+/// Counts, per chunk, its occurrences in the manifests of versions Object Lock
+/// protects: what every chunk row's `locked` must say.
+pub(super) fn recount_locked(
+    objects: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    versions: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    manifests: &impl ReadableTable<u64, &'static [u8]>,
+) -> MetaResult<HashMap<ChunkId, u64>> {
+    let mut counted: HashMap<ChunkId, u64> = HashMap::new();
+    for table in [objects.iter()?, versions.iter()?] {
+        for row in table {
+            let rec: ObjectRecord = decode_record(row?.1.value())?;
+            if !VersionLock::protects(rec.lock) {
+                continue;
+            }
+            for (m, _) in rec.manifests() {
+                let Some(v) = manifests.get(m)? else { continue };
+                for r in decode_manifest(v.value())? {
+                    *counted.entry(r.id).or_default() += 1;
+                }
+            }
+        }
+    }
+    Ok(counted)
+}
+
+/// Sets every chunk row's `locked` to `counted`; returns how many changed.
+fn fix_locked_counts(
+    chunks: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    counted: &HashMap<ChunkId, u64>,
+) -> MetaResult<u64> {
+    let mut wrong = Vec::new();
+    for row in chunks.iter()? {
+        let (k, v) = row?;
+        let Ok(id) = ChunkId::try_from(k.value()) else {
+            continue;
+        };
+        let mut r = ChunkRow::decode(v.value())?;
+        let want = u32::try_from(counted.get(&id).copied().unwrap_or(0)).unwrap_or(u32::MAX);
+        if r.locked != want {
+            r.locked = want;
+            wrong.push((id, r));
+        }
+    }
+    for (id, r) in &wrong {
+        chunks.insert(id.as_slice(), r.encode().as_slice())?;
+    }
+    Ok(wrong.len() as u64)
+}
+
 /// Sets each segment row's chunk, live chunk and live byte totals to the sum of the
 /// chunk rows that point into it; returns how many rows changed.
 fn fix_segment_rows(
@@ -134,7 +184,7 @@ impl MetaStore {
 
     /// Sets every reference count to the number of times committed manifests name the
     /// chunk plus the references holds keep (replication transfers, uploads in
-    /// flight), in one transaction. A chunk named by manifests with no row at all
+    /// flight), and every `locked` count to its recount, in one transaction. A chunk named by manifests with no row at all
     /// becomes lost.
     pub async fn fix_counts(&self) -> MetaResult<CountFix> {
         self.write(true, move |txn| {
@@ -188,6 +238,12 @@ impl MetaStore {
                 lost.remove(k.as_slice())?;
                 fix.fixed += 1;
             }
+            let locked = recount_locked(
+                &txn.open_table(OBJECTS)?,
+                &txn.open_table(VERSIONS)?,
+                &txn.open_table(MANIFESTS)?,
+            )?;
+            fix.fixed += fix_locked_counts(&mut chunks, &locked)?;
             fix.segments_fixed = fix_segment_rows(&chunks, &mut segments)?;
             Ok(fix)
         })
@@ -284,6 +340,8 @@ impl MetaStore {
                 },
                 refs,
                 zero_since: if refs == 0 { unix_secs() } else { 0 },
+                // Recounted by `fix_counts`, like `refs` of a chunk indexed again.
+                locked: 0,
             };
             txn.open_table(CHUNKS)?
                 .insert(chunk.id.as_slice(), row.encode().as_slice())?;

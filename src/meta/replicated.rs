@@ -44,10 +44,10 @@ use serde::{Deserialize, Serialize};
 use super::versions::{count_in, delete_key, key_versions, version_key};
 use super::{
     BUCKETS, C_NEXT_VERSION, CHUNKS, COUNTERS, ChunkId, ChunkRef, CounterTable, EventKind,
-    MetaError, MetaResult, MetaStore, NULL_VERSION, OBJECTS, ObjectData, ObjectRecord, OutboxEvent,
-    PartPiece, SEGMENTS, VERSIONS, Versioning, adjust_refs, append_outbox, bucket_stats_w, counter,
-    decode_record, encode_record, get_bucket, get_bucket_w, insert_manifest, object_key,
-    put_bucket_stats, release_refs_at, unix_secs,
+    LockCheck, MetaError, MetaResult, MetaStore, NULL_VERSION, OBJECTS, ObjectData, ObjectRecord,
+    OutboxEvent, PartPiece, SEGMENTS, VERSIONS, VersionLock, Versioning, adjust_refs,
+    append_outbox, bucket_stats_w, counter, decode_record, encode_record, get_bucket, get_bucket_w,
+    insert_manifest, object_key, put_bucket_stats, release_refs_at, unix_secs,
 };
 
 /// hold id (16 bytes) ++ chunk id -> (): one reference held on the chunk.
@@ -141,13 +141,15 @@ fn check_staged(rec: &ObjectRecord, staged: &[(u32, u64, u32)], rest: usize) -> 
     )))
 }
 
-/// What identifies a version across the two hoards, and its tags (which change
-/// without a new version).
+/// What identifies a version across the two hoards, and its tags and Object Lock
+/// state (which change without a new version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionStamp {
     pub version_id: String,
     pub seq: u64,
     pub tags: Vec<(String, String)>,
+    #[serde(default)]
+    pub lock: Option<VersionLock>,
 }
 
 impl VersionStamp {
@@ -156,6 +158,7 @@ impl VersionStamp {
             version_id: rec.version_id.clone(),
             seq: rec.seq,
             tags: rec.tags.clone(),
+            lock: rec.lock,
         }
     }
 
@@ -178,7 +181,7 @@ pub struct VersionDiff {
 pub enum Applied {
     /// Stored as a new version: it now holds the references the caller took.
     Stored,
-    /// Already held; at most its tags changed. The references taken were released.
+    /// Already held; at most its tags and lock changed. The references taken were released.
     Held,
 }
 
@@ -210,7 +213,11 @@ impl MetaStore {
         let ours = self.key_versions(bucket, key).await?;
         let lacking = theirs
             .iter()
-            .filter(|s| !ours.iter().any(|r| s.same_version(r) && s.tags == r.tags))
+            .filter(|s| {
+                !ours
+                    .iter()
+                    .any(|r| s.same_version(r) && s.tags == r.tags && s.lock == r.lock)
+            })
             .map(|s| s.version_id.clone())
             .collect();
         let extra = ours
@@ -264,7 +271,21 @@ impl MetaStore {
             )?;
             let mut counters = txn.open_table(COUNTERS)?;
             if rec.version_id == NULL_VERSION {
-                delete_key(txn, &mut counters, &bucket, &key, Some(NULL_VERSION), now)?;
+                // Null versions exist only where versioning is not Enabled for good,
+                // so none is locked; any lock it had would be judged strictly.
+                let strict = LockCheck {
+                    now_ms: i64::MIN,
+                    bypass_governance: false,
+                };
+                delete_key(
+                    txn,
+                    &mut counters,
+                    &bucket,
+                    &key,
+                    Some(NULL_VERSION),
+                    strict,
+                    now,
+                )?;
             }
             let mut rec = rec;
             let staged: Vec<u64> = staged.iter().map(|(_, m, _)| *m).collect();
@@ -277,6 +298,9 @@ impl MetaStore {
                 drop_hold(txn, &h, now)?;
             }
             insert_by_seq(txn, &bucket, &key, &rec)?;
+            if VersionLock::protects(rec.lock) {
+                super::count_locked(txn, &rec, 1)?;
+            }
             super::held::transfer(txn, &taken)?;
             let mut stats = bucket_stats_w(txn, &bucket)?;
             count_in(&mut stats, &mut counters, &rec)?;
@@ -314,30 +338,44 @@ impl MetaStore {
     }
 
     /// Removes every version of the key that is not among `keep` (the source's
-    /// stamps); returns how many were removed.
+    /// stamps); returns how many were removed. The replica judges Object Lock
+    /// itself (`lock`): if any of them is still protected, none is removed.
     pub async fn prune_versions(
         &self,
         bucket: &str,
         key: &str,
         keep: Vec<VersionStamp>,
+        lock: LockCheck,
     ) -> MetaResult<usize> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.write(true, move |txn| {
             if get_bucket_w(txn, &bucket)?.is_none() {
                 return Err(MetaError::NoSuchBucket);
             }
-            let extra: Vec<String> = {
+            let extra: Vec<ObjectRecord> = {
                 let (objects, versions) = (txn.open_table(OBJECTS)?, txn.open_table(VERSIONS)?);
                 key_versions(&objects, &versions, &bucket, &key)?
                     .into_iter()
                     .filter(|(r, _)| !keep.iter().any(|s| s.same_version(r)))
-                    .map(|(r, _)| r.version_id)
+                    .map(|(r, _)| r)
                     .collect()
             };
+            // Checked before anything changes, so a refusal leaves the key whole.
+            for r in &extra {
+                lock.allow_removal(r)?;
+            }
             let now = unix_secs();
             let mut counters = txn.open_table(COUNTERS)?;
-            for id in &extra {
-                delete_key(txn, &mut counters, &bucket, &key, Some(id), now)?;
+            for r in &extra {
+                delete_key(
+                    txn,
+                    &mut counters,
+                    &bucket,
+                    &key,
+                    Some(&r.version_id),
+                    lock,
+                    now,
+                )?;
             }
             Ok(extra.len())
         })
@@ -518,8 +556,22 @@ fn retag_held(
     let Some((mut old, current)) = held else {
         return Ok(false);
     };
-    if old.tags != rec.tags {
+    let lock = VersionLock::as_replicated(old.lock, rec.lock);
+    if old.tags != rec.tags || old.lock != lock {
         old.tags = rec.tags.clone();
+        match (VersionLock::protects(old.lock), VersionLock::protects(lock)) {
+            (false, true) => super::count_locked(
+                txn,
+                &ObjectRecord {
+                    lock,
+                    ..old.clone()
+                },
+                1,
+            )?,
+            (true, false) => super::count_locked(txn, &old, -1)?,
+            _ => {}
+        }
+        old.lock = lock;
         let value = encode_record(&old)?;
         match current {
             true => objects.insert(object_key(bucket, key).as_slice(), value.as_slice())?,

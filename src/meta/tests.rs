@@ -214,7 +214,11 @@ async fn a_release_below_zero_is_refused_and_counted() {
     .await
     .unwrap();
     let before = REFCOUNT_UNDERFLOWS.get();
-    let err = meta.delete_object("b", "k", None).await.unwrap_err();
+    let any = LockCheck {
+        now_ms: 0,
+        bypass_governance: false,
+    };
+    let err = meta.delete_object("b", "k", None, any).await.unwrap_err();
     assert!(err.to_string().contains(&hex::encode(a)), "{err}");
     assert_eq!(REFCOUNT_UNDERFLOWS.get(), before + 1);
     assert!(meta.get_version("b", "k", None).await.unwrap().is_some());
@@ -238,4 +242,92 @@ async fn a_counter_that_cannot_advance_fails_the_operation() {
         .unwrap_err();
     assert!(err.to_string().contains("exhausted"), "{err}");
     assert!(meta.get_version("b", "k", None).await.unwrap().is_none());
+}
+
+/// Chunks of a version Object Lock protects are counted apart from their
+/// references, and the cleaner keeps them even when a (broken) reference count says
+/// nobody needs them; removing the version after its retention counts them down.
+#[tokio::test]
+async fn the_cleaner_keeps_chunks_of_locked_versions_whatever_their_counts_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = MetaStore::open(&dir.path().join("meta.redb"), 1 << 20).unwrap();
+    let mut bucket = test_bucket();
+    bucket.versioning = Versioning::Enabled;
+    bucket.object_lock = Some(BucketLock::default());
+    meta.create_bucket("b", bucket).await.unwrap();
+    let (a, b) = ([1u8; 32], [2u8; 32]);
+    let hold = UploadHold::new().unwrap();
+    meta.add_segment(
+        "b",
+        1,
+        2,
+        vec![new_chunk(a, 0), new_chunk(b, 1)],
+        Some(Holder::Upload(hold.next_batch())),
+    )
+    .await
+    .unwrap();
+    let mut rec = chunked_record();
+    rec.size = 2;
+    rec.lock = Some(VersionLock {
+        retention: Some((LockMode::Compliance, 5_000)),
+        legal_hold: false,
+    });
+    let manifest = vec![ChunkRef { id: a, len: 1 }, ChunkRef { id: b, len: 1 }];
+    let version = meta
+        .commit_object("b", "k", rec, Some(manifest), Some(hold.id()))
+        .await
+        .unwrap();
+    let row = |id: ChunkId| {
+        let m = meta.clone();
+        async move { m.read(move |txn| chunk_row(txn, &id)).await.unwrap() }
+    };
+    assert_eq!(row(a).await.map(|r| (r.refs, r.locked)), Some((1, 1)));
+    // Break the reference counts: both chunks look unreferenced since long ago.
+    meta.write(true, move |txn| {
+        let mut chunks = txn.open_table(CHUNKS)?;
+        for id in [a, b] {
+            let mut r = ChunkRow::decode(chunks.get(id.as_slice())?.unwrap().value())?;
+            r.refs = 0;
+            r.zero_since = 1;
+            chunks.insert(id.as_slice(), r.encode().as_slice())?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let m = meta.clone();
+    let audit = tokio::task::spawn_blocking(move || m.audit_refs_blocking())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(audit.len(), 2, "the broken counts are reported: {audit:?}");
+    let removed = meta.remove_dead_segments(vec![1], u64::MAX).await.unwrap();
+    assert_eq!(removed, vec![(1, None)], "a locked chunk was removed");
+    assert!(row(a).await.is_some() && row(b).await.is_some());
+    let kept = meta.chunks_to_keep(1, u64::MAX).await.unwrap();
+    assert_eq!(kept.len(), 2, "compaction would drop a locked chunk");
+
+    // Repaired counts; then the retention ends and the version can go.
+    meta.fix_counts().await.unwrap();
+    assert_eq!(row(a).await.map(|r| (r.refs, r.locked)), Some((1, 1)));
+    let early = LockCheck {
+        now_ms: 4_999,
+        bypass_governance: true,
+    };
+    let err = meta
+        .delete_object("b", "k", Some(version.clone()), early)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MetaError::ObjectLocked(_)), "{err}");
+    let late = LockCheck {
+        now_ms: 5_000,
+        bypass_governance: false,
+    };
+    meta.delete_object("b", "k", Some(version), late)
+        .await
+        .unwrap()
+        .expect("deleted");
+    assert_eq!(row(a).await.map(|r| (r.refs, r.locked)), Some((0, 0)));
+    let removed = meta.remove_dead_segments(vec![1], u64::MAX).await.unwrap();
+    assert!(removed[0].1.is_some(), "unlocked and unreferenced: freed");
 }

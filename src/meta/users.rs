@@ -28,6 +28,11 @@ pub enum Permission {
     /// The replication endpoints of a replica bucket (a source hoard's key); no S3
     /// reads or writes.
     Replication,
+    /// Read, list and write, and shortening or removing governance retention with
+    /// `x-amz-bypass-governance-retention: true`. No other grant (not admin, not
+    /// root's) bypasses governance.
+    #[serde(rename = "bypass-governance")]
+    BypassGovernance,
 }
 
 impl std::str::FromStr for Permission {
@@ -39,8 +44,9 @@ impl std::str::FromStr for Permission {
             "readwrite" => Ok(Permission::Readwrite),
             "admin" => Ok(Permission::Admin),
             "replication" => Ok(Permission::Replication),
+            "bypass-governance" => Ok(Permission::BypassGovernance),
             other => Err(format!(
-                "unknown permission {other:?}: use readonly, writeonly, readwrite, admin or replication"
+                "unknown permission {other:?}: use readonly, writeonly, readwrite, admin, replication or bypass-governance"
             )),
         }
     }
@@ -54,6 +60,7 @@ impl std::fmt::Display for Permission {
             Permission::Readwrite => "readwrite",
             Permission::Admin => "admin",
             Permission::Replication => "replication",
+            Permission::BypassGovernance => "bypass-governance",
         })
     }
 }

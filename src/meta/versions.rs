@@ -21,8 +21,9 @@ use redb::{ReadableTable, WriteTransaction};
 use super::{
     BUCKETS, BucketStats, C_INLINE_BYTES, C_NEXT_VERSION, CounterTable, EventKind, MetaError,
     MetaResult, MetaStore, NULL_VERSION, OBJECTS, ObjectData, ObjectRecord, OutboxEvent, VERSIONS,
-    Versioning, append_outbox, bucket_in, bucket_stats_w, bump, decode_record, encode_record,
-    forget_object, get_bucket, get_bucket_w, list, next_ids, object_key, put_bucket_stats,
+    VersionLock, Versioning, append_outbox, bucket_in, bucket_stats_w, bump, count_locked,
+    decode_record, encode_record, forget_object, get_bucket, get_bucket_w, list, next_ids,
+    object_key, put_bucket_stats,
 };
 
 /// Where a version was found.
@@ -40,6 +41,46 @@ pub struct DeleteOutcome {
     pub version_id: Option<String>,
     /// A delete marker was added, or the version removed was one.
     pub delete_marker: bool,
+}
+
+/// What a removal of a version may override, and the time locks are judged at: the
+/// retention clock's reading (ms) and whether a governance bypass was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockCheck {
+    pub now_ms: i64,
+    pub bypass_governance: bool,
+}
+
+impl LockCheck {
+    /// Refuses the removal of `rec` when its lock forbids it.
+    pub(super) fn allow_removal(&self, rec: &ObjectRecord) -> MetaResult<()> {
+        match rec
+            .lock
+            .and_then(|l| l.forbids_removal(self.now_ms, self.bypass_governance))
+        {
+            Some(why) => Err(MetaError::ObjectLocked(format!(
+                "Access Denied because object protected by object lock: {why}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A "null" version replaced by a write is never locked: locks exist only in
+/// buckets whose versioning is Enabled for good, where no write replaces a version.
+/// Finding one is a broken invariant, and fails the whole transaction group (the
+/// write has already changed rows).
+fn refuse_locked_replacement(rec: &ObjectRecord) -> MetaResult<()> {
+    let check = LockCheck {
+        now_ms: i64::MIN,
+        bypass_governance: false,
+    };
+    match check.allow_removal(rec) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(MetaError::Corrupt(format!(
+            "a write would replace a locked null version: {e}"
+        ))),
+    }
 }
 
 /// Which versions a ListObjectVersions page asks for.
@@ -205,12 +246,14 @@ pub(super) fn put_object_record(
             .into_iter()
             .find(|r| r.version_id == NULL_VERSION)
         {
+            refuse_locked_replacement(&n)?;
             versions.remove(version_key(bucket, key, n.seq).as_slice())?;
             forget_object(txn, counters, &mut stats, &n, now)?;
         }
     }
     if let Some(old) = old {
         if old.version_id == NULL_VERSION && versioning != Versioning::Enabled {
+            refuse_locked_replacement(&old)?;
             forget_object(txn, counters, &mut stats, &old, now)?;
         } else {
             versions.insert(
@@ -221,6 +264,9 @@ pub(super) fn put_object_record(
     }
     drop(versions);
     put_bucket_stats(txn, bucket, &stats)?;
+    if VersionLock::protects(rec.lock) {
+        count_locked(txn, &rec, 1)?;
+    }
     let kind = if rec.delete_marker {
         EventKind::Delete
     } else {
@@ -253,6 +299,7 @@ pub(super) fn delete_key(
     bucket: &str,
     key: &str,
     version: Option<&str>,
+    lock: LockCheck,
     now: u64,
 ) -> MetaResult<Option<DeleteOutcome>> {
     let versioning = get_bucket_w(txn, bucket)?
@@ -274,6 +321,7 @@ pub(super) fn delete_key(
     let Some((slot, old)) = found else {
         return Ok(None);
     };
+    lock.allow_removal(&old)?;
     {
         let mut objects = txn.open_table(OBJECTS)?;
         let mut versions: RecTable<'_> = txn.open_table(VERSIONS)?;
@@ -338,9 +386,18 @@ pub fn check_tags(tags: &[(String, String)], max: usize) -> Result<(), String> {
 }
 
 impl MetaStore {
+    /// Sets a bucket's versioning state; a bucket with Object Lock stays Enabled.
     pub async fn set_versioning(&self, bucket: &str, state: Versioning) -> MetaResult<()> {
-        self.update_bucket(bucket, move |rec| rec.versioning = state)
-            .await
+        self.update_bucket(bucket, move |rec| {
+            if rec.object_lock.is_some() && state != Versioning::Enabled {
+                return Err(MetaError::InvalidBucketState(
+                    "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.".into(),
+                ));
+            }
+            rec.versioning = state;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn set_bucket_tags(
@@ -348,20 +405,39 @@ impl MetaStore {
         bucket: &str,
         tags: Vec<(String, String)>,
     ) -> MetaResult<()> {
-        self.update_bucket(bucket, move |rec| rec.tags = tags).await
+        self.update_bucket(bucket, move |rec| {
+            rec.tags = tags;
+            Ok(())
+        })
+        .await
     }
 
-    /// Changes a bucket's record in one durable transaction.
+    /// Enables Object Lock on a bucket (for good) or replaces its default
+    /// retention; the bucket's versioning must be Enabled.
+    pub async fn set_object_lock(&self, bucket: &str, lock: super::BucketLock) -> MetaResult<()> {
+        self.update_bucket(bucket, move |rec| {
+            if rec.versioning != Versioning::Enabled {
+                return Err(MetaError::InvalidBucketState(
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration".into(),
+                ));
+            }
+            rec.object_lock = Some(lock);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes a bucket's record in one durable transaction; `change` may refuse.
     async fn update_bucket(
         &self,
         bucket: &str,
-        change: impl FnOnce(&mut super::BucketRecord) + Send + 'static,
+        change: impl FnOnce(&mut super::BucketRecord) -> MetaResult<()> + Send + 'static,
     ) -> MetaResult<()> {
         let bucket = bucket.to_owned();
         self.write(true, move |txn| {
             let mut buckets = txn.open_table(BUCKETS)?;
             let mut rec = bucket_in(&buckets, &bucket)?.ok_or(MetaError::NoSuchBucket)?;
-            change(&mut rec);
+            change(&mut rec)?;
             buckets.insert(bucket.as_str(), encode_record(&rec)?.as_slice())?;
             Ok(())
         })
@@ -378,6 +454,41 @@ impl MetaStore {
         version: Option<String>,
         tags: Vec<(String, String)>,
     ) -> MetaResult<String> {
+        self.update_version(bucket, key, version, EventKind::Tags, move |rec| {
+            rec.tags = tags;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes the Object Lock state of the current version or of `version`;
+    /// `change` gets the state as stored and returns the new one or refuses.
+    pub async fn set_version_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<String>,
+        change: impl FnOnce(Option<super::VersionLock>) -> MetaResult<super::VersionLock>
+        + Send
+        + 'static,
+    ) -> MetaResult<String> {
+        self.update_version(bucket, key, version, EventKind::Lock, move |rec| {
+            rec.lock = Some(change(rec.lock)?);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes one version's record in place (never a delete marker's) with one
+    /// outbox event of `kind`, in one durable transaction; returns its id.
+    async fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<String>,
+        kind: EventKind,
+        change: impl FnOnce(&mut ObjectRecord) -> MetaResult<()> + Send + 'static,
+    ) -> MetaResult<String> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.write(true, move |txn| {
             if get_bucket_w(txn, &bucket)?.is_none() {
@@ -392,7 +503,13 @@ impl MetaStore {
                 None if version.is_some() => return Err(MetaError::NoSuchVersion),
                 None => return Err(MetaError::NoSuchKey),
             };
-            rec.tags = tags;
+            let protected = VersionLock::protects(rec.lock);
+            change(&mut rec)?;
+            match (protected, VersionLock::protects(rec.lock)) {
+                (false, true) => count_locked(txn, &rec, 1)?,
+                (true, false) => count_locked(txn, &rec, -1)?,
+                _ => {}
+            }
             let value = encode_record(&rec)?;
             match slot {
                 Slot::Current => {
@@ -409,7 +526,7 @@ impl MetaStore {
                     bucket: bucket.clone(),
                     key: key.clone(),
                     version_id: rec.version_id.clone(),
-                    kind: EventKind::Tags,
+                    kind,
                     time_ms: super::now_ms(),
                 },
             )?;

@@ -25,6 +25,8 @@ pub struct Store {
     pub segments: SegmentStore,
     pub index: Arc<ChunkIndex>,
     pub segment_size: usize,
+    /// The replica's own retention clock: it judges the locks of what it holds.
+    pub clock: Arc<crate::retention::RetentionClock>,
 }
 
 /// Requests a replica handles at once: each may hold a body of up to
@@ -120,10 +122,17 @@ impl Receiver {
             (&Method::DELETE, "object") => {
                 let key = key_of(&req.uri)?;
                 let keep: Vec<VersionStamp> = json_body_required(req.input).await?;
+                // The source's removals may have bypassed governance retention (its
+                // users' rights decide that); compliance and legal holds the
+                // replica enforces itself.
+                let lock = crate::meta::LockCheck {
+                    now_ms: self.store.clock.now_ms(),
+                    bypass_governance: true,
+                };
                 let removed = self
                     .store
                     .meta
-                    .prune_versions(&bucket, &key, keep)
+                    .prune_versions(&bucket, &key, keep, lock)
                     .await
                     .map_err(meta_error)?;
                 json(StatusCode::OK, &serde_json::json!({ "removed": removed }))

@@ -113,7 +113,11 @@ impl HoardS3 {
         let (src_bucket, src_key) = (src_bucket.to_owned(), src_key.to_owned());
         let src_version = src_version.map(str::to_owned);
         check_new_key(&input.key)?;
-        self.bucket(&input.bucket).await?;
+        let dst_bucket = self.bucket(&input.bucket).await?;
+        // The copy's lock is its own (headers or the bucket's default), never the
+        // source's.
+        let lock =
+            self.new_version_lock(&dst_bucket, &super::lock::lock_headers!(&*input), None)?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -155,6 +159,7 @@ impl HoardS3 {
                 } else {
                     source.tags.clone()
                 },
+                lock,
                 ..source.clone()
             };
             let done = self
@@ -280,6 +285,11 @@ impl HoardS3 {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let lock = self.lock_check(
+            req.credentials.as_ref(),
+            &req.input.bucket,
+            req.input.bypass_governance_retention.unwrap_or(false),
+        );
         let i = req.input;
         let objects = i.delete.objects;
         if objects.is_empty() || objects.len() > MAX_DELETE_KEYS {
@@ -309,31 +319,41 @@ impl HoardS3 {
         }
         let outcomes = self
             .meta
-            .delete_objects(&i.bucket, keys.clone())
+            .delete_objects(&i.bucket, keys.clone(), lock)
             .await
             .map_err(meta_error)?;
         // Deleting an absent key or version succeeds, as in S3.
-        let deleted: Vec<DeletedObject> = if quiet {
-            Vec::new()
-        } else {
-            keys.into_iter()
-                .zip(outcomes)
-                .map(|((key, asked), outcome)| {
-                    let marker = outcome.as_ref().is_some_and(|o| o.delete_marker);
-                    let removed = outcome.and_then(|o| o.version_id);
-                    DeletedObject {
+        let mut deleted = Vec::new();
+        for ((key, asked), outcome) in keys.into_iter().zip(outcomes) {
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    let e = meta_error(e);
+                    errors.push(Error {
+                        code: Some(e.code().as_str().to_owned()),
                         key: Some(key),
-                        delete_marker: marker.then_some(true),
-                        delete_marker_version_id: if asked.is_none() && marker {
-                            removed.clone()
-                        } else {
-                            None
-                        },
+                        message: e.message().map(str::to_owned),
                         version_id: asked,
-                    }
-                })
-                .collect()
-        };
+                    });
+                    continue;
+                }
+            };
+            if quiet {
+                continue;
+            }
+            let marker = outcome.as_ref().is_some_and(|o| o.delete_marker);
+            let removed = outcome.and_then(|o| o.version_id);
+            deleted.push(DeletedObject {
+                key: Some(key),
+                delete_marker: marker.then_some(true),
+                delete_marker_version_id: if asked.is_none() && marker {
+                    removed.clone()
+                } else {
+                    None
+                },
+                version_id: asked,
+            });
+        }
         Ok(S3Response::new(DeleteObjectsOutput {
             deleted: (!deleted.is_empty()).then_some(deleted),
             errors: (!errors.is_empty()).then_some(errors),

@@ -8,6 +8,7 @@
 
 mod copy;
 mod list;
+mod lock;
 mod multipart;
 mod object;
 mod replication;
@@ -37,6 +38,7 @@ pub struct HoardS3 {
     pub(crate) owner_id: String,
     pub(crate) users: Arc<crate::users::Users>,
     pub(crate) rules: Arc<crate::replication::rules::Rules>,
+    pub(crate) clock: Arc<crate::retention::RetentionClock>,
 }
 
 impl HoardS3 {
@@ -49,6 +51,7 @@ impl HoardS3 {
         owner_id: String,
         users: Arc<crate::users::Users>,
         rules: Arc<crate::replication::rules::Rules>,
+        clock: Arc<crate::retention::RetentionClock>,
     ) -> Self {
         HoardS3 {
             cfg,
@@ -59,6 +62,7 @@ impl HoardS3 {
             owner_id,
             users,
             rules,
+            clock,
         }
     }
 
@@ -181,10 +185,15 @@ impl S3 for HoardS3 {
                     "This bucket name is reserved by hoard"
                 ));
             }
-            let rec = self
+            let mut rec = self
                 .cfg
                 .bucket_record(&name, None, None)
                 .map_err(|e| internal("bucket settings", &e))?;
+            if req.input.object_lock_enabled_for_bucket == Some(true) {
+                // Object Lock needs versioning, Enabled for good.
+                rec.versioning = crate::meta::Versioning::Enabled;
+                rec.object_lock = Some(crate::meta::BucketLock::default());
+            }
             self.meta
                 .create_bucket(&name, rec)
                 .await
@@ -302,9 +311,14 @@ impl S3 for HoardS3 {
             if let Some(v) = &i.version_id {
                 object::check_version_id(v)?;
             }
+            let lock = self.lock_check(
+                req.credentials.as_ref(),
+                &i.bucket,
+                i.bypass_governance_retention.unwrap_or(false),
+            );
             let outcome = self
                 .meta
-                .delete_object(&i.bucket, &i.key, i.version_id.clone())
+                .delete_object(&i.bucket, &i.key, i.version_id.clone(), lock)
                 .await
                 .map_err(meta_error)?;
             let Some(outcome) = outcome else {
@@ -512,6 +526,60 @@ impl S3 for HoardS3 {
             self.list_multipart_uploads_impl(req),
         )
         .await
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        self.observe(
+            "PutObjectLockConfiguration",
+            self.put_object_lock_configuration_impl(req),
+        )
+        .await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        self.observe(
+            "GetObjectLockConfiguration",
+            self.get_object_lock_configuration_impl(req),
+        )
+        .await
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        self.observe("PutObjectRetention", self.put_object_retention_impl(req))
+            .await
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        self.observe("GetObjectRetention", self.get_object_retention_impl(req))
+            .await
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        self.observe("PutObjectLegalHold", self.put_object_legal_hold_impl(req))
+            .await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        self.observe("GetObjectLegalHold", self.get_object_legal_hold_impl(req))
+            .await
     }
 
     async fn list_objects(

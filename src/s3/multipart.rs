@@ -153,9 +153,10 @@ impl HoardS3 {
         &self,
         mut req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        self.bucket(&req.input.bucket).await?;
+        let bucket = self.bucket(&req.input.bucket).await?;
         let input = &mut req.input;
         check_new_key(&input.key)?;
+        let lock = self.new_version_lock(&bucket, &super::lock::lock_headers!(&*input), None)?;
         let checksum_algorithm = input
             .checksum_algorithm
             .as_ref()
@@ -167,6 +168,7 @@ impl HoardS3 {
             user_meta: user_meta(input.metadata.take())?,
             checksum_algorithm: checksum_algorithm.clone(),
             tags: super::object::parse_tagging(input.tagging.as_deref())?,
+            lock,
         };
         let upload_id = self
             .meta
@@ -298,6 +300,7 @@ impl HoardS3 {
             seq: 0,
             delete_marker: false,
             tags: upload.tags,
+            lock: upload.lock,
             data: ObjectData::Parts(
                 parts
                     .iter()

@@ -453,7 +453,11 @@ macro_rules! object_output {
         let with: bool = $with;
         let get = |alg| if with { stored_checksum(rec, alg) } else { None };
         let h = &rec.headers;
+        let (lock_mode, lock_until, legal_hold) = $crate::s3::lock::lock_output(rec);
         $ty {
+            object_lock_mode: lock_mode,
+            object_lock_retain_until_date: lock_until,
+            object_lock_legal_hold_status: legal_hold,
             content_length: Some((range.end - range.start) as i64),
             content_range: $ranged.then(|| format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), rec.size)),
             accept_ranges: Some("bytes".into()),
@@ -519,6 +523,11 @@ impl HoardS3 {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let bucket_rec = self.bucket(&req.input.bucket).await?;
         check_new_key(&req.input.key)?;
+        let lock = self.new_version_lock(
+            &bucket_rec,
+            &super::lock::lock_headers!(&req.input),
+            Some(&req.headers),
+        )?;
         let tags = parse_tagging(req.input.tagging.as_deref())?;
         let meta = user_meta(req.input.metadata.take())?;
         let body = req.input.body.take();
@@ -551,6 +560,7 @@ impl HoardS3 {
             seq: 0,
             delete_marker: false,
             tags,
+            lock,
         };
         let (rec, manifest) = match ingested.body {
             IngestedBody::Inline(d) => (
