@@ -63,6 +63,10 @@ pub struct Hello {
     pub protocol: u32,
     pub min_protocol: u32,
     pub capabilities: Vec<String>,
+    /// The side's bucket has Object Lock: a source whose bucket has it needs a
+    /// replica bucket that has it too (the replica refuses the hello otherwise).
+    #[serde(default)]
+    pub object_lock: bool,
 }
 
 impl Hello {
@@ -80,6 +84,7 @@ impl Hello {
             protocol,
             min_protocol,
             capabilities: vec!["zstd".into(), "blake3".into()],
+            object_lock: false,
         }
     }
 
@@ -235,12 +240,14 @@ mod tests {
             protocol: 2,
             min_protocol: 1,
             capabilities: vec![],
+            object_lock: false,
         };
         let peer = |min, max| Hello {
             software: "hoard b".into(),
             protocol: max,
             min_protocol: min,
             capabilities: vec![],
+            object_lock: false,
         };
         assert_eq!(ours.negotiate(&peer(1, 3)), Ok(2));
         assert_eq!(ours.negotiate(&peer(2, 2)), Ok(2));

@@ -199,7 +199,7 @@ impl Receiver {
 
     async fn hello(&self, bucket: &str, body: Body) -> S3Result<S3Response<Body>> {
         let theirs: Hello = json_body_required(body).await?;
-        let ours = Hello::ours();
+        let mut ours = Hello::ours();
         if let Err(why) = ours.negotiate(&theirs) {
             tracing::warn!(bucket, %why, "replication hello refused");
             self.metrics
@@ -215,6 +215,24 @@ impl Receiver {
             e.set_status_code(StatusCode::BAD_REQUEST);
             return Err(e);
         }
+        let locked = self
+            .store
+            .meta
+            .get_bucket(bucket)
+            .await
+            .map_err(meta_error)?
+            .is_some_and(|b| b.object_lock.is_some());
+        if theirs.object_lock && !locked {
+            tracing::warn!(
+                bucket,
+                "replication hello refused: the source has Object Lock, this bucket has not"
+            );
+            return Err(s3_error!(
+                InvalidRequest,
+                "The source bucket has Object Lock and bucket {} has not: create the replica bucket with Object Lock enabled, so that it keeps the locks.",
+                bucket
+            ));
+        }
         self.replicas
             .mark(bucket, &theirs)
             .await
@@ -226,6 +244,7 @@ impl Receiver {
                 ),
                 other => meta_error(other),
             })?;
+        ours.object_lock = locked;
         tracing::info!(bucket, source = %theirs.software, "replication hello accepted");
         json(StatusCode::OK, &ours)
     }

@@ -242,10 +242,14 @@ impl Rules {
 
     /// Checks a rule and says hello to its target; returns the record (secret not
     /// sealed yet) and what the target said of itself.
-    async fn checked_hello(&self, req: &AddRule) -> Result<(RuleRecord, Hello), RulesError> {
+    async fn checked_hello(
+        &self,
+        req: &AddRule,
+        object_lock: bool,
+    ) -> Result<(RuleRecord, Hello), RulesError> {
         let rule = self.check(req.clone())?;
         let link = ReplicaLink::new(&rule, req.secret_key.clone(), self.metrics.clone())?;
-        let theirs = link.hello().await?;
+        let theirs = link.hello(object_lock).await?;
         Ok((rule, theirs))
     }
 
@@ -257,7 +261,7 @@ impl Rules {
                 "invalid target name {name:?}: 3 to 63 of a-z, 0-9, '-' and '.'"
             )));
         }
-        let (rule, theirs) = self.checked_hello(&req).await?;
+        let (rule, theirs) = self.checked_hello(&req, false).await?;
         let json = serde_json::to_vec(&req).map_err(|e| RulesError::Invalid(e.to_string()))?;
         let sealed = self.secrets.seal_bytes(&target_label(name), json)?;
         self.meta.put_target(name, sealed).await?;
@@ -353,10 +357,17 @@ impl Rules {
 
     /// Checks the rule, says hello to its target, and stores it only if that worked.
     pub async fn add(&self, bucket: &str, req: AddRule) -> Result<RuleInfo, RulesError> {
-        if self.meta.get_bucket(bucket).await?.is_none() {
+        let Some(source) = self.meta.get_bucket(bucket).await? else {
             return Err(RulesError::NoSuchBucket(bucket.to_owned()));
+        };
+        let locked = source.object_lock.is_some();
+        let (rule, theirs) = self.checked_hello(&req, locked).await?;
+        if locked && !theirs.object_lock {
+            return Err(RulesError::Invalid(format!(
+                "bucket {bucket} has Object Lock, so its replica must keep the locks: create {} on the replica with Object Lock enabled (aws s3api create-bucket --object-lock-enabled-for-bucket) and add the rule again",
+                rule.target_bucket
+            )));
         }
-        let (rule, theirs) = self.checked_hello(&req).await?;
         let mut rule = rule;
         rule.sealed_secret = self.secrets.seal(&seal_label(bucket), &req.secret_key)?;
         // A new rule, or one towards another replica bucket, sends what exists too.
@@ -549,8 +560,13 @@ impl ReplicaLink {
     }
 
     /// Exchanges hellos; refuses a replica with no protocol version in common.
-    pub async fn hello(&self) -> Result<Hello, RulesError> {
-        let ours = Hello::ours();
+    /// Says hello for a source bucket (`object_lock`: it has Object Lock, which the
+    /// replica's bucket must have too).
+    pub async fn hello(&self, object_lock: bool) -> Result<Hello, RulesError> {
+        let ours = Hello {
+            object_lock,
+            ..Hello::ours()
+        };
         let body = serde_json::to_vec(&ours).map_err(|e| RulesError::Invalid(e.to_string()))?;
         let path = format!("hello?bucket={}", self.bucket);
         let answer = self.client.call(http::Method::POST, &path, body).await;

@@ -430,7 +430,8 @@ fn default_retention(d: DefaultRetention) -> S3Result<crate::meta::DefaultRetent
     Ok(crate::meta::DefaultRetention { mode, period })
 }
 
-/// The lock headers a GET or HEAD answers with: (mode, retain-until, legal hold).
+/// The lock headers a GET or HEAD answers with: (mode, retain-until, legal hold
+/// when on).
 pub(super) fn lock_output(
     rec: &ObjectRecord,
 ) -> (
@@ -448,5 +449,8 @@ pub(super) fn lock_output(
         ),
         None => (None, None),
     };
-    (mode, until, Some(legal_hold_status(lock.legal_hold)))
+    // S3 leaves the legal hold header out for a version that never had one; hoard
+    // does not keep whether an OFF was ever set, so it shows the header when ON.
+    let hold = lock.legal_hold.then(|| legal_hold_status(true));
+    (mode, until, hold)
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod faults;
+mod locks;
 mod seeding;
 mod setup;
 mod transfer;
