@@ -3,8 +3,9 @@
 //! and removing segment files nothing knows about (left by crashes).
 //!
 //! A chunk is *dead* when its reference count has been zero for at least the grace
-//! period; a chunk with references, or unreferenced for less than that, is *kept*
-//! (a writer may still revive it). Finding work reads segment rows only; compaction
+//! period and no version Object Lock protects names it (its `locked` count, kept
+//! apart from the references, is zero); any other chunk is *kept* (a writer may
+//! still revive it, or a locked version needs it whatever its count says). Finding work reads segment rows only; compaction
 //! reads only the kept chunks of the segments it compacts, verifies each against its
 //! BLAKE3 id, and copies the stored payload unchanged. One pass runs at a time.
 //!
@@ -26,6 +27,14 @@
 //! | repair: index a lost chunk found in a segment file | the row is added only if the chunk is still lost and unindexed, re-checked in the transaction | as for PUT | - | - |
 //!
 //! | release a replication hold untouched for `HOLD_TTL_SECS` (start of each pass) | as a release | as a release | as a release: the chunks' grace period starts now | - |
+//!
+//! Object Lock against the cleaner: a commit of a protected version, a retention or
+//! legal hold set on one, and its removal change `locked` in the same transaction
+//! as the change itself, so each cleaner step sees a chunk either locked or not.
+//!
+//! | cleaner step | vs a commit of a locked version, or a lock set | vs a lock lifted, or a locked version removed (its retention over) |
+//! |---|---|---|
+//! | remove dead segment, compaction commit | before: the chunk had references (the commit's upload held them), so it was kept; after: `locked` keeps it | before: still locked, kept; after: an ordinary chunk, dead once its references are zero for the grace period |
 //!
 //! The tier mover (`tier`, mode "tiered") against the cleaner's steps: it changes no
 //! chunk row, so it meets them only at segment files.

@@ -975,3 +975,114 @@ async fn the_retention_clock_is_shown_and_survives_a_restart() {
     let again = stats(&s).await.retention_clock.unwrap();
     assert!(again.clock_ms >= first.clock_ms, "{first:?} then {again:?}");
 }
+
+const SOS: &str = ".system-d26a9498-cb7c-4a87-a44a-8ae204f5ba6c/";
+
+/// The text of element `name` in a small XML document.
+fn element(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {name} in {xml}"))
+        + open.len();
+    let end = xml[start..].find("</").unwrap() + start;
+    xml[start..end].to_owned()
+}
+
+/// Veeam's SOSAPI documents: answered on GET (whole and by range) and HEAD, listed
+/// only by their folder, their numbers following quotas and writes; a PUT of them
+/// stores nothing.
+#[tokio::test]
+async fn sosapi_documents_report_the_system_and_its_capacity() {
+    let s = Server::start();
+    let c = s.client();
+    lock_bucket(&c, "vbr").await;
+    let system_key = format!("{SOS}system.xml");
+    let capacity_key = format!("{SOS}capacity.xml");
+    let system = String::from_utf8(get_bytes(&c, "vbr", &system_key).await).unwrap();
+    assert_eq!(element(&system, "CapacityInfo"), "true");
+    assert_eq!(element(&system, "UploadSessions"), "false");
+    assert_eq!(element(&system, "IAMSTS"), "false");
+    assert_eq!(element(&system, "S3MultiObjectDeleteLimit"), "1000");
+    assert_eq!(element(&system, "KbBlockSize"), "1024");
+    let head = c
+        .head_object()
+        .bucket("vbr")
+        .key(&system_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/xml"));
+    assert_eq!(head.content_length(), Some(system.len() as i64));
+    assert_eq!(
+        head.e_tag().unwrap().trim_matches('"'),
+        md5_hex(system.as_bytes())
+    );
+    assert!(head.last_modified().is_some());
+    assert_eq!(
+        get_range(&c, "vbr", &system_key, "bytes=0-4").await,
+        system.as_bytes()[..5].to_vec()
+    );
+
+    // The file system's numbers, until a quota says otherwise.
+    let numbers = |xml: &str| {
+        ["Capacity", "Available", "Used"].map(|n| element(xml, n).parse::<u64>().unwrap())
+    };
+    let capacity = String::from_utf8(get_bytes(&c, "vbr", &capacity_key).await).unwrap();
+    let [total, available, used] = numbers(&capacity);
+    assert!(
+        total > 0 && available <= total && used == total - available,
+        "{capacity}"
+    );
+    put_bytes(&c, "vbr", "block", vec![7u8; 300_000]).await;
+    let (ok, text) = cli(&s, &["quota", "set", "--bucket", "vbr", "1MiB"]);
+    assert!(ok, "{text}");
+    let capacity = String::from_utf8(get_bytes(&c, "vbr", &capacity_key).await).unwrap();
+    assert_eq!(numbers(&capacity), [1 << 20, (1 << 20) - 300_000, 300_000]);
+    let (ok, text) = cli(&s, &["quota", "set", "--bucket", "vbr", "100KiB"]);
+    assert!(ok, "{text}");
+    let capacity = String::from_utf8(get_bytes(&c, "vbr", &capacity_key).await).unwrap();
+    assert_eq!(
+        numbers(&capacity),
+        [100 << 10, 0, 300_000],
+        "never negative"
+    );
+
+    // Listed by their folder only.
+    let all = c.list_objects_v2().bucket("vbr").send().await.unwrap();
+    let keys: Vec<_> = all.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["block"]);
+    let folder = c
+        .list_objects_v2()
+        .bucket("vbr")
+        .prefix(SOS)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<_> = folder.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, [capacity_key.as_str(), system_key.as_str()]);
+
+    // A client's PUT is answered and stores nothing; the document stays hoard's.
+    let put = c
+        .put_object()
+        .bucket("vbr")
+        .key(&system_key)
+        .body(ByteStream::from_static(b"<SystemInfo/>"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.e_tag().unwrap().trim_matches('"'),
+        md5_hex(b"<SystemInfo/>")
+    );
+    assert_eq!(
+        String::from_utf8(get_bytes(&c, "vbr", &system_key).await).unwrap(),
+        system
+    );
+    assert_eq!(
+        stats(&s).await.buckets[0].objects,
+        1,
+        "the PUT stored an object"
+    );
+    assert_no_panic(&s);
+}

@@ -62,8 +62,32 @@ struct Split {
 }
 
 impl HoardS3 {
+    /// A page of the bucket's keys, with the SOSAPI documents a listing of their
+    /// folder includes (`s3::sosapi`) merged in key order.
     async fn list_page(&self, bucket: &str, q: ListQuery) -> S3Result<ListPage> {
-        self.meta.list_objects(bucket, q).await.map_err(meta_error)
+        let virtual_docs = self
+            .sosapi_listed(bucket, &q.prefix, q.after.as_deref())
+            .await?;
+        let max = q.max;
+        let mut page = self
+            .meta
+            .list_objects(bucket, q)
+            .await
+            .map_err(meta_error)?;
+        if virtual_docs.is_empty() {
+            return Ok(page);
+        }
+        for (key, rec) in virtual_docs {
+            if !page.entries.iter().any(|e| e.name() == key) {
+                page.entries.push(ListEntry::Object(key, rec));
+            }
+        }
+        page.entries.sort_by(|a, b| a.name().cmp(b.name()));
+        if page.entries.len() > max {
+            page.entries.truncate(max);
+            page.truncated = true;
+        }
+        Ok(page)
     }
 
     fn split(&self, page: &ListPage, enc: &Encoder, with_owner: bool) -> Split {

@@ -12,6 +12,7 @@ mod lock;
 mod multipart;
 mod object;
 mod replication;
+mod sosapi;
 mod versioning;
 
 use std::future::Future;

@@ -424,7 +424,7 @@ macro_rules! resolve_read {
     ($self:ident, $input:expr) => {{
         let i = $input;
         let rec = $self
-            .find_object(&i.bucket, &i.key, i.version_id.as_deref())
+            .find_readable(&i.bucket, &i.key, i.version_id.as_deref())
             .await?;
         check_conditions(
             &rec,
@@ -522,6 +522,9 @@ impl HoardS3 {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let bucket_rec = self.bucket(&req.input.bucket).await?;
+        if super::sosapi::is_sosapi_key(&req.input.key) {
+            return self.put_sosapi_document(req).await;
+        }
         check_new_key(&req.input.key)?;
         let lock = self.new_version_lock(
             &bucket_rec,
@@ -687,6 +690,23 @@ impl HoardS3 {
     /// The current version of a key, or the version named; a delete marker reads as
     /// 404 NoSuchKey (current) or 405 MethodNotAllowed (by id), with
     /// `x-amz-delete-marker: true`, as in S3.
+    /// What a GET or HEAD reads: a SOSAPI document (`s3::sosapi`) or a stored
+    /// version.
+    async fn find_readable(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<ObjectRecord> {
+        if version.is_none() && super::sosapi::is_sosapi_key(key) {
+            let b = self.bucket(bucket).await?;
+            if let Some(doc) = self.sosapi_document(&b, bucket, key).await? {
+                return Ok(doc);
+            }
+        }
+        self.find_object(bucket, key, version).await
+    }
+
     pub(super) async fn find_object(
         &self,
         bucket: &str,
