@@ -10,10 +10,9 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, DefaultRetention, Delete,
-    ObjectIdentifier, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockLegalHold,
-    ObjectLockLegalHoldStatus, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
-    ObjectLockRule, VersioningConfiguration,
+    BucketVersioningStatus, DefaultRetention, Delete, ObjectIdentifier, ObjectLockConfiguration,
+    ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode,
+    ObjectLockRetention, ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
 };
 use common::*;
 
@@ -69,22 +68,6 @@ async fn put_locked(
         .version_id()
         .expect("a version id")
         .to_owned()
-}
-
-async fn get_version(c: &Client, bucket: &str, key: &str, v: &str) -> Vec<u8> {
-    c.get_object()
-        .bucket(bucket)
-        .key(key)
-        .version_id(v)
-        .send()
-        .await
-        .expect("get version")
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
 }
 
 fn retention(mode: ObjectLockRetentionMode, until: DateTime) -> ObjectLockRetention {
@@ -632,46 +615,13 @@ async fn default_retention_is_given_to_puts_copies_and_multipart_uploads() {
         .send()
         .await
         .unwrap();
-    let mib = 1 << 20;
-    let up = c
-        .create_multipart_upload()
-        .bucket("dflt")
-        .key("mpu")
-        .send()
-        .await
-        .unwrap();
-    let id = up.upload_id().unwrap();
-    let mut parts = Vec::new();
-    for (n, data) in [(1, random_bytes(1, 5 * mib)), (2, random_bytes(2, 1000))] {
-        let p = c
-            .upload_part()
-            .bucket("dflt")
-            .key("mpu")
-            .upload_id(id)
-            .part_number(n)
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .unwrap();
-        parts.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(p.e_tag().unwrap())
-                .build(),
-        );
-    }
-    c.complete_multipart_upload()
-        .bucket("dflt")
-        .key("mpu")
-        .upload_id(id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    put_multipart(
+        &c,
+        "dflt",
+        "mpu",
+        &[random_bytes(1, 5 << 20), random_bytes(2, 1000)],
+    )
+    .await;
     // An explicit retention wins over the default.
     put_locked(&c, "dflt", "own", b"o", ObjectLockMode::Compliance, DAY).await;
     for (key, mode, secs) in [

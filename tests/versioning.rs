@@ -23,22 +23,6 @@ async fn put(c: &Client, bucket: &str, key: &str, data: &[u8]) -> Option<String>
         .map(str::to_owned)
 }
 
-async fn get_version(c: &Client, bucket: &str, key: &str, v: &str) -> Vec<u8> {
-    c.get_object()
-        .bucket(bucket)
-        .key(key)
-        .version_id(v)
-        .send()
-        .await
-        .expect("get version")
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
-}
-
 /// (key, version id, is latest, is delete marker) of every version, in listing order.
 async fn versions(c: &Client, bucket: &str) -> Vec<(String, String, bool, bool)> {
     let out = c

@@ -375,6 +375,23 @@ pub async fn get_range(c: &aws_sdk_s3::Client, bucket: &str, key: &str, range: &
         .to_vec()
 }
 
+/// The bytes of version `v` of an object.
+pub async fn get_version(c: &aws_sdk_s3::Client, bucket: &str, key: &str, v: &str) -> Vec<u8> {
+    c.get_object()
+        .bucket(bucket)
+        .key(key)
+        .version_id(v)
+        .send()
+        .await
+        .expect("get version")
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
 /// An object's bytes, or what failed: the request, or its body midway.
 pub async fn try_get_bytes(
     c: &aws_sdk_s3::Client,

@@ -11,46 +11,16 @@ import io
 import os
 import sys
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import ClientError
+
+from steps import client, error_code, finish, step
 
 endpoint, access, secret = sys.argv[1:4]
-passed = failed = 0
+c = client(endpoint, access, secret)
 MIB = 1024 * 1024
-
-
-def step(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print(f"PASS {name}")
-    except Exception as e:  # report and go on
-        failed += 1
-        print(f"FAIL {name}: {e!r}")
-
-
-c = boto3.client(
-    "s3",
-    endpoint_url=endpoint,
-    aws_access_key_id=access,
-    aws_secret_access_key=secret,
-    region_name="us-east-1",
-    config=Config(retries={"max_attempts": 1}),
-)
 B = "boto3-backup"
 parts = [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(2 * MIB + 17)]
 whole = b"".join(parts)
-
-
-def error_code(fn):
-    try:
-        fn()
-    except ClientError as e:
-        return e.response["Error"]["Code"]
-    return None
 
 
 def multipart_three_parts():
@@ -164,5 +134,4 @@ step("range GETs: first byte, across a part boundary, suffix, open-ended, past t
 step("versioning: list versions, delete markers, restore by copy, delete every version", versions_and_delete_markers)
 step("delete_objects and delete bucket", cleanup)
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

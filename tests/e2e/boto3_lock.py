@@ -17,50 +17,18 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from steps import client, error_code, finish, step
 
 endpoint, access, secret, backup_key, backup_secret, priv_key, priv_secret = sys.argv[1:8]
-passed = failed = 0
 SOS = ".system-d26a9498-cb7c-4a87-a44a-8ae204f5ba6c/"
-
-
-def step(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print(f"PASS {name}")
-    except Exception as e:  # report and go on
-        failed += 1
-        print(f"FAIL {name}: {e!r}")
-
-
-def client(key, sec):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=key,
-        aws_secret_access_key=sec,
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}),
-    )
-
-
-root = client(access, secret)
-backup = client(backup_key, backup_secret)
-priv = client(priv_key, priv_secret)
+root = client(endpoint, access, secret)
+backup = client(endpoint, backup_key, backup_secret)
+priv = client(endpoint, priv_key, priv_secret)
 
 
 def refused(code, fn):
-    try:
-        fn()
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"{got} instead of {code}"
-        return
-    raise AssertionError(f"not refused (wanted {code})")
+    got = error_code(fn)
+    assert got == code, f"{got} instead of {code}"
 
 
 def in_secs(s):
@@ -210,5 +178,4 @@ step("Veeam: retention extended with PutObjectRetention, never shortened", veeam
 step("Veeam: a 1,000-key DeleteObjects removes the expired versions, keeps the young", veeam_deletes_expired_versions)
 step("Commvault: GOVERNANCE yields to a privileged key's bypass, not to a backup key", commvault_governance)
 step("legal hold on blocks a bypass, off lets the version go", legal_hold_on_and_off)
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

@@ -11,9 +11,7 @@ import os
 import socket
 import sys
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from steps import client, error_code, finish, step
 
 _getaddrinfo = socket.getaddrinfo
 
@@ -28,42 +26,15 @@ socket.getaddrinfo = _resolve_localhost
 
 endpoint, access, secret = sys.argv[1:4]
 port = endpoint.rsplit(":", 1)[1]
-passed = failed = 0
 
 
-def step(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print(f"PASS {name}")
-    except Exception as e:  # report and go on
-        failed += 1
-        print(f"FAIL {name}: {e!r}")
-
-
-def client(style, url):
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": style}, retries={"max_attempts": 1}),
-    )
-
-
-def error_code(fn):
-    try:
-        fn()
-    except ClientError as e:
-        return e.response["Error"]["Code"]
-    return None
+def styled(style, url):
+    return client(url, access, secret, addressing_style=style)
 
 
 data = os.urandom(3 * 1024 * 1024 + 123)
 for style, url in [("path", endpoint), ("virtual", f"http://localhost:{port}")]:
-    c = client(style, url)
+    c = styled(style, url)
     b = f"boto3-{style}"
 
     def put_get():
@@ -100,5 +71,4 @@ for style, url in [("path", endpoint), ("virtual", f"http://localhost:{port}")]:
     step(f"{style}: errors for missing key and bucket", missing)
     step(f"{style}: delete objects and bucket", cleanup)
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()
