@@ -5,7 +5,7 @@
 //! | method | path | does |
 //! |---|---|---|
 //! | GET | `/hoard-admin/v1/stats[?bucket=B]` | the stats report (one bucket, or all and the total) |
-//! | PUT | `/hoard-admin/v1/buckets/NAME` | creates a bucket; JSON body `{"chunk_avg", "chunk_min", "chunk_max", "compression_level"}`, all optional |
+//! | PUT | `/hoard-admin/v1/buckets/NAME` | creates a bucket; JSON body `{"chunk_avg", "chunk_min", "chunk_max", "compression_level", "object_lock"}`, all optional |
 //! | GET | `/hoard-admin/v1/buckets/NAME` | a bucket's settings |
 //! | POST | `/hoard-admin/v1/gc[?dry-run=true][&grace-secs=N]` | runs one cleaner pass (waits for one already running) and returns its report |
 //! | POST | `/hoard-admin/v1/verify[?bucket=B][&repair=true]` | checks chunks, trailers, reference counts and segment files; returns the report. With `repair` (whole store only): repairs what it found (see `repair`), then verifies again and returns that report with what repair changed |
@@ -391,10 +391,13 @@ impl AdminApi {
                     min: req.chunk_min,
                     max: req.chunk_max,
                 });
-        let rec = self
+        let mut rec = self
             .cfg
             .bucket_record(name, chunking, req.compression_level)
             .map_err(|e| S3Error::with_message(S3ErrorCode::InvalidArgument, e.to_string()))?;
+        if req.object_lock {
+            rec = rec.with_object_lock();
+        }
         self.meta
             .create_bucket(name, rec.clone())
             .await

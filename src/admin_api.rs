@@ -18,6 +18,9 @@ pub struct CreateBucketRequest {
     pub chunk_min: Option<u32>,
     pub chunk_max: Option<u32>,
     pub compression_level: Option<i32>,
+    /// Object Lock enabled from the start (versioning Enabled for good).
+    #[serde(default)]
+    pub object_lock: bool,
 }
 
 /// Sets (`bytes`) or removes (`bytes: null`) the quota of `bucket`, or of the whole

@@ -1036,3 +1036,116 @@ async fn sosapi_documents_report_the_system_and_its_capacity() {
     );
     assert_no_panic(&s);
 }
+
+/// Lock headers on CopyObject and CreateMultipartUpload give the new version its own
+/// lock (not the source's, not the default); GET shows it; the lock operations'
+/// bodies need Content-MD5 or a checksum.
+#[tokio::test]
+async fn copies_and_multipart_uploads_take_the_lock_their_headers_name() {
+    let s = Server::start();
+    let c = s.client();
+    lock_bucket(&c, "own").await;
+    let src = put_locked(&c, "own", "src", b"source", ObjectLockMode::Compliance, DAY).await;
+    c.copy_object()
+        .bucket("own")
+        .key("copy")
+        .copy_source(format!("own/src?versionId={src}"))
+        .object_lock_mode(ObjectLockMode::Governance)
+        .object_lock_retain_until_date(secs_from_now(2 * DAY))
+        .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+        .send()
+        .await
+        .unwrap();
+    c.copy_object()
+        .bucket("own")
+        .key("plain-copy")
+        .copy_source(format!("own/src?versionId={src}"))
+        .send()
+        .await
+        .unwrap();
+    let up = c
+        .create_multipart_upload()
+        .bucket("own")
+        .key("mpu")
+        .object_lock_mode(ObjectLockMode::Compliance)
+        .object_lock_retain_until_date(secs_from_now(5 * DAY))
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let part = c
+        .upload_part()
+        .bucket("own")
+        .key("mpu")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"one part"))
+        .send()
+        .await
+        .unwrap();
+    c.complete_multipart_upload()
+        .bucket("own")
+        .key("mpu")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for (key, mode, days, hold) in [
+        ("copy", Some(ObjectLockMode::Governance), 2, true),
+        ("plain-copy", None, 0, false),
+        ("mpu", Some(ObjectLockMode::Compliance), 5, false),
+    ] {
+        let got = c.get_object().bucket("own").key(key).send().await.unwrap();
+        assert_eq!(got.object_lock_mode(), mode.as_ref(), "{key}");
+        if days > 0 {
+            let until = got.object_lock_retain_until_date().unwrap().secs();
+            assert!(
+                (until - secs_from_now(days * DAY).secs()).abs() < 120,
+                "{key}"
+            );
+        }
+        assert_eq!(
+            got.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
+            hold,
+            "{key}"
+        );
+    }
+    // PutObjectRetention without Content-MD5 or a checksum.
+    let body = format!(
+        "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>COMPLIANCE</Mode><RetainUntilDate>2099-01-01T00:00:00Z</RetainUntilDate></Retention>"
+    );
+    let len = body.len().to_string();
+    let head = signed_head(
+        &s,
+        "PUT",
+        &format!("/own/src?retention&versionId={src}"),
+        &[("content-length", len.as_str())],
+        "UNSIGNED-PAYLOAD",
+    );
+    let answer = raw_exchange(s.addr, &head, body.as_bytes(), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>InvalidRequest</Code>"), "{answer}");
+    let r = c
+        .get_object_retention()
+        .bucket("own")
+        .key("src")
+        .version_id(&src)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.retention().unwrap().retain_until_date().unwrap().secs() < secs_from_now(2 * DAY).secs(),
+        "the refused request changed the retention"
+    );
+    assert_no_panic(&s);
+}

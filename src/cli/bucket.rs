@@ -19,6 +19,9 @@ pub enum Command {
         chunk_max: Option<u32>,
         #[arg(long)]
         compression_level: Option<i32>,
+        /// Enable S3 Object Lock (versioning Enabled for good).
+        #[arg(long)]
+        object_lock: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -49,6 +52,7 @@ pub async fn run(cmd: Command) -> Result<(), String> {
             chunk_min,
             chunk_max,
             compression_level,
+            object_lock,
             target,
         } => {
             let req = CreateBucketRequest {
@@ -56,6 +60,7 @@ pub async fn run(cmd: Command) -> Result<(), String> {
                 chunk_min,
                 chunk_max,
                 compression_level,
+                object_lock,
             };
             let s = client(target)?
                 .create_bucket(&name, &req)

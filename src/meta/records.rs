@@ -215,6 +215,18 @@ pub struct BucketRecord {
     pub object_lock: Option<BucketLock>,
 }
 
+impl BucketRecord {
+    /// The record with Object Lock enabled (no default retention yet), which needs
+    /// versioning Enabled for good.
+    pub fn with_object_lock(self) -> BucketRecord {
+        BucketRecord {
+            versioning: Versioning::Enabled,
+            object_lock: Some(BucketLock::default()),
+            ..self
+        }
+    }
+}
+
 /// A bucket's Object Lock configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BucketLock {

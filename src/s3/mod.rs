@@ -191,9 +191,7 @@ impl S3 for HoardS3 {
                 .bucket_record(&name, None, None)
                 .map_err(|e| internal("bucket settings", &e))?;
             if req.input.object_lock_enabled_for_bucket == Some(true) {
-                // Object Lock needs versioning, Enabled for good.
-                rec.versioning = crate::meta::Versioning::Enabled;
-                rec.object_lock = Some(crate::meta::BucketLock::default());
+                rec = rec.with_object_lock();
             }
             self.meta
                 .create_bucket(&name, rec)

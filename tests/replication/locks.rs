@@ -65,12 +65,8 @@ async fn locks_cross_to_the_replica_and_hold_there_after_promotion() {
     put_bytes(&dst, "mirror", "mine", b"still writable".to_vec()).await;
     delete_keys(&dst, "mirror", &["mine"]).await;
     dst.delete_bucket().bucket("mirror").send().await.unwrap();
-    dst.create_bucket()
-        .bucket("mirror")
-        .object_lock_enabled_for_bucket(true)
-        .send()
-        .await
-        .unwrap();
+    let (ok, text) = cli(&replica, &["bucket", "create", "mirror", "--object-lock"]);
+    assert!(ok, "{text}");
     let (ok, text) = add_rule(&source, &replica, &key, &["--target-ca", &ca]);
     assert!(ok, "{text}");
 
