@@ -87,7 +87,6 @@ pub struct Metrics {
     cache_hits: Counter,
     cache_misses: Counter,
     cache_evicted: Counter,
-    cache_refetched: Counter,
     cache_fetched_bytes: Counter,
     retention_clock: Gauge,
     retention_clock_behind: Gauge,
@@ -153,7 +152,6 @@ impl Metrics {
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             cache_evicted: Counter::default(),
-            cache_refetched: Counter::default(),
             cache_fetched_bytes: Counter::default(),
             retention_clock: Gauge::default(),
             retention_clock_behind: Gauge::default(),
@@ -311,11 +309,6 @@ impl Metrics {
             m.cache_evicted.clone(),
         );
         r.register(
-            "hoard_cache_refetched",
-            "Cache entries that failed their check and were fetched again",
-            m.cache_refetched.clone(),
-        );
-        r.register(
             "hoard_cache_fetched_bytes",
             "Bytes fetched from the object store into the restore cache",
             m.cache_fetched_bytes.clone(),
@@ -451,7 +444,6 @@ impl Metrics {
             (&self.cache_hits, c.hits),
             (&self.cache_misses, c.misses),
             (&self.cache_evicted, c.evicted),
-            (&self.cache_refetched, c.refetched),
             (&self.cache_fetched_bytes, c.fetched_bytes),
         ] {
             counter.inc_by(value.saturating_sub(counter.get()));

@@ -7,11 +7,12 @@
 //! - Concurrent misses of one segment are one fetch: foyer's `get_or_fetch` lets the
 //!   first reader fetch and the others wait for its bytes (a restore keeps several
 //!   reads of one segment in flight).
-//! - An entry goes to the disk files as `BLAKE3(segment) | segment`, hashed by
-//!   foyer's flusher, off the read path. One loaded from the disk files is checked
-//!   against its hash before a byte of it is used; a bad one (or one foyer cannot
-//!   load) is dropped and the segment fetched again from the store. Every chunk read
-//!   from it is checked again by BLAKE3 of its id, like any read.
+//! - An entry goes to the disk files with foyer's checksum (xxHash64 of key and
+//!   value), written by foyer's flusher off the read path. One loaded from the disk
+//!   files is checked against it before a byte of it is used; a bad one (or one
+//!   foyer cannot load) is dropped and the segment fetched again from the store.
+//!   Every chunk read from it is checked again by BLAKE3 of its id, like any read,
+//!   so damage the checksum missed is still never served.
 //! - The cache never decides what exists: a miss always goes to the store, and the
 //!   cleaner's deletes drop the segment's entry.
 
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use foyer::{
-    BlockEngineConfig, Code, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
+    BlockEngineConfig, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
     HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties, Location, PsyncIoEngineConfig,
     RecoverMode,
 };
@@ -29,7 +30,6 @@ use serde::Deserialize;
 
 use super::SegmentError;
 
-const HASH_LEN: usize = 32;
 /// The disk files are written in blocks of this size; an entry (one segment) must fit.
 const BLOCK: usize = 16 << 20;
 /// Memory for blocks being written to the disk files (beyond `memory_mib`).
@@ -71,45 +71,14 @@ pub struct CacheCounters {
     pub misses: u64,
     /// Segments evicted from memory to make room (they may stay in the disk files).
     pub evicted: u64,
-    /// Entries that failed their check and were fetched again.
-    pub refetched: u64,
     /// Bytes fetched from the object store into the cache.
     pub fetched_bytes: u64,
 }
 
-/// One cached segment. `damaged` is set when the copy loaded from the disk files
-/// does not match the hash it was written with.
-#[derive(Clone)]
-pub(super) struct CachedSegment {
-    data: Bytes,
-    damaged: bool,
-}
-
-impl Code for CachedSegment {
-    fn encode(&self, w: &mut impl std::io::Write) -> foyer::Result<()> {
-        w.write_all(blake3::hash(&self.data).as_bytes())
-            .map_err(foyer::Error::io_error)?;
-        self.data.encode(w)
-    }
-
-    fn decode(r: &mut impl std::io::Read) -> foyer::Result<Self> {
-        let mut hash = [0u8; HASH_LEN];
-        r.read_exact(&mut hash).map_err(foyer::Error::io_error)?;
-        let data = Bytes::decode(r)?;
-        let damaged = blake3::hash(&data).as_bytes() != &hash;
-        Ok(CachedSegment { data, damaged })
-    }
-
-    fn estimated_size(&self) -> usize {
-        HASH_LEN + self.data.estimated_size()
-    }
-}
-
 pub(super) struct SegmentCache {
-    cache: HybridCache<u64, CachedSegment>,
+    cache: HybridCache<u64, Bytes>,
     pub(super) read_ahead: usize,
     reads: AtomicU64,
-    refetched: AtomicU64,
     fetches: Arc<Fetches>,
     evicted: Arc<Evictions>,
 }
@@ -126,9 +95,9 @@ struct Evictions(AtomicU64);
 
 impl EventListener for Evictions {
     type Key = u64;
-    type Value = CachedSegment;
+    type Value = Bytes;
 
-    fn on_leave(&self, reason: Event, _id: &u64, _v: &CachedSegment) {
+    fn on_leave(&self, reason: Event, _id: &u64, _v: &Bytes) {
         if reason == Event::Evict {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
@@ -158,7 +127,7 @@ impl SegmentCache {
             // when foyer deems them old). Reads never write.
             .with_policy(HybridCachePolicy::WriteOnEviction)
             .memory(s.memory_mib << 20)
-            .with_weighter(|_id: &u64, v: &CachedSegment| v.data.len())
+            .with_weighter(|_id: &u64, v: &Bytes| v.len())
             .storage()
             .with_io_engine_config(PsyncIoEngineConfig::new())
             .with_engine_config(
@@ -178,7 +147,6 @@ impl SegmentCache {
             cache,
             read_ahead: s.read_ahead,
             reads: AtomicU64::new(0),
-            refetched: AtomicU64::new(0),
             fetches: Default::default(),
             evicted,
         })
@@ -191,49 +159,30 @@ impl SegmentCache {
         F: Future<Output = Result<Bytes, opendal::Error>> + Send + 'static,
     {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        for _ in 0..2 {
-            let fetches = self.fetches.clone();
-            let fetch = fetch();
-            // Set when this reader's fetch is the one that ran (it leads the others).
-            let led = Arc::new(AtomicBool::new(false));
-            let leader = led.clone();
-            let entry = self
-                .cache
-                .get_or_fetch(&id, move || async move {
-                    let data = fetch.await?;
-                    leader.store(true, Ordering::Relaxed);
-                    fetches.count.fetch_add(1, Ordering::Relaxed);
-                    fetches
-                        .bytes
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
-                    let segment = CachedSegment {
-                        data,
-                        damaged: false,
-                    };
-                    // Written to the disk files once, below, not again on eviction.
-                    let props = HybridCacheProperties::default().with_location(Location::InMem);
-                    Ok::<_, opendal::Error>((segment, props))
-                })
-                .await
-                .map_err(fetch_error)?;
-            if led.load(Ordering::Relaxed) {
-                self.cache.storage().enqueue(entry.piece(), false);
-            }
-            let v = entry.value();
-            if v.damaged {
-                tracing::warn!(
-                    segment = id,
-                    "segment cache: an entry failed its check; fetched again"
-                );
-                self.cache.remove(&id);
-                self.refetched.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            return Ok(v.data.clone());
+        let fetches = self.fetches.clone();
+        let fetch = fetch();
+        // Set when this reader's fetch is the one that ran (it leads the others).
+        let led = Arc::new(AtomicBool::new(false));
+        let leader = led.clone();
+        let entry = self
+            .cache
+            .get_or_fetch(&id, move || async move {
+                let data = fetch.await?;
+                leader.store(true, Ordering::Relaxed);
+                fetches.count.fetch_add(1, Ordering::Relaxed);
+                fetches
+                    .bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                // Written to the disk files once, below, not again on eviction.
+                let props = HybridCacheProperties::default().with_location(Location::InMem);
+                Ok::<_, opendal::Error>((data, props))
+            })
+            .await
+            .map_err(fetch_error)?;
+        if led.load(Ordering::Relaxed) {
+            self.cache.storage().enqueue(entry.piece(), false);
         }
-        Err(SegmentError::Cache(format!(
-            "segment {id:016x}: the cache kept a damaged copy"
-        )))
+        Ok(entry.value().clone())
     }
 
     pub(super) fn forget(&self, id: u64) {
@@ -246,7 +195,6 @@ impl SegmentCache {
             hits: self.reads.load(Ordering::Relaxed).saturating_sub(misses),
             misses,
             evicted: self.evicted.0.load(Ordering::Relaxed),
-            refetched: self.refetched.load(Ordering::Relaxed),
             fetched_bytes: self.fetches.bytes.load(Ordering::Relaxed),
         }
     }
