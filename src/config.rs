@@ -677,6 +677,20 @@ mod tests {
     }
 
     #[test]
+    fn the_retention_catch_up_can_be_lowered_but_not_raised_above_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoard.toml");
+        assert_eq!(Config::default().retention.catch_up_per_day_secs, 3600);
+        std::fs::write(&path, "[retention]\ncatch_up_per_day_secs = 0\n").unwrap();
+        let c = Config::from_file(&path).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.retention.catch_up_per_day_secs, 0);
+        std::fs::write(&path, "[retention]\ncatch_up_per_day_secs = 86401\n").unwrap();
+        let refused = Config::from_file(&path).and_then(|c| c.validate().map(|()| c));
+        assert!(refused.is_err(), "{refused:?}");
+    }
+
+    #[test]
     fn a_tier_needs_local_segments_and_a_valid_age() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hoard.toml");

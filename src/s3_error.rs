@@ -58,6 +58,10 @@ pub(crate) fn meta_error(e: MetaError) -> S3Error {
             tracing::info!(%msg, "refused by Object Lock");
             S3Error::with_message(S3ErrorCode::AccessDenied, msg)
         }
+        MetaError::PreconditionFailed => s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        ),
         MetaError::InvalidBucketState(msg) => {
             S3Error::with_message(S3ErrorCode::InvalidBucketState, msg)
         }

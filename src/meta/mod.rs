@@ -83,7 +83,8 @@ pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;
 use versions::put_object_record;
 pub use versions::{
-    DeleteOutcome, LockCheck, VersionEntry, VersionPage, VersionQuery, check_tags, parse_version_id,
+    DeleteOutcome, LockCheck, VersionEntry, VersionPage, VersionQuery, WriteCondition, check_tags,
+    parse_version_id,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,9 @@ pub enum MetaError {
     /// The bucket's state does not allow the change (Object Lock and versioning).
     #[error("{0}")]
     InvalidBucketState(String),
+    /// A conditional write's precondition (`If-None-Match`, `If-Match`) did not hold.
+    #[error("the write's precondition did not hold")]
+    PreconditionFailed,
     #[error("metadata storage error: {0}")]
     Storage(#[from] redb::Error),
     #[error("corrupt metadata: {0}")]
@@ -158,6 +162,7 @@ impl MetaError {
             MetaError::Unfit(m) => MetaError::Unfit(m.clone()),
             MetaError::ObjectLocked(m) => MetaError::ObjectLocked(m.clone()),
             MetaError::InvalidBucketState(m) => MetaError::InvalidBucketState(m.clone()),
+            MetaError::PreconditionFailed => MetaError::PreconditionFailed,
             MetaError::Closed => MetaError::Closed,
             other => MetaError::Corrupt(format!("transaction group failed: {other}")),
         }

@@ -306,7 +306,8 @@ impl MetaStore {
     /// becomes the object's current version, replacing the previous one; parts not
     /// chosen are released; the upload disappears. `chosen` lists (part number,
     /// manifest) as the caller validated them; a part replaced since fails the
-    /// completion with `InvalidPart` and changes nothing. `answer` (its version id
+    /// completion with `InvalidPart`, and a write `condition` that does not hold with
+    /// `PreconditionFailed`, each changing nothing (the upload stays completable). `answer` (its version id
     /// filled in here) is kept for a repeat of the request.
     pub async fn complete_upload(
         &self,
@@ -316,10 +317,14 @@ impl MetaStore {
         rec: ObjectRecord,
         chosen: Vec<(u32, u64)>,
         mut answer: CompletedUpload,
+        condition: Option<super::WriteCondition>,
     ) -> MetaResult<String> {
         let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         self.write(true, move |txn| {
             require_upload_w(txn, &bucket, &key, &id)?;
+            if let Some(c) = &condition {
+                c.check(txn, &bucket, &key)?;
+            }
             let current: HashMap<u32, u64> = parts_in(&txn.open_table(PARTS)?, &id, 0, usize::MAX)?
                 .into_iter()
                 .map(|(n, p)| (n, p.manifest))

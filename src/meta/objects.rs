@@ -131,7 +131,8 @@ impl MetaStore {
     /// references of the version it replaces, updates the bucket's counters and
     /// appends one outbox event — all in one durable transaction. The references for
     /// `manifest` must be held under `hold` (taken while ingesting); the commit takes
-    /// them over from the hold in the same transaction.
+    /// them over from the hold in the same transaction. A write `condition` that does
+    /// not hold fails the commit with `PreconditionFailed` and changes nothing.
     pub async fn commit_object(
         &self,
         bucket: &str,
@@ -139,11 +140,15 @@ impl MetaStore {
         mut rec: ObjectRecord,
         manifest: Option<Vec<ChunkRef>>,
         hold: Option<HoldId>,
+        condition: Option<WriteCondition>,
     ) -> MetaResult<String> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.write(true, move |txn| {
             if get_bucket_w(txn, &bucket)?.is_none() {
                 return Err(MetaError::NoSuchBucket);
+            }
+            if let Some(c) = &condition {
+                c.check(txn, &bucket, &key)?;
             }
             ensure_quota(
                 txn,

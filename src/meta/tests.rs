@@ -146,12 +146,20 @@ async fn upload_holds_are_counted_taken_over_by_their_commit_or_released() {
             chunked_record(),
             Some(manifest.clone()),
             Some(hold.id()),
+            None,
         )
         .await;
     assert!(matches!(failed, Err(MetaError::NoSuchBucket)));
-    meta.commit_object("b", "k", chunked_record(), Some(manifest), Some(hold.id()))
-        .await
-        .unwrap();
+    meta.commit_object(
+        "b",
+        "k",
+        chunked_record(),
+        Some(manifest),
+        Some(hold.id()),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(meta.release_upload_hold(hold.id()).await.unwrap(), 0);
     assert_eq!((refs(&meta, a).await, refs(&meta, b).await), (2, 1));
 
@@ -202,9 +210,16 @@ async fn a_release_below_zero_is_refused_and_counted() {
     .await
     .unwrap();
     let manifest = vec![ChunkRef { id: a, len: 1 }];
-    meta.commit_object("b", "k", chunked_record(), Some(manifest), Some(hold.id()))
-        .await
-        .unwrap();
+    meta.commit_object(
+        "b",
+        "k",
+        chunked_record(),
+        Some(manifest),
+        Some(hold.id()),
+        None,
+    )
+    .await
+    .unwrap();
     // A bug elsewhere left the count at zero.
     meta.write(true, move |txn| {
         let mut chunks = txn.open_table(CHUNKS)?;
@@ -237,7 +252,7 @@ async fn a_counter_that_cannot_advance_fails_the_operation() {
     .await
     .unwrap();
     let err = meta
-        .commit_object("b", "k", chunked_record(), Some(Vec::new()), None)
+        .commit_object("b", "k", chunked_record(), Some(Vec::new()), None, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("exhausted"), "{err}");
@@ -274,7 +289,7 @@ async fn the_cleaner_keeps_chunks_of_locked_versions_whatever_their_counts_say()
     });
     let manifest = vec![ChunkRef { id: a, len: 1 }, ChunkRef { id: b, len: 1 }];
     let version = meta
-        .commit_object("b", "k", rec, Some(manifest), Some(hold.id()))
+        .commit_object("b", "k", rec, Some(manifest), Some(hold.id()), None)
         .await
         .unwrap();
     let row = |id: ChunkId| {

@@ -66,6 +66,43 @@ impl LockCheck {
     }
 }
 
+/// A conditional write's precondition on the key's current version, checked in
+/// the commit's transaction, so of two racing writers exactly one can win.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// `If-None-Match: *`: the key has no current version (a delete marker is none).
+    Absent,
+    /// `If-Match`: the current version has this ETag (`None`: any ETag, `*`).
+    Matches(Option<String>),
+}
+
+impl WriteCondition {
+    /// Whether a key whose current version is `current` satisfies the condition.
+    pub fn holds(&self, current: Option<&ObjectRecord>) -> bool {
+        let current = current.filter(|r| !r.delete_marker);
+        match (self, current) {
+            (WriteCondition::Absent, c) => c.is_none(),
+            (WriteCondition::Matches(_), None) => false,
+            (WriteCondition::Matches(None), Some(_)) => true,
+            (WriteCondition::Matches(Some(etag)), Some(c)) => c.etag == *etag,
+        }
+    }
+
+    /// Refuses with `PreconditionFailed` when the key's current version does not
+    /// satisfy the condition; reads only.
+    pub(super) fn check(&self, txn: &WriteTransaction, bucket: &str, key: &str) -> MetaResult<()> {
+        let current = txn
+            .open_table(OBJECTS)?
+            .get(object_key(bucket, key).as_slice())?
+            .map(|v| decode_record::<ObjectRecord>(v.value()))
+            .transpose()?;
+        match self.holds(current.as_ref()) {
+            true => Ok(()),
+            false => Err(MetaError::PreconditionFailed),
+        }
+    }
+}
+
 /// A "null" version replaced by a write is never locked: locks exist only in
 /// buckets whose versioning is Enabled for good, where no write replaces a version.
 /// Finding one is a broken invariant, and fails the whole transaction group (the

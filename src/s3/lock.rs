@@ -113,9 +113,9 @@ fn legal_hold_on(s: &str) -> S3Result<bool> {
 
 impl HoardS3 {
     /// The lock a new version gets: the one its headers name, else the bucket's
-    /// default retention; `None` outside lock-enabled buckets. `integrity` is
-    /// whether the request carries Content-MD5 or a checksum (`None`: the operation
-    /// has no body of its own to check, as CopyObject).
+    /// default retention; `None` outside lock-enabled buckets. `headers` are the
+    /// request's, for the Content-MD5 or checksum lock headers need (`None`: the
+    /// operation has no body of its own, as CopyObject and CreateMultipartUpload).
     pub(super) fn new_version_lock(
         &self,
         bucket: &BucketRecord,
@@ -205,8 +205,7 @@ impl HoardS3 {
         version: Option<&str>,
     ) -> S3Result<ObjectRecord> {
         self.locked_bucket(bucket).await?;
-        let rec = self.find_object(bucket, key, version).await?;
-        Ok(rec)
+        self.find_object(bucket, key, version).await
     }
 
     pub(super) async fn put_object_lock_configuration_impl(

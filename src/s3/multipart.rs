@@ -257,6 +257,8 @@ impl HoardS3 {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let mut input = req.input;
+        let condition =
+            super::object::write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let chosen: Vec<CompletedPart> = input
             .multipart_upload
             .take()
@@ -337,6 +339,7 @@ impl HoardS3 {
                 rec,
                 chosen_manifests,
                 answer.clone(),
+                condition,
             )
             .await
             .map_err(meta_error)?;

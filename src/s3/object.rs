@@ -11,7 +11,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{HoardS3, ingest_error, meta_error, retrieve_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestParams, Ingested, IngestedBody};
-use crate::meta::{BucketRecord, ObjectData, ObjectRecord, ReplicationState};
+use crate::meta::{BucketRecord, ObjectData, ObjectRecord, ReplicationState, WriteCondition};
 
 /// S3's limit for one PUT.
 pub(super) const MAX_PUT_SIZE: i64 = crate::ingest::MAX_BODY_BYTES as i64;
@@ -327,6 +327,53 @@ fn etag_matches(cond: &ETagCondition, etag: &str) -> bool {
     }
 }
 
+/// The precondition of a conditional write (PutObject, CompleteMultipartUpload):
+/// `If-None-Match: *` (the key must not exist) or `If-Match` (its current ETag, or
+/// `*` for any). S3 takes no other If-None-Match value on a write.
+pub(super) fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<Option<WriteCondition>> {
+    match (if_none_match, if_match) {
+        (Some(ETagCondition::Any), None) => Ok(Some(WriteCondition::Absent)),
+        (Some(_), None) => Err(s3_error!(
+            NotImplemented,
+            "A header you provided implies functionality that is not implemented: If-None-Match takes only *"
+        )),
+        (None, Some(ETagCondition::Any)) => Ok(Some(WriteCondition::Matches(None))),
+        (None, Some(ETagCondition::ETag(e))) => {
+            Ok(Some(WriteCondition::Matches(Some(e.value().to_owned()))))
+        }
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "If-Match and If-None-Match cannot be given together on a write"
+        )),
+    }
+}
+
+impl HoardS3 {
+    /// Fails a conditional write early, before its body is read, when the key's
+    /// current version already says it cannot succeed; the commit checks again.
+    pub(super) async fn precheck_write(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: Option<&WriteCondition>,
+    ) -> S3Result<()> {
+        let Some(c) = condition else { return Ok(()) };
+        let current = self
+            .meta
+            .get_version(bucket, key, None)
+            .await
+            .map_err(meta_error)?;
+        match c.holds(current.as_ref()) {
+            true => Ok(()),
+            false => Err(meta_error(crate::meta::MetaError::PreconditionFailed)),
+        }
+    }
+}
+
 /// Evaluates GET/HEAD preconditions in the order S3 (RFC 9110) applies them.
 pub(super) fn check_conditions(
     rec: &ObjectRecord,
@@ -531,6 +578,12 @@ impl HoardS3 {
             &super::lock::lock_headers!(&req.input),
             Some(&req.headers),
         )?;
+        let condition = write_condition(
+            req.input.if_match.as_ref(),
+            req.input.if_none_match.as_ref(),
+        )?;
+        self.precheck_write(&req.input.bucket, &req.input.key, condition.as_ref())
+            .await?;
         let tags = parse_tagging(req.input.tagging.as_deref())?;
         let meta = user_meta(req.input.metadata.take())?;
         let body = req.input.body.take();
@@ -583,6 +636,7 @@ impl HoardS3 {
                 rec.clone(),
                 manifest,
                 Some(ingested.held.hold().id()),
+                condition,
             )
             .await
             .map_err(meta_error)?;
