@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The nightly-style run, too long for CI: the object, multipart, copy, versioning,
-# gc, verify, replication and dedup suites again with every hoard in mode "cloud"
+# gc, verify, replication, dedup, quota, S3 API, Object Lock and conditional-write
+# suites again with every hoard in mode "cloud"
 # (HOARD_TEST_CLOUD=1: segments in an s3s-fs of their own, see tests/common), then
 # the long soaks. Run scripts/test.sh first on a fresh machine (it installs s3s-fs).
 # usage: scripts/nightly.sh [--no-soak]
@@ -21,6 +22,7 @@ echo "== mode cloud: the suites against the s3 backend =="
 HOARD_TEST_CLOUD=1 cargo test \
   --test operations --test multipart --test copy --test versioning --test gc \
   --test verify --test replication --test dedup --test s3_api --test quota \
+  --test object_lock --test conditional \
   -- --test-threads 2 "${skip_args[@]}"
 
 if [ "${1:-}" != "--no-soak" ]; then
