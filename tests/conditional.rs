@@ -5,7 +5,6 @@
 mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use common::*;
 
 #[tokio::test]
@@ -144,16 +143,7 @@ async fn a_refused_conditional_completion_leaves_the_upload_completable() {
         .send()
         .await
         .unwrap();
-    let parts = || {
-        CompletedMultipartUpload::builder()
-            .parts(
-                CompletedPart::builder()
-                    .part_number(1)
-                    .e_tag(part.e_tag().unwrap())
-                    .build(),
-            )
-            .build()
-    };
+    let parts = || completed(&[part.e_tag().unwrap()]);
     refused!(
         c.complete_multipart_upload()
             .bucket("mpu")

@@ -1101,16 +1101,7 @@ async fn copies_and_multipart_uploads_take_the_lock_their_headers_name() {
         .bucket("own")
         .key("mpu")
         .upload_id(id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .parts(
-                    aws_sdk_s3::types::CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(part.e_tag().unwrap())
-                        .build(),
-                )
-                .build(),
-        )
+        .multipart_upload(completed(&[part.e_tag().unwrap()]))
         .send()
         .await
         .unwrap();

@@ -5,8 +5,7 @@ mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
-    VersioningConfiguration,
+    BucketVersioningStatus, Delete, ObjectIdentifier, VersioningConfiguration,
 };
 use common::*;
 
@@ -113,16 +112,7 @@ async fn each_grant_allows_exactly_what_it_names() {
         .bucket("shared")
         .key("backup-2")
         .upload_id(id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .parts(
-                    CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(part.e_tag().unwrap())
-                        .build(),
-                )
-                .build(),
-        )
+        .multipart_upload(completed(&[part.e_tag().unwrap()]))
         .send()
         .await
         .unwrap();

@@ -273,17 +273,13 @@ impl MetaStore {
             if rec.version_id == NULL_VERSION {
                 // Null versions exist only where versioning is not Enabled for good,
                 // so none is locked; any lock it had would be judged strictly.
-                let strict = LockCheck {
-                    now_ms: i64::MIN,
-                    bypass_governance: false,
-                };
                 delete_key(
                     txn,
                     &mut counters,
                     &bucket,
                     &key,
                     Some(NULL_VERSION),
-                    strict,
+                    LockCheck::STRICT,
                     now,
                 )?;
             }

@@ -52,6 +52,13 @@ pub struct LockCheck {
 }
 
 impl LockCheck {
+    /// For removals no request asked for: any retention a version ever had counts
+    /// as in force, and nothing is bypassed.
+    pub const STRICT: LockCheck = LockCheck {
+        now_ms: i64::MIN,
+        bypass_governance: false,
+    };
+
     /// Refuses the removal of `rec` when its lock forbids it.
     pub(super) fn allow_removal(&self, rec: &ObjectRecord) -> MetaResult<()> {
         match rec
@@ -108,11 +115,7 @@ impl WriteCondition {
 /// Finding one is a broken invariant, and fails the whole transaction group (the
 /// write has already changed rows).
 fn refuse_locked_replacement(rec: &ObjectRecord) -> MetaResult<()> {
-    let check = LockCheck {
-        now_ms: i64::MIN,
-        bypass_governance: false,
-    };
-    match check.allow_removal(rec) {
+    match LockCheck::STRICT.allow_removal(rec) {
         Ok(()) => Ok(()),
         Err(e) => Err(MetaError::Corrupt(format!(
             "a write would replace a locked null version: {e}"

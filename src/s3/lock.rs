@@ -100,14 +100,24 @@ macro_rules! lock_headers {
 }
 pub(super) use lock_headers;
 
-fn legal_hold_on(s: &str) -> S3Result<bool> {
+/// A legal hold status as S3 spells it: `ON` or `OFF`.
+fn legal_hold_on(s: &str) -> Option<bool> {
     match s {
-        "ON" => Ok(true),
-        "OFF" => Ok(false),
-        _ => Err(s3_error!(
+        "ON" => Some(true),
+        "OFF" => Some(false),
+        _ => None,
+    }
+}
+
+/// A retain-until date a request sets, which must lie ahead of the retention clock.
+fn future_until(until: i64, now_ms: i64) -> S3Result<i64> {
+    if until > now_ms {
+        Ok(until)
+    } else {
+        Err(s3_error!(
             InvalidArgument,
-            "Legal Hold must be either of 'ON' or 'OFF'"
-        )),
+            "The retain until date must be in the future!"
+        ))
     }
 }
 
@@ -137,14 +147,7 @@ impl HoardS3 {
             (Some(m), Some(u)) => {
                 let mode = LockMode::parse(m.as_str())
                     .ok_or_else(|| s3_error!(InvalidArgument, "Unknown wormMode directive."))?;
-                let until = millis(u);
-                if until <= self.clock.now_ms() {
-                    return Err(s3_error!(
-                        InvalidArgument,
-                        "The retain until date must be in the future!"
-                    ));
-                }
-                Some((mode, until))
+                Some((mode, future_until(millis(u), self.clock.now_ms())?))
             }
             (None, None) => config
                 .default_retention
@@ -158,7 +161,14 @@ impl HoardS3 {
         };
         let legal_hold = h
             .legal_hold
-            .map(|s| legal_hold_on(s.as_str()))
+            .map(|s| {
+                legal_hold_on(s.as_str()).ok_or_else(|| {
+                    s3_error!(
+                        InvalidArgument,
+                        "Legal Hold must be either of 'ON' or 'OFF'"
+                    )
+                })
+            })
             .transpose()?
             .unwrap_or(false);
         Ok(Some(VersionLock {
@@ -290,13 +300,8 @@ impl HoardS3 {
             &i.bucket,
             i.bypass_governance_retention.unwrap_or(false),
         );
-        if let Some((_, until)) = wanted
-            && until <= check.now_ms
-        {
-            return Err(s3_error!(
-                InvalidArgument,
-                "The retain until date must be in the future!"
-            ));
+        if let Some((_, until)) = wanted {
+            future_until(until, check.now_ms)?;
         }
         let version = self
             .meta
@@ -346,11 +351,12 @@ impl HoardS3 {
             super::object::check_version_id(v)?;
         }
         self.locked_bucket(&i.bucket).await?;
-        let on = match i.legal_hold.as_ref().and_then(|h| h.status.as_ref()) {
-            Some(s) if s.as_str() == "ON" => true,
-            Some(s) if s.as_str() == "OFF" => false,
-            _ => return Err(malformed()),
-        };
+        let on = i
+            .legal_hold
+            .as_ref()
+            .and_then(|h| h.status.as_ref())
+            .and_then(|s| legal_hold_on(s.as_str()))
+            .ok_or_else(malformed)?;
         let version = self
             .meta
             .set_version_lock(&i.bucket, &i.key, i.version_id.clone(), move |held| {

@@ -433,6 +433,23 @@ pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Ve
     out.e_tag().unwrap_or("").trim_matches('"').to_owned()
 }
 
+/// The CompleteMultipartUpload body naming parts 1, 2, ... with these ETags.
+pub fn completed(etags: &[&str]) -> aws_sdk_s3::types::CompletedMultipartUpload {
+    let parts = etags
+        .iter()
+        .zip(1..)
+        .map(|(e, n)| {
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(*e)
+                .build()
+        })
+        .collect();
+    aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .set_parts(Some(parts))
+        .build()
+}
+
 /// Uploads `parts` as one multipart object; returns its ETag.
 pub async fn put_multipart(
     c: &aws_sdk_s3::Client,
@@ -475,23 +492,15 @@ pub async fn try_put_multipart(
             .send()
             .await
             .map_err(|x| e(&x))?;
-        done.push(
-            aws_sdk_s3::types::CompletedPart::builder()
-                .part_number(n)
-                .e_tag(r.e_tag().unwrap_or_default())
-                .build(),
-        );
+        done.push(r.e_tag().unwrap_or_default().to_owned());
     }
+    let done: Vec<&str> = done.iter().map(String::as_str).collect();
     let out = c
         .complete_multipart_upload()
         .bucket(bucket)
         .key(key)
         .upload_id(id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
+        .multipart_upload(completed(&done))
         .send()
         .await
         .map_err(|x| e(&x))?;
