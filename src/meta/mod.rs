@@ -83,8 +83,8 @@ pub use users::{Permission, UserRecord};
 pub use verify::DamagedObject;
 use versions::put_object_record;
 pub use versions::{
-    DeleteOutcome, LockCheck, VersionEntry, VersionPage, VersionQuery, WriteCondition, check_tags,
-    parse_version_id,
+    DeleteCondition, DeleteOutcome, DeleteTarget, LockCheck, VersionEntry, VersionPage,
+    VersionQuery, WriteCondition, check_tags, parse_version_id,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -177,27 +177,25 @@ impl MetaStore {
 
     /// Deletes a key or one version of it (see `versions::delete_key`); `None` when
     /// there was nothing to delete, which changes nothing. A version Object Lock
-    /// protects is refused with `ObjectLocked`.
+    /// protects is refused with `ObjectLocked`, a precondition that fails with
+    /// `PreconditionFailed` or `NoSuchKey`.
     pub async fn delete_object(
         &self,
         bucket: &str,
-        key: &str,
-        version: Option<String>,
+        target: DeleteTarget,
         lock: LockCheck,
     ) -> MetaResult<Option<DeleteOutcome>> {
-        let mut out = self
-            .delete_objects(bucket, vec![(key.to_owned(), version)], lock)
-            .await?;
+        let mut out = self.delete_objects(bucket, vec![target], lock).await?;
         out.pop().unwrap_or(Ok(None))
     }
 
     /// Deletes several keys (or versions) in one durable transaction. Each key's
-    /// outcome is its own: a version Object Lock protects is refused with
-    /// `ObjectLocked` and changes nothing, while the other keys are deleted.
+    /// outcome is its own: a version Object Lock protects, or one whose precondition
+    /// fails, is refused and changes nothing, while the other keys are deleted.
     pub async fn delete_objects(
         &self,
         bucket: &str,
-        keys: Vec<(String, Option<String>)>,
+        targets: Vec<DeleteTarget>,
         lock: LockCheck,
     ) -> MetaResult<Vec<MetaResult<Option<DeleteOutcome>>>> {
         let bucket = bucket.to_owned();
@@ -207,20 +205,17 @@ impl MetaStore {
             }
             let mut counters = txn.open_table(COUNTERS)?;
             let now = unix_secs();
-            keys.iter()
-                .map(|(key, version)| {
-                    let deleted = versions::delete_key(
-                        txn,
-                        &mut counters,
-                        &bucket,
-                        key,
-                        version.as_deref(),
-                        lock,
-                        now,
-                    );
+            targets
+                .iter()
+                .map(|t| {
+                    let deleted = versions::delete_key(txn, &mut counters, &bucket, t, lock, now);
                     match deleted {
                         // Refused before anything changed: the others go on.
-                        Err(MetaError::ObjectLocked(why)) => Ok(Err(MetaError::ObjectLocked(why))),
+                        Err(
+                            e @ (MetaError::ObjectLocked(_)
+                            | MetaError::PreconditionFailed
+                            | MetaError::NoSuchKey),
+                        ) => Ok(Err(e)),
                         other => other.map(Ok),
                     }
                 })

@@ -41,7 +41,7 @@
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::versions::{count_in, delete_key, key_versions, version_key};
+use super::versions::{DeleteTarget, count_in, delete_key, key_versions, version_key};
 use super::{
     BUCKETS, C_NEXT_VERSION, CHUNKS, COUNTERS, ChunkId, ChunkRef, CounterTable, EventKind,
     LockCheck, MetaError, MetaResult, MetaStore, NULL_VERSION, OBJECTS, ObjectData, ObjectRecord,
@@ -277,8 +277,7 @@ impl MetaStore {
                     txn,
                     &mut counters,
                     &bucket,
-                    &key,
-                    Some(NULL_VERSION),
+                    &DeleteTarget::new(&key, Some(NULL_VERSION.to_owned())),
                     LockCheck::STRICT,
                     now,
                 )?;
@@ -367,8 +366,7 @@ impl MetaStore {
                     txn,
                     &mut counters,
                     &bucket,
-                    &key,
-                    Some(&r.version_id),
+                    &DeleteTarget::new(&key, Some(r.version_id.clone())),
                     lock,
                     now,
                 )?;

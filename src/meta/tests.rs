@@ -233,7 +233,10 @@ async fn a_release_below_zero_is_refused_and_counted() {
         now_ms: 0,
         bypass_governance: false,
     };
-    let err = meta.delete_object("b", "k", None, any).await.unwrap_err();
+    let err = meta
+        .delete_object("b", DeleteTarget::new("k", None), any)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains(&hex::encode(a)), "{err}");
     assert_eq!(REFCOUNT_UNDERFLOWS.get(), before + 1);
     assert!(meta.get_version("b", "k", None).await.unwrap().is_some());
@@ -330,7 +333,7 @@ async fn the_cleaner_keeps_chunks_of_locked_versions_whatever_their_counts_say()
         bypass_governance: true,
     };
     let err = meta
-        .delete_object("b", "k", Some(version.clone()), early)
+        .delete_object("b", DeleteTarget::new("k", Some(version.clone())), early)
         .await
         .unwrap_err();
     assert!(matches!(err, MetaError::ObjectLocked(_)), "{err}");
@@ -338,7 +341,7 @@ async fn the_cleaner_keeps_chunks_of_locked_versions_whatever_their_counts_say()
         now_ms: 5_000,
         bypass_governance: false,
     };
-    meta.delete_object("b", "k", Some(version), late)
+    meta.delete_object("b", DeleteTarget::new("k", Some(version)), late)
         .await
         .unwrap()
         .expect("deleted");

@@ -110,6 +110,64 @@ impl WriteCondition {
     }
 }
 
+/// One key (or one version of it) a DeleteObject or DeleteObjects asks to remove.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteTarget {
+    pub key: String,
+    pub version: Option<String>,
+    pub condition: DeleteCondition,
+}
+
+impl DeleteTarget {
+    /// An unconditional delete of `key` (of one version of it when `version` is set).
+    pub fn new(key: &str, version: Option<String>) -> DeleteTarget {
+        DeleteTarget {
+            key: key.to_owned(),
+            version,
+            condition: DeleteCondition::default(),
+        }
+    }
+}
+
+/// A conditional delete's precondition on the version it would remove: the key's
+/// current version, or the version the request names. Empty: no precondition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteCondition {
+    /// `If-Match`: `Some(None)` for `*` (any ETag), `Some(Some(etag))` for one.
+    pub etag: Option<Option<String>>,
+    /// `x-amz-if-match-last-modified-time`, compared in whole seconds as HTTP dates carry it.
+    pub modified_secs: Option<i64>,
+    /// `x-amz-if-match-size`.
+    pub size: Option<u64>,
+}
+
+impl DeleteCondition {
+    /// Whether the delete goes on (`Ok(true)`) or finds nothing to delete and changes
+    /// nothing (`Ok(false)`). A target that is absent or a delete marker fails an
+    /// `If-Match` with `NoSuchKey`, and satisfies a size or time condition vacuously,
+    /// as S3 answers; a target that does not match fails with `PreconditionFailed`.
+    fn check(&self, target: Option<&ObjectRecord>) -> MetaResult<bool> {
+        let Some(rec) = target.filter(|r| !r.delete_marker) else {
+            return match self.etag {
+                Some(_) => Err(MetaError::NoSuchKey),
+                None => Ok(false),
+            };
+        };
+        let etag_ok = match &self.etag {
+            Some(Some(etag)) => rec.etag == *etag,
+            _ => true,
+        };
+        let time_ok = self
+            .modified_secs
+            .is_none_or(|s| rec.modified_ms.div_euclid(1000) == s);
+        let size_ok = self.size.is_none_or(|s| rec.size == s);
+        match etag_ok && time_ok && size_ok {
+            true => Ok(true),
+            false => Err(MetaError::PreconditionFailed),
+        }
+    }
+}
+
 /// A "null" version replaced by a write is never locked: locks exist only in
 /// buckets whose versioning is Enabled for good, where no write replaces a version.
 /// Finding one is a broken invariant, and fails the whole transaction group (the
@@ -337,14 +395,26 @@ pub(super) fn delete_key(
     txn: &WriteTransaction,
     counters: &mut CounterTable<'_>,
     bucket: &str,
-    key: &str,
-    version: Option<&str>,
+    target: &DeleteTarget,
     lock: LockCheck,
     now: u64,
 ) -> MetaResult<Option<DeleteOutcome>> {
+    let (key, version, condition) = (
+        target.key.as_str(),
+        target.version.as_deref(),
+        &target.condition,
+    );
     let versioning = get_bucket_w(txn, bucket)?
         .ok_or(MetaError::NoSuchBucket)?
         .versioning;
+    if *condition != DeleteCondition::default() {
+        let objects = txn.open_table(OBJECTS)?;
+        let versions = txn.open_table(VERSIONS)?;
+        let target = find_version(&objects, &versions, bucket, key, version)?;
+        if !condition.check(target.as_ref().map(|(_, rec)| rec))? {
+            return Ok(None);
+        }
+    }
     if version.is_none() && versioning != Versioning::Unversioned {
         let marker = ObjectRecord::delete_marker(super::now_ms());
         let id = put_object_record(txn, counters, bucket, key, &marker, now)?;

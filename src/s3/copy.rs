@@ -10,11 +10,12 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::object::{
-    MAX_PUT_SIZE, check_conditions, check_new_key, stored_headers, user_meta, with_checksums,
+    MAX_PUT_SIZE, check_conditions, check_new_key, delete_condition, stored_headers, user_meta,
+    with_checksums,
 };
 use super::{HoardS3, meta_error, retrieve_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestParams, IngestedBody};
-use crate::meta::{MetaError, ObjectRecord, PartRecord, now_ms};
+use crate::meta::{DeleteTarget, MetaError, ObjectRecord, PartRecord, now_ms};
 
 /// Keys one DeleteObjects request may name.
 const MAX_DELETE_KEYS: usize = 1000;
@@ -300,41 +301,29 @@ impl HoardS3 {
         }
         let quiet = i.delete.quiet.unwrap_or(false);
         let mut errors = Vec::new();
-        let mut keys = Vec::with_capacity(objects.len());
+        let mut targets = Vec::with_capacity(objects.len());
         for o in objects {
-            let bad = o
-                .version_id
-                .as_deref()
-                .is_some_and(|v| crate::meta::parse_version_id(v).is_none());
-            if bad {
-                errors.push(Error {
-                    code: Some("InvalidArgument".into()),
-                    key: Some(o.key),
-                    message: Some("Invalid version id specified".into()),
-                    version_id: o.version_id,
-                });
-            } else {
-                keys.push((o.key, o.version_id));
+            match delete_target(&o) {
+                Ok(t) => targets.push(t),
+                Err(e) => errors.push(key_error(o.key, o.version_id, &e)),
             }
         }
+        let asked: Vec<_> = targets
+            .iter()
+            .map(|t| (t.key.clone(), t.version.clone()))
+            .collect();
         let outcomes = self
             .meta
-            .delete_objects(&i.bucket, keys.clone(), lock)
+            .delete_objects(&i.bucket, targets, lock)
             .await
             .map_err(meta_error)?;
         // Deleting an absent key or version succeeds, as in S3.
         let mut deleted = Vec::new();
-        for ((key, asked), outcome) in keys.into_iter().zip(outcomes) {
+        for ((key, asked), outcome) in asked.into_iter().zip(outcomes) {
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => {
-                    let e = meta_error(e);
-                    errors.push(Error {
-                        code: Some(e.code().as_str().to_owned()),
-                        key: Some(key),
-                        message: e.message().map(str::to_owned),
-                        version_id: asked,
-                    });
+                    errors.push(key_error(key, asked, &meta_error(e)));
                     continue;
                 }
             };
@@ -382,5 +371,33 @@ mod tests {
             *copy_range(Some("bytes=5-10"), 10).unwrap_err().code(),
             S3ErrorCode::InvalidRange
         );
+    }
+}
+
+/// What one `<Object>` of a DeleteObjects body asks to delete, or why it is refused.
+fn delete_target(o: &ObjectIdentifier) -> S3Result<DeleteTarget> {
+    if let Some(v) = o.version_id.as_deref()
+        && crate::meta::parse_version_id(v).is_none()
+    {
+        return Err(s3_error!(InvalidArgument, "Invalid version id specified"));
+    }
+    Ok(DeleteTarget {
+        key: o.key.clone(),
+        version: o.version_id.clone(),
+        condition: delete_condition(
+            o.e_tag.as_ref().map(ETag::value),
+            o.last_modified_time.as_ref(),
+            o.size,
+        )?,
+    })
+}
+
+/// One key's `<Error>` in a DeleteObjects answer.
+fn key_error(key: String, version_id: Option<String>, e: &S3Error) -> Error {
+    Error {
+        code: Some(e.code().as_str().to_owned()),
+        key: Some(key),
+        message: e.message().map(str::to_owned),
+        version_id,
     }
 }

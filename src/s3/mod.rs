@@ -315,9 +315,21 @@ impl S3 for HoardS3 {
                 &i.bucket,
                 i.bypass_governance_retention.unwrap_or(false),
             );
+            let target = crate::meta::DeleteTarget {
+                key: i.key.clone(),
+                version: i.version_id.clone(),
+                condition: object::delete_condition(
+                    i.if_match.as_ref().map(|c| match c {
+                        ETagCondition::Any => "*",
+                        ETagCondition::ETag(e) => e.value(),
+                    }),
+                    i.if_match_last_modified_time.as_ref(),
+                    i.if_match_size,
+                )?,
+            };
             let outcome = self
                 .meta
-                .delete_object(&i.bucket, &i.key, i.version_id.clone(), lock)
+                .delete_object(&i.bucket, target, lock)
                 .await
                 .map_err(meta_error)?;
             let Some(outcome) = outcome else {

@@ -11,7 +11,9 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{HoardS3, ingest_error, meta_error, retrieve_error, timestamp};
 use crate::ingest::{ChecksumSet, IngestParams, Ingested, IngestedBody};
-use crate::meta::{BucketRecord, ObjectData, ObjectRecord, ReplicationState, WriteCondition};
+use crate::meta::{
+    BucketRecord, DeleteCondition, ObjectData, ObjectRecord, ReplicationState, WriteCondition,
+};
 
 /// S3's limit for one PUT.
 pub(super) const MAX_PUT_SIZE: i64 = crate::ingest::MAX_BODY_BYTES as i64;
@@ -350,6 +352,25 @@ pub(super) fn write_condition(
             "If-Match and If-None-Match cannot be given together on a write"
         )),
     }
+}
+
+/// The precondition of a conditional delete (DeleteObject headers, or the ETag,
+/// LastModifiedTime and Size of an `<Object>` in DeleteObjects).
+/// `if_match` is the ETag asked for, `*` for any.
+pub(super) fn delete_condition(
+    if_match: Option<&str>,
+    modified: Option<&Timestamp>,
+    size: Option<i64>,
+) -> S3Result<DeleteCondition> {
+    let size = size
+        .map(u64::try_from)
+        .transpose()
+        .map_err(|_| s3_error!(InvalidArgument, "x-amz-if-match-size must not be negative"))?;
+    Ok(DeleteCondition {
+        etag: if_match.map(|e| (e != "*").then(|| e.to_owned())),
+        modified_secs: modified.map(|t| super::lock::millis(t).div_euclid(1000)),
+        size,
+    })
 }
 
 impl HoardS3 {
