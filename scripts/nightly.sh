@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The nightly-style run, too long for CI: the object, multipart, copy, versioning,
-# gc, verify, replication, dedup, quota, S3 API, Object Lock and conditional-write
+# gc, verify, replication, dedup, quota, S3 API, Object Lock, conditional-write and lifecycle
 # suites again with every hoard in mode "cloud"
 # (HOARD_TEST_CLOUD=1: segments in an s3s-fs of their own, see tests/common), then
 # the long soaks. Run scripts/test.sh first on a fresh machine (it installs s3s-fs).
@@ -22,7 +22,7 @@ echo "== mode cloud: the suites against the s3 backend =="
 HOARD_TEST_CLOUD=1 cargo test \
   --test operations --test multipart --test copy --test versioning --test gc \
   --test verify --test replication --test dedup --test s3_api --test quota \
-  --test object_lock --test conditional \
+  --test object_lock --test conditional --test lifecycle \
   -- --test-threads 2 "${skip_args[@]}"
 
 if [ "${1:-}" != "--no-soak" ]; then

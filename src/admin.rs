@@ -8,6 +8,7 @@
 //! | PUT | `/hoard-admin/v1/buckets/NAME` | creates a bucket; JSON body `{"chunk_avg", "chunk_min", "chunk_max", "compression_level", "object_lock"}`, all optional |
 //! | GET | `/hoard-admin/v1/buckets/NAME` | a bucket's settings |
 //! | POST | `/hoard-admin/v1/gc[?dry-run=true][&grace-secs=N]` | runs one cleaner pass (waits for one already running) and returns its report |
+//! | POST | `/hoard-admin/v1/lifecycle/run` | runs one lifecycle pass over the buckets with lifecycle rules now (waits for one already running) and returns its report |
 //! | POST | `/hoard-admin/v1/verify[?bucket=B][&repair=true]` | checks chunks, trailers, reference counts and segment files; returns the report. With `repair` (whole store only): repairs what it found (see `repair`), then verifies again and returns that report with what repair changed |
 //! | GET | `/hoard-admin/v1/quotas` | the quotas in force (logical bytes; see `meta::quota`) |
 //! | PUT | `/hoard-admin/v1/quotas` | sets or removes one; JSON body `{"bucket": B or null for the store, "bytes": N or null to remove}`; returns the quotas |
@@ -50,6 +51,7 @@ use crate::admin_api::{
 use crate::cleaner::{Cleaner, GcOptions};
 use crate::config::{ChunkingConfig, Config};
 use crate::http_json::{json, json_body, json_body_required, query_flag, query_param};
+use crate::lifecycle::Lifecycle;
 use crate::meta::MetaStore;
 use crate::names::{ALL_BUCKETS, creatable_bucket_name, valid_bucket_name};
 use crate::replication::ReplicaBuckets;
@@ -59,40 +61,20 @@ use crate::segments::SegmentStore;
 use crate::stats;
 use crate::users::{Users, UsersError};
 
+/// What the admin API serves from (built by `server`).
 pub struct AdminApi {
-    cfg: Arc<Config>,
-    meta: MetaStore,
-    segments: SegmentStore,
-    cleaner: Arc<Cleaner>,
-    users: Arc<Users>,
-    rules: Arc<Rules>,
-    replicas: Arc<ReplicaBuckets>,
-    received: Arc<crate::replication::receiver::Store>,
+    pub cfg: Arc<Config>,
+    pub meta: MetaStore,
+    pub segments: SegmentStore,
+    pub cleaner: Arc<Cleaner>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub users: Arc<Users>,
+    pub rules: Arc<Rules>,
+    pub replicas: Arc<ReplicaBuckets>,
+    pub received: Arc<crate::replication::receiver::Store>,
 }
 
 impl AdminApi {
-    pub fn new(
-        cfg: Arc<Config>,
-        meta: MetaStore,
-        segments: SegmentStore,
-        cleaner: Arc<Cleaner>,
-        users: Arc<Users>,
-        rules: Arc<Rules>,
-        replicas: Arc<ReplicaBuckets>,
-        received: Arc<crate::replication::receiver::Store>,
-    ) -> Self {
-        AdminApi {
-            cfg,
-            meta,
-            segments,
-            cleaner,
-            users,
-            rules,
-            replicas,
-            received,
-        }
-    }
-
     /// The named replication targets: `rest` is what follows `replication-targets/`.
     async fn targets(
         &self,
@@ -323,6 +305,15 @@ impl AdminApi {
         json(StatusCode::OK, &report)
     }
 
+    async fn lifecycle(&self) -> S3Result<S3Response<Body>> {
+        let report = self
+            .lifecycle
+            .run_once()
+            .await
+            .map_err(|e| internal("lifecycle pass failed", &e))?;
+        json(StatusCode::OK, &report)
+    }
+
     async fn stats(&self, uri: &Uri) -> S3Result<S3Response<Body>> {
         let mut report = stats::collect(&self.meta, self.cfg.tier.is_some())
             .await
@@ -494,6 +485,7 @@ impl S3Route for AdminApi {
             (&Method::PUT, ["buckets", name]) => self.create_bucket(name, req.input).await,
             (&Method::GET, ["buckets", name]) => self.get_bucket(name).await,
             (&Method::POST, ["gc"]) => self.gc(&req.uri).await,
+            (&Method::POST, ["lifecycle", "run"]) => self.lifecycle().await,
             (&Method::POST, ["verify"]) => self.verify(&req.uri).await,
             (&Method::GET, ["quotas"]) => self.quotas().await,
             (&Method::PUT, ["quotas"]) => self.set_quota(req.input).await,

@@ -79,6 +79,12 @@ impl AdminClient {
         self.call(http::Method::POST, &path, Vec::new()).await
     }
 
+    /// Runs one lifecycle pass on the server and returns its report.
+    pub async fn lifecycle_run(&self) -> Result<crate::lifecycle::LifecycleReport, ClientError> {
+        self.call(http::Method::POST, "lifecycle/run", Vec::new())
+            .await
+    }
+
     /// Runs verify on the server (the whole store, or one bucket's objects); with
     /// `repair`, repairs what it finds and reports the store as it is afterwards.
     pub async fn verify(

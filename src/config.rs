@@ -136,6 +136,8 @@ pub struct Config {
     pub cleaner: CleanerConfig,
     /// The background scrub.
     pub scrub: ScrubConfig,
+    /// Buckets' lifecycle rules, carried out by a background pass.
+    pub lifecycle: LifecycleConfig,
     /// The retention clock Object Lock judges expiry by.
     pub retention: crate::retention::RetentionSettings,
     /// TLS on the listener.
@@ -178,6 +180,7 @@ impl Default for Config {
             tier: None,
             cleaner: CleanerConfig::default(),
             scrub: ScrubConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             retention: Default::default(),
             tls: TlsConfig::default(),
             listen_plain: None,
@@ -337,6 +340,24 @@ impl Default for ScrubConfig {
         ScrubConfig {
             rate_mib: 8.0,
             cycle_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// `[lifecycle]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Seconds between two passes over the buckets with lifecycle rules; 0 runs
+    /// passes only on demand (`hoard lifecycle run`). S3 counts lifecycle days to
+    /// midnight UTC, so an hourly pass acts within the hour a version is due.
+    pub interval_secs: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            interval_secs: 3600,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod idle_body;
 pub mod index;
 pub mod ingest;
 pub mod interim;
+pub mod lifecycle;
 pub mod meta;
 pub mod metrics;
 pub mod names;

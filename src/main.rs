@@ -50,6 +50,9 @@ enum Command {
     Verify(cli::verify::Args),
     /// Reclaim space now: delete dead segments, compact sparse ones.
     Gc(cli::gc::Args),
+    /// Carry out buckets' lifecycle rules now.
+    #[command(subcommand)]
+    Lifecycle(cli::lifecycle::Command),
 }
 
 async fn run(command: Command) -> Result<(), String> {
@@ -64,6 +67,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Seed(c) => cli::seed::run(c).await,
         Command::Verify(a) => cli::verify::run(a).await,
         Command::Gc(a) => cli::gc::run(a).await,
+        Command::Lifecycle(c) => cli::lifecycle::run(c).await,
     }
 }
 

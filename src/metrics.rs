@@ -41,12 +41,19 @@ pub struct TierLabels {
     pub tier: String,
 }
 
+/// `action`: what a lifecycle pass did ("expired", "noncurrent", "delete_marker",
+/// "upload").
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LifecycleLabels {
+    pub action: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BucketLabels {
     pub bucket: String,
 }
 
-type FloatGauge = Gauge<f64, AtomicU64>;
+pub type FloatGauge = Gauge<f64, AtomicU64>;
 type LatencyFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -73,6 +80,11 @@ pub struct Metrics {
     pub scrub_segments: Counter,
     pub scrub_problems: Counter,
     pub scrub_cycles: Counter,
+    pub lifecycle_runs: Counter,
+    pub lifecycle_removed: Family<LifecycleLabels, Counter>,
+    pub lifecycle_kept_locked: Counter,
+    pub lifecycle_errors: Counter,
+    pub lifecycle_last_run_seconds: FloatGauge,
     pub replication_hello_refused: Family<SideLabels, Counter>,
     pub replication_logical_bytes: Counter,
     pub replication_sent_bytes: Counter,
@@ -138,6 +150,11 @@ impl Metrics {
             scrub_segments: Counter::default(),
             scrub_problems: Counter::default(),
             scrub_cycles: Counter::default(),
+            lifecycle_runs: Counter::default(),
+            lifecycle_removed: Family::default(),
+            lifecycle_kept_locked: Counter::default(),
+            lifecycle_errors: Counter::default(),
+            lifecycle_last_run_seconds: FloatGauge::default(),
             replication_hello_refused: Family::default(),
             replication_logical_bytes: Counter::default(),
             replication_sent_bytes: Counter::default(),
@@ -237,6 +254,31 @@ impl Metrics {
             "hoard_scrub_cycles",
             "Scrub cycles over the whole store completed",
             m.scrub_cycles.clone(),
+        );
+        r.register(
+            "hoard_lifecycle_runs",
+            "Lifecycle passes completed",
+            m.lifecycle_runs.clone(),
+        );
+        r.register(
+            "hoard_lifecycle_removed",
+            "What lifecycle passes removed: expired current versions, noncurrent versions, expired delete markers, aborted uploads",
+            m.lifecycle_removed.clone(),
+        );
+        r.register(
+            "hoard_lifecycle_kept_locked",
+            "Versions lifecycle rules expire that Object Lock kept",
+            m.lifecycle_kept_locked.clone(),
+        );
+        r.register(
+            "hoard_lifecycle_errors",
+            "Lifecycle passes that failed",
+            m.lifecycle_errors.clone(),
+        );
+        r.register(
+            "hoard_lifecycle_last_run_seconds",
+            "How long the last lifecycle pass took",
+            m.lifecycle_last_run_seconds.clone(),
         );
         r.register(
             "hoard_replication_hello_refused",

@@ -29,6 +29,7 @@ use crate::idle_body::IdleTimeout;
 use crate::index::ChunkIndex;
 use crate::ingest::{Ingest, IngestSettings};
 use crate::interim::{Continue, ContinueIo};
+use crate::lifecycle::Lifecycle;
 use crate::meta::{MetaError, MetaStore};
 use crate::metrics::Metrics;
 use crate::replication::ReplicaBuckets;
@@ -114,6 +115,7 @@ pub struct Node {
     pub replication: Arc<crate::replication::Progress>,
     pub meta: MetaStore,
     pub cleaner: Arc<Cleaner>,
+    pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
     pub segments: SegmentStore,
     pub clock: Arc<RetentionClock>,
@@ -175,6 +177,7 @@ impl Node {
             )
             .await?,
         );
+        let lifecycle = Arc::new(Lifecycle::new(meta.clone(), metrics.clone(), clock.clone()));
         let replicas = Arc::new(ReplicaBuckets::load(meta.clone())?);
         let progress = Arc::new(crate::replication::Progress::default());
         let rules = Arc::new(Rules::new(
@@ -215,16 +218,17 @@ impl Node {
                 metrics.clone(),
                 received.clone(),
             ),
-            admin: AdminApi::new(
-                cfg.clone(),
-                meta.clone(),
-                segments.clone(),
-                cleaner.clone(),
+            admin: AdminApi {
+                cfg: cfg.clone(),
+                meta: meta.clone(),
+                segments: segments.clone(),
+                cleaner: cleaner.clone(),
+                lifecycle: lifecycle.clone(),
                 users,
                 rules,
                 replicas,
                 received,
-            ),
+            },
         });
         builder
             .set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
@@ -234,6 +238,7 @@ impl Node {
             replication: progress,
             meta,
             cleaner,
+            lifecycle,
             metrics,
             segments,
             clock,
@@ -503,7 +508,8 @@ fn announce_listeners(
 }
 
 /// The tasks that run beside the listener until shutdown: expiry of abandoned
-/// uploads, the cleaner's schedule, the scrub, the replication sender.
+/// uploads, the cleaner's schedule, lifecycle passes, the scrub, the replication
+/// sender.
 fn start_background(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
     let cfg = &node.cfg;
     let mut tasks = vec![
@@ -552,6 +558,10 @@ fn start_background(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
             }
             .run(),
         ));
+    }
+    if cfg.lifecycle.interval_secs > 0 {
+        let every = Duration::from_secs(cfg.lifecycle.interval_secs);
+        tasks.push(tokio::spawn(node.lifecycle.clone().run_every(every)));
     }
     if cfg.scrub.rate_mib > 0.0 {
         let bytes_per_sec = (cfg.scrub.rate_mib * 1024.0 * 1024.0).max(1.0) as u64;

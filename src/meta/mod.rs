@@ -33,6 +33,7 @@
 //!   together with every later commit, because a durable commit persists all earlier
 //!   ones: an object commit that was acknowledged never names a lost row.
 
+mod bucket_config;
 mod committer;
 mod gc;
 mod held;
@@ -67,6 +68,7 @@ pub use refs::{Holder, NewChunk, REFCOUNT_UNDERFLOWS, RefMismatch};
 use refs::{adjust_refs, count_locked, drop_manifest, insert_manifest, release_refs_at};
 use tables::*;
 
+pub use bucket_config::BucketConfigKind;
 pub use gc::{Freed, KeptChunk, SegmentCandidate};
 pub use held::{HeldBatch, HeldRefs, UploadHold};
 pub use list::{ListEntry, ListPage, ListQuery};
@@ -236,6 +238,7 @@ impl MetaStore {
             txn.open_table(replicated::STAGED)?;
             txn.open_table(held::UPLOAD_HOLDS)?;
             txn.open_table(multipart::COMPLETED_UPLOADS)?;
+            txn.open_table(bucket_config::BUCKET_CONFIGS)?;
             let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let schema = counter(&counters, C_SCHEMA)?;

@@ -59,6 +59,7 @@ impl MetaStore {
             quota::forget_bucket_quota(txn, &name)?;
             super::tier::forget_bucket_tier(txn, &name)?;
             replication::forget_bucket(txn, &name)?;
+            super::bucket_config::forget_bucket_configs(txn, &name)?;
             // Uploads still in progress die with the bucket and release their parts.
             multipart::abort_uploads_in(txn, &name)?;
             Ok(())

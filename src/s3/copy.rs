@@ -351,29 +351,6 @@ impl HoardS3 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_ranges_parse_like_s3() {
-        assert_eq!(copy_range(None, 10).unwrap(), 0..10);
-        assert_eq!(copy_range(Some("bytes=2-5"), 10).unwrap(), 2..6);
-        assert_eq!(copy_range(Some("bytes=0-9"), 10).unwrap(), 0..10);
-        for bad in ["bytes=5-2", "2-5", "bytes=-5", "bytes=a-b", "bytes=3-"] {
-            assert_eq!(
-                *copy_range(Some(bad), 10).unwrap_err().code(),
-                S3ErrorCode::InvalidArgument,
-                "{bad}"
-            );
-        }
-        assert_eq!(
-            *copy_range(Some("bytes=5-10"), 10).unwrap_err().code(),
-            S3ErrorCode::InvalidRange
-        );
-    }
-}
-
 /// What one `<Object>` of a DeleteObjects body asks to delete, or why it is refused.
 fn delete_target(o: &ObjectIdentifier) -> S3Result<DeleteTarget> {
     if let Some(v) = o.version_id.as_deref()
@@ -399,5 +376,28 @@ fn key_error(key: String, version_id: Option<String>, e: &S3Error) -> Error {
         key: Some(key),
         message: e.message().map(str::to_owned),
         version_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_ranges_parse_like_s3() {
+        assert_eq!(copy_range(None, 10).unwrap(), 0..10);
+        assert_eq!(copy_range(Some("bytes=2-5"), 10).unwrap(), 2..6);
+        assert_eq!(copy_range(Some("bytes=0-9"), 10).unwrap(), 0..10);
+        for bad in ["bytes=5-2", "2-5", "bytes=-5", "bytes=a-b", "bytes=3-"] {
+            assert_eq!(
+                *copy_range(Some(bad), 10).unwrap_err().code(),
+                S3ErrorCode::InvalidArgument,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            *copy_range(Some("bytes=5-10"), 10).unwrap_err().code(),
+            S3ErrorCode::InvalidRange
+        );
     }
 }

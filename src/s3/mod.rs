@@ -7,6 +7,7 @@
 //! latency and error code in the metrics.
 
 mod copy;
+mod lifecycle;
 mod list;
 mod lock;
 mod multipart;
@@ -535,6 +536,39 @@ impl S3 for HoardS3 {
         self.observe(
             "ListMultipartUploads",
             self.list_multipart_uploads_impl(req),
+        )
+        .await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        self.observe(
+            "PutBucketLifecycleConfiguration",
+            self.put_bucket_lifecycle_configuration_impl(req),
+        )
+        .await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        self.observe(
+            "GetBucketLifecycleConfiguration",
+            self.get_bucket_lifecycle_configuration_impl(req),
+        )
+        .await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.observe(
+            "DeleteBucketLifecycle",
+            self.delete_bucket_lifecycle_impl(req),
         )
         .await
     }

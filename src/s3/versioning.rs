@@ -25,7 +25,7 @@ fn tags_from(tagging: Tagging, max: usize) -> S3Result<Vec<(String, String)>> {
     Ok(tags)
 }
 
-fn tag_set(tags: Vec<(String, String)>) -> TagSet {
+pub(super) fn tag_set(tags: Vec<(String, String)>) -> TagSet {
     tags.into_iter()
         .map(|(k, v)| Tag {
             key: Some(k),
