@@ -38,7 +38,8 @@ use crate::meta::{
 use crate::metrics::Metrics;
 use crate::retention::RetentionClock;
 
-const DAY_MS: i64 = 86_400_000;
+/// One day, in the milliseconds lifecycle times are kept in.
+pub const DAY_MS: i64 = 86_400_000;
 /// Versions read, and deletes applied, per metadata transaction.
 const BATCH: usize = 1000;
 

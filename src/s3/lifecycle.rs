@@ -14,14 +14,13 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::versioning::tag_set;
 use super::{HoardS3, meta_error, timestamp};
 use crate::lifecycle::{
-    Expiration, Filter, FilterShape, LifecycleRules, NoncurrentExpiration, Rule,
+    DAY_MS, Expiration, Filter, FilterShape, LifecycleRules, NoncurrentExpiration, Rule,
 };
 use crate::meta::BucketConfigKind;
 
 const MAX_RULES: usize = 1000;
 const MAX_ID_LEN: usize = 255;
 const MAX_NEWER_VERSIONS: i32 = 100;
-const DAY_MS: i64 = 86_400_000;
 
 fn malformed() -> s3s::S3Error {
     s3_error!(
