@@ -14,6 +14,7 @@ pub mod chunk_codec;
 pub mod cleaner;
 pub mod client;
 pub mod config;
+pub mod cors;
 pub mod durable;
 pub mod http_json;
 pub mod idle_body;

@@ -120,6 +120,8 @@ pub struct Node {
     pub segments: SegmentStore,
     pub clock: Arc<RetentionClock>,
     pub s3: S3Service,
+    /// Which bucket a request names, for the answers given beside S3 (CORS).
+    pub hosts: crate::vhost::VirtualHosts,
 }
 
 impl Node {
@@ -232,6 +234,7 @@ impl Node {
         });
         builder
             .set_host(crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?);
+        let hosts = crate::vhost::VirtualHosts::new(&cfg.domains).map_err(ServerError::Domain)?;
         Ok(Node {
             cfg,
             secrets,
@@ -243,6 +246,7 @@ impl Node {
             segments,
             clock,
             s3: builder.build(),
+            hosts,
         })
     }
 
@@ -256,9 +260,36 @@ impl Node {
         if is_metrics_scrape(&req) {
             return Ok(self.metrics_response().await);
         }
-        if is_oversized_xml(&req) {
-            return Ok(too_big());
+        let mut resp = if is_oversized_xml(&req) {
+            Ok(too_big())
+        } else if req.method() == http::Method::OPTIONS {
+            Ok(self.preflight(&req).await)
+        } else {
+            self.call_s3(req, has_body).await
+        };
+        if let Ok(r) = &mut resp {
+            stamp_request_id(r);
+            self.metrics
+                .http_responses
+                .get_or_create(&crate::metrics::StatusLabels {
+                    status: r.status().as_u16().to_string(),
+                })
+                .inc();
         }
+        resp
+    }
+
+    async fn call_s3(
+        &self,
+        req: Request<Incoming>,
+        has_body: bool,
+    ) -> Result<Response<Body>, HttpError> {
+        let cross_origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .zip(self.bucket_of(&req))
+            .map(|(origin, bucket)| (origin.to_owned(), bucket, req.method().clone()));
         let idle = Duration::from_secs(self.cfg.body_idle_timeout_secs.max(1));
         let req = req.map(|b| Body::http_body(IdleTimeout::new(b, idle)));
         let mut resp = self.s3.call(req).await;
@@ -273,14 +304,37 @@ impl Node {
                     http::HeaderValue::from_static("close"),
                 );
             }
-            self.metrics
-                .http_responses
-                .get_or_create(&crate::metrics::StatusLabels {
-                    status: r.status().as_u16().to_string(),
-                })
-                .inc();
+            if let Some((origin, bucket, method)) = cross_origin {
+                let cors =
+                    crate::cors::actual_headers(&self.meta, &bucket, &origin, method.as_str())
+                        .await;
+                r.headers_mut().extend(cors);
+            }
         }
         resp
+    }
+
+    /// The bucket `req` names, path- or virtual-hosted-style.
+    fn bucket_of<B>(&self, req: &Request<B>) -> Option<String> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(req.uri().host());
+        self.hosts.bucket_of_request(host, req.uri().path())
+    }
+
+    /// A CORS preflight (`OPTIONS`, unsigned), judged by the bucket's CORS rules.
+    async fn preflight<B>(&self, req: &Request<B>) -> Response<Body> {
+        let bucket = self.bucket_of(req);
+        match crate::cors::preflight(&self.meta, bucket.as_deref(), req.headers()).await {
+            Ok(headers) => {
+                let mut r = plain(StatusCode::OK, String::new());
+                r.headers_mut().extend(headers);
+                r
+            }
+            Err(refusal) => s3_error_response(refusal.status, refusal.code, &refusal.message),
+        }
     }
 
     async fn metrics_response(&self) -> Response<Body> {
@@ -390,20 +444,85 @@ fn is_oversized_xml<B>(req: &Request<B>) -> bool {
 
 /// 400 MaxMessageLengthExceeded, closing the connection (the body stays unread).
 fn too_big() -> Response<Body> {
-    let mut r = plain(
+    let mut r = s3_error_response(
         StatusCode::BAD_REQUEST,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>MaxMessageLengthExceeded</Code><Message>Your request was too big.</Message></Error>".into(),
+        "MaxMessageLengthExceeded",
+        "Your request was too big.",
     );
-    let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    h.insert(
+    r.headers_mut().insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("close"),
     );
     r
+}
+
+/// An S3 error answer given beside s3s (its request id is stamped later).
+fn s3_error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let mut r = plain(
+        status,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{}</Message></Error>",
+            xml_text(message)
+        ),
+    );
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Gives every answer S3's request ids (`x-amz-request-id`, `x-amz-id-2`), and an
+/// XML error body the same `<RequestId>` and `<HostId>`, as S3 does.
+fn stamp_request_id(r: &mut Response<Body>) {
+    let id = format!("{:016X}", rand::random::<u64>());
+    let host_id = hex::encode(rand::random::<[u8; 24]>());
+    let is_error_xml = r.status().as_u16() >= 300
+        && r.headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
+    let stamped = r
+        .body()
+        .bytes()
+        .filter(|b| is_error_xml && !contains(b, b"<RequestId>"))
+        .and_then(|b| {
+            let at = find(&b, b"</Error>")?;
+            let mut out = Vec::with_capacity(b.len() + 96);
+            out.extend_from_slice(&b[..at]);
+            out.extend_from_slice(
+                format!("<RequestId>{id}</RequestId><HostId>{host_id}</HostId>").as_bytes(),
+            );
+            out.extend_from_slice(&b[at..]);
+            Some(out)
+        });
+    if let Some(body) = stamped {
+        r.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(body.len()),
+        );
+        *r.body_mut() = Body::from(body);
+    }
+    let h = r.headers_mut();
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        h.insert("x-amz-request-id", v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&host_id) {
+        h.insert("x-amz-id-2", v);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle).is_some()
 }
 
 /// An unsigned `GET /metrics`.

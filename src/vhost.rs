@@ -40,6 +40,16 @@ impl VirtualHosts {
             .then_some(bucket)
         })
     }
+
+    /// The bucket a request names: its Host's (virtual-hosted style), or else the
+    /// first segment of its path (path style).
+    pub fn bucket_of_request(&self, host: Option<&str>, path: &str) -> Option<String> {
+        if let Some(bucket) = host.and_then(|h| self.bucket_of(h)) {
+            return Some(bucket.to_owned());
+        }
+        let first = path.trim_start_matches('/').split('/').next()?;
+        (!first.is_empty()).then(|| first.to_owned())
+    }
 }
 
 impl S3Host for VirtualHosts {
@@ -64,5 +74,9 @@ mod tests {
         assert_eq!(v.bucket_of("127.0.0.1:9000"), None);
         assert_eq!(v.bucket_of("hoard.internal"), None);
         assert_eq!(v.bucket_of("xlocalhost"), None);
+        let of = |host, path| v.bucket_of_request(Some(host), path);
+        assert_eq!(of("photos.localhost", "/a/b"), Some("photos".into()));
+        assert_eq!(of("127.0.0.1:9000", "/logs/2026/x"), Some("logs".into()));
+        assert_eq!(of("127.0.0.1:9000", "/"), None);
     }
 }

@@ -1,5 +1,5 @@
-//! A bucket's S3 configuration documents beyond its record: lifecycle rules (and,
-//! as they arrive, CORS, policy, public access block, ownership). Each is one row,
+//! A bucket's S3 configuration documents beyond its record: lifecycle rules, CORS
+//! rules (and, as they arrive, policy, public access block, ownership). Each is one row,
 //! `bucket \0 kind` -> the document as the layer that owns it encodes it; the store
 //! keeps the bytes and never reads them.
 //!
@@ -19,14 +19,16 @@ pub(super) const BUCKET_CONFIGS: TableDefinition<&[u8], &[u8]> =
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BucketConfigKind {
     Lifecycle,
+    Cors,
 }
 
 impl BucketConfigKind {
-    const ALL: [BucketConfigKind; 1] = [BucketConfigKind::Lifecycle];
+    const ALL: [BucketConfigKind; 2] = [BucketConfigKind::Lifecycle, BucketConfigKind::Cors];
 
     fn name(self) -> &'static str {
         match self {
             BucketConfigKind::Lifecycle => "lifecycle",
+            BucketConfigKind::Cors => "cors",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! latency and error code in the metrics.
 
 mod copy;
+mod cors;
 mod lifecycle;
 mod list;
 mod lock;
@@ -538,6 +539,30 @@ impl S3 for HoardS3 {
             self.list_multipart_uploads_impl(req),
         )
         .await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        self.observe("PutBucketCors", self.put_bucket_cors_impl(req))
+            .await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        self.observe("GetBucketCors", self.get_bucket_cors_impl(req))
+            .await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.observe("DeleteBucketCors", self.delete_bucket_cors_impl(req))
+            .await
     }
 
     async fn put_bucket_lifecycle_configuration(

@@ -133,7 +133,41 @@ s3api_attributes() {
   [ "$(aws s3api get-object-attributes --bucket e2e-bucket --key data/huge.bin --object-attributes ObjectParts --query ObjectParts.TotalPartsCount)" -gt 1 ]
 }
 s3api_not_implemented() {
-  aws s3api get-bucket-policy --bucket e2e-bucket 2>&1 | grep -q NotImplemented
+  aws s3api get-bucket-website --bucket e2e-bucket 2>&1 | grep -q NotImplemented
+}
+s3api_lifecycle() {
+  aws s3 mb s3://e2e-rules
+  aws s3api put-bucket-lifecycle-configuration --bucket e2e-rules --lifecycle-configuration \
+    '{"Rules":[{"ID":"keep-30-days","Status":"Enabled","Filter":{"Prefix":"backups/"},"NoncurrentVersionExpiration":{"NoncurrentDays":30,"NewerNoncurrentVersions":3},"AbortIncompleteMultipartUpload":{"DaysAfterInitiation":7}}]}'
+  [ "$(aws s3api get-bucket-lifecycle-configuration --bucket e2e-rules --query 'Rules[0].[ID,NoncurrentVersionExpiration.NoncurrentDays,NoncurrentVersionExpiration.NewerNoncurrentVersions]' --output text)" = "keep-30-days	30	3" ]
+  ! aws s3api put-bucket-lifecycle-configuration --bucket e2e-rules --lifecycle-configuration \
+    '{"Rules":[{"ID":"cold","Status":"Enabled","Filter":{},"Transitions":[{"Days":30,"StorageClass":"GLACIER"}]}]}' 2>"$WORK/lc.err"
+  grep -q NotImplemented "$WORK/lc.err"
+  # A pass keeps an upload that is not yet stale.
+  aws s3api create-multipart-upload --bucket e2e-rules --key backups/fresh >/dev/null
+  "$HOARD" lifecycle run --endpoint "http://$ADDR" | grep -q 'uploads aborted 0'
+  aws s3api list-multipart-uploads --bucket e2e-rules --query 'Uploads[].Key' --output text | grep -qx backups/fresh
+  aws s3api delete-bucket-lifecycle --bucket e2e-rules
+  ! aws s3api get-bucket-lifecycle-configuration --bucket e2e-rules 2>"$WORK/lc.err"
+  grep -q NoSuchLifecycleConfiguration "$WORK/lc.err"
+}
+s3api_cors() {
+  aws s3 mb s3://e2e-cors
+  aws s3api put-bucket-cors --bucket e2e-cors --cors-configuration \
+    '{"CORSRules":[{"AllowedOrigins":["https://console.example"],"AllowedMethods":["GET","PUT"],"AllowedHeaders":["*"],"ExposeHeaders":["ETag"],"MaxAgeSeconds":300}]}'
+  aws s3api get-bucket-cors --bucket e2e-cors --query 'CORSRules[0].AllowedOrigins[0]' --output text | grep -qx https://console.example
+  curl -s -D "$WORK/pre.h" -o /dev/null -X OPTIONS -H 'Origin: https://console.example' \
+    -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type' "http://$ADDR/e2e-cors/x"
+  grep -qi '^access-control-allow-origin: https://console.example' "$WORK/pre.h"
+  grep -qi '^access-control-max-age: 300' "$WORK/pre.h"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -X OPTIONS -H 'Origin: https://other.example' \
+    -H 'Access-Control-Request-Method: PUT' "http://$ADDR/e2e-cors/x")" = 403 ]
+  ! aws s3api put-bucket-cors --bucket e2e-cors --cors-configuration \
+    '{"CORSRules":[{"AllowedOrigins":["*"],"AllowedMethods":["PATCH"]}]}' 2>"$WORK/cors.err"
+  grep -q InvalidRequest "$WORK/cors.err"
+  aws s3api delete-bucket-cors --bucket e2e-cors
+  ! aws s3api get-bucket-cors --bucket e2e-cors 2>"$WORK/cors.err"
+  grep -q NoSuchCORSConfiguration "$WORK/cors.err"
 }
 quota_refusal() {
   aws s3 mb s3://e2e-quota
@@ -167,6 +201,8 @@ step_fn "a cp beyond a bucket quota fails with QuotaExceeded and stores nothing"
 step_fn "s3api versioning: enable, versions, delete marker, get by version, delete versions" s3api_versioning
 step_fn "s3api object and bucket tagging" s3api_tagging
 step_fn "s3api get-object-attributes" s3api_attributes
+step_fn "s3api lifecycle: put, get, transitions refused, a pass keeps a fresh upload, delete" s3api_lifecycle
+step_fn "s3api cors: put, get, curl preflights allowed and refused, bad method refused, delete" s3api_cors
 step_fn "s3api: an operation hoard does not implement is NotImplemented" s3api_not_implemented
 step_fn "s3api multipart: create, upload-part, list-parts, list-multipart-uploads, complete, part-number" s3api_multipart
 step_fn "s3api abort-multipart-upload" s3api_abort

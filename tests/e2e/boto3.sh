@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end: boto3 against a real hoard on 127.0.0.1: backup-tool calls
-# (boto3_backup.py), path- and virtual-hosted-style addressing (boto3_styles.py), and
+# (boto3_backup.py), path- and virtual-hosted-style addressing (boto3_styles.py), bucket
+# controls: lifecycle and CORS (boto3_controls.py), and
 # Object Lock as Veeam and Commvault use it (boto3_lock.py).
 # Each script prints one PASS/FAIL line per step. Usage: tests/e2e/boto3.sh PATH/TO/hoard
 HOARD=${1:?usage: boto3.sh PATH/TO/hoard}
 source "$(dirname "$0")/lib.sh"
-for script in boto3_backup.py boto3_styles.py; do
+for script in boto3_backup.py boto3_styles.py boto3_controls.py; do
   python3 "$(dirname "$0")/$script" "$ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$WORK/py.out" 2>&1
   rc=$?
   cat "$WORK/py.out"

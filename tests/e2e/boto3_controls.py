@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""End-to-end: boto3 setting a bucket's controls as web consoles and backup tools do:
+lifecycle rules (keep N days of versions), CORS rules and the preflight a browser
+sends.
+
+usage: boto3_controls.py ENDPOINT ACCESS_KEY SECRET_KEY
+Prints one PASS/FAIL line per step and "N passed, M failed"; exits 1 on any failure.
+"""
+import sys
+import urllib.error
+import urllib.request
+
+from steps import client, error_code, finish, step
+
+endpoint, access, secret = sys.argv[1:4]
+c = client(endpoint, access, secret)
+B = "boto3-controls"
+
+KEEP_VERSIONS = {
+    "Rules": [
+        {
+            "ID": "keep-14-days",
+            "Status": "Enabled",
+            "Filter": {"And": {"Prefix": "jobs/", "ObjectSizeGreaterThan": 0}},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 14, "NewerNoncurrentVersions": 2},
+        },
+        {
+            "ID": "stale-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 3},
+        },
+    ]
+}
+
+
+def lifecycle():
+    assert error_code(lambda: c.get_bucket_lifecycle_configuration(Bucket=B)) == \
+        "NoSuchLifecycleConfiguration"
+    c.put_bucket_lifecycle_configuration(Bucket=B, LifecycleConfiguration=KEEP_VERSIONS)
+    got = c.get_bucket_lifecycle_configuration(Bucket=B)["Rules"]
+    assert [r["ID"] for r in got] == ["keep-14-days", "stale-uploads"], got
+    assert got[0]["Filter"]["And"] == {"Prefix": "jobs/", "ObjectSizeGreaterThan": 0}, got
+    assert got[0]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 14,
+                                                     "NewerNoncurrentVersions": 2}, got
+    bad = {"Rules": [{"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""},
+                      "Expiration": {"Days": 0}}]}
+    assert error_code(lambda: c.put_bucket_lifecycle_configuration(
+        Bucket=B, LifecycleConfiguration=bad)) == "InvalidArgument"
+    dup = {"Rules": [dict(KEEP_VERSIONS["Rules"][1]), dict(KEEP_VERSIONS["Rules"][1])]}
+    assert error_code(lambda: c.put_bucket_lifecycle_configuration(
+        Bucket=B, LifecycleConfiguration=dup)) == "InvalidArgument"
+    # Refused configurations left the rules as they were.
+    assert len(c.get_bucket_lifecycle_configuration(Bucket=B)["Rules"]) == 2
+    c.delete_bucket_lifecycle(Bucket=B)
+    assert error_code(lambda: c.get_bucket_lifecycle_configuration(Bucket=B)) == \
+        "NoSuchLifecycleConfiguration"
+
+
+def preflight(origin, method):
+    req = urllib.request.Request(f"{endpoint}/{B}/upload.bin", method="OPTIONS", headers={
+        "Origin": origin, "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "content-type,x-amz-date"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers
+
+
+def cors():
+    assert error_code(lambda: c.get_bucket_cors(Bucket=B)) == "NoSuchCORSConfiguration"
+    status, _ = preflight("https://console.example", "PUT")
+    assert status == 403, status
+    c.put_bucket_cors(Bucket=B, CORSConfiguration={"CORSRules": [{
+        "AllowedOrigins": ["https://*.example"], "AllowedMethods": ["PUT", "GET"],
+        "AllowedHeaders": ["content-type", "x-amz-*"], "ExposeHeaders": ["ETag"]}]})
+    rules = c.get_bucket_cors(Bucket=B)["CORSRules"]
+    assert rules[0]["AllowedOrigins"] == ["https://*.example"], rules
+    status, h = preflight("https://console.example", "PUT")
+    assert status == 200, status
+    assert h["Access-Control-Allow-Origin"] == "https://console.example", dict(h)
+    assert h["Access-Control-Allow-Headers"] == "content-type, x-amz-date", dict(h)
+    status, h = preflight("https://console.example", "DELETE")
+    assert status == 403 and "Access-Control-Allow-Origin" not in h, (status, dict(h))
+    c.delete_bucket_cors(Bucket=B)
+    assert error_code(lambda: c.get_bucket_cors(Bucket=B)) == "NoSuchCORSConfiguration"
+
+
+step("create bucket", lambda: c.create_bucket(Bucket=B))
+step("lifecycle: keep 14 days and 2 versions, abort stale uploads; validated; deleted", lifecycle)
+step("cors: rules round-trip, preflights allowed and refused, deleted", cors)
+step("delete bucket", lambda: c.delete_bucket(Bucket=B))
+
+finish()
