@@ -23,7 +23,10 @@
 //! Before any grant is looked at, the signature's scope is held to S3's rules: a
 //! credential scoped to another region than this server's is
 //! `400 AuthorizationHeaderMalformed` (`AuthorizationQueryParametersError` for a
-//! presigned URL), and a presigned URL may live at most 604800 seconds (a week).
+//! presigned URL). A presigned URL's `X-Amz-Expires` must be whole seconds from 1 to
+//! 604800 (a week): `presigned_expiry_refusal`, which `server` applies before the
+//! signature is checked, answers S3's AuthorizationQueryParametersError (or 403
+//! AccessDenied for 0) for anything else.
 
 use std::sync::Arc;
 
@@ -96,18 +99,41 @@ fn query_value<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
-/// Refuses a signature scoped to another region, and presigned URLs that would
-/// live longer than S3 allows.
+/// A presigned URL's `X-Amz-Expires` as S3 holds it: whole seconds from 1 to
+/// 604800. Judged before the signature (which s3s would refuse, for any other
+/// value, with a less telling error): the refusal's status, code and message.
+pub fn presigned_expiry_refusal(
+    uri: &http::Uri,
+) -> Option<(http::StatusCode, &'static str, &'static str)> {
+    query_value(uri, "X-Amz-Credential")?;
+    let expires = query_value(uri, "X-Amz-Expires")?;
+    let bad = |message| {
+        Some((
+            http::StatusCode::BAD_REQUEST,
+            "AuthorizationQueryParametersError",
+            message,
+        ))
+    };
+    let digits = !expires.is_empty() && expires.bytes().all(|b| b.is_ascii_digit());
+    match expires.parse::<i64>() {
+        Ok(n) if n < 0 => bad("X-Amz-Expires must be non-negative"),
+        Ok(0) => Some((
+            http::StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Request has expired",
+        )),
+        Ok(n) if n <= MAX_PRESIGNED_SECS as i64 => None,
+        Ok(_) => bad("X-Amz-Expires must be less than a week (in seconds) that is 604800"),
+        Err(_) if digits => {
+            bad("X-Amz-Expires must be less than a week (in seconds) that is 604800")
+        }
+        Err(_) => bad("X-Amz-Expires should be a number"),
+    }
+}
+
+/// Refuses a signature scoped to another region.
 fn check_scope(uri: &http::Uri, headers: &http::HeaderMap, region: &str) -> S3Result<()> {
     let presigned = query_value(uri, "X-Amz-Credential");
-    if let Some(expires) = query_value(uri, "X-Amz-Expires")
-        && expires.parse::<u64>().is_ok_and(|e| e > MAX_PRESIGNED_SECS)
-    {
-        return Err(s3_error!(
-            AuthorizationQueryParametersError,
-            "X-Amz-Expires must be less than a week (in seconds) that is 604800"
-        ));
-    }
     // Credential=KEY/DATE/REGION/SERVICE/aws4_request (the '/' may be %2F in a URL).
     let scope = match presigned {
         Some(c) => c.replace("%2F", "/").replace("%2f", "/"),

@@ -8,6 +8,13 @@
 //!   asks for the next frame and stops when one arrives, so a server that is slow to
 //!   read (a stream slot, a commit) never times a client out.
 //! - A slow body that keeps moving is never cut: every frame restarts the clock.
+//!
+//! It also carries the length hint s3s reads: s3s refuses an unsigned body whose
+//! length it cannot know before reading (411 MissingContentLength), while S3
+//! accepts a PutObject or UploadPart sent with plain `Transfer-Encoding: chunked`.
+//! For those (chosen by `server`) the body claims the largest length a PUT may
+//! have (`unknown_length`); nothing in hoard trusts the hint: ingest counts the
+//! bytes that arrive and holds them to the same limit.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -23,6 +30,7 @@ pub struct IdleTimeout<B> {
     idle: Duration,
     clock: Pin<Box<Sleep>>,
     waiting: bool,
+    claimed_length: Option<u64>,
 }
 
 impl<B> IdleTimeout<B> {
@@ -32,7 +40,14 @@ impl<B> IdleTimeout<B> {
             idle,
             clock: Box::pin(tokio::time::sleep(idle)),
             waiting: false,
+            claimed_length: None,
         }
+    }
+
+    /// A chunked body of unknown length claims `max` bytes to s3s (see above).
+    pub fn unknown_length(mut self, max: u64) -> IdleTimeout<B> {
+        self.claimed_length = Some(max);
+        self
     }
 }
 
@@ -84,6 +99,9 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.claimed_length {
+            Some(max) => SizeHint::with_exact(max),
+            None => self.inner.size_hint(),
+        }
     }
 }

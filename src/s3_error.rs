@@ -68,3 +68,33 @@ pub(crate) fn meta_error(e: MetaError) -> S3Error {
         other => internal("metadata operation failed", &other),
     }
 }
+
+/// S3's message for an error code, for the errors s3s answers without one (a
+/// malformed bucket name, a missing length, a method a resource does not take).
+pub fn standard_message(code: &str) -> &'static str {
+    match code {
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "IncompleteBody" => {
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        }
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "MaxMessageLengthExceeded" => "Your request was too big.",
+        "MalformedXML" => {
+            "The XML you provided was not well-formed or did not validate against our published schema."
+        }
+        "AccessDenied" => "Access Denied",
+        "NoSuchBucket" => "The specified bucket does not exist",
+        "NoSuchKey" => "The specified key does not exist.",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "InternalError" => "We encountered an internal error. Please try again.",
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+        }
+        "InvalidAccessKeyId" => "The AWS access key Id you provided does not exist in our records.",
+        "RequestTimeTooSkewed" => {
+            "The difference between the request time and the server's time is too large."
+        }
+        _ => "The request was refused; see the error code.",
+    }
+}

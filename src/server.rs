@@ -262,6 +262,10 @@ impl Node {
         }
         let mut resp = if is_oversized_xml(&req) {
             Ok(too_big())
+        } else if let Some((status, code, message)) =
+            crate::access::presigned_expiry_refusal(req.uri())
+        {
+            Ok(s3_error_response(status, code, message))
         } else if req.method() == http::Method::OPTIONS {
             Ok(self.preflight(&req).await)
         } else {
@@ -291,7 +295,15 @@ impl Node {
             .zip(self.bucket_of(&req))
             .map(|(origin, bucket)| (origin.to_owned(), bucket, req.method().clone()));
         let idle = Duration::from_secs(self.cfg.body_idle_timeout_secs.max(1));
-        let req = req.map(|b| Body::http_body(IdleTimeout::new(b, idle)));
+        let unknown_length = is_chunked_upload(&req);
+        let req = req.map(|b| {
+            let body = IdleTimeout::new(b, idle);
+            Body::http_body(if unknown_length {
+                body.unknown_length(crate::ingest::MAX_BODY_BYTES)
+            } else {
+                body
+            })
+        });
         let mut resp = self.s3.call(req).await;
         if let Ok(r) = &mut resp {
             escape_carriage_returns(r);
@@ -429,10 +441,7 @@ const XML_PUT_SUBRESOURCES: &[&str] = &[
 fn is_oversized_xml<B>(req: &Request<B>) -> bool {
     let xml = match *req.method() {
         http::Method::POST => true,
-        http::Method::PUT => req.uri().query().is_some_and(|q| {
-            q.split('&')
-                .any(|kv| XML_PUT_SUBRESOURCES.contains(&kv.split('=').next().unwrap_or("")))
-        }),
+        http::Method::PUT => names_xml_subresource(req),
         _ => false,
     };
     xml && req
@@ -440,6 +449,26 @@ fn is_oversized_xml<B>(req: &Request<B>) -> bool {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
         .is_some_and(|n| n > MAX_XML_BODY)
+}
+
+/// A PutObject or UploadPart body sent with plain `Transfer-Encoding: chunked` and
+/// no `Content-Length` (an XML body of a settings PUT is not one).
+fn is_chunked_upload<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    req.method() == http::Method::PUT
+        && !h.contains_key(http::header::CONTENT_LENGTH)
+        && h.get(http::header::TRANSFER_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        && !names_xml_subresource(req)
+}
+
+/// A query naming a sub-resource whose PUT body is an XML document.
+fn names_xml_subresource<B>(req: &Request<B>) -> bool {
+    req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| XML_PUT_SUBRESOURCES.contains(&kv.split('=').next().unwrap_or("")))
+    })
 }
 
 /// 400 MaxMessageLengthExceeded, closing the connection (the body stays unread).
@@ -479,7 +508,8 @@ fn xml_text(s: &str) -> String {
 }
 
 /// Gives every answer S3's request ids (`x-amz-request-id`, `x-amz-id-2`), and an
-/// XML error body the same `<RequestId>` and `<HostId>`, as S3 does.
+/// XML error body the same `<RequestId>` and `<HostId>` (and S3's `<Message>` where
+/// s3s gave none), as S3 does.
 fn stamp_request_id(r: &mut Response<Body>) {
     let id = format!("{:016X}", rand::random::<u64>());
     let host_id = hex::encode(rand::random::<[u8; 24]>());
@@ -487,21 +517,12 @@ fn stamp_request_id(r: &mut Response<Body>) {
         && r.headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
-    let stamped = r
+    let completed = r
         .body()
         .bytes()
-        .filter(|b| is_error_xml && !contains(b, b"<RequestId>"))
-        .and_then(|b| {
-            let at = find(&b, b"</Error>")?;
-            let mut out = Vec::with_capacity(b.len() + 96);
-            out.extend_from_slice(&b[..at]);
-            out.extend_from_slice(
-                format!("<RequestId>{id}</RequestId><HostId>{host_id}</HostId>").as_bytes(),
-            );
-            out.extend_from_slice(&b[at..]);
-            Some(out)
-        });
-    if let Some(body) = stamped {
+        .filter(|_| is_error_xml)
+        .and_then(|b| complete_error(&b, &id, &host_id));
+    if let Some(body) = completed {
         r.headers_mut().insert(
             http::header::CONTENT_LENGTH,
             http::HeaderValue::from(body.len()),
@@ -517,12 +538,31 @@ fn stamp_request_id(r: &mut Response<Body>) {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    find(haystack, needle).is_some()
+/// An S3 error body with what it lacks of `<Message>`, `<RequestId>`, `<HostId>`.
+fn complete_error(body: &[u8], id: &str, host_id: &str) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let end = text.find("</Error>")?;
+    let mut out = String::with_capacity(body.len() + 160);
+    match (text.contains("<Message>"), text.find("</Code>")) {
+        (false, Some(code_end)) => {
+            let code_start = text.find("<Code>")? + "<Code>".len();
+            let code = text.get(code_start..code_end)?;
+            let after_code = code_end + "</Code>".len();
+            out.push_str(&text[..after_code]);
+            out.push_str("<Message>");
+            out.push_str(crate::s3_error::standard_message(code));
+            out.push_str("</Message>");
+            out.push_str(&text[after_code..end]);
+        }
+        _ => out.push_str(&text[..end]),
+    }
+    if !text.contains("<RequestId>") {
+        out.push_str(&format!(
+            "<RequestId>{id}</RequestId><HostId>{host_id}</HostId>"
+        ));
+    }
+    out.push_str(&text[end..]);
+    Some(out.into_bytes())
 }
 
 /// An unsigned `GET /metrics`.

@@ -1,7 +1,7 @@
 //! CORS: Put/Get/DeleteBucketCors validated as S3 does, preflights (`OPTIONS`,
 //! unsigned, as a browser sends them) judged by the bucket's rules, and the
 //! `Access-Control-*` headers on actual requests from an allowed origin; S3's
-//! request ids on every answer and in every error body.
+//! request ids on every answer and in every error body, with S3's message.
 
 mod common;
 
@@ -411,6 +411,22 @@ async fn every_error_names_the_request_id_of_its_answer() {
     let ok = c.head_bucket().bucket("ids").send().await.unwrap();
     let ok_id = ok.request_id().expect("successes carry one too");
     assert_ne!(ok_id, sdk_id, "each answer has its own id");
+
+    // Errors s3s raises itself carry S3's message too.
+    let err = c
+        .put_object()
+        .bucket("ab")
+        .key("k")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .expect_err("a two-letter bucket name");
+    assert_eq!(code_of(&err), "InvalidBucketName");
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::message(&err),
+        Some("The specified bucket is not valid.")
+    );
+    assert!(err.request_id().is_some());
 
     // Unsigned, malformed and oversized requests, answered before any operation.
     let http = reqwest::Client::new();

@@ -369,6 +369,37 @@ async fn presigned_urls_live_at_most_a_week_and_signatures_name_this_region() {
         assert!(body.contains("604800"), "{body}");
     }
 
+    // Other values of X-Amz-Expires, as a hand-edited URL carries them.
+    let minute = presigned_url(&s, "/sig/k", 60, "us-east-1");
+    for (expires, status, code, message) in [
+        (
+            "-5",
+            400,
+            "AuthorizationQueryParametersError",
+            "must be non-negative",
+        ),
+        (
+            "soon",
+            400,
+            "AuthorizationQueryParametersError",
+            "should be a number",
+        ),
+        (
+            "99999999999999999999",
+            400,
+            "AuthorizationQueryParametersError",
+            "604800",
+        ),
+        ("0", 403, "AccessDenied", "Request has expired"),
+    ] {
+        let url = minute.replace("X-Amz-Expires=60", &format!("X-Amz-Expires={expires}"));
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), status, "X-Amz-Expires={expires}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(&format!("<Code>{code}</Code>")), "{body}");
+        assert!(body.contains(message), "{body}");
+    }
+
     let other = presigned_url(&s, "/sig/k", 60, "eu-west-1");
     let r = http.get(&other).send().await.unwrap();
     assert_eq!(r.status(), 400);

@@ -732,3 +732,85 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+#[tokio::test]
+async fn plain_chunked_puts_are_stored_and_aws_chunked_is_not_an_encoding() {
+    let s = Server::start();
+    let c = s.client();
+    c.create_bucket().bucket("tenc").send().await.unwrap();
+    // HTTP/1.1 chunking without a Content-Length, as curl -T - and streaming
+    // clients send it.
+    let data = random_bytes(21, 300_000);
+    let mut body = Vec::new();
+    for piece in data.chunks(70_001) {
+        body.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        body.extend_from_slice(piece);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let head = signed_head(
+        &s,
+        "PUT",
+        "/tenc/streamed",
+        &[("transfer-encoding", "chunked")],
+        "UNSIGNED-PAYLOAD",
+    );
+    let resp = raw_exchange(s.addr, &head, &body, std::time::Duration::from_secs(20)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains(&md5_hex(&data)), "{resp}");
+    assert_eq!(get_bytes(&c, "tenc", "streamed").await, data);
+
+    // The SDK's trailing-checksum uploads are aws-chunked: that encoding is the
+    // transfer's, never stored; the object's own encoding stays.
+    for (given, stored) in [(None, None), (Some("gzip"), Some("gzip"))] {
+        let key = format!("sum-{given:?}");
+        let mut put = c
+            .put_object()
+            .bucket("tenc")
+            .key(&key)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .body(ByteStream::from(data.clone()));
+        if let Some(e) = given {
+            put = put.content_encoding(e);
+        }
+        put.send().await.unwrap();
+        let head = c
+            .head_object()
+            .bucket("tenc")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_encoding(), stored, "{given:?}");
+    }
+    // Sent by hand as `gzip, aws-chunked` on a raw aws-chunked body.
+    let mut chunked = format!("{:x}\r\n", 5).into_bytes();
+    chunked.extend_from_slice(b"hello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n");
+    let head = signed_head(
+        &s,
+        "PUT",
+        "/tenc/raw",
+        &[
+            ("content-length", &chunked.len().to_string()),
+            ("content-encoding", "gzip, aws-chunked"),
+            ("x-amz-decoded-content-length", "5"),
+            ("x-amz-trailer", "x-amz-checksum-crc32"),
+        ],
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    );
+    let resp = raw_exchange(s.addr, &head, &chunked, std::time::Duration::from_secs(20)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let got = c
+        .get_object()
+        .bucket("tenc")
+        .key("raw")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_encoding(), Some("gzip"));
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"hello"
+    );
+    assert_no_panic(&s);
+}

@@ -236,7 +236,9 @@ macro_rules! stored_headers {
         let i = &mut *$i;
         $crate::meta::StoredHeaders {
             content_type: i.content_type.take(),
-            content_encoding: i.content_encoding.take(),
+            content_encoding: $crate::s3::object::stored_content_encoding(
+                i.content_encoding.take(),
+            ),
             content_disposition: i.content_disposition.take(),
             content_language: i.content_language.take(),
             cache_control: i.cache_control.take(),
@@ -245,6 +247,18 @@ macro_rules! stored_headers {
     }};
 }
 pub(super) use stored_headers;
+
+/// `Content-Encoding` as stored: `aws-chunked` names how the body was sent, not
+/// the object, and is dropped (`gzip, aws-chunked` stores `gzip`), as S3 does.
+pub(super) fn stored_content_encoding(given: Option<String>) -> Option<String> {
+    let given = given?;
+    let kept: Vec<&str> = given
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
+}
 
 /// User metadata in a stable order.
 /// S3's limit on user-defined metadata: the bytes of every key and value together.
@@ -452,6 +466,7 @@ fn resolve_range(
                 "Cannot specify both Range header and partNumber query parameter"
             ));
         }
+        super::multipart::part_number(n)?;
         let pieces = rec.manifests();
         let found = match rec.parts_count() {
             None if n == 1 => Some((0..rec.size, false)),
@@ -836,7 +851,7 @@ impl HoardS3 {
             .open(&rec, range.clone())
             .await
             .map_err(retrieve_error)?;
-        let output = object_output!(GetObjectOutput {
+        let mut output = object_output!(GetObjectOutput {
             rec: &rec,
             range: &range,
             ranged: ranged,
@@ -848,6 +863,7 @@ impl HoardS3 {
                 .replication_status(&req.input.bucket, &req.input.key)
                 .await?,
         });
+        apply_response_overrides(&mut output, &req.input);
         Ok(S3Response::new(output))
     }
 
@@ -866,7 +882,33 @@ impl HoardS3 {
                 .replication_status(&req.input.bucket, &req.input.key)
                 .await?,
         });
-        Ok(S3Response::new(output))
+        let mut resp = S3Response::new(output);
+        // HeadObject's output has no field for it; S3 answers it as GET does.
+        if !rec.tags.is_empty() {
+            resp.headers.insert(
+                "x-amz-tagging-count",
+                http::HeaderValue::from(rec.tags.len()),
+            );
+        }
+        Ok(resp)
+    }
+}
+
+/// GetObject's `response-*` query parameters replace the stored headers in this
+/// answer (the stored object is unchanged).
+fn apply_response_overrides(o: &mut GetObjectOutput, i: &GetObjectInput) {
+    let or = |given: &Option<String>, stored: &mut Option<String>| {
+        if given.is_some() {
+            stored.clone_from(given);
+        }
+    };
+    or(&i.response_content_type, &mut o.content_type);
+    or(&i.response_content_language, &mut o.content_language);
+    or(&i.response_content_disposition, &mut o.content_disposition);
+    or(&i.response_content_encoding, &mut o.content_encoding);
+    or(&i.response_cache_control, &mut o.cache_control);
+    if i.response_expires.is_some() {
+        o.expires.clone_from(&i.response_expires);
     }
 }
 
