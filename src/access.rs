@@ -17,6 +17,14 @@
 //! A replica bucket refuses everything in the write and admin rows, to everyone,
 //! root included, until it is promoted (`replication`).
 //!
+//! When hoard's grants do not allow a request, or it is unsigned, the bucket's or
+//! the object version's S3 ACL may (the permission table is in `acl`): it only ever
+//! adds access. An unsigned request gets only what AllUsers grants allow, else 403
+//! AccessDenied; a bucket that does not exist is 404 NoSuchBucket to it, a missing
+//! key 404 NoSuchKey only where it may list the bucket, and `response-*` overrides
+//! are 400 InvalidRequest, as S3 answers. ListBuckets and the service root are never
+//! anonymous. Copies need a signed principal who may read the source.
+//!
 //! ListParts and ListMultipartUploads count as writes: they show uploads in progress,
 //! which a write-only backup client needs to resume, not stored objects.
 //!
@@ -35,8 +43,10 @@ use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
-use crate::meta::Permission;
+use crate::acl::{self, Requester};
+use crate::meta::{AclPermission, MetaError, MetaStore, Permission};
 use crate::replication::ReplicaBuckets;
+use crate::s3_error::meta_error;
 use crate::users::{Principal, Users};
 
 /// What an operation needs on its bucket.
@@ -72,6 +82,39 @@ fn need_of(op: &str) -> Need {
     }
 }
 
+/// What an operation needs of an ACL, if an ACL can give it: `(on the object
+/// version rather than the bucket, permission)` (the table in `acl`).
+fn acl_need(op: &str) -> Option<(bool, AclPermission)> {
+    Some(match op {
+        "ListObjects"
+        | "ListObjectsV2"
+        | "ListObjectVersions"
+        | "HeadBucket"
+        | "ListMultipartUploads" => (false, AclPermission::Read),
+        "PutObject"
+        | "DeleteObject"
+        | "DeleteObjects"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "CompleteMultipartUpload"
+        | "AbortMultipartUpload"
+        | "ListParts" => (false, AclPermission::Write),
+        "GetBucketAcl" => (false, AclPermission::ReadAcp),
+        "PutBucketAcl" => (false, AclPermission::WriteAcp),
+        "GetObject" | "HeadObject" => (true, AclPermission::Read),
+        "GetObjectAcl" => (true, AclPermission::ReadAcp),
+        "PutObjectAcl" => (true, AclPermission::WriteAcp),
+        _ => return None,
+    })
+}
+
+/// 403 AccessDenied, logged with who asked.
+fn denied(who: Option<&Principal>, bucket: &str, op: &str) -> s3s::S3Error {
+    let user = who.map_or("anonymous", |w| w.name());
+    tracing::info!(user, bucket, op, "access denied");
+    s3_error!(AccessDenied, "Access Denied")
+}
+
 fn satisfies(p: Permission, need: Need) -> bool {
     use Permission::*;
     match need {
@@ -88,6 +131,7 @@ const MAX_PRESIGNED_SECS: u64 = 7 * 24 * 3600;
 pub struct HoardAccess {
     users: Arc<Users>,
     replicas: Arc<ReplicaBuckets>,
+    meta: MetaStore,
     region: String,
 }
 
@@ -168,10 +212,16 @@ fn check_scope(uri: &http::Uri, headers: &http::HeaderMap, region: &str) -> S3Re
 }
 
 impl HoardAccess {
-    pub fn new(users: Arc<Users>, replicas: Arc<ReplicaBuckets>, region: String) -> Self {
+    pub fn new(
+        users: Arc<Users>,
+        replicas: Arc<ReplicaBuckets>,
+        meta: MetaStore,
+        region: String,
+    ) -> Self {
         HoardAccess {
             users,
             replicas,
+            meta,
             region,
         }
     }
@@ -188,8 +238,82 @@ impl HoardAccess {
         if who.permission(bucket).is_some_and(|p| satisfies(p, need)) {
             return Ok(());
         }
-        tracing::info!(user = who.name(), bucket, op, "access denied");
-        Err(s3_error!(AccessDenied, "Access Denied"))
+        Err(denied(Some(who), bucket, op))
+    }
+
+    /// What S3 tells an unsigned request before any grant is looked at: a
+    /// bucket that does not exist is 404 NoSuchBucket, and `response-*`
+    /// overrides are for signed GETs only.
+    async fn check_anonymous(&self, bucket: &str, op: &str, uri: &http::Uri) -> S3Result<()> {
+        if self
+            .meta
+            .get_bucket(bucket)
+            .await
+            .map_err(meta_error)?
+            .is_none()
+        {
+            return Err(crate::s3_error::no_such_bucket());
+        }
+        let overrides = uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("response-")));
+        if op == "GetObject" && overrides {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Request specific response headers cannot be used for anonymous GET requests."
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the bucket's or the object version's ACL allows `op` to `who`
+    /// (`None`: anonymous), within the bucket's controls (ACLs disabled by
+    /// BucketOwnerEnforced, public grants ignored by IgnorePublicAcls). A version
+    /// that does not exist is allowed to whoever may list the bucket, so that the
+    /// operation answers 404 NoSuchKey where S3 reveals it.
+    async fn acl_allows(
+        &self,
+        who: Option<&Principal>,
+        bucket: &str,
+        key: Option<&str>,
+        op: &str,
+        uri: &http::Uri,
+    ) -> S3Result<bool> {
+        let Some((on_object, wanted)) = acl_need(op) else {
+            return Ok(false);
+        };
+        let controls = match acl::bucket_controls(&self.meta, bucket).await {
+            Ok(c) => c,
+            Err(acl::AclError::Meta(MetaError::NoSuchBucket)) => return Ok(false),
+            Err(acl::AclError::Meta(e)) => return Err(meta_error(e)),
+            Err(e) => return Err(crate::s3_error::internal("reading bucket controls", &e)),
+        };
+        if !controls.acls_enabled() {
+            return Ok(false);
+        }
+        let id = who.map(|w| self.users.canonical_id(w));
+        let requester = id
+            .as_deref()
+            .map_or(Requester::Anonymous, Requester::Signed);
+        let ignore_public = controls.public_access_block.ignore_public_acls;
+        let bucket_allows =
+            |wanted| acl::allows(controls.acl.as_ref(), requester, wanted, ignore_public);
+        let (true, Some(key)) = (on_object, key) else {
+            return Ok(bucket_allows(wanted));
+        };
+        let version = query_value(uri, "versionId").map(str::to_owned);
+        match self.meta.get_version(bucket, key, version).await {
+            Ok(Some(rec)) if !rec.delete_marker => Ok(acl::allows(
+                rec.acl.as_ref(),
+                requester,
+                wanted,
+                ignore_public,
+            )),
+            Ok(_) | Err(MetaError::NoSuchVersion) => {
+                Ok(wanted == AclPermission::Read && bucket_allows(AclPermission::Read))
+            }
+            Err(e) => Err(meta_error(e)),
+        }
     }
 
     /// A copy's source bucket must be readable by whoever signed the copy.
@@ -211,32 +335,49 @@ impl HoardAccess {
 impl S3Access for HoardAccess {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         check_scope(cx.uri(), cx.headers(), &self.region)?;
-        let who = self.principal(cx.credentials())?;
+        let who = match cx.credentials() {
+            Some(c) => Some(self.principal(Some(c))?),
+            None => None,
+        };
         let op = cx.s3_op().name();
-        match cx.s3_path() {
-            S3Path::Root if op == "ListBuckets" => Ok(()),
-            S3Path::Root if who.is_admin() => Ok(()),
+        let (bucket, key) = match cx.s3_path() {
             S3Path::Root => {
-                tracing::info!(user = who.name(), op, "access denied");
-                Err(s3_error!(AccessDenied, "Access Denied"))
+                return match &who {
+                    Some(w) if op == "ListBuckets" || w.is_admin() => Ok(()),
+                    _ => Err(denied(who.as_ref(), "", op)),
+                };
             }
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => {
-                let need = need_of(op);
-                if matches!(need, Need::Write | Need::Admin) && self.replicas.contains(bucket) {
-                    tracing::info!(
-                        user = who.name(),
-                        bucket,
-                        op,
-                        "write to a replica bucket refused"
-                    );
-                    return Err(s3_error!(
-                        AccessDenied,
-                        "The bucket is a read-only replica; only replication writes to it."
-                    ));
-                }
-                Self::require(&who, bucket, need, op)
-            }
+            S3Path::Bucket { bucket } => (bucket, None),
+            S3Path::Object { bucket, key } => (bucket, Some(key.as_ref())),
+        };
+        let need = need_of(op);
+        if matches!(need, Need::Write | Need::Admin) && self.replicas.contains(bucket) {
+            tracing::info!(
+                user = who.as_ref().map_or("anonymous", |w| w.name()),
+                bucket,
+                op,
+                "write to a replica bucket refused"
+            );
+            return Err(s3_error!(
+                AccessDenied,
+                "The bucket is a read-only replica; only replication writes to it."
+            ));
         }
+        if let Some(w) = &who
+            && w.permission(bucket).is_some_and(|p| satisfies(p, need))
+        {
+            return Ok(());
+        }
+        if who.is_none() {
+            self.check_anonymous(bucket, op, cx.uri()).await?;
+        }
+        if self
+            .acl_allows(who.as_ref(), bucket, key, op, cx.uri())
+            .await?
+        {
+            return Ok(());
+        }
+        Err(denied(who.as_ref(), bucket, op))
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {

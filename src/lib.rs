@@ -7,6 +7,7 @@
 //! every import against it.
 
 pub mod access;
+pub mod acl;
 pub mod admin;
 pub mod admin_api;
 pub mod auth;

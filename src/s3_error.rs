@@ -98,3 +98,10 @@ pub fn standard_message(code: &str) -> &'static str {
         _ => "The request was refused; see the error code.",
     }
 }
+
+/// An S3 error whose code s3s does not know, with the status S3 answers it with.
+pub(crate) fn custom(code: &'static str, message: &str, status: http::StatusCode) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), message.to_owned());
+    e.set_status_code(status);
+    e
+}

@@ -132,7 +132,6 @@ impl Node {
         let (root, origin) = Credentials::load_or_generate(&cfg.data_dir)?;
         announce_root(&root, origin);
         let meta = MetaStore::open(&cfg.meta_path(), cfg.meta_cache_mib * 1024 * 1024)?;
-        let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
         let secrets = Arc::new(SecretBox::load_or_generate(&cfg.data_dir)?);
         let users = Arc::new(Users::load(meta.clone(), secrets.clone(), root)?);
         // After the users: a wrong secrets key is named by the first thing it fails.
@@ -194,7 +193,7 @@ impl Node {
             ingest,
             retrieve,
             metrics.clone(),
-            owner_id,
+            users.owner_id(),
             users.clone(),
             rules.clone(),
             clock.clone(),
@@ -204,6 +203,7 @@ impl Node {
         builder.set_access(HoardAccess::new(
             users.clone(),
             replicas.clone(),
+            meta.clone(),
             cfg.region.clone(),
         ));
         let received = Arc::new(ReceiverStore {

@@ -98,6 +98,15 @@ impl Principal {
     }
 }
 
+/// A user's S3 canonical id (ACL grantees name users by it): derived from the
+/// name, so it stays while keys change.
+pub fn user_canonical_id(name: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"hoard user\0");
+    h.update(name.as_bytes());
+    hex::encode(&h.finalize().as_bytes()[..16])
+}
+
 /// The SigV4 secret lookup s3s calls for every signed request.
 pub struct KeyLookup(pub Arc<Users>);
 
@@ -125,11 +134,15 @@ pub struct UserInfo {
     /// Bucket (or `*`) -> permission.
     pub grants: BTreeMap<String, Permission>,
     pub created_ms: i64,
+    /// The id S3 ACLs name the user by.
+    #[serde(default)]
+    pub canonical_id: String,
 }
 
 impl UserInfo {
     fn new(name: String, rec: UserRecord) -> UserInfo {
         UserInfo {
+            canonical_id: user_canonical_id(&name),
             name,
             access_key: rec.access_key,
             enabled: rec.enabled,
@@ -146,6 +159,9 @@ pub struct NewKey {
     pub access_key: String,
     pub secret_key: String,
 }
+
+/// The owner's display name in ListBuckets, listings and ACLs.
+pub const OWNER_DISPLAY_NAME: &str = "hoard";
 
 pub struct Users {
     meta: MetaStore,
@@ -189,6 +205,31 @@ impl Users {
             return None;
         }
         Some(user.secret.clone())
+    }
+
+    /// The store owner's canonical id (root's): the owner of every bucket and
+    /// object, as ListBuckets, listings and ACLs name it.
+    pub fn owner_id(&self) -> String {
+        hex::encode(&blake3::hash(self.root.access_key.as_bytes()).as_bytes()[..16])
+    }
+
+    /// The canonical id ACLs know `who` by.
+    pub fn canonical_id(&self, who: &Principal) -> String {
+        match who {
+            Principal::Root => self.owner_id(),
+            Principal::User(u) => user_canonical_id(&u.name),
+        }
+    }
+
+    /// The display name of the principal with canonical id `id`, if it is one.
+    pub fn display_name_of(&self, id: &str) -> Option<String> {
+        if id == self.owner_id() {
+            return Some(OWNER_DISPLAY_NAME.to_owned());
+        }
+        let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        dir.values()
+            .find(|u| user_canonical_id(&u.name) == id)
+            .map(|u| u.name.clone())
     }
 
     /// The principal behind a verified access key (`None`: unknown or disabled).

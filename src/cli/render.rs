@@ -223,10 +223,21 @@ pub fn render_users(users: &[UserInfo]) -> String {
                 } else {
                     grants.join(" ")
                 },
+                u.canonical_id.clone(),
             ]
         })
         .collect();
-    table(&["name", "access key", "state", "grants"], &[], rows)
+    table(
+        &[
+            "name",
+            "access key",
+            "state",
+            "grants",
+            "canonical id (ACLs)",
+        ],
+        &[],
+        rows,
+    )
 }
 
 /// The `hoard replication list` table.

@@ -1,5 +1,5 @@
 //! A bucket's S3 configuration documents beyond its record: lifecycle rules, CORS
-//! rules (and, as they arrive, policy, public access block, ownership). Each is one row,
+//! rules, its ACL, public access block, ownership controls and policy. Each is one row,
 //! `bucket \0 kind` -> the document as the layer that owns it encodes it; the store
 //! keeps the bytes and never reads them.
 //!
@@ -20,15 +20,30 @@ pub(super) const BUCKET_CONFIGS: TableDefinition<&[u8], &[u8]> =
 pub enum BucketConfigKind {
     Lifecycle,
     Cors,
+    Acl,
+    PublicAccessBlock,
+    Ownership,
+    Policy,
 }
 
 impl BucketConfigKind {
-    const ALL: [BucketConfigKind; 2] = [BucketConfigKind::Lifecycle, BucketConfigKind::Cors];
+    const ALL: [BucketConfigKind; 6] = [
+        BucketConfigKind::Lifecycle,
+        BucketConfigKind::Cors,
+        BucketConfigKind::Acl,
+        BucketConfigKind::PublicAccessBlock,
+        BucketConfigKind::Ownership,
+        BucketConfigKind::Policy,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             BucketConfigKind::Lifecycle => "lifecycle",
             BucketConfigKind::Cors => "cors",
+            BucketConfigKind::Acl => "acl",
+            BucketConfigKind::PublicAccessBlock => "public-access-block",
+            BucketConfigKind::Ownership => "ownership",
+            BucketConfigKind::Policy => "policy",
         }
     }
 }

@@ -444,6 +444,45 @@ pub struct ObjectRecord {
     /// Object Lock state (lock-enabled buckets only). Added in format 3.
     #[serde(default)]
     pub lock: Option<VersionLock>,
+    /// The version's access control list beyond the owner's full control
+    /// (`None`: private). Added in format 4.
+    #[serde(default)]
+    pub acl: Option<Acl>,
+}
+
+/// An S3 access control list: the grants beside the owner's own full control
+/// (hoard's buckets and objects all belong to the store's owner).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acl {
+    pub grants: Vec<AclGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclGrant {
+    pub grantee: Grantee,
+    pub permission: AclPermission,
+}
+
+/// Who a grant is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Grantee {
+    /// A hoard principal by its canonical id (the owner's, or a user's).
+    Id(String),
+    /// S3's AllUsers group: anyone, signed or not.
+    AllUsers,
+    /// S3's AuthenticatedUsers group: any signed request of a known key.
+    AuthenticatedUsers,
+    /// S3's LogDelivery group (kept and answered; hoard writes no access logs).
+    LogDelivery,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclPermission {
+    FullControl,
+    Read,
+    Write,
+    ReadAcp,
+    WriteAcp,
 }
 
 impl ObjectRecord {
@@ -462,6 +501,7 @@ impl ObjectRecord {
             delete_marker: true,
             tags: Vec::new(),
             lock: None,
+            acl: None,
         }
     }
 
@@ -506,6 +546,9 @@ pub struct UploadRecord {
     /// The completed object's Object Lock state (added in format 3).
     #[serde(default)]
     pub lock: Option<VersionLock>,
+    /// The completed object's access control list (added in format 4).
+    #[serde(default)]
+    pub acl: Option<Acl>,
 }
 
 /// One uploaded part. Its manifest holds one reference on each chunk it names until
@@ -550,12 +593,15 @@ pub enum EventKind {
     Requeued,
     /// A version's retention or legal hold changed (added in format 3).
     Lock,
+    /// A version's access control list was replaced (added in format 4).
+    Acl,
 }
 
 /// Format 2 added versions and tags to object and bucket records; a store written
 /// with format 1 is refused at open (see `MetaStore::open`). Format 3 appended one
-/// optional field to object records (`lock`) and to bucket records (`object_lock`).
-pub const RECORD_FORMAT: u8 = 3;
+/// optional field to object records (`lock`) and to bucket records (`object_lock`);
+/// format 4 one more to object and upload records (`acl`).
+pub const RECORD_FORMAT: u8 = 4;
 /// The oldest format this hoard still reads.
 pub const OLDEST_RECORD_FORMAT: u8 = 2;
 
@@ -566,15 +612,17 @@ pub fn encode_record<T: Serialize>(v: &T) -> Result<Vec<u8>, MetaError> {
     Ok(out)
 }
 
-/// Decodes a record of the current format or of format 2. A format-2 body reads as
-/// format 3 with one zero byte appended: postcard writes an absent trailing
-/// `Option` as that byte, and a record type that gained no field ignores it.
+/// Decodes a record of the current format or of an older one still read. Each
+/// format since 2 appended at most one trailing `Option` to a record type, so an
+/// older body reads as the current one with one zero byte appended per format
+/// between: postcard writes an absent `Option` as that byte, and a record type that
+/// gained no field ignores the bytes left over.
 pub fn decode_record<T: DeserializeOwned>(b: &[u8]) -> Result<T, MetaError> {
     let decoded = match b.split_first() {
         Some((&RECORD_FORMAT, body)) => postcard::from_bytes(body),
-        Some((&OLDEST_RECORD_FORMAT, body)) => {
+        Some((&format, body)) if (OLDEST_RECORD_FORMAT..RECORD_FORMAT).contains(&format) => {
             let mut body = body.to_vec();
-            body.push(0);
+            body.resize(body.len() + usize::from(RECORD_FORMAT - format), 0);
             postcard::from_bytes(&body)
         }
         Some((v, _)) => return Err(MetaError::Corrupt(format!("unknown record format {v}"))),
@@ -638,16 +686,28 @@ mod tests {
     }
 
     #[test]
-    fn a_format_2_record_reads_with_no_lock() {
-        let rec = ObjectRecord {
-            lock: None,
-            ..ObjectRecord::delete_marker(5)
-        };
+    fn older_records_read_with_no_lock_and_no_acl() {
+        let rec = ObjectRecord::delete_marker(5);
         let mut enc = encode_record(&rec).unwrap();
-        // Format 2 wrote the same fields without the trailing `lock` byte.
+        // Format 3 wrote the same fields without the trailing `acl` byte, format 2
+        // without `lock` too.
+        assert_eq!(enc.pop(), Some(0));
+        enc[0] = 3;
+        assert_eq!(decode_record::<ObjectRecord>(&enc).unwrap(), rec);
         assert_eq!(enc.pop(), Some(0));
         enc[0] = OLDEST_RECORD_FORMAT;
         assert_eq!(decode_record::<ObjectRecord>(&enc).unwrap(), rec);
+        let shared = ObjectRecord {
+            acl: Some(Acl {
+                grants: vec![AclGrant {
+                    grantee: Grantee::AllUsers,
+                    permission: AclPermission::Read,
+                }],
+            }),
+            ..rec.clone()
+        };
+        let enc = encode_record(&shared).unwrap();
+        assert_eq!(decode_record::<ObjectRecord>(&enc).unwrap(), shared);
         let locked = ObjectRecord {
             lock: Some(VersionLock {
                 retention: Some((LockMode::Compliance, 99)),

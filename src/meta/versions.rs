@@ -571,6 +571,22 @@ impl MetaStore {
         .await
     }
 
+    /// Replaces the access control list of the current version or of `version`
+    /// (`None`: private); returns the version's id.
+    pub async fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<String>,
+        acl: Option<super::Acl>,
+    ) -> MetaResult<String> {
+        self.update_version(bucket, key, version, EventKind::Acl, move |rec| {
+            rec.acl = acl;
+            Ok(())
+        })
+        .await
+    }
+
     /// Changes the Object Lock state of the current version or of `version`;
     /// `change` gets the state as stored and returns the new one or refuses.
     pub async fn set_version_lock(

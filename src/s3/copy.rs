@@ -138,6 +138,10 @@ impl HoardS3 {
             .as_ref()
             .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
         let new_tags = super::object::parse_tagging(input.tagging.as_deref())?;
+        // S3 never copies an ACL: the copy has the one its request gives.
+        let acl = self
+            .new_version_acl(&input.bucket, input.acl.as_ref(), &req.headers)
+            .await?;
         for _ in 0..COPY_ATTEMPTS {
             let source = self
                 .copy_source_record(
@@ -161,6 +165,7 @@ impl HoardS3 {
                     source.tags.clone()
                 },
                 lock,
+                acl: acl.clone(),
                 ..source.clone()
             };
             let done = self

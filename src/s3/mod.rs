@@ -6,6 +6,8 @@
 //! Every operation runs through [`HoardS3::observe`], which records its count,
 //! latency and error code in the metrics.
 
+mod acl;
+mod controls;
 mod copy;
 mod cors;
 mod lifecycle;
@@ -85,7 +87,7 @@ impl HoardS3 {
 
     pub(crate) fn owner(&self) -> Owner {
         Owner {
-            display_name: Some("hoard".into()),
+            display_name: Some(crate::users::OWNER_DISPLAY_NAME.into()),
             id: Some(self.owner_id.clone()),
         }
     }
@@ -195,10 +197,32 @@ impl S3 for HoardS3 {
             if req.input.object_lock_enabled_for_bucket == Some(true) {
                 rec = rec.with_object_lock();
             }
+            let canned = req.input.acl.as_ref().map(|a| a.as_str());
+            let acl = self.requested_acl(canned, &req.headers, true)?.flatten();
+            let ownership = req
+                .input
+                .object_ownership
+                .as_ref()
+                .map(controls::ownership_of)
+                .transpose()?;
+            if acl.is_some() && ownership == Some(crate::acl::ObjectOwnership::BucketOwnerEnforced)
+            {
+                return Err(crate::s3_error::custom(
+            "InvalidBucketAclWithObjectOwnership",
+            "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+            http::StatusCode::BAD_REQUEST,
+        ));
+            }
             self.meta
                 .create_bucket(&name, rec)
                 .await
                 .map_err(meta_error)?;
+            if let Some(o) = ownership {
+                self.set_ownership(&name, o).await?;
+            }
+            if acl.is_some() {
+                self.set_bucket_acl(&name, acl).await?;
+            }
             tracing::info!(bucket = %name, "bucket created");
             Ok(S3Response::new(CreateBucketOutput {
                 location: Some(format!("/{name}")),
@@ -537,6 +561,104 @@ impl S3 for HoardS3 {
         self.observe(
             "ListMultipartUploads",
             self.list_multipart_uploads_impl(req),
+        )
+        .await
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.observe("PutBucketAcl", self.put_bucket_acl_impl(req))
+            .await
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        self.observe("GetBucketAcl", self.get_bucket_acl_impl(req))
+            .await
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.observe("PutObjectAcl", self.put_object_acl_impl(req))
+            .await
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        self.observe("GetObjectAcl", self.get_object_acl_impl(req))
+            .await
+    }
+
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<PutPublicAccessBlockOutput>> {
+        self.observe(
+            "PutPublicAccessBlock",
+            self.put_public_access_block_impl(req),
+        )
+        .await
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
+        self.observe(
+            "GetPublicAccessBlock",
+            self.get_public_access_block_impl(req),
+        )
+        .await
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
+        self.observe(
+            "DeletePublicAccessBlock",
+            self.delete_public_access_block_impl(req),
+        )
+        .await
+    }
+
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<PutBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<PutBucketOwnershipControlsOutput>> {
+        self.observe(
+            "PutBucketOwnershipControls",
+            self.put_bucket_ownership_controls_impl(req),
+        )
+        .await
+    }
+
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<GetBucketOwnershipControlsOutput>> {
+        self.observe(
+            "GetBucketOwnershipControls",
+            self.get_bucket_ownership_controls_impl(req),
+        )
+        .await
+    }
+
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<DeleteBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<DeleteBucketOwnershipControlsOutput>> {
+        self.observe(
+            "DeleteBucketOwnershipControls",
+            self.delete_bucket_ownership_controls_impl(req),
         )
         .await
     }

@@ -162,7 +162,11 @@ impl HoardS3 {
             .as_ref()
             .map(|a| checked_algorithm(a.as_str()))
             .transpose()?;
+        let acl = self
+            .new_version_acl(&input.bucket, input.acl.as_ref(), &req.headers)
+            .await?;
         let rec = UploadRecord {
+            acl,
             initiated_ms: now_ms(),
             headers: stored_headers!(input),
             user_meta: user_meta(input.metadata.take())?,
@@ -303,6 +307,7 @@ impl HoardS3 {
             delete_marker: false,
             tags: upload.tags,
             lock: upload.lock,
+            acl: upload.acl,
             data: ObjectData::Parts(
                 parts
                     .iter()

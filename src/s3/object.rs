@@ -621,6 +621,9 @@ impl HoardS3 {
         self.precheck_write(&req.input.bucket, &req.input.key, condition.as_ref())
             .await?;
         let tags = parse_tagging(req.input.tagging.as_deref())?;
+        let acl = self
+            .new_version_acl(&req.input.bucket, req.input.acl.as_ref(), &req.headers)
+            .await?;
         let meta = user_meta(req.input.metadata.take())?;
         let body = req.input.body.take();
         let Received {
@@ -653,6 +656,7 @@ impl HoardS3 {
             delete_marker: false,
             tags,
             lock,
+            acl,
         };
         let (rec, manifest) = match ingested.body {
             IngestedBody::Inline(d) => (
@@ -782,7 +786,7 @@ impl HoardS3 {
     /// `x-amz-delete-marker: true`, as in S3.
     /// What a GET or HEAD reads: a SOSAPI document (`s3::sosapi`) or a stored
     /// version.
-    async fn find_readable(
+    pub(super) async fn find_readable(
         &self,
         bucket: &str,
         key: &str,

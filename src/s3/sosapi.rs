@@ -128,6 +128,7 @@ fn record(xml: String, modified_ms: i64) -> ObjectRecord {
         delete_marker: false,
         tags: Vec::new(),
         lock: None,
+        acl: None,
     }
 }
 

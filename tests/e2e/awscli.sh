@@ -169,6 +169,26 @@ s3api_cors() {
   ! aws s3api get-bucket-cors --bucket e2e-cors 2>"$WORK/cors.err"
   grep -q NoSuchCORSConfiguration "$WORK/cors.err"
 }
+s3api_acl() {
+  local code
+  code() { curl -s -o /dev/null -w '%{http_code}' "http://$ADDR/$1"; }
+  aws s3api create-bucket --bucket e2e-acl --acl public-read
+  aws s3api get-bucket-acl --bucket e2e-acl --query 'Grants[1].[Grantee.URI,Permission]' --output text | grep -q 'AllUsers.READ'
+  aws s3 cp "$WORK/small.bin" s3://e2e-acl/open --acl public-read
+  aws s3 cp "$WORK/small.bin" s3://e2e-acl/closed
+  curl -sf "http://$ADDR/e2e-acl/open" -o "$WORK/anon" && cmp "$WORK/anon" "$WORK/small.bin"
+  [ "$(code e2e-acl/closed)" = 403 ]
+  curl -sf "http://$ADDR/e2e-acl?list-type=2" | grep -q '<Key>closed</Key>'
+  aws s3api put-object-acl --bucket e2e-acl --key closed --acl public-read
+  [ "$(code e2e-acl/closed)" = 200 ]
+  ! aws s3api put-object --bucket e2e-acl --key bad --acl public --body "$WORK/small.bin" 2>"$WORK/acl.err"
+  grep -q InvalidArgument "$WORK/acl.err"
+  aws s3api put-public-access-block --bucket e2e-acl --public-access-block-configuration IgnorePublicAcls=true
+  [ "$(code e2e-acl/open)" = 403 ]
+  aws s3api delete-public-access-block --bucket e2e-acl
+  [ "$(code e2e-acl/open)" = 200 ]
+  aws s3 rm --recursive s3://e2e-acl && aws s3 rb s3://e2e-acl
+}
 quota_refusal() {
   aws s3 mb s3://e2e-quota
   "$HOARD" quota set --bucket e2e-quota 1MiB --endpoint "http://$ADDR"
@@ -203,6 +223,7 @@ step_fn "s3api object and bucket tagging" s3api_tagging
 step_fn "s3api get-object-attributes" s3api_attributes
 step_fn "s3api lifecycle: put, get, transitions refused, a pass keeps a fresh upload, delete" s3api_lifecycle
 step_fn "s3api cors: put, get, curl preflights allowed and refused, bad method refused, delete" s3api_cors
+step_fn "s3api acl: public-read bucket and object read by curl, private refused, put-object-acl, bad canned ACL, IgnorePublicAcls" s3api_acl
 step_fn "s3api: an operation hoard does not implement is NotImplemented" s3api_not_implemented
 step_fn "s3api multipart: create, upload-part, list-parts, list-multipart-uploads, complete, part-number" s3api_multipart
 step_fn "s3api abort-multipart-upload" s3api_abort

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end: boto3 setting a bucket's controls as web consoles and backup tools do:
 lifecycle rules (keep N days of versions), CORS rules and the preflight a browser
-sends.
+sends, ACLs with what they make public, and ownership controls.
 
 usage: boto3_controls.py ENDPOINT ACCESS_KEY SECRET_KEY
 Prints one PASS/FAIL line per step and "N passed, M failed"; exits 1 on any failure.
@@ -87,9 +87,48 @@ def cors():
     assert error_code(lambda: c.get_bucket_cors(Bucket=B)) == "NoSuchCORSConfiguration"
 
 
+def anonymous_status(path):
+    try:
+        with urllib.request.urlopen(f"{endpoint}/{path}") as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def acls():
+    A = "boto3-acl"
+    c.create_bucket(Bucket=A)
+    c.put_object(Bucket=A, Key="backup.vbk", Body=b"veeam", ACL="bucket-owner-full-control")
+    c.put_object(Bucket=A, Key="status.json", Body=b"{}", ACL="public-read")
+    assert anonymous_status(f"{A}/status.json") == 200
+    assert anonymous_status(f"{A}/backup.vbk") == 403
+    assert anonymous_status(f"{A}?list-type=2") == 403
+    grants = c.get_object_acl(Bucket=A, Key="status.json")["Grants"]
+    assert [g["Permission"] for g in grants] == ["FULL_CONTROL", "READ"], grants
+    owner = c.get_bucket_acl(Bucket=A)["Owner"]
+    assert owner["ID"] == c.list_buckets()["Owner"]["ID"], owner
+    c.put_bucket_acl(Bucket=A, AccessControlPolicy={"Owner": owner, "Grants": [
+        {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+         "Permission": "READ"}]})
+    assert anonymous_status(f"{A}?list-type=2") == 200
+    assert error_code(lambda: c.put_bucket_ownership_controls(Bucket=A, OwnershipControls={
+        "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})) == \
+        "InvalidBucketAclWithObjectOwnership"
+    c.put_bucket_acl(Bucket=A, ACL="private")
+    c.put_bucket_ownership_controls(Bucket=A, OwnershipControls={
+        "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+    assert error_code(lambda: c.put_object(Bucket=A, Key="x", Body=b"x", ACL="public-read")) == \
+        "AccessControlListNotSupported"
+    assert anonymous_status(f"{A}/status.json") == 403
+    for key in ("backup.vbk", "status.json"):
+        c.delete_object(Bucket=A, Key=key)
+    c.delete_bucket(Bucket=A)
+
+
 step("create bucket", lambda: c.create_bucket(Bucket=B))
 step("lifecycle: keep 14 days and 2 versions, abort stale uploads; validated; deleted", lifecycle)
 step("cors: rules round-trip, preflights allowed and refused, deleted", cors)
+step("acls: canned on PUT, anonymous reads as granted, policy XML, BucketOwnerEnforced", acls)
 step("delete bucket", lambda: c.delete_bucket(Bucket=B))
 
 finish()
