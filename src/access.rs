@@ -25,6 +25,9 @@
 //! are 400 InvalidRequest, as S3 answers. ListBuckets and the service root are never
 //! anonymous. Copies need a signed principal who may read the source.
 //!
+//! `x-amz-expected-bucket-owner` and `x-amz-source-expected-bucket-owner` must name
+//! the store owner's canonical id (it owns every bucket), else 403 AccessDenied.
+//!
 //! ListParts and ListMultipartUploads count as writes: they show uploads in progress,
 //! which a write-only backup client needs to resume, not stored objects.
 //!
@@ -241,6 +244,35 @@ impl HoardAccess {
         Err(denied(Some(who), bucket, op))
     }
 
+    /// `x-amz-expected-bucket-owner` (and, for copies,
+    /// `x-amz-source-expected-bucket-owner`) must name the store's owner, who owns
+    /// every bucket: 403 AccessDenied otherwise, as S3 answers a wrong account.
+    fn check_expected_owner(
+        &self,
+        headers: &http::HeaderMap,
+        bucket: &str,
+        op: &str,
+    ) -> S3Result<()> {
+        let owner = self.users.owner_id();
+        for name in [
+            "x-amz-expected-bucket-owner",
+            "x-amz-source-expected-bucket-owner",
+        ] {
+            if let Some(v) = headers.get(name)
+                && v.as_bytes() != owner.as_bytes()
+            {
+                tracing::info!(
+                    bucket,
+                    op,
+                    header = name,
+                    "expected bucket owner does not match"
+                );
+                return Err(s3_error!(AccessDenied, "Access Denied"));
+            }
+        }
+        Ok(())
+    }
+
     /// What S3 tells an unsigned request before any grant is looked at: a
     /// bucket that does not exist is 404 NoSuchBucket, and `response-*`
     /// overrides are for signed GETs only.
@@ -350,6 +382,7 @@ impl S3Access for HoardAccess {
             S3Path::Bucket { bucket } => (bucket, None),
             S3Path::Object { bucket, key } => (bucket, Some(key.as_ref())),
         };
+        self.check_expected_owner(cx.headers(), bucket, op)?;
         let need = need_of(op);
         if matches!(need, Need::Write | Need::Admin) && self.replicas.contains(bucket) {
             tracing::info!(

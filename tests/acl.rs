@@ -507,3 +507,45 @@ async fn public_access_block_and_ownership_controls_govern_acls() {
     refused!(c.head_bucket().bucket("both"), "NotFound", 404);
     assert_no_panic(&s);
 }
+
+#[tokio::test]
+async fn expected_bucket_owner_must_name_the_store_owner() {
+    let s = Server::start();
+    let c = s.client();
+    c.create_bucket().bucket("owned").send().await.unwrap();
+    put_bytes(&c, "owned", "k", b"v".to_vec()).await;
+    let owner = c.list_buckets().send().await.unwrap();
+    let owner_id = owner.owner().and_then(|o| o.id()).unwrap().to_owned();
+    let got = c
+        .get_object()
+        .bucket("owned")
+        .key("k")
+        .expected_bucket_owner(&owner_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"v"
+    );
+    refused!(
+        c.put_object()
+            .bucket("owned")
+            .key("k")
+            .body(b"other".to_vec().into())
+            .expected_bucket_owner("111122223333"),
+        "AccessDenied",
+        403
+    );
+    refused!(
+        c.copy_object()
+            .bucket("owned")
+            .key("copy")
+            .copy_source("owned/k")
+            .expected_source_bucket_owner("111122223333"),
+        "AccessDenied",
+        403
+    );
+    assert_eq!(get_bytes(&c, "owned", "k").await, b"v");
+    refused!(c.head_object().bucket("owned").key("copy"), "NotFound", 404);
+}
