@@ -279,6 +279,10 @@ pub struct LifecycleReport {
     pub kept_locked: u64,
     /// Versions that changed between the pass's read and its delete, left in place.
     pub changed_meanwhile: u64,
+    /// Buckets whose stored rules could not be read: skipped (logged), the other
+    /// buckets still served.
+    #[serde(default)]
+    pub unreadable_rules: u64,
 }
 
 /// The versions of one key read so far: (key, versions newest first, whether the
@@ -294,7 +298,14 @@ pub async fn run_pass(
 ) -> Result<LifecycleReport, LifecycleError> {
     let mut report = LifecycleReport::default();
     for (bucket, doc) in meta.bucket_configs(BucketConfigKind::Lifecycle).await? {
-        let rules = LifecycleRules::decode(&bucket, &doc)?;
+        let rules = match LifecycleRules::decode(&bucket, &doc) {
+            Ok(rules) => rules,
+            Err(e) => {
+                tracing::error!(%bucket, error = %e, "lifecycle: bucket skipped");
+                report.unreadable_rules += 1;
+                continue;
+            }
+        };
         if rules.enabled().next().is_none() {
             continue;
         }
@@ -502,6 +513,7 @@ impl Lifecycle {
             markers_removed = report.markers_removed,
             uploads_aborted = report.uploads_aborted,
             kept_locked = report.kept_locked,
+            unreadable_rules = report.unreadable_rules,
             seconds = started.elapsed().as_secs_f64(),
             "lifecycle pass finished"
         );
@@ -524,6 +536,7 @@ impl Lifecycle {
                 .inc_by(n);
         }
         m.lifecycle_kept_locked.inc_by(r.kept_locked);
+        m.lifecycle_errors.inc_by(r.unreadable_rules);
         m.lifecycle_last_run_seconds.set(took.as_secs_f64());
     }
 

@@ -363,6 +363,7 @@ async fn a_pass_with_an_injected_clock_expires_what_is_due_and_keeps_the_rest() 
         .send()
         .await
         .unwrap();
+    c.create_bucket().bucket("garbled").send().await.unwrap();
     assert!(s.stop());
 
     let now = hoard::meta::now_ms();
@@ -371,9 +372,18 @@ async fn a_pass_with_an_injected_clock_expires_what_is_due_and_keeps_the_rest() 
         bypass_governance: false,
     };
     let meta = s.meta();
+    // Another bucket whose stored rules are unreadable is skipped, not fatal.
+    meta.set_bucket_config(
+        "garbled",
+        hoard::meta::BucketConfigKind::Lifecycle,
+        Some(b"not json".to_vec()),
+    )
+    .await
+    .unwrap();
     let first = hoard::lifecycle::run_pass(&meta, now + 40 * DAY_MS, lock)
         .await
         .unwrap();
+    assert_eq!(first.unreadable_rules, 1, "{first:?}");
     // Noncurrent: backups[0..4]; the newest two (3, 2) are kept, 1 goes, 0 is held.
     assert_eq!(first.noncurrent_removed, 1, "{first:?}");
     assert_eq!(first.kept_locked, 1, "{first:?}");

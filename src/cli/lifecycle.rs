@@ -20,7 +20,7 @@ pub async fn run(c: Command) -> Result<(), String> {
     println!(
         "buckets {}, versions read {}; expired {}, noncurrent versions removed {}, \
          delete markers removed {}, uploads aborted {}; kept by Object Lock {}, \
-         changed meanwhile {}",
+         changed meanwhile {}; buckets with unreadable rules {}",
         r.buckets,
         r.versions_read,
         r.expired,
@@ -28,7 +28,8 @@ pub async fn run(c: Command) -> Result<(), String> {
         r.markers_removed,
         r.uploads_aborted,
         r.kept_locked,
-        r.changed_meanwhile
+        r.changed_meanwhile,
+        r.unreadable_rules
     );
     Ok(())
 }
