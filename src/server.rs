@@ -193,7 +193,7 @@ impl Node {
             ingest,
             retrieve,
             metrics.clone(),
-            users.owner_id(),
+            users.owner_id().to_owned(),
             users.clone(),
             rules.clone(),
             clock.clone(),

@@ -167,6 +167,8 @@ pub struct Users {
     meta: MetaStore,
     secrets: Arc<SecretBox>,
     root: Credentials,
+    /// The owner's canonical id, derived from root's access key.
+    owner_id: String,
     /// Access key -> user, for every stored user (enabled or not).
     directory: RwLock<HashMap<String, Arc<Entry>>>,
     /// Serialises changes: row write, then directory update.
@@ -187,6 +189,7 @@ impl Users {
         Ok(Users {
             meta,
             secrets,
+            owner_id: hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]),
             root,
             directory: RwLock::new(directory),
             changes: tokio::sync::Mutex::new(()),
@@ -209,21 +212,21 @@ impl Users {
 
     /// The store owner's canonical id (root's): the owner of every bucket and
     /// object, as ListBuckets, listings and ACLs name it.
-    pub fn owner_id(&self) -> String {
-        hex::encode(&blake3::hash(self.root.access_key.as_bytes()).as_bytes()[..16])
+    pub fn owner_id(&self) -> &str {
+        &self.owner_id
     }
 
     /// The canonical id ACLs know `who` by.
     pub fn canonical_id(&self, who: &Principal) -> String {
         match who {
-            Principal::Root => self.owner_id(),
+            Principal::Root => self.owner_id.clone(),
             Principal::User(u) => user_canonical_id(&u.name),
         }
     }
 
     /// The display name of the principal with canonical id `id`, if it is one.
     pub fn display_name_of(&self, id: &str) -> Option<String> {
-        if id == self.owner_id() {
+        if id == self.owner_id {
             return Some(OWNER_DISPLAY_NAME.to_owned());
         }
         let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());

@@ -759,6 +759,17 @@ async fn plain_chunked_puts_are_stored_and_aws_chunked_is_not_an_encoding() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains(&md5_hex(&data)), "{resp}");
     assert_eq!(get_bytes(&c, "tenc", "streamed").await, data);
+    // Cut off mid-chunk by a client that goes away: nothing is stored.
+    let head = signed_head(
+        &s,
+        "PUT",
+        "/tenc/cut",
+        &[("transfer-encoding", "chunked")],
+        "UNSIGNED-PAYLOAD",
+    );
+    let cut = &body[..body.len() / 2];
+    raw_send(s.addr, &head, cut, true, std::time::Duration::from_secs(20)).await;
+    refused!(c.head_object().bucket("tenc").key("cut"), "NotFound", 404);
 
     // The SDK's trailing-checksum uploads are aws-chunked: that encoding is the
     // transfer's, never stored; the object's own encoding stays.
@@ -812,5 +823,7 @@ async fn plain_chunked_puts_are_stored_and_aws_chunked_is_not_an_encoding() {
         got.body.collect().await.unwrap().into_bytes().as_ref(),
         b"hello"
     );
+    let (ok, out) = cli(&s, &["verify"]);
+    assert!(ok, "{out}");
     assert_no_panic(&s);
 }

@@ -117,10 +117,7 @@ impl HoardS3 {
         let i = req.input;
         self.bucket(&i.bucket).await?;
         let [rule] = i.ownership_controls.rules.as_slice() else {
-            return Err(s3_error!(
-                MalformedXML,
-                "The XML you provided was not well-formed or did not validate against our published schema"
-            ));
+            return Err(super::malformed_xml());
         };
         self.set_ownership(&i.bucket, ownership_of(&rule.object_ownership)?)
             .await?;

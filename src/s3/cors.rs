@@ -5,19 +5,11 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::{HoardS3, meta_error};
+use super::{HoardS3, malformed_xml, meta_error, rule_id};
 use crate::cors::{ALLOWED_METHODS, CorsRule, CorsRules};
 use crate::meta::BucketConfigKind;
 
 const MAX_RULES: usize = 100;
-const MAX_ID_LEN: usize = 255;
-
-fn malformed() -> s3s::S3Error {
-    s3_error!(
-        MalformedXML,
-        "The XML you provided was not well-formed or did not validate against our published schema"
-    )
-}
 
 /// A pattern (origin or header) with more than one `*` is refused.
 fn one_wildcard(patterns: &[String], what: &str) -> S3Result<()> {
@@ -34,7 +26,7 @@ fn one_wildcard(patterns: &[String], what: &str) -> S3Result<()> {
 
 fn rule_of(r: CORSRule) -> S3Result<CorsRule> {
     if r.allowed_methods.is_empty() || r.allowed_origins.is_empty() {
-        return Err(malformed());
+        return Err(malformed_xml());
     }
     if let Some(m) = r
         .allowed_methods
@@ -47,18 +39,11 @@ fn rule_of(r: CORSRule) -> S3Result<CorsRule> {
             m
         ));
     }
-    if r.id.as_ref().is_some_and(|id| id.len() > MAX_ID_LEN) {
-        return Err(s3_error!(
-            InvalidArgument,
-            "ID length should not exceed allowed limit of {}",
-            MAX_ID_LEN
-        ));
-    }
     let allowed_headers = r.allowed_headers.unwrap_or_default();
     one_wildcard(&r.allowed_origins, "AllowedOrigin")?;
     one_wildcard(&allowed_headers, "AllowedHeader")?;
     Ok(CorsRule {
-        id: r.id.filter(|id| !id.is_empty()),
+        id: r.id.filter(|id| !id.is_empty()).map(rule_id).transpose()?,
         allowed_origins: r.allowed_origins,
         allowed_methods: r.allowed_methods,
         allowed_headers,
@@ -88,7 +73,7 @@ impl HoardS3 {
         self.bucket(&i.bucket).await?;
         let given = i.cors_configuration.cors_rules;
         if given.is_empty() || given.len() > MAX_RULES {
-            return Err(malformed());
+            return Err(malformed_xml());
         }
         let rules = CorsRules {
             rules: given

@@ -12,22 +12,14 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::versioning::tag_set;
-use super::{HoardS3, meta_error, timestamp};
+use super::{HoardS3, malformed_xml, meta_error, rule_id, timestamp};
 use crate::lifecycle::{
     DAY_MS, Expiration, Filter, FilterShape, LifecycleRules, NoncurrentExpiration, Rule,
 };
 use crate::meta::BucketConfigKind;
 
 const MAX_RULES: usize = 1000;
-const MAX_ID_LEN: usize = 255;
 const MAX_NEWER_VERSIONS: i32 = 100;
-
-fn malformed() -> s3s::S3Error {
-    s3_error!(
-        MalformedXML,
-        "The XML you provided was not well-formed or did not validate against our published schema"
-    )
-}
 
 /// A count of days that must be a positive integer.
 fn positive_days(days: i32, what: &str) -> S3Result<u32> {
@@ -56,7 +48,7 @@ fn tag_pair(t: Tag) -> (String, String) {
 /// one of them; a `<Filter>` names at most one condition, or `<And>`).
 fn filter_of(filter: Option<LifecycleRuleFilter>, prefix: Option<String>) -> S3Result<Filter> {
     let f = match (filter, prefix) {
-        (Some(_), Some(_)) | (None, None) => return Err(malformed()),
+        (Some(_), Some(_)) | (None, None) => return Err(malformed_xml()),
         (None, Some(prefix)) => {
             return Ok(Filter {
                 prefix,
@@ -72,7 +64,7 @@ fn filter_of(filter: Option<LifecycleRuleFilter>, prefix: Option<String>) -> S3R
         + usize::from(f.object_size_less_than.is_some())
         + usize::from(f.and.is_some());
     if named > 1 {
-        return Err(malformed());
+        return Err(malformed_xml());
     }
     let filter = match f.and {
         Some(and) => Filter {
@@ -117,7 +109,7 @@ fn expiration_of(e: LifecycleExpiration) -> S3Result<Option<Expiration>> {
         ));
     }
     match (e.days, e.date) {
-        (Some(_), Some(_)) => Err(malformed()),
+        (Some(_), Some(_)) => Err(malformed_xml()),
         (Some(days), None) => Ok(Some(Expiration::Days(positive_days(days, "Days")?))),
         (None, Some(date)) => {
             let ms = super::lock::millis(&date);
@@ -129,13 +121,16 @@ fn expiration_of(e: LifecycleExpiration) -> S3Result<Option<Expiration>> {
         (None, None) => match e.expired_object_delete_marker {
             Some(true) => Ok(Some(Expiration::ExpiredDeleteMarker)),
             Some(false) => Ok(None),
-            None => Err(malformed()),
+            None => Err(malformed_xml()),
         },
     }
 }
 
 fn noncurrent_of(n: NoncurrentVersionExpiration) -> S3Result<NoncurrentExpiration> {
-    let days = positive_days(n.noncurrent_days.ok_or_else(malformed)?, "NoncurrentDays")?;
+    let days = positive_days(
+        n.noncurrent_days.ok_or_else(malformed_xml)?,
+        "NoncurrentDays",
+    )?;
     let newer_versions = match n.newer_noncurrent_versions {
         None => None,
         Some(v) if (1..=MAX_NEWER_VERSIONS).contains(&v) => Some(v.unsigned_abs()),
@@ -168,17 +163,10 @@ fn rule_of(r: LifecycleRule) -> S3Result<Rule> {
     let enabled = match r.status.as_str() {
         ExpirationStatus::ENABLED => true,
         ExpirationStatus::DISABLED => false,
-        _ => return Err(malformed()),
+        _ => return Err(malformed_xml()),
     };
     let id = match r.id.filter(|id| !id.is_empty()) {
-        Some(id) if id.len() > MAX_ID_LEN => {
-            return Err(s3_error!(
-                InvalidArgument,
-                "ID length should not exceed allowed limit of {}",
-                MAX_ID_LEN
-            ));
-        }
-        Some(id) => id,
+        Some(id) => rule_id(id)?,
         None => hex::encode(rand::random::<[u8; 16]>()),
     };
     let filter = filter_of(r.filter, r.prefix)?;
@@ -191,7 +179,7 @@ fn rule_of(r: LifecycleRule) -> S3Result<Rule> {
         .abort_incomplete_multipart_upload
         .map(|a| {
             positive_days(
-                a.days_after_initiation.ok_or_else(malformed)?,
+                a.days_after_initiation.ok_or_else(malformed_xml)?,
                 "DaysAfterInitiation",
             )
         })
@@ -227,7 +215,7 @@ fn rule_of(r: LifecycleRule) -> S3Result<Rule> {
 
 fn rules_of(config: BucketLifecycleConfiguration) -> S3Result<LifecycleRules> {
     if config.rules.is_empty() || config.rules.len() > MAX_RULES {
-        return Err(malformed());
+        return Err(malformed_xml());
     }
     let rules = config
         .rules
@@ -323,7 +311,7 @@ impl HoardS3 {
     ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
         let i = req.input;
         self.bucket(&i.bucket).await?;
-        let rules = rules_of(i.lifecycle_configuration.ok_or_else(malformed)?)?;
+        let rules = rules_of(i.lifecycle_configuration.ok_or_else(malformed_xml)?)?;
         self.meta
             .set_bucket_config(&i.bucket, BucketConfigKind::Lifecycle, Some(rules.encode()))
             .await

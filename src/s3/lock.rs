@@ -21,7 +21,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::{HoardS3, meta_error, timestamp};
+use super::{HoardS3, malformed_xml, meta_error, timestamp};
 use crate::meta::{
     BucketLock, BucketRecord, LockCheck, LockMode, MetaError, ObjectRecord, RetentionPeriod,
     VersionLock,
@@ -35,13 +35,6 @@ fn missing_lock_configuration() -> s3s::S3Error {
     s3_error!(
         InvalidRequest,
         "Bucket is missing Object Lock Configuration"
-    )
-}
-
-fn malformed() -> s3s::S3Error {
-    s3_error!(
-        MalformedXML,
-        "The XML you provided was not well-formed or did not validate against our published schema"
     )
 }
 
@@ -71,7 +64,7 @@ fn require_integrity(headers: &http::HeaderMap, what: &str) -> S3Result<()> {
 }
 
 fn mode_of(s: &str) -> S3Result<LockMode> {
-    LockMode::parse(s).ok_or_else(malformed)
+    LockMode::parse(s).ok_or_else(malformed_xml)
 }
 
 /// The lock headers of a PutObject, CopyObject or CreateMultipartUpload.
@@ -225,14 +218,14 @@ impl HoardS3 {
         require_integrity(&req.headers, "Put Object Lock Configuration")?;
         let i = req.input;
         self.bucket(&i.bucket).await?;
-        let config = i.object_lock_configuration.ok_or_else(malformed)?;
+        let config = i.object_lock_configuration.ok_or_else(malformed_xml)?;
         if config.object_lock_enabled.as_ref().map(|e| e.as_str()) != Some("Enabled") {
-            return Err(malformed());
+            return Err(malformed_xml());
         }
         let default_retention = match config.rule {
             None => None,
             Some(rule) => Some(default_retention(
-                rule.default_retention.ok_or_else(malformed)?,
+                rule.default_retention.ok_or_else(malformed_xml)?,
             )?),
         };
         self.meta
@@ -292,7 +285,7 @@ impl HoardS3 {
             Some(r) => match (&r.mode, &r.retain_until_date) {
                 (None, None) => None,
                 (Some(m), Some(u)) => Some((mode_of(m.as_str())?, millis(u))),
-                _ => return Err(malformed()),
+                _ => return Err(malformed_xml()),
             },
         };
         let check = self.lock_check(
@@ -356,7 +349,7 @@ impl HoardS3 {
             .as_ref()
             .and_then(|h| h.status.as_ref())
             .and_then(|s| legal_hold_on(s.as_str()))
-            .ok_or_else(malformed)?;
+            .ok_or_else(malformed_xml)?;
         let version = self
             .meta
             .set_version_lock(&i.bucket, &i.key, i.version_id.clone(), move |held| {
@@ -417,7 +410,7 @@ fn version_error(e: MetaError) -> s3s::S3Error {
 /// Checks a DefaultRetention as S3 does: a mode, and exactly one of Days and Years,
 /// positive.
 fn default_retention(d: DefaultRetention) -> S3Result<crate::meta::DefaultRetention> {
-    let mode = mode_of(d.mode.as_ref().ok_or_else(malformed)?.as_str())?;
+    let mode = mode_of(d.mode.as_ref().ok_or_else(malformed_xml)?.as_str())?;
     let invalid = || {
         let mut e = s3s::S3Error::with_message(
             s3s::S3ErrorCode::Custom("InvalidRetentionPeriod".into()),
@@ -430,7 +423,7 @@ fn default_retention(d: DefaultRetention) -> S3Result<crate::meta::DefaultRetent
         (Some(n), None) if (1..=MAX_DEFAULT_DAYS).contains(&n) => RetentionPeriod::Days(n as u32),
         (None, Some(n)) if (1..=MAX_DEFAULT_YEARS).contains(&n) => RetentionPeriod::Years(n as u32),
         (Some(_), None) | (None, Some(_)) => return Err(invalid()),
-        _ => return Err(malformed()),
+        _ => return Err(malformed_xml()),
     };
     Ok(crate::meta::DefaultRetention { mode, period })
 }

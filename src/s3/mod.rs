@@ -46,6 +46,27 @@ pub struct HoardS3 {
     pub(crate) clock: Arc<crate::retention::RetentionClock>,
 }
 
+/// S3's 400 MalformedXML, for a document that parsed but breaks the schema.
+pub(super) fn malformed_xml() -> S3Error {
+    s3_error!(
+        MalformedXML,
+        "The XML you provided was not well-formed or did not validate against our published schema"
+    )
+}
+
+/// A rule's ID (lifecycle, CORS): at most 255 characters, as S3 allows.
+pub(super) fn rule_id(id: String) -> S3Result<String> {
+    const MAX_ID_LEN: usize = 255;
+    if id.len() > MAX_ID_LEN {
+        return Err(s3_error!(
+            InvalidArgument,
+            "ID length should not exceed allowed limit of {}",
+            MAX_ID_LEN
+        ));
+    }
+    Ok(id)
+}
+
 impl HoardS3 {
     pub fn new(
         cfg: Arc<Config>,

@@ -32,10 +32,7 @@ const DEFAULT_LIST_MAX: i32 = 1000;
 /// The part numbers a completion chose: at least one, each valid, ascending.
 fn chosen_numbers(chosen: &[CompletedPart]) -> S3Result<Vec<u32>> {
     if chosen.is_empty() {
-        return Err(s3_error!(
-            MalformedXML,
-            "The XML you provided was not well-formed or did not validate against our published schema"
-        ));
+        return Err(super::malformed_xml());
     }
     let mut numbers = Vec::with_capacity(chosen.len());
     for c in chosen {

@@ -49,10 +49,7 @@ impl HoardS3 {
             Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
             Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
             _ => {
-                return Err(s3_error!(
-                    MalformedXML,
-                    "The XML you provided was not well-formed or did not validate against our published schema"
-                ));
+                return Err(super::malformed_xml());
             }
         };
         // A bucket never returns to "unversioned".
