@@ -25,6 +25,25 @@
 //! are 400 InvalidRequest, as S3 answers. ListBuckets and the service root are never
 //! anonymous. Copies need a signed principal who may read the source.
 //!
+//! A bucket's policy (`policy`) is judged on every request to the bucket, before
+//! grants: an explicit Deny refuses whatever grants and ACLs allow (root and `*`
+//! admins excepted for Get/Put/DeleteBucketPolicy and GetBucketPolicyStatus, so a
+//! policy can always be mended), an Allow adds access like an ACL grant. A public
+//! policy's Allow counts only for signed principals when the bucket's public access
+//! block has RestrictPublicBuckets. DeleteObjects is judged key by key
+//! (s3:DeleteObject; refused keys are AccessDenied entries in its result) and
+//! PutObjectTagging with the tags it sets, in their own hooks once s3s has parsed
+//! them; a copy's source by the source bucket's policy (s3:GetObject). The facts a
+//! request brings to conditions: `aws:SourceIp`, `aws:SecureTransport` (from the
+//! `Connection` `server` records), `aws:Referer`, `aws:UserAgent`,
+//! `aws:CurrentTime`, `aws:EpochTime`, `aws:PrincipalArn`, `aws:PrincipalAccount`,
+//! `aws:PrincipalType`, `aws:userid`, `aws:username`, `s3:authType`,
+//! `s3:signatureversion`, the `s3:x-amz-*` headers of `HEADER_FACTS`,
+//! `s3:VersionId`, `s3:prefix`, `s3:delimiter` and `s3:max-keys` on listings,
+//! `s3:RequestObjectTag/<key>` and `s3:RequestObjectTagKeys` (`x-amz-tagging`, or
+//! PutObjectTagging's body), and `s3:ExistingObjectTag/<key>` (the named version's
+//! tags, read only when the policy names them).
+//!
 //! `x-amz-expected-bucket-owner` and `x-amz-source-expected-bucket-owner` must name
 //! the store owner's canonical id (it owns every bucket), else 403 AccessDenied.
 //!
@@ -39,15 +58,20 @@
 //! signature is checked, answers S3's AuthorizationQueryParametersError (or 403
 //! AccessDenied for 0) for anything else.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use iam_rs::ContextValue;
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
+use s3s::dto::{
+    CopyObjectInput, CopySource, DeleteObjectsInput, PutObjectTaggingInput, UploadPartCopyInput,
+};
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
 use crate::acl::{self, Requester};
-use crate::meta::{AclPermission, MetaError, MetaStore, Permission};
+use crate::meta::{AclPermission, BucketConfigKind, MetaError, MetaStore, Permission};
+use crate::policy::{self, BucketPolicy, Facts, Verdict};
 use crate::replication::ReplicaBuckets;
 use crate::s3_error::meta_error;
 use crate::users::{Principal, Users};
@@ -130,6 +154,102 @@ fn satisfies(p: Permission, need: Need) -> bool {
 
 /// The longest a presigned URL may live, as in S3.
 const MAX_PRESIGNED_SECS: u64 = 7 * 24 * 3600;
+
+/// The connection a request came on, put in its extensions by `server`: a bucket
+/// policy's `aws:SourceIp` and `aws:SecureTransport`.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub secure: bool,
+}
+
+/// The request headers a policy's conditions may name, and their keys.
+const HEADER_FACTS: [(&str, &str); 16] = [
+    ("x-amz-acl", "s3:x-amz-acl"),
+    ("x-amz-grant-read", "s3:x-amz-grant-read"),
+    ("x-amz-grant-write", "s3:x-amz-grant-write"),
+    ("x-amz-grant-read-acp", "s3:x-amz-grant-read-acp"),
+    ("x-amz-grant-write-acp", "s3:x-amz-grant-write-acp"),
+    ("x-amz-grant-full-control", "s3:x-amz-grant-full-control"),
+    ("x-amz-copy-source", "s3:x-amz-copy-source"),
+    ("x-amz-metadata-directive", "s3:x-amz-metadata-directive"),
+    (
+        "x-amz-server-side-encryption",
+        "s3:x-amz-server-side-encryption",
+    ),
+    ("x-amz-storage-class", "s3:x-amz-storage-class"),
+    ("x-amz-content-sha256", "s3:x-amz-content-sha256"),
+    (
+        "x-amz-website-redirect-location",
+        "s3:x-amz-website-redirect-location",
+    ),
+    ("x-amz-object-lock-mode", "s3:object-lock-mode"),
+    (
+        "x-amz-object-lock-retain-until-date",
+        "s3:object-lock-retain-until-date",
+    ),
+    ("x-amz-object-lock-legal-hold", "s3:object-lock-legal-hold"),
+    ("referer", "aws:Referer"),
+];
+
+/// What the access hook leaves for an operation whose policy verdict needs its
+/// parsed input (`judged_after_parsing`): its hook judges with it.
+#[derive(Clone)]
+struct PolicyGate {
+    policy: BucketPolicy,
+    principal: Option<String>,
+    facts: Facts,
+    /// Whether grants or ACLs allow the operation, so that a silent policy does.
+    allowed_otherwise: bool,
+}
+
+/// DeleteObjects is judged key by key, PutObjectTagging by the tags it sets.
+fn judged_after_parsing(op: &str) -> bool {
+    matches!(op, "DeleteObjects" | "PutObjectTagging")
+}
+
+/// What root and `*` admins may do whatever the bucket's policy says, so that a
+/// policy can always be mended (S3 keeps this for the account's root).
+fn mends_policy(op: &str) -> bool {
+    matches!(
+        op,
+        "GetBucketPolicy" | "PutBucketPolicy" | "DeleteBucketPolicy" | "GetBucketPolicyStatus"
+    )
+}
+
+/// The part of a request a policy's facts come from.
+struct RequestView<'a> {
+    op: &'a str,
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
+    connection: Option<Connection>,
+}
+
+/// A request's query parameters, decoded.
+fn query_pairs(uri: &http::Uri) -> impl Iterator<Item = (String, String)> + '_ {
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+}
+
+fn text(facts: &mut Facts, key: &str, value: &str) {
+    facts.insert(key.to_owned(), ContextValue::String(value.to_owned()));
+}
+
+/// `s3:RequestObjectTag/<key>` for each tag a request sets, and
+/// `s3:RequestObjectTagKeys`.
+fn add_request_tags<'a>(facts: &mut Facts, tags: impl Iterator<Item = (&'a str, &'a str)>) {
+    let mut keys = Vec::new();
+    for (k, v) in tags {
+        text(facts, &format!("{}{k}", policy::REQUEST_TAG), v);
+        keys.push(k.to_owned());
+    }
+    if !keys.is_empty() {
+        facts.insert(
+            "s3:RequestObjectTagKeys".into(),
+            ContextValue::StringList(keys),
+        );
+    }
+}
 
 pub struct HoardAccess {
     users: Arc<Users>,
@@ -236,14 +356,6 @@ impl HoardAccess {
             .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))
     }
 
-    /// Refuses unless `who` holds what `need` asks for on `bucket`.
-    fn require(who: &Principal, bucket: &str, need: Need, op: &str) -> S3Result<()> {
-        if who.permission(bucket).is_some_and(|p| satisfies(p, need)) {
-            return Ok(());
-        }
-        Err(denied(Some(who), bucket, op))
-    }
-
     /// `x-amz-expected-bucket-owner` (and, for copies,
     /// `x-amz-source-expected-bucket-owner`) must name the store's owner, who owns
     /// every bucket: 403 AccessDenied otherwise, as S3 answers a wrong account.
@@ -348,18 +460,179 @@ impl HoardAccess {
         }
     }
 
-    /// A copy's source bucket must be readable by whoever signed the copy.
-    fn check_copy_source(
+    /// A copy's source must be readable by whoever signed the copy: by a grant or
+    /// the source bucket's policy, which may also deny it.
+    async fn check_copy_source<T: Sync>(
         &self,
-        creds: Option<&s3s::auth::Credentials>,
+        req: &S3Request<T>,
         source: &CopySource,
         op: &str,
     ) -> S3Result<()> {
-        let who = self.principal(creds)?;
-        match source {
-            CopySource::Bucket { bucket, .. } => Self::require(&who, bucket, Need::Read, op),
-            _ => Err(s3_error!(AccessDenied, "Access Denied")),
+        let who = self.principal(req.credentials.as_ref())?;
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
+            return Err(denied(Some(&who), "", op));
+        };
+        let granted = who
+            .permission(bucket)
+            .is_some_and(|p| satisfies(p, Need::Read));
+        let Some(policy) = self.policy_of(bucket).await? else {
+            return match granted {
+                true => Ok(()),
+                false => Err(denied(Some(&who), bucket, op)),
+            };
+        };
+        let view = RequestView {
+            op: "GetObject",
+            uri: &req.uri,
+            headers: &req.headers,
+            connection: req.extensions.get::<Connection>().copied(),
+        };
+        let version = version_id.as_deref();
+        let facts = self
+            .facts(&view, Some(&who), &policy, bucket, Some(key), version)
+            .await?;
+        let verdict = policy.judge(Some(&self.users.arn(&who)), facts).verdict(
+            &policy::action_of("GetObject", version.is_some()),
+            &policy::resource_arn(bucket, Some(key)),
+        );
+        match verdict {
+            Verdict::Allow => Ok(()),
+            Verdict::Silent if granted => Ok(()),
+            _ => Err(denied(Some(&who), bucket, op)),
         }
+    }
+
+    /// The bucket's policy, if it has one.
+    async fn policy_of(&self, bucket: &str) -> S3Result<Option<BucketPolicy>> {
+        policy::load(&self.meta, bucket)
+            .await
+            .map_err(|e| crate::s3_error::internal("reading the bucket policy", &e))
+    }
+
+    /// Whether the bucket's public access block restricts its public policy to
+    /// signed principals (RestrictPublicBuckets).
+    async fn restricts(&self, bucket: &str, policy: &BucketPolicy) -> S3Result<bool> {
+        if !policy.is_public() {
+            return Ok(false);
+        }
+        let block: Option<acl::PublicAccessBlock> =
+            acl::load_doc(&self.meta, bucket, BucketConfigKind::PublicAccessBlock)
+                .await
+                .map_err(|e| crate::s3_error::internal("reading the public access block", &e))?;
+        Ok(block.is_some_and(|b| b.restrict_public_buckets))
+    }
+
+    /// The facts a request brings to a policy's conditions: who, from where, over
+    /// what; its headers and listing parameters; the tags it sets; the tags of the
+    /// version it names when the policy asks about them.
+    async fn facts(
+        &self,
+        view: &RequestView<'_>,
+        who: Option<&Principal>,
+        policy: &BucketPolicy,
+        bucket: &str,
+        key: Option<&str>,
+        version: Option<&str>,
+    ) -> S3Result<Facts> {
+        let mut f = self.request_facts(view, who);
+        if let Some(key) = key
+            && policy.conditions_name(policy::EXISTING_TAG)
+        {
+            match self
+                .meta
+                .get_version(bucket, key, version.map(str::to_owned))
+                .await
+            {
+                Ok(Some(rec)) if !rec.delete_marker => {
+                    for (k, v) in &rec.tags {
+                        text(&mut f, &format!("{}{k}", policy::EXISTING_TAG), v);
+                    }
+                }
+                Ok(_) | Err(MetaError::NoSuchVersion) => {}
+                Err(e) => return Err(meta_error(e)),
+            }
+        }
+        Ok(f)
+    }
+
+    fn request_facts(&self, view: &RequestView<'_>, who: Option<&Principal>) -> Facts {
+        let mut f = Facts::new();
+        if let Some(c) = view.connection {
+            f.insert(
+                "aws:SecureTransport".into(),
+                ContextValue::Boolean(c.secure),
+            );
+            text(
+                &mut f,
+                "aws:SourceIp",
+                &c.peer.ip().to_canonical().to_string(),
+            );
+        }
+        let now = time::OffsetDateTime::now_utc();
+        if let Ok(t) = now.format(&time::format_description::well_known::Rfc3339) {
+            text(&mut f, "aws:CurrentTime", &t);
+        }
+        f.insert(
+            "aws:EpochTime".into(),
+            ContextValue::Number(now.unix_timestamp() as f64),
+        );
+        let header = |name: &str| view.headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(agent) = header("user-agent") {
+            text(&mut f, "aws:UserAgent", agent);
+        }
+        for (name, key) in HEADER_FACTS {
+            if let Some(v) = header(name) {
+                text(&mut f, key, v);
+            }
+        }
+        match who {
+            None => text(&mut f, "aws:PrincipalType", "Anonymous"),
+            Some(w) => {
+                text(&mut f, "aws:PrincipalArn", &self.users.arn(w));
+                text(&mut f, "aws:PrincipalAccount", self.users.account_id());
+                text(&mut f, "aws:userid", &self.users.canonical_id(w));
+                match w {
+                    Principal::Root => text(&mut f, "aws:PrincipalType", "Account"),
+                    Principal::User(_) => {
+                        text(&mut f, "aws:PrincipalType", "User");
+                        text(&mut f, "aws:username", w.name());
+                    }
+                }
+                let presigned = query_value(view.uri, "X-Amz-Credential").is_some();
+                let auth = if presigned {
+                    "REST-QUERY-STRING"
+                } else {
+                    "REST-HEADER"
+                };
+                text(&mut f, "s3:authType", auth);
+                text(&mut f, "s3:signatureversion", "AWS4-HMAC-SHA256");
+            }
+        }
+        let listing = view.op.starts_with("List");
+        for (name, value) in query_pairs(view.uri) {
+            match name.as_str() {
+                "versionId" => text(&mut f, "s3:VersionId", &value),
+                "prefix" | "delimiter" if listing => text(&mut f, &format!("s3:{name}"), &value),
+                "max-keys" | "max-uploads" if listing => {
+                    if let Ok(n) = value.parse::<f64>() {
+                        f.insert("s3:max-keys".into(), ContextValue::Number(n));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(tagging) = header("x-amz-tagging") {
+            let tags: Vec<(String, String)> = form_urlencoded::parse(tagging.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            add_request_tags(&mut f, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        f
     }
 }
 
@@ -367,6 +640,7 @@ impl HoardAccess {
 impl S3Access for HoardAccess {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         check_scope(cx.uri(), cx.headers(), &self.region)?;
+        let connection = cx.extensions_mut().get::<Connection>().copied();
         let who = match cx.credentials() {
             Some(c) => Some(self.principal(Some(c))?),
             None => None,
@@ -396,17 +670,65 @@ impl S3Access for HoardAccess {
                 "The bucket is a read-only replica; only replication writes to it."
             ));
         }
-        if let Some(w) = &who
-            && w.permission(bucket).is_some_and(|p| satisfies(p, need))
-        {
+        let granted = who
+            .as_ref()
+            .is_some_and(|w| w.permission(bucket).is_some_and(|p| satisfies(p, need)));
+        let exempt = who.as_ref().is_some_and(|w| w.is_admin()) && mends_policy(op);
+        let policy = match exempt {
+            true => None,
+            false => self.policy_of(bucket).await?,
+        };
+        let mut verdict = Verdict::Silent;
+        if let Some(policy) = policy {
+            let principal = who.as_ref().map(|w| self.users.arn(w));
+            let view = RequestView {
+                op,
+                uri: cx.uri(),
+                headers: cx.headers(),
+                connection,
+            };
+            let version = query_value(view.uri, "versionId");
+            let facts = self
+                .facts(&view, who.as_ref(), &policy, bucket, key, version)
+                .await?;
+            if judged_after_parsing(op) {
+                if who.is_none() {
+                    self.check_anonymous(bucket, op, cx.uri()).await?;
+                }
+                let allowed_otherwise = granted
+                    || self
+                        .acl_allows(who.as_ref(), bucket, key, op, cx.uri())
+                        .await?;
+                cx.extensions_mut().insert(PolicyGate {
+                    policy,
+                    principal,
+                    facts,
+                    allowed_otherwise,
+                });
+                return Ok(());
+            }
+            let action = policy::action_of(op, version.is_some());
+            verdict = policy
+                .judge(principal.as_deref(), facts)
+                .verdict(&action, &policy::resource_arn(bucket, key));
+            if verdict == Verdict::Deny {
+                return Err(denied(who.as_ref(), bucket, op));
+            }
+            if verdict == Verdict::Allow && who.is_none() && self.restricts(bucket, &policy).await?
+            {
+                verdict = Verdict::Silent;
+            }
+        }
+        if granted {
             return Ok(());
         }
         if who.is_none() {
             self.check_anonymous(bucket, op, cx.uri()).await?;
         }
-        if self
-            .acl_allows(who.as_ref(), bucket, key, op, cx.uri())
-            .await?
+        if verdict == Verdict::Allow
+            || self
+                .acl_allows(who.as_ref(), bucket, key, op, cx.uri())
+                .await?
         {
             return Ok(());
         }
@@ -414,19 +736,68 @@ impl S3Access for HoardAccess {
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
-        self.check_copy_source(
-            req.credentials.as_ref(),
-            &req.input.copy_source,
-            "CopyObject",
-        )
+        self.check_copy_source(req, &req.input.copy_source, "CopyObject")
+            .await
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
-        self.check_copy_source(
-            req.credentials.as_ref(),
-            &req.input.copy_source,
-            "UploadPartCopy",
-        )
+        self.check_copy_source(req, &req.input.copy_source, "UploadPartCopy")
+            .await
+    }
+
+    async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        let Some(gate) = req.extensions.remove::<PolicyGate>() else {
+            return Ok(());
+        };
+        let judge = gate.policy.judge(gate.principal.as_deref(), gate.facts);
+        let input = &mut req.input;
+        let bucket = &input.bucket;
+        let mut refused = Vec::new();
+        input.delete.objects.retain(|o| {
+            let action = policy::action_of("DeleteObject", o.version_id.is_some());
+            let allowed = match judge.verdict(&action, &policy::resource_arn(bucket, Some(&o.key)))
+            {
+                Verdict::Deny => false,
+                Verdict::Allow => true,
+                Verdict::Silent => gate.allowed_otherwise,
+            };
+            if !allowed {
+                refused.push((o.key.clone(), o.version_id.clone()));
+            }
+            allowed
+        });
+        if !refused.is_empty() {
+            tracing::info!(bucket = %input.bucket, keys = refused.len(), "deletes refused by the bucket policy");
+            req.extensions.insert(policy::DeniedDeletes(refused));
+        }
+        Ok(())
+    }
+
+    async fn put_object_tagging(&self, req: &mut S3Request<PutObjectTaggingInput>) -> S3Result<()> {
+        let Some(gate) = req.extensions.remove::<PolicyGate>() else {
+            return Ok(());
+        };
+        let i = &req.input;
+        let mut facts = gate.facts;
+        add_request_tags(
+            &mut facts,
+            i.tagging.tag_set.iter().map(|t| {
+                (
+                    t.key.as_deref().unwrap_or_default(),
+                    t.value.as_deref().unwrap_or_default(),
+                )
+            }),
+        );
+        let action = policy::action_of("PutObjectTagging", i.version_id.is_some());
+        let verdict = gate
+            .policy
+            .judge(gate.principal.as_deref(), facts)
+            .verdict(&action, &policy::resource_arn(&i.bucket, Some(&i.key)));
+        match verdict {
+            Verdict::Allow => Ok(()),
+            Verdict::Silent if gate.allowed_otherwise => Ok(()),
+            _ => Err(denied(None, &i.bucket, "PutObjectTagging")),
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub mod meta;
 pub mod metrics;
 pub mod names;
 pub mod pace;
+pub mod policy;
 pub mod profile;
 pub mod repair;
 pub mod replication;

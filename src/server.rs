@@ -750,7 +750,14 @@ async fn serve_connection(
 ) {
     let interim = Continue::default();
     let flag = interim.clone();
-    let svc = hyper::service::service_fn(move |req| node.clone().handle(req, flag.clone()));
+    let connection = crate::access::Connection {
+        peer,
+        secure: acceptor.is_some(),
+    };
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(connection);
+        node.clone().handle(req, flag.clone())
+    });
     let result = match acceptor {
         Some(acceptor) => {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

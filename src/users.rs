@@ -107,6 +107,19 @@ pub fn user_canonical_id(name: &str) -> String {
     hex::encode(&h.finalize().as_bytes()[..16])
 }
 
+/// The store's 12-digit account id, as bucket policies' principal ARNs name it:
+/// derived from the owner's canonical id.
+fn account_id_of(owner_id: &str) -> String {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&blake3::hash(owner_id.as_bytes()).as_bytes()[..8]);
+    format!("{:012}", u64::from_le_bytes(first) % 1_000_000_000_000)
+}
+
+/// A user's ARN in bucket policies: `arn:aws:iam::<account>:user/<name>`.
+pub fn user_arn(account_id: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account_id}:user/{name}")
+}
+
 /// The SigV4 secret lookup s3s calls for every signed request.
 pub struct KeyLookup(pub Arc<Users>);
 
@@ -137,12 +150,16 @@ pub struct UserInfo {
     /// The id S3 ACLs name the user by.
     #[serde(default)]
     pub canonical_id: String,
+    /// The ARN bucket policies name the user by.
+    #[serde(default)]
+    pub arn: String,
 }
 
 impl UserInfo {
-    fn new(name: String, rec: UserRecord) -> UserInfo {
+    fn new(name: String, rec: UserRecord, account_id: &str) -> UserInfo {
         UserInfo {
             canonical_id: user_canonical_id(&name),
+            arn: user_arn(account_id, &name),
             name,
             access_key: rec.access_key,
             enabled: rec.enabled,
@@ -169,6 +186,8 @@ pub struct Users {
     root: Credentials,
     /// The owner's canonical id, derived from root's access key.
     owner_id: String,
+    /// The store's account id in policy ARNs, derived from `owner_id`.
+    account_id: String,
     /// Access key -> user, for every stored user (enabled or not).
     directory: RwLock<HashMap<String, Arc<Entry>>>,
     /// Serialises changes: row write, then directory update.
@@ -186,10 +205,12 @@ impl Users {
                 .ok_or_else(|| UsersError::WrongKey(name.clone()))?;
             directory.insert(rec.access_key.clone(), Arc::new(entry(name, secret, &rec)));
         }
+        let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
         Ok(Users {
             meta,
             secrets,
-            owner_id: hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]),
+            account_id: account_id_of(&owner_id),
+            owner_id,
             root,
             directory: RwLock::new(directory),
             changes: tokio::sync::Mutex::new(()),
@@ -224,6 +245,36 @@ impl Users {
         }
     }
 
+    /// The store's account id, as policies' principal ARNs name it.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// The ARN bucket policies know `who` by: the account's root, or a user's.
+    pub fn arn(&self, who: &Principal) -> String {
+        match who {
+            Principal::Root => format!("arn:aws:iam::{}:root", self.account_id),
+            Principal::User(u) => user_arn(&self.account_id, &u.name),
+        }
+    }
+
+    /// Whether a user of that name exists (enabled or not).
+    pub fn has_user(&self, name: &str) -> bool {
+        let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        dir.values().any(|u| u.name == name)
+    }
+
+    /// The ARN of the principal with canonical id `id`, if it is one.
+    pub fn arn_of_canonical_id(&self, id: &str) -> Option<String> {
+        if id == self.owner_id {
+            return Some(self.arn(&Principal::Root));
+        }
+        let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        dir.values()
+            .find(|u| user_canonical_id(&u.name) == id)
+            .map(|u| user_arn(&self.account_id, &u.name))
+    }
+
     /// The display name of the principal with canonical id `id`, if it is one.
     pub fn display_name_of(&self, id: &str) -> Option<String> {
         if id == self.owner_id {
@@ -252,7 +303,7 @@ impl Users {
             .users()
             .await?
             .into_iter()
-            .map(|(name, r)| UserInfo::new(name, r))
+            .map(|(name, r)| UserInfo::new(name, r, &self.account_id))
             .collect())
     }
 
@@ -315,7 +366,7 @@ impl Users {
             })
             .await?;
         tracing::info!(user = name, bucket, permission = ?permission, "grant changed");
-        Ok(UserInfo::new(name.to_owned(), rec))
+        Ok(UserInfo::new(name.to_owned(), rec, &self.account_id))
     }
 
     pub async fn remove(&self, name: &str) -> UsersResult<()> {

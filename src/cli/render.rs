@@ -224,6 +224,7 @@ pub fn render_users(users: &[UserInfo]) -> String {
                     grants.join(" ")
                 },
                 u.canonical_id.clone(),
+                u.arn.clone(),
             ]
         })
         .collect();
@@ -234,6 +235,7 @@ pub fn render_users(users: &[UserInfo]) -> String {
             "state",
             "grants",
             "canonical id (ACLs)",
+            "ARN (bucket policies)",
         ],
         &[],
         rows,

@@ -289,23 +289,33 @@ impl HoardS3 {
 
     pub(super) async fn delete_objects_impl(
         &self,
-        req: S3Request<DeleteObjectsInput>,
+        mut req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let lock = self.lock_check(
             req.credentials.as_ref(),
             &req.input.bucket,
             req.input.bypass_governance_retention.unwrap_or(false),
         );
+        let refused = req
+            .extensions
+            .remove::<crate::policy::DeniedDeletes>()
+            .unwrap_or_default()
+            .0;
         let i = req.input;
         let objects = i.delete.objects;
-        if objects.is_empty() || objects.len() > MAX_DELETE_KEYS {
+        let count = objects.len() + refused.len();
+        if count == 0 || count > MAX_DELETE_KEYS {
             return Err(s3_error!(
                 MalformedXML,
                 "The XML you provided was not well-formed or did not validate against our published schema"
             ));
         }
         let quiet = i.delete.quiet.unwrap_or(false);
-        let mut errors = Vec::new();
+        let denied = s3_error!(AccessDenied, "Access Denied");
+        let mut errors: Vec<Error> = refused
+            .into_iter()
+            .map(|(key, version)| key_error(key, version, &denied))
+            .collect();
         let mut targets = Vec::with_capacity(objects.len());
         for o in objects {
             match delete_target(&o) {

@@ -15,6 +15,7 @@ mod list;
 mod lock;
 mod multipart;
 mod object;
+mod policy;
 mod replication;
 mod sosapi;
 mod versioning;
@@ -615,6 +616,41 @@ impl S3 for HoardS3 {
         req: S3Request<GetObjectAclInput>,
     ) -> S3Result<S3Response<GetObjectAclOutput>> {
         self.observe("GetObjectAcl", self.get_object_acl_impl(req))
+            .await
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        self.observe("PutBucketPolicy", self.put_bucket_policy_impl(req))
+            .await
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        self.observe("GetBucketPolicy", self.get_bucket_policy_impl(req))
+            .await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        self.observe(
+            "GetBucketPolicyStatus",
+            self.get_bucket_policy_status_impl(req),
+        )
+        .await
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.observe("DeleteBucketPolicy", self.delete_bucket_policy_impl(req))
             .await
     }
 

@@ -189,6 +189,30 @@ s3api_acl() {
   [ "$(code e2e-acl/open)" = 200 ]
   aws s3 rm --recursive s3://e2e-acl && aws s3 rb s3://e2e-acl
 }
+s3api_policy() {
+  local code
+  code() { curl -s -o /dev/null -w '%{http_code}' "http://$ADDR/$1"; }
+  aws s3 mb s3://e2e-policy
+  aws s3 cp "$WORK/small.bin" s3://e2e-policy/pub/file
+  aws s3 cp "$WORK/small.bin" s3://e2e-policy/keep/file
+  cat >"$WORK/policy.json" <<'JSON'
+{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::e2e-policy/pub/*"},
+ {"Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::e2e-policy/keep/*"}]}
+JSON
+  sed 's/s3:GetObject/s3:GetObjekt/' "$WORK/policy.json" >"$WORK/bad-policy.json"
+  ! aws s3api put-bucket-policy --bucket e2e-policy --policy "file://$WORK/bad-policy.json" 2>"$WORK/policy.err"
+  grep -q MalformedPolicy "$WORK/policy.err"
+  aws s3api put-bucket-policy --bucket e2e-policy --policy "file://$WORK/policy.json"
+  aws s3api get-bucket-policy --bucket e2e-policy --query Policy --output text | grep -q 'e2e-policy/keep'
+  [ "$(aws s3api get-bucket-policy-status --bucket e2e-policy --query PolicyStatus.IsPublic --output text)" = True ]
+  [ "$(code e2e-policy/pub/file)" = 200 ] && [ "$(code e2e-policy/keep/file)" = 403 ]
+  ! aws s3 rm s3://e2e-policy/keep/file 2>"$WORK/policy.err"
+  grep -q AccessDenied "$WORK/policy.err"
+  aws s3api delete-bucket-policy --bucket e2e-policy
+  [ "$(code e2e-policy/pub/file)" = 403 ]
+  aws s3 rm --recursive s3://e2e-policy && aws s3 rb s3://e2e-policy
+}
 quota_refusal() {
   aws s3 mb s3://e2e-quota
   "$HOARD" quota set --bucket e2e-quota 1MiB --endpoint "http://$ADDR"
@@ -224,6 +248,7 @@ step_fn "s3api get-object-attributes" s3api_attributes
 step_fn "s3api lifecycle: put, get, transitions refused, a pass keeps a fresh upload, delete" s3api_lifecycle
 step_fn "s3api cors: put, get, curl preflights allowed and refused, bad method refused, delete" s3api_cors
 step_fn "s3api acl: public-read bucket and object read by curl, private refused, put-object-acl, bad canned ACL, IgnorePublicAcls" s3api_acl
+step_fn "s3api policy: validated, public read of a prefix by curl, Deny over root's delete, status, deleted" s3api_policy
 step_fn "s3api: an operation hoard does not implement is NotImplemented" s3api_not_implemented
 step_fn "s3api multipart: create, upload-part, list-parts, list-multipart-uploads, complete, part-number" s3api_multipart
 step_fn "s3api abort-multipart-upload" s3api_abort

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """End-to-end: boto3 setting a bucket's controls as web consoles and backup tools do:
 lifecycle rules (keep N days of versions), CORS rules and the preflight a browser
-sends, ACLs with what they make public, and ownership controls.
+sends, ACLs with what they make public, ownership controls, and bucket policies.
 
 usage: boto3_controls.py ENDPOINT ACCESS_KEY SECRET_KEY
 Prints one PASS/FAIL line per step and "N passed, M failed"; exits 1 on any failure.
 """
+import json
 import sys
 import urllib.error
 import urllib.request
@@ -125,10 +126,45 @@ def acls():
     c.delete_bucket(Bucket=A)
 
 
+def policies():
+    P = "boto3-policy"
+    c.create_bucket(Bucket=P)
+    for key in ("public/readme.txt", "keep/full.vbk", "private.txt"):
+        c.put_object(Bucket=P, Key=key, Body=key.encode())
+    assert error_code(lambda: c.get_bucket_policy(Bucket=P)) == "NoSuchBucketPolicy"
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "PublicReadme", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{P}/public/*"},
+        {"Sid": "KeepBackups", "Effect": "Deny", "Principal": {"AWS": "*"},
+         "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+         "Resource": f"arn:aws:s3:::{P}/keep/*"}]}
+    bad = dict(doc, Statement=[dict(doc["Statement"][0], Action="s3:GetObjet")])
+    assert error_code(lambda: c.put_bucket_policy(Bucket=P, Policy=json.dumps(bad))) == \
+        "MalformedPolicy"
+    c.put_bucket_policy(Bucket=P, Policy=json.dumps(doc))
+    assert json.loads(c.get_bucket_policy(Bucket=P)["Policy"]) == doc
+    assert c.get_bucket_policy_status(Bucket=P)["PolicyStatus"]["IsPublic"] is True
+    assert anonymous_status(f"{P}/public/readme.txt") == 200
+    assert anonymous_status(f"{P}/private.txt") == 403
+    assert error_code(lambda: c.delete_object(Bucket=P, Key="keep/full.vbk")) == "AccessDenied"
+    result = c.delete_objects(Bucket=P, Delete={"Objects": [
+        {"Key": "keep/full.vbk"}, {"Key": "private.txt"}]})
+    assert [e["Key"] for e in result.get("Errors", [])] == ["keep/full.vbk"], result
+    assert [d["Key"] for d in result.get("Deleted", [])] == ["private.txt"], result
+    c.delete_bucket_policy(Bucket=P)
+    assert error_code(lambda: c.get_bucket_policy(Bucket=P)) == "NoSuchBucketPolicy"
+    assert anonymous_status(f"{P}/public/readme.txt") == 403
+    for key in ("public/readme.txt", "keep/full.vbk"):
+        c.delete_object(Bucket=P, Key=key)
+    c.delete_bucket(Bucket=P)
+
+
 step("create bucket", lambda: c.create_bucket(Bucket=B))
 step("lifecycle: keep 14 days and 2 versions, abort stale uploads; validated; deleted", lifecycle)
 step("cors: rules round-trip, preflights allowed and refused, deleted", cors)
 step("acls: canned on PUT, anonymous reads as granted, policy XML, BucketOwnerEnforced", acls)
+step("policies: validated, public read of a prefix, Deny over root's deletes, status, deleted",
+     policies)
 step("delete bucket", lambda: c.delete_bucket(Bucket=B))
 
 finish()
