@@ -689,3 +689,95 @@ async fn a_repeated_completion_gets_the_same_answer() {
     }
     assert!(forgotten, "the completion is remembered for ever");
 }
+
+/// Reads an HTTP answer's status line and headers from a raw connection.
+async fn answer_head(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), conn.read(&mut buf))
+            .await
+            .expect("an answer within 30 s")
+            .unwrap();
+        assert!(n > 0, "the server closed without answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn a_part_resent_while_its_first_send_is_in_flight_is_the_send_that_finishes_last() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start();
+    let c = s.client();
+    c.create_bucket().bucket("resend").send().await.unwrap();
+    let id = create(&c, "resend", "obj").await;
+    let (first, second) = (random_bytes(1, 6 * MIB), random_bytes(2, 6 * MIB));
+    let tail = random_bytes(3, MIB);
+
+    // The first send of part 1 stalls one byte short; a retry of it completes.
+    let path = format!("/resend/obj?partNumber=1&uploadId={id}");
+    let mut slow = start_partial_put(&s, &path, &first, first.len() - 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let retry_etag = upload(&c, "resend", "obj", &id, 1, second.clone()).await;
+    assert_eq!(retry_etag.trim_matches('"'), md5_hex(&second));
+
+    // Then the first send finishes: it is the last one, and it wins.
+    slow.write_all(&first[first.len() - 1..]).await.unwrap();
+    let head = answer_head(&mut slow).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let first_etag = format!("\"{}\"", md5_hex(&first));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("etag: {first_etag}")),
+        "{head}"
+    );
+    let tail_etag = upload(&c, "resend", "obj", &id, 2, tail.clone()).await;
+    let listed = c
+        .list_parts()
+        .bucket("resend")
+        .key("obj")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let etags: Vec<_> = listed.parts().iter().filter_map(|p| p.e_tag()).collect();
+    assert_eq!(etags, [first_etag.as_str(), tail_etag.as_str()]);
+
+    // Complete with the overtaken send's ETag is InvalidPart; with the last one's
+    // it succeeds and the object holds that send's bytes.
+    refused!(
+        c.complete_multipart_upload()
+            .bucket("resend")
+            .key("obj")
+            .upload_id(&id)
+            .multipart_upload(parts(&[(1, &retry_etag), (2, &tail_etag)])),
+        "InvalidPart",
+        400
+    );
+    c.complete_multipart_upload()
+        .bucket("resend")
+        .key("obj")
+        .upload_id(&id)
+        .multipart_upload(parts(&[(1, &first_etag), (2, &tail_etag)]))
+        .send()
+        .await
+        .unwrap();
+    let mut whole = first.clone();
+    whole.extend_from_slice(&tail);
+    assert_eq!(get_bytes(&c, "resend", "obj").await, whole);
+
+    // The overtaken send's chunks are released: a gc leaves only the object's.
+    admin(&s)
+        .gc(false, Some(std::time::Duration::ZERO))
+        .await
+        .unwrap();
+    let unique = stats(&s).await.total.unique_bytes;
+    assert!(
+        unique <= (whole.len() + MIB / 2) as u64,
+        "{unique} unique bytes kept for a {}-byte object",
+        whole.len()
+    );
+    assert_no_panic(&s);
+}

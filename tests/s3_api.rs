@@ -11,9 +11,24 @@ async fn bucket_lifecycle_and_naming_rules() {
     let s = Server::start();
     let c = s.client();
     c.create_bucket().bucket("alpha").send().await.unwrap();
-    let again = c.create_bucket().bucket("alpha").send().await.unwrap_err();
-    assert_eq!(code_of(&again), "BucketAlreadyOwnedByYou");
-    assert_eq!(status_of(&again), 409);
+    put_bytes(&c, "alpha", "kept", b"kept".to_vec()).await;
+    // Created again by its owner: 200 OK in us-east-1 (hoard's default region),
+    // with the ACL reset and nothing else touched.
+    c.put_bucket_acl()
+        .bucket("alpha")
+        .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    c.create_bucket().bucket("alpha").send().await.unwrap();
+    let acl = c.get_bucket_acl().bucket("alpha").send().await.unwrap();
+    assert_eq!(
+        acl.grants().len(),
+        1,
+        "only the owner's FULL_CONTROL is left"
+    );
+    assert_eq!(get_bytes(&c, "alpha", "kept").await, b"kept");
+    delete_keys(&c, "alpha", &["kept"]).await;
     for bad in ["ab", "Upper-Case", "under_score", "-lead"] {
         let e = c.create_bucket().bucket(bad).send().await.unwrap_err();
         assert_eq!(status_of(&e), 400, "{bad}");
@@ -825,5 +840,45 @@ async fn plain_chunked_puts_are_stored_and_aws_chunked_is_not_an_encoding() {
     );
     let (ok, out) = cli(&s, &["verify"]);
     assert!(ok, "{out}");
+    assert_no_panic(&s);
+}
+
+#[tokio::test]
+async fn a_taken_bucket_name_is_bucket_already_exists_and_regions_other_than_us_east_1_refuse_a_second_create()
+ {
+    let s = Server::start();
+    let c = s.client();
+    let alice = client_as(&s, &add_user(&s, "alice", &["*=admin"]));
+    let bob = client_as(&s, &add_user(&s, "bob", &["*=admin"]));
+    alice.create_bucket().bucket("alices").send().await.unwrap();
+    refused!(
+        bob.create_bucket().bucket("alices"),
+        "BucketAlreadyExists",
+        409
+    );
+    alice.create_bucket().bucket("alices").send().await.unwrap();
+    c.create_bucket().bucket("alices").send().await.unwrap();
+    c.create_bucket().bucket("roots").send().await.unwrap();
+    refused!(
+        alice.create_bucket().bucket("roots"),
+        "BucketAlreadyExists",
+        409
+    );
+    drop(s);
+
+    let s = Server::start_with(&["--region", "eu-west-1"]);
+    let c = aws_sdk_s3::Client::from_conf(
+        s.client()
+            .config()
+            .to_builder()
+            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+            .build(),
+    );
+    c.create_bucket().bucket("euro").send().await.unwrap();
+    refused!(
+        c.create_bucket().bucket("euro"),
+        "BucketAlreadyOwnedByYou",
+        409
+    );
     assert_no_panic(&s);
 }

@@ -24,16 +24,19 @@ pub enum BucketConfigKind {
     PublicAccessBlock,
     Ownership,
     Policy,
+    /// The name of the principal who created the bucket (`root` for root).
+    Creator,
 }
 
 impl BucketConfigKind {
-    const ALL: [BucketConfigKind; 6] = [
+    const ALL: [BucketConfigKind; 7] = [
         BucketConfigKind::Lifecycle,
         BucketConfigKind::Cors,
         BucketConfigKind::Acl,
         BucketConfigKind::PublicAccessBlock,
         BucketConfigKind::Ownership,
         BucketConfigKind::Policy,
+        BucketConfigKind::Creator,
     ];
 
     fn name(self) -> &'static str {
@@ -44,6 +47,7 @@ impl BucketConfigKind {
             BucketConfigKind::PublicAccessBlock => "public-access-block",
             BucketConfigKind::Ownership => "ownership",
             BucketConfigKind::Policy => "policy",
+            BucketConfigKind::Creator => "creator",
         }
     }
 }

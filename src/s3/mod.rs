@@ -29,7 +29,7 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use crate::config::Config;
 use crate::ingest::{Ingest, IngestError};
-use crate::meta::{BucketRecord, MetaError, MetaStore};
+use crate::meta::{BucketConfigKind, BucketRecord, MetaError, MetaStore};
 use crate::metrics::Metrics;
 use crate::names::RESERVED_BUCKETS;
 use crate::retrieve::{Retrieve, RetrieveError};
@@ -112,6 +112,43 @@ impl HoardS3 {
             display_name: Some(crate::users::OWNER_DISPLAY_NAME.into()),
             id: Some(self.owner_id.clone()),
         }
+    }
+
+    /// CreateBucket of a name that exists. Its creator (root, who owns every
+    /// bucket, counts as each one's creator too) gets what S3 answers an owner:
+    /// in us-east-1 200 OK with the bucket's ACL reset to the request's, elsewhere
+    /// 409 BucketAlreadyOwnedByYou. Anyone else gets 409 BucketAlreadyExists.
+    async fn create_existing_bucket(
+        &self,
+        name: &str,
+        requester: &str,
+        acl: Option<crate::meta::Acl>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let creator = self
+            .meta
+            .bucket_config(name, BucketConfigKind::Creator)
+            .await
+            .map_err(meta_error)?
+            .map_or_else(
+                || "root".to_owned(),
+                |b| String::from_utf8_lossy(&b).into_owned(),
+            );
+        if requester != "root" && requester != creator {
+            tracing::info!(bucket = %name, requester, creator, "bucket name taken by another user");
+            return Err(s3_error!(
+                BucketAlreadyExists,
+                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+            ));
+        }
+        if self.cfg.region != "us-east-1" {
+            return Err(meta_error(MetaError::BucketExists));
+        }
+        self.check_acl_allowed(name, acl.as_ref()).await?;
+        self.set_bucket_acl(name, acl).await?;
+        tracing::info!(bucket = %name, "bucket created again by its owner: ACL reset");
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        }))
     }
 
     pub(crate) async fn bucket(&self, name: &str) -> S3Result<BucketRecord> {
@@ -235,8 +272,24 @@ impl S3 for HoardS3 {
             http::StatusCode::BAD_REQUEST,
         ));
             }
+            let creator = req
+                .credentials
+                .as_ref()
+                .and_then(|c| self.users.principal(&c.access_key))
+                .map_or_else(|| "root".to_owned(), |p| p.name().to_owned());
+            match self.meta.create_bucket(&name, rec).await {
+                Ok(()) => {}
+                Err(MetaError::BucketExists) => {
+                    return self.create_existing_bucket(&name, &creator, acl).await;
+                }
+                Err(e) => return Err(meta_error(e)),
+            }
             self.meta
-                .create_bucket(&name, rec)
+                .set_bucket_config(
+                    &name,
+                    BucketConfigKind::Creator,
+                    Some(creator.into_bytes()),
+                )
                 .await
                 .map_err(meta_error)?;
             if let Some(o) = ownership {
