@@ -105,6 +105,18 @@ impl ChecksumSet {
         }
     }
 
+    /// This set and `alg` too.
+    pub fn and(self, alg: &str) -> ChecksumSet {
+        let one = ChecksumSet::of(alg);
+        ChecksumSet {
+            crc32: self.crc32 || one.crc32,
+            crc32c: self.crc32c || one.crc32c,
+            crc64nvme: self.crc64nvme || one.crc64nvme,
+            sha1: self.sha1 || one.sha1,
+            sha256: self.sha256 || one.sha256,
+        }
+    }
+
     pub fn hasher(&self) -> s3s::checksum::ChecksumHasher {
         use s3s::crypto::{Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
         s3s::checksum::ChecksumHasher {

@@ -296,6 +296,11 @@ impl Node {
             .map(|(origin, bucket)| (origin.to_owned(), bucket, req.method().clone()));
         let idle = Duration::from_secs(self.cfg.body_idle_timeout_secs.max(1));
         let unknown_length = is_chunked_upload(&req);
+        let attributes = req.method() == http::Method::GET
+            && req.uri().query().is_some_and(|q| {
+                q.split('&')
+                    .any(|kv| kv == "attributes" || kv.starts_with("attributes="))
+            });
         let req = req.map(|b| {
             let body = IdleTimeout::new(b, idle);
             Body::http_body(if unknown_length {
@@ -307,6 +312,9 @@ impl Node {
         let mut resp = self.s3.call(req).await;
         if let Ok(r) = &mut resp {
             escape_carriage_returns(r);
+            if attributes && r.status().is_success() {
+                unquote_etag(r);
+            }
             // An error may be answered before the body was read (a quota, a size
             // limit); the connection then carries unread bytes and cannot serve the
             // client's next request, so tell the client not to reuse it.
@@ -399,6 +407,23 @@ fn escape_carriage_returns(r: &mut Response<Body>) {
         http::HeaderValue::from(escaped.len()),
     );
     *r.body_mut() = Body::from(escaped);
+}
+
+/// GetObjectAttributes answers its ETag unquoted, as S3 does (s3s quotes every ETag
+/// it writes).
+fn unquote_etag(r: &mut Response<Body>) {
+    let Some(body) = r.body().bytes() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&body);
+    let fixed = text
+        .replacen("<ETag>\"", "<ETag>", 1)
+        .replacen("\"</ETag>", "</ETag>", 1);
+    r.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(fixed.len()),
+    );
+    *r.body_mut() = Body::from(fixed.into_bytes());
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Body> {

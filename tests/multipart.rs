@@ -781,3 +781,211 @@ async fn a_part_resent_while_its_first_send_is_in_flight_is_the_send_that_finish
     );
     assert_no_panic(&s);
 }
+
+/// The base64 CRC S3 reports for `data` in `alg`.
+fn crc_of(alg: &aws_sdk_s3::types::ChecksumAlgorithm, data: &[u8]) -> String {
+    use aws_sdk_s3::types::ChecksumAlgorithm as A;
+    use base64::Engine as _;
+    use crc_fast::CrcAlgorithm as C;
+    let (algorithm, width) = match alg {
+        A::Crc32 => (C::Crc32IsoHdlc, 4),
+        A::Crc32C => (C::Crc32Iscsi, 4),
+        _ => (C::Crc64Nvme, 8),
+    };
+    let v = crc_fast::checksum(algorithm, data);
+    base64::engine::general_purpose::STANDARD.encode(&v.to_be_bytes()[8 - width..])
+}
+
+#[tokio::test]
+async fn full_object_crcs_combine_the_parts_and_object_attributes_page_the_parts_checksums() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm as A, ChecksumMode, ChecksumType, ObjectAttributes};
+    let s = Server::start();
+    let c = s.client();
+    c.create_bucket().bucket("whole").send().await.unwrap();
+    let sizes = [5 * MIB, 5 * MIB, MIB + 7];
+    for (alg, asked) in [
+        (A::Crc32, Some(ChecksumType::FullObject)),
+        (A::Crc32C, Some(ChecksumType::FullObject)),
+        (A::Crc64Nvme, None),
+    ] {
+        let key = format!("obj-{}", alg.as_str());
+        let created = c
+            .create_multipart_upload()
+            .bucket("whole")
+            .key(&key)
+            .checksum_algorithm(alg.clone())
+            .set_checksum_type(asked)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.checksum_type(), Some(&ChecksumType::FullObject));
+        let id = created.upload_id().unwrap();
+        let mut whole = Vec::new();
+        let mut done = Vec::new();
+        for (n, size) in (1..).zip(sizes) {
+            let data = random_bytes(n as u64 * 7, size);
+            let part = c
+                .upload_part()
+                .bucket("whole")
+                .key(&key)
+                .upload_id(id)
+                .part_number(n)
+                .checksum_algorithm(alg.clone())
+                .body(ByteStream::from(data.clone()))
+                .send()
+                .await
+                .unwrap();
+            let etag = part.e_tag().unwrap().to_owned();
+            done.push((n, etag, crc_of(&alg, &data)));
+            whole.extend_from_slice(&data);
+        }
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                done.iter()
+                    .map(|(n, e, _)| CompletedPart::builder().part_number(*n).e_tag(e).build())
+                    .collect(),
+            ))
+            .build();
+        let expected = crc_of(&alg, &whole);
+        // A completion that states another whole-object CRC is refused.
+        let wrong = c
+            .complete_multipart_upload()
+            .bucket("whole")
+            .key(&key)
+            .upload_id(id)
+            .multipart_upload(completed.clone());
+        let wrong = match alg {
+            A::Crc32 => wrong.checksum_crc32("AAAAAA=="),
+            A::Crc32C => wrong.checksum_crc32_c("AAAAAA=="),
+            _ => wrong.checksum_crc64_nvme("AAAAAAAAAAA="),
+        };
+        refused!(wrong, "BadDigest", 400);
+        let out = c
+            .complete_multipart_upload()
+            .bucket("whole")
+            .key(&key)
+            .upload_id(id)
+            .multipart_upload(completed)
+            .send()
+            .await
+            .unwrap();
+        let answered = [
+            out.checksum_crc32(),
+            out.checksum_crc32_c(),
+            out.checksum_crc64_nvme(),
+        ];
+        assert_eq!(
+            answered.iter().flatten().collect::<Vec<_>>(),
+            [&expected],
+            "{alg:?}"
+        );
+        assert_eq!(out.checksum_type(), Some(&ChecksumType::FullObject));
+
+        let head = c
+            .head_object()
+            .bucket("whole")
+            .key(&key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        let headed = [
+            head.checksum_crc32(),
+            head.checksum_crc32_c(),
+            head.checksum_crc64_nvme(),
+        ];
+        assert_eq!(headed.iter().flatten().collect::<Vec<_>>(), [&expected]);
+        assert_eq!(head.checksum_type(), Some(&ChecksumType::FullObject));
+
+        // GetObjectAttributes: the object's checksum, and its parts' a page at a time.
+        let mut marker = None;
+        let mut seen = Vec::new();
+        loop {
+            let attrs = c
+                .get_object_attributes()
+                .bucket("whole")
+                .key(&key)
+                .object_attributes(ObjectAttributes::Checksum)
+                .object_attributes(ObjectAttributes::ObjectParts)
+                .object_attributes(ObjectAttributes::Etag)
+                .max_parts(2)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(attrs.e_tag(), Some(out.e_tag().unwrap().trim_matches('"')));
+            let sum = attrs.checksum().unwrap();
+            assert_eq!(sum.checksum_type(), Some(&ChecksumType::FullObject));
+            let parts = attrs.object_parts().unwrap();
+            assert_eq!(parts.total_parts_count(), Some(3));
+            for p in parts.parts() {
+                let v = [
+                    p.checksum_crc32(),
+                    p.checksum_crc32_c(),
+                    p.checksum_crc64_nvme(),
+                ];
+                let v = v.iter().flatten().next().map(|v| v.to_string());
+                seen.push((p.part_number().unwrap(), v.unwrap_or_default()));
+            }
+            if parts.is_truncated() != Some(true) {
+                break;
+            }
+            marker = parts.next_part_number_marker().map(str::to_owned);
+        }
+        let wanted: Vec<_> = done.iter().map(|(n, _, crc)| (*n, crc.clone())).collect();
+        assert_eq!(seen, wanted, "{alg:?}");
+    }
+
+    // SHA256 multipart checksums are COMPOSITE: a checksum of checksums, then -N.
+    let id = c
+        .create_multipart_upload()
+        .bucket("whole")
+        .key("sha")
+        .checksum_algorithm(A::Sha256)
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_owned();
+    let part = c
+        .upload_part()
+        .bucket("whole")
+        .key("sha")
+        .upload_id(&id)
+        .part_number(1)
+        .checksum_algorithm(A::Sha256)
+        .body(ByteStream::from(random_bytes(9, MIB)))
+        .send()
+        .await
+        .unwrap();
+    let out = c
+        .complete_multipart_upload()
+        .bucket("whole")
+        .key("sha")
+        .upload_id(&id)
+        .multipart_upload(parts(&[(1, part.e_tag().unwrap())]))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.checksum_sha256().unwrap().ends_with("-1"));
+    assert_eq!(out.checksum_type(), Some(&ChecksumType::Composite));
+
+    // Types S3 does not allow with an algorithm, or without one.
+    for (alg, t) in [
+        (Some(A::Sha256), ChecksumType::FullObject),
+        (Some(A::Crc64Nvme), ChecksumType::Composite),
+        (None, ChecksumType::FullObject),
+    ] {
+        refused!(
+            c.create_multipart_upload()
+                .bucket("whole")
+                .key("bad")
+                .set_checksum_algorithm(alg)
+                .checksum_type(t),
+            "InvalidRequest",
+            400
+        );
+    }
+    assert_no_panic(&s);
+}

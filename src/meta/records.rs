@@ -448,6 +448,10 @@ pub struct ObjectRecord {
     /// (`None`: private). Added in format 4.
     #[serde(default)]
     pub acl: Option<Acl>,
+    /// A multipart object's part checksums (base64, in part order) in the
+    /// algorithm of `checksums`, for GetObjectAttributes. Added in format 5.
+    #[serde(default)]
+    pub part_checksums: Option<Vec<String>>,
 }
 
 /// An S3 access control list: the grants beside the owner's own full control
@@ -502,6 +506,7 @@ impl ObjectRecord {
             tags: Vec::new(),
             lock: None,
             acl: None,
+            part_checksums: None,
         }
     }
 
@@ -549,6 +554,9 @@ pub struct UploadRecord {
     /// The completed object's access control list (added in format 4).
     #[serde(default)]
     pub acl: Option<Acl>,
+    /// `FULL_OBJECT` or `COMPOSITE`, with `checksum_algorithm` (added in format 5).
+    #[serde(default)]
+    pub checksum_type: Option<String>,
 }
 
 /// One uploaded part. Its manifest holds one reference on each chunk it names until
@@ -600,8 +608,9 @@ pub enum EventKind {
 /// Format 2 added versions and tags to object and bucket records; a store written
 /// with format 1 is refused at open (see `MetaStore::open`). Format 3 appended one
 /// optional field to object records (`lock`) and to bucket records (`object_lock`);
-/// format 4 one more to object and upload records (`acl`).
-pub const RECORD_FORMAT: u8 = 4;
+/// format 4 one more to object and upload records (`acl`); format 5 one more to
+/// object records (`part_checksums`) and upload records (`checksum_type`).
+pub const RECORD_FORMAT: u8 = 5;
 /// The oldest format this hoard still reads.
 pub const OLDEST_RECORD_FORMAT: u8 = 2;
 

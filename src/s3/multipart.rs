@@ -108,17 +108,66 @@ fn list_max(v: Option<i32>, what: &str) -> S3Result<usize> {
     }
 }
 
-/// The composite checksum S3 gives a multipart object: the algorithm over the
-/// concatenated binary part checksums, then `-N`. `None` when a part lacks it or the
-/// algorithm has no composite form (CRC64NVME is full-object only).
-fn composite_checksum(alg: &str, parts: &[&PartRecord]) -> Option<String> {
-    if alg == "CRC64NVME" {
-        return None;
+/// A part's checksum in `alg`, if it was sent with one.
+fn part_checksum<'a>(p: &'a PartRecord, alg: &str) -> Option<&'a str> {
+    p.checksums
+        .iter()
+        .find(|(a, _)| a == alg)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The checksum type of an upload in `alg`: the one asked for, as S3 allows it
+/// (FULL_OBJECT for the CRCs, COMPOSITE for all but CRC64NVME), or the algorithm's
+/// default (FULL_OBJECT for CRC64NVME, COMPOSITE for the others).
+fn upload_checksum_type(
+    alg: Option<&str>,
+    asked: Option<&ChecksumType>,
+) -> S3Result<Option<String>> {
+    let Some(alg) = alg else {
+        return match asked {
+            Some(_) => Err(s3_error!(
+                InvalidRequest,
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+            )),
+            None => Ok(None),
+        };
+    };
+    let full = match asked.map(ChecksumType::as_str) {
+        None => alg == "CRC64NVME",
+        Some(ChecksumType::FULL_OBJECT) => true,
+        Some(ChecksumType::COMPOSITE) => false,
+        Some(other) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Value for x-amz-checksum-type header is invalid: {}",
+                other
+            ));
+        }
+    };
+    let (name, allowed) = match full {
+        true => (
+            ChecksumType::FULL_OBJECT,
+            matches!(alg, "CRC32" | "CRC32C" | "CRC64NVME"),
+        ),
+        false => (ChecksumType::COMPOSITE, alg != "CRC64NVME"),
+    };
+    if !allowed {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The {} checksum type cannot be used with the {} checksum algorithm.",
+            name,
+            alg.to_ascii_lowercase()
+        ));
     }
+    Ok(Some(name.to_owned()))
+}
+
+/// The composite checksum S3 gives a multipart object: the algorithm over the
+/// concatenated binary part checksums, then `-N`. `None` when a part lacks it.
+fn composite_checksum(alg: &str, parts: &[&PartRecord]) -> Option<String> {
     let mut hasher = ChecksumSet::of(alg).hasher();
     for p in parts {
-        let (_, v) = p.checksums.iter().find(|(a, _)| a == alg)?;
-        hasher.update(&B64.decode(v).ok()?);
+        hasher.update(&B64.decode(part_checksum(p, alg)?).ok()?);
     }
     let sums = hasher.finalize();
     let v = match alg {
@@ -129,6 +178,59 @@ fn composite_checksum(alg: &str, parts: &[&PartRecord]) -> Option<String> {
         _ => None,
     }?;
     Some(format!("{v}-{}", parts.len()))
+}
+
+/// The full-object CRC of a multipart object: the CRC of the whole body, combined
+/// from the parts' CRCs and sizes. `None` when a part lacks it.
+fn full_object_checksum(alg: &str, parts: &[&PartRecord]) -> Option<String> {
+    let (algorithm, width) = match alg {
+        "CRC32" => (crc_fast::CrcAlgorithm::Crc32IsoHdlc, 4),
+        "CRC32C" => (crc_fast::CrcAlgorithm::Crc32Iscsi, 4),
+        "CRC64NVME" => (crc_fast::CrcAlgorithm::Crc64Nvme, 8),
+        _ => return None,
+    };
+    let mut whole: Option<u64> = None;
+    for p in parts {
+        let bytes = B64.decode(part_checksum(p, alg)?).ok()?;
+        if bytes.len() != width {
+            return None;
+        }
+        let crc = bytes.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b));
+        whole = Some(match whole {
+            None => crc,
+            Some(w) => crc_fast::checksum_combine(algorithm, w, crc, p.size),
+        });
+    }
+    Some(B64.encode(&whole?.to_be_bytes()[8 - width..]))
+}
+
+/// A completion's own checksum of the whole object (`x-amz-checksum-*` on
+/// CompleteMultipartUpload) must be the one computed: 400 BadDigest otherwise.
+fn check_stated_checksum(
+    input: &CompleteMultipartUploadInput,
+    computed: &[(String, String)],
+) -> S3Result<()> {
+    let stated = [
+        ("CRC32", &input.checksum_crc32),
+        ("CRC32C", &input.checksum_crc32c),
+        ("CRC64NVME", &input.checksum_crc64nvme),
+        ("SHA1", &input.checksum_sha1),
+        ("SHA256", &input.checksum_sha256),
+    ];
+    for (alg, value) in stated {
+        let (Some(value), Some((_, ours))) = (value, computed.iter().find(|(a, _)| a == alg))
+        else {
+            continue;
+        };
+        if value != ours {
+            return Err(s3_error!(
+                BadDigest,
+                "The {} you specified did not match the calculated checksum.",
+                alg.to_ascii_lowercase()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// ETag of a multipart object: MD5 of the parts' binary MD5s, then `-N`.
@@ -159,10 +261,13 @@ impl HoardS3 {
             .as_ref()
             .map(|a| checked_algorithm(a.as_str()))
             .transpose()?;
+        let checksum_type =
+            upload_checksum_type(checksum_algorithm.as_deref(), input.checksum_type.as_ref())?;
         let acl = self
             .new_version_acl(&input.bucket, input.acl.as_ref(), &req.headers)
             .await?;
         let rec = UploadRecord {
+            checksum_type: checksum_type.clone(),
             acl,
             initiated_ms: now_ms(),
             headers: stored_headers!(input),
@@ -182,7 +287,7 @@ impl HoardS3 {
             key: Some(input.key.clone()),
             upload_id: Some(upload_id),
             checksum_algorithm: checksum_algorithm.map(ChecksumAlgorithm::from),
-            checksum_type: input.checksum_type.take(),
+            checksum_type: checksum_type.map(ChecksumType::from),
             ..Default::default()
         }))
     }
@@ -199,7 +304,8 @@ impl HoardS3 {
             req.input.key.clone(),
             req.input.upload_id.clone(),
         );
-        self.meta
+        let upload = self
+            .meta
             .get_upload(&bucket, &key, &upload_id)
             .await
             .map_err(meta_error)?;
@@ -214,7 +320,9 @@ impl HoardS3 {
                 body_claims!(&req.input),
                 body,
                 &req,
-                BodyTarget::Part,
+                BodyTarget::Part {
+                    checksum: upload.checksum_algorithm.as_deref(),
+                },
             )
             .await?;
         let manifest = match ingested.body {
@@ -286,12 +394,28 @@ impl HoardS3 {
         let parts = chosen_parts(&chosen, &numbers, &stored)?;
         let size: u64 = parts.iter().map(|p| p.size).sum();
         let etag = multipart_etag(&parts)?;
-        let checksums: Vec<(String, String)> = upload
-            .checksum_algorithm
-            .as_deref()
-            .and_then(|alg| composite_checksum(alg, &parts).map(|v| (alg.to_owned(), v)))
+        let alg = upload.checksum_algorithm.as_deref();
+        let full_object = match upload.checksum_type.as_deref() {
+            Some(t) => t == ChecksumType::FULL_OBJECT,
+            None => alg == Some("CRC64NVME"),
+        };
+        let checksums: Vec<(String, String)> = alg
+            .and_then(|alg| {
+                let v = match full_object {
+                    true => full_object_checksum(alg, &parts),
+                    false => composite_checksum(alg, &parts),
+                };
+                v.map(|v| (alg.to_owned(), v))
+            })
             .into_iter()
             .collect();
+        check_stated_checksum(&input, &checksums)?;
+        let part_checksums = alg.and_then(|alg| {
+            parts
+                .iter()
+                .map(|p| part_checksum(p, alg).map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+        });
         let rec = ObjectRecord {
             size,
             etag: etag.clone(),
@@ -305,6 +429,7 @@ impl HoardS3 {
             tags: upload.tags,
             lock: upload.lock,
             acl: upload.acl,
+            part_checksums,
             data: ObjectData::Parts(
                 parts
                     .iter()
@@ -423,6 +548,15 @@ impl HoardS3 {
             bucket: Some(i.bucket),
             key: Some(i.key),
             upload_id: Some(i.upload_id),
+            checksum_type: upload
+                .checksum_type
+                .or_else(|| {
+                    upload
+                        .checksum_algorithm
+                        .as_ref()
+                        .map(|_| ChecksumType::COMPOSITE.to_owned())
+                })
+                .map(ChecksumType::from),
             checksum_algorithm: upload.checksum_algorithm.map(ChecksumAlgorithm::from),
             initiator: Some(Initiator {
                 display_name: self.owner().display_name,
@@ -558,8 +692,7 @@ fn completion_output(
                 super::list::url_encode(&input.key)
             )),
             e_tag: Some(ETag::Strong(done.etag.clone())),
-            checksum_type: (!done.checksums.is_empty())
-                .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            checksum_type: super::object::checksum_type_of(&done.checksums),
             version_id: super::object::reported_version(&done.version_id),
         }),
     )

@@ -119,6 +119,17 @@ macro_rules! with_checksums {
 }
 pub(super) use with_checksums;
 
+/// The type of an object's checksum as S3 reports it: COMPOSITE for a multipart
+/// object's checksum of checksums (its value ends in `-N`), FULL_OBJECT otherwise.
+pub(super) fn checksum_type_of(sums: &[(String, String)]) -> Option<ChecksumType> {
+    let (_, v) = sums.first()?;
+    Some(ChecksumType::from_static(if v.contains('-') {
+        ChecksumType::COMPOSITE
+    } else {
+        ChecksumType::FULL_OBJECT
+    }))
+}
+
 /// Checks an algorithm name against the ones S3 knows; returns it as S3 spells it.
 pub(super) fn checked_algorithm(a: &str) -> S3Result<String> {
     let a = a.to_ascii_uppercase();
@@ -215,11 +226,13 @@ fn expects_continue(headers: &http::HeaderMap) -> bool {
 }
 
 /// What a received body becomes: an object version of a key (which may stay inline,
-/// and replaces that key's current body) or an upload part (always chunked).
+/// and replaces that key's current body) or an upload part (always chunked; its
+/// checksum in the upload's algorithm computed whether or not the client sends one,
+/// so that the object's checksum can be made of the parts').
 #[derive(Clone, Copy)]
 pub(super) enum BodyTarget<'a> {
     Object { key: &'a str },
-    Part,
+    Part { checksum: Option<&'a str> },
 }
 
 /// A body received through the pipeline with its declarations checked.
@@ -559,9 +572,7 @@ macro_rules! object_output {
             checksum_sha1: get("SHA1"),
             checksum_sha256: get("SHA256"),
             version_id: reported_version(&rec.version_id),
-            checksum_type: (with && !rec.checksums.is_empty()).then(|| ChecksumType::from_static(
-                if rec.parts_count().is_some() { ChecksumType::COMPOSITE } else { ChecksumType::FULL_OBJECT },
-            )),
+            checksum_type: checksum_type_of(&rec.checksums).filter(|_| with),
             $($field: $value,)*
             ..Default::default()
         }
@@ -657,6 +668,7 @@ impl HoardS3 {
             tags,
             lock,
             acl,
+            part_checksums: None,
         };
         let (rec, manifest) = match ingested.body {
             IngestedBody::Inline(d) => (
@@ -685,8 +697,7 @@ impl HoardS3 {
 
         let output = with_checksums!(PutObjectOutput, &rec.checksums, {
             e_tag: Some(ETag::Strong(etag)),
-            checksum_type: (!rec.checksums.is_empty())
-                .then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+            checksum_type: checksum_type_of(&rec.checksums),
             size: Some(rec.size as i64),
             version_id: reported_version(&version_id),
         });
@@ -729,9 +740,9 @@ impl HoardS3 {
                 "Your proposed upload exceeds the maximum allowed object size."
             ));
         }
-        let (key, inline) = match target {
-            BodyTarget::Object { key } => (Some(key), true),
-            BodyTarget::Part => (None, false),
+        let (key, inline, upload_checksum) = match target {
+            BodyTarget::Object { key } => (Some(key), true, None),
+            BodyTarget::Part { checksum } => (None, false, checksum),
         };
         if let Some(n) = claims.content_length.and_then(|n| u64::try_from(n).ok())
             && let Err(e) = self.meta.check_quota(bucket, key, n).await
@@ -751,7 +762,10 @@ impl HoardS3 {
             bucket: bucket.to_owned(),
             chunking: bucket_rec.chunking,
             compression_level: bucket_rec.compression_level,
-            checksums: wanted_checksums(&claims, &req.headers)?,
+            checksums: match upload_checksum {
+                Some(alg) => wanted_checksums(&claims, &req.headers)?.and(alg),
+                None => wanted_checksums(&claims, &req.headers)?,
+            },
             expected_len: claims.content_length.and_then(|n| u64::try_from(n).ok()),
             inline,
         };

@@ -129,6 +129,7 @@ fn record(xml: String, modified_ms: i64) -> ObjectRecord {
         tags: Vec::new(),
         lock: None,
         acl: None,
+        part_checksums: None,
     }
 }
 

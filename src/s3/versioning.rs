@@ -294,12 +294,9 @@ impl HoardS3 {
                 checksum_crc64nvme: get("CRC64NVME"),
                 checksum_sha1: get("SHA1"),
                 checksum_sha256: get("SHA256"),
-                checksum_type: Some(ChecksumType::from_static(if rec.parts_count().is_some() {
-                    ChecksumType::COMPOSITE
-                } else {
-                    ChecksumType::FULL_OBJECT
-                })),
+                checksum_type: super::object::checksum_type_of(&rec.checksums),
             });
+        let part_alg = rec.checksums.first().map(|(a, _)| a.as_str());
         let object_parts = match (&rec.data, wants(ObjectAttributes::OBJECT_PARTS)) {
             (ObjectData::Parts(parts), true) => {
                 let max = i.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
@@ -309,10 +306,18 @@ impl HoardS3 {
                     .enumerate()
                     .skip(after)
                     .take(max)
-                    .map(|(n, p)| ObjectPart {
-                        part_number: Some(n as i32 + 1),
-                        size: Some(p.size as i64),
-                        ..Default::default()
+                    .map(|(n, p)| {
+                        let sum = rec.part_checksums.as_ref().and_then(|s| s.get(n)).cloned();
+                        let of = |alg: &str| sum.clone().filter(|_| part_alg == Some(alg));
+                        ObjectPart {
+                            part_number: Some(n as i32 + 1),
+                            size: Some(p.size as i64),
+                            checksum_crc32: of("CRC32"),
+                            checksum_crc32c: of("CRC32C"),
+                            checksum_crc64nvme: of("CRC64NVME"),
+                            checksum_sha1: of("SHA1"),
+                            checksum_sha256: of("SHA256"),
+                        }
                     })
                     .collect();
                 let truncated = after + page.len() < parts.len();
