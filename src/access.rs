@@ -64,7 +64,8 @@ use std::sync::Arc;
 use iam_rs::ContextValue;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{
-    CopyObjectInput, CopySource, DeleteObjectsInput, PutObjectTaggingInput, UploadPartCopyInput,
+    CopyObjectInput, CopySource, DeleteObjectsInput, PostObjectInput, PutObjectTaggingInput,
+    UploadPartCopyInput,
 };
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
@@ -101,6 +102,7 @@ fn need_of(op: &str) -> Need {
         | "PutObjectTagging"
         | "DeleteObjectTagging"
         | "PutObjectRetention"
+        | "PostObject"
         | "CopyObject" => Need::Write,
         op if op.starts_with("Get") || op.starts_with("Head") || op.starts_with("List") => {
             Need::Read
@@ -119,6 +121,7 @@ fn acl_need(op: &str) -> Option<(bool, AclPermission)> {
         | "HeadBucket"
         | "ListMultipartUploads" => (false, AclPermission::Read),
         "PutObject"
+        | "PostObject"
         | "DeleteObject"
         | "DeleteObjects"
         | "CreateMultipartUpload"
@@ -203,9 +206,10 @@ struct PolicyGate {
     allowed_otherwise: bool,
 }
 
-/// DeleteObjects is judged key by key, PutObjectTagging by the tags it sets.
+/// DeleteObjects is judged key by key, PutObjectTagging by the tags it sets, a
+/// browser POST by the key and fields of its form.
 fn judged_after_parsing(op: &str) -> bool {
-    matches!(op, "DeleteObjects" | "PutObjectTagging")
+    matches!(op, "DeleteObjects" | "PutObjectTagging" | "PostObject")
 }
 
 /// What root and `*` admins may do whatever the bucket's policy says, so that a
@@ -771,6 +775,35 @@ impl S3Access for HoardAccess {
             req.extensions.insert(policy::DeniedDeletes(refused));
         }
         Ok(())
+    }
+
+    async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
+        let Some(gate) = req.extensions.remove::<PolicyGate>() else {
+            return Ok(());
+        };
+        let i = &req.input;
+        let mut facts = gate.facts;
+        if let Some(acl) = &i.acl {
+            text(&mut facts, "s3:x-amz-acl", acl.as_str());
+        }
+        if let Some(tagging) = &i.tagging {
+            let tags: Vec<(String, String)> = form_urlencoded::parse(tagging.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            add_request_tags(
+                &mut facts,
+                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        }
+        let verdict = gate.policy.judge(gate.principal.as_deref(), facts).verdict(
+            "s3:PutObject",
+            &policy::resource_arn(&i.bucket, Some(&i.key)),
+        );
+        match verdict {
+            Verdict::Allow => Ok(()),
+            Verdict::Silent if gate.allowed_otherwise => Ok(()),
+            _ => Err(denied(None, &i.bucket, "PostObject")),
+        }
     }
 
     async fn put_object_tagging(&self, req: &mut S3Request<PutObjectTaggingInput>) -> S3Result<()> {

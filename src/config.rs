@@ -128,6 +128,9 @@ pub struct Config {
     /// Multipart uploads not completed or aborted within this many seconds are
     /// aborted by a background task, releasing their parts.
     pub multipart_max_age_secs: u64,
+    /// The largest file a browser POST upload may carry: s3s holds the file in
+    /// memory before the upload is stored, so this bounds a request's memory.
+    pub post_max_bytes: u64,
     /// Where segments live.
     pub segments: SegmentsConfig,
     /// A cloud tier behind the local segments (mode "tiered"); none by default.
@@ -176,6 +179,7 @@ impl Default for Config {
             header_timeout_secs: 60,
             body_idle_timeout_secs: 60,
             multipart_max_age_secs: 7 * 24 * 3600,
+            post_max_bytes: 64 * 1024 * 1024,
             segments: SegmentsConfig::default(),
             tier: None,
             cleaner: CleanerConfig::default(),

@@ -276,7 +276,8 @@ pub fn action_of(op: &str, versioned: bool) -> Cow<'static, str> {
             | "UploadPart"
             | "UploadPartCopy"
             | "CompleteMultipartUpload"
-            | "CopyObject",
+            | "CopyObject"
+            | "PostObject",
             _,
         ) => "PutObject",
         ("DeleteObjects", _) => "DeleteObject",

@@ -200,6 +200,11 @@ impl Node {
         );
         let mut builder = S3ServiceBuilder::new(s3);
         builder.set_auth(KeyLookup(users.clone()));
+        let mut limits = s3s::config::S3Config::default();
+        limits.post_object_max_file_size = cfg.post_max_bytes;
+        builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+            limits,
+        ))));
         builder.set_access(HoardAccess::new(
             users.clone(),
             replicas.clone(),
@@ -296,6 +301,7 @@ impl Node {
             .map(|(origin, bucket)| (origin.to_owned(), bucket, req.method().clone()));
         let idle = Duration::from_secs(self.cfg.body_idle_timeout_secs.max(1));
         let unknown_length = is_chunked_upload(&req);
+        let post = req.method() == http::Method::POST;
         let attributes = req.method() == http::Method::GET
             && req.uri().query().is_some_and(|q| {
                 q.split('&')
@@ -312,6 +318,9 @@ impl Node {
         let mut resp = self.s3.call(req).await;
         if let Ok(r) = &mut resp {
             escape_carriage_returns(r);
+            if post {
+                post_condition_as_s3(r);
+            }
             if attributes && r.status().is_success() {
                 unquote_etag(r);
             }
@@ -407,6 +416,37 @@ fn escape_carriage_returns(r: &mut Response<Body>) {
         http::HeaderValue::from(escaped.len()),
     );
     *r.body_mut() = Body::from(escaped);
+}
+
+/// s3s answers a browser POST whose form fails an `eq` or `starts-with` condition of
+/// its policy with 400 InvalidPolicyDocument; S3 answers 403 AccessDenied, "Invalid
+/// according to Policy: Policy Condition failed".
+fn post_condition_as_s3(r: &mut Response<Body>) {
+    let Some(body) = r.body().bytes() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&body);
+    if !text.contains("<Code>InvalidPolicyDocument</Code>") {
+        return;
+    }
+    let Some(detail) = text
+        .split("<Message>Policy condition ")
+        .nth(1)
+        .and_then(|t| t.split("</Message>").next())
+    else {
+        return;
+    };
+    let detail = detail
+        .replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    *r = s3_error_response(
+        StatusCode::FORBIDDEN,
+        "AccessDenied",
+        &format!("Invalid according to Policy: Policy Condition failed: {detail}"),
+    );
 }
 
 /// GetObjectAttributes answers its ETag unquoted, as S3 does (s3s quotes every ETag
