@@ -786,19 +786,25 @@ impl S3Access for HoardAccess {
         if let Some(acl) = &i.acl {
             text(&mut facts, "s3:x-amz-acl", acl.as_str());
         }
-        if let Some(tagging) = &i.tagging {
-            let tags: Vec<(String, String)> = form_urlencoded::parse(tagging.as_bytes())
+        let form = req.extensions.get::<crate::form_tap::FormFields>();
+        let tags: Vec<(String, String)> = match (&i.tagging, form.and_then(|f| f.tagging())) {
+            (Some(tagging), _) => form_urlencoded::parse(tagging.as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            add_request_tags(
-                &mut facts,
-                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            );
-        }
-        let verdict = gate.policy.judge(gate.principal.as_deref(), facts).verdict(
-            "s3:PutObject",
-            &policy::resource_arn(&i.bucket, Some(&i.key)),
+                .collect(),
+            (None, Some(xml)) => crate::form_tap::tags_of(xml).unwrap_or_default(),
+            (None, None) => Vec::new(),
+        };
+        add_request_tags(
+            &mut facts,
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         );
+        let key = form
+            .and_then(|f| f.substitute(&i.key))
+            .unwrap_or_else(|| i.key.clone());
+        let verdict = gate
+            .policy
+            .judge(gate.principal.as_deref(), facts)
+            .verdict("s3:PutObject", &policy::resource_arn(&i.bucket, Some(&key)));
         match verdict {
             Verdict::Allow => Ok(()),
             Verdict::Silent if gate.allowed_otherwise => Ok(()),

@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod cors;
 pub mod durable;
+pub mod form_tap;
 pub mod http_json;
 pub mod idle_body;
 pub mod index;

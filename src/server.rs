@@ -25,6 +25,7 @@ use crate::admin::AdminApi;
 use crate::auth::{Credentials, Origin};
 use crate::cleaner::{Cleaner, CleanerSettings};
 use crate::config::Config;
+use crate::form_tap::{FormFields, FormTap};
 use crate::idle_body::IdleTimeout;
 use crate::index::ChunkIndex;
 use crate::ingest::{Ingest, IngestSettings};
@@ -290,7 +291,7 @@ impl Node {
 
     async fn call_s3(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         has_body: bool,
     ) -> Result<Response<Body>, HttpError> {
         let cross_origin = req
@@ -307,19 +308,30 @@ impl Node {
                 q.split('&')
                     .any(|kv| kv == "attributes" || kv.starts_with("attributes="))
             });
+        let form = is_form_upload(&req).then(FormFields::default);
+        if let Some(f) = &form {
+            req.extensions_mut().insert(f.clone());
+        }
         let req = req.map(|b| {
             let body = IdleTimeout::new(b, idle);
-            Body::http_body(if unknown_length {
+            let body = if unknown_length {
                 body.unknown_length(crate::ingest::MAX_BODY_BYTES)
             } else {
                 body
-            })
+            };
+            match &form {
+                Some(f) => Body::http_body(FormTap::new(body, f.clone())),
+                None => Body::http_body(body),
+            }
         });
         let mut resp = self.s3.call(req).await;
         if let Ok(r) = &mut resp {
             escape_carriage_returns(r);
             if post {
                 post_condition_as_s3(r);
+            }
+            if let Some(name) = form.as_ref().and_then(|f| f.get()) {
+                name_the_posted_key(r, name);
             }
             if attributes && r.status().is_success() {
                 unquote_etag(r);
@@ -447,6 +459,49 @@ fn post_condition_as_s3(r: &mut Response<Body>) {
         "AccessDenied",
         &format!("Invalid according to Policy: Policy Condition failed: {detail}"),
     );
+}
+
+/// A browser POST: `multipart/form-data` to a bucket.
+fn is_form_upload<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::POST
+        && req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"multipart/form-data"))
+}
+
+/// s3s answers a browser POST with the form's key as sent; where it named
+/// `${filename}`, the stored key holds the file's name, and so does the answer
+/// (the 201 document, or the redirect's `key`).
+fn name_the_posted_key(r: &mut Response<Body>, name: &str) {
+    let encoded_variable = "%24%7Bfilename%7D";
+    if let Some(location) = r
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| l.contains(encoded_variable))
+    {
+        let fixed = location.replace(
+            encoded_variable,
+            &form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>(),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&fixed) {
+            r.headers_mut().insert(http::header::LOCATION, v);
+        }
+    }
+    let Some(body) = r.body().bytes() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&body);
+    if !text.contains(crate::form_tap::FILENAME_VARIABLE) {
+        return;
+    }
+    let fixed = text.replace(crate::form_tap::FILENAME_VARIABLE, &xml_text(name));
+    r.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(fixed.len()),
+    );
+    *r.body_mut() = Body::from(fixed.into_bytes());
 }
 
 /// GetObjectAttributes answers its ETag unquoted, as S3 does (s3s quotes every ETag

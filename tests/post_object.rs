@@ -1,7 +1,8 @@
 //! Browser POST uploads (POST Object with a signed policy document), as a web form
 //! sends them: success_action_status and success_action_redirect, the policy's
 //! conditions (eq, starts-with, content-length-range) and expiry answered with S3's
-//! codes, checksums in the form, and the same grants and bucket policies as PUT.
+//! codes, `${filename}` keys, tags and checksums in the form, and the same grants and bucket
+//! policies as PUT.
 
 mod common;
 
@@ -190,6 +191,75 @@ async fn a_browser_form_uploads_and_answers_as_its_success_fields_ask() {
             .starts_with("https://app.example/done?bucket=forms&key=uploads%2Fsecond.pdf&etag="),
         "{location}"
     );
+
+    // `${filename}` in the key is the file's name, in the store and in the answer.
+    let form = Form::new(
+        ACCESS_KEY,
+        SECRET_KEY,
+        &conditions("forms", &[r#"{"success_action_status":"201"}"#]),
+        &[
+            ("key", "uploads/${filename}"),
+            ("Content-Type", "application/pdf"),
+            ("success_action_status", "201"),
+        ],
+        600,
+    );
+    let xml = form.post(&s, "forms", &file).await.text().await.unwrap();
+    assert!(xml.contains("<Key>uploads/report.pdf</Key>"), "{xml}");
+    assert_eq!(get_bytes(&c, "forms", "uploads/report.pdf").await, file);
+    let form = Form::new(
+        ACCESS_KEY,
+        SECRET_KEY,
+        &conditions(
+            "forms",
+            &[r#"["starts-with","$success_action_redirect","https://app.example/"]"#],
+        ),
+        &[
+            ("key", "uploads/again-${filename}"),
+            ("Content-Type", "application/pdf"),
+            ("success_action_redirect", "https://app.example/done"),
+        ],
+        600,
+    );
+    let r = form.post(&s, "forms", &file).await;
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("key=uploads%2Fagain-report.pdf"),
+        "{location}"
+    );
+    assert_eq!(
+        get_bytes(&c, "forms", "uploads/again-report.pdf").await,
+        file
+    );
+
+    // Tags in the form's `tagging` field, as S3's XML tag set.
+    let tagging =
+        "<Tagging><TagSet><Tag><Key>dept</Key><Value>legal</Value></Tag></TagSet></Tagging>";
+    let form = Form::new(
+        ACCESS_KEY,
+        SECRET_KEY,
+        &conditions("forms", &[r#"["starts-with","$tagging",""]"#]),
+        &[
+            ("key", "uploads/tagged.pdf"),
+            ("Content-Type", "application/pdf"),
+            ("tagging", tagging),
+        ],
+        600,
+    );
+    assert_eq!(form.post(&s, "forms", &file).await.status().as_u16(), 204);
+    let tags = c
+        .get_object_tagging()
+        .bucket("forms")
+        .key("uploads/tagged.pdf")
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<_> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key(), t.value()))
+        .collect();
+    assert_eq!(tags, [("dept", "legal")]);
 
     // Neither: 204, and a checksum in the form is verified.
     let sha = base64::engine::general_purpose::STANDARD

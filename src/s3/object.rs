@@ -615,6 +615,23 @@ impl HoardS3 {
         &self,
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
+        // A browser POST arrives here too: its key may name the file's name, its
+        // form may carry the tags.
+        if let Some(form) = req.extensions.get::<crate::form_tap::FormFields>() {
+            if let Some(key) = form.substitute(&req.input.key) {
+                req.input.key = key;
+            }
+            if let Some(xml) = form.tagging()
+                && req.input.tagging.is_none()
+            {
+                let tags = crate::form_tap::tags_of(xml).ok_or_else(super::malformed_xml)?;
+                req.input.tagging = Some(
+                    form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(tags)
+                        .finish(),
+                );
+            }
+        }
         let bucket_rec = self.bucket(&req.input.bucket).await?;
         if super::sosapi::is_sosapi_key(&req.input.key) {
             return self.put_sosapi_document(req).await;

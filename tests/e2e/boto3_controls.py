@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end: boto3 setting a bucket's controls as web consoles and backup tools do:
 lifecycle rules (keep N days of versions), CORS rules and the preflight a browser
-sends, ACLs with what they make public, ownership controls, and bucket policies.
+sends, ACLs with what they make public, ownership controls, bucket policies, and a
+browser form upload signed by boto3's generate_presigned_post.
 
 usage: boto3_controls.py ENDPOINT ACCESS_KEY SECRET_KEY
 Prints one PASS/FAIL line per step and "N passed, M failed"; exits 1 on any failure.
@@ -159,12 +160,47 @@ def policies():
     c.delete_bucket(Bucket=P)
 
 
+def form_post(fields, filename, data):
+    boundary = "----boto3formboundary"
+    body = b""
+    for k, v in fields.items():
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'
+                 f'{v}\r\n').encode()
+    body += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+             f'filename="{filename}"\r\nContent-Type: text/plain\r\n\r\n').encode()
+    body += data + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"{endpoint}/{B}", data=body, method="POST", headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def presigned_post():
+    post = c.generate_presigned_post(
+        Bucket=B, Key="inbox/${filename}",
+        Fields={"success_action_status": "201"},
+        Conditions=[{"success_action_status": "201"}, ["content-length-range", 1, 1024]],
+        ExpiresIn=300)
+    status, body = form_post(post["fields"], "notes.txt", b"from a browser")
+    assert status == 201, (status, body)
+    assert "<Key>inbox/notes.txt</Key>" in body, body
+    assert c.get_object(Bucket=B, Key="inbox/notes.txt")["Body"].read() == b"from a browser"
+    status, body = form_post(post["fields"], "big.txt", b"x" * 2000)
+    assert status == 400 and "EntityTooLarge" in body, (status, body)
+    c.delete_object(Bucket=B, Key="inbox/notes.txt")
+
+
 step("create bucket", lambda: c.create_bucket(Bucket=B))
 step("lifecycle: keep 14 days and 2 versions, abort stale uploads; validated; deleted", lifecycle)
 step("cors: rules round-trip, preflights allowed and refused, deleted", cors)
 step("acls: canned on PUT, anonymous reads as granted, policy XML, BucketOwnerEnforced", acls)
 step("policies: validated, public read of a prefix, Deny over root's deletes, status, deleted",
      policies)
+step("presigned POST: a browser form with ${filename}, 201, content-length-range",
+     presigned_post)
 step("delete bucket", lambda: c.delete_bucket(Bucket=B))
 
 finish()
