@@ -145,6 +145,13 @@ fn denied(who: Option<&Principal>, bucket: &str, op: &str) -> s3s::S3Error {
     s3_error!(AccessDenied, "Access Denied")
 }
 
+/// 403 AccessDenied from an operation's own hook, logged with the principal's ARN.
+fn refused_by_policy(principal: Option<&str>, bucket: &str, op: &str) -> s3s::S3Error {
+    let principal = principal.unwrap_or("anonymous");
+    tracing::info!(principal, bucket, op, "access denied");
+    s3_error!(AccessDenied, "Access Denied")
+}
+
 fn satisfies(p: Permission, need: Need) -> bool {
     use Permission::*;
     match need {
@@ -808,7 +815,11 @@ impl S3Access for HoardAccess {
         match verdict {
             Verdict::Allow => Ok(()),
             Verdict::Silent if gate.allowed_otherwise => Ok(()),
-            _ => Err(denied(None, &i.bucket, "PostObject")),
+            _ => Err(refused_by_policy(
+                gate.principal.as_deref(),
+                &i.bucket,
+                "PostObject",
+            )),
         }
     }
 
@@ -835,7 +846,11 @@ impl S3Access for HoardAccess {
         match verdict {
             Verdict::Allow => Ok(()),
             Verdict::Silent if gate.allowed_otherwise => Ok(()),
-            _ => Err(denied(None, &i.bucket, "PutObjectTagging")),
+            _ => Err(refused_by_policy(
+                gate.principal.as_deref(),
+                &i.bucket,
+                "PutObjectTagging",
+            )),
         }
     }
 }
