@@ -213,6 +213,38 @@ struct PolicyGate {
     allowed_otherwise: bool,
 }
 
+/// Whether a policy's verdict lets an operation through: an Allow, or a silent
+/// policy where grants or ACLs allow it.
+fn admitted(verdict: Verdict, allowed_otherwise: bool) -> bool {
+    match verdict {
+        Verdict::Allow => true,
+        Verdict::Silent => allowed_otherwise,
+        Verdict::Deny => false,
+    }
+}
+
+impl PolicyGate {
+    /// The policy's verdict on the operation's `action` on `bucket/key`; 403
+    /// AccessDenied unless it is admitted.
+    fn require(self, action: &str, bucket: &str, key: &str, op: &str) -> S3Result<()> {
+        let verdict = self
+            .policy
+            .judge(self.principal.as_deref(), self.facts)
+            .verdict(action, &policy::resource_arn(bucket, Some(key)));
+        match admitted(verdict, self.allowed_otherwise) {
+            true => Ok(()),
+            false => Err(refused_by_policy(self.principal.as_deref(), bucket, op)),
+        }
+    }
+}
+
+/// The tags of an `x-amz-tagging` value (URL-encoded pairs).
+fn url_tags(tagging: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(tagging.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
 /// DeleteObjects is judged key by key, PutObjectTagging by the tags it sets, a
 /// browser POST by the key and fields of its form.
 fn judged_after_parsing(op: &str) -> bool {
@@ -511,10 +543,9 @@ impl HoardAccess {
             &policy::action_of("GetObject", version.is_some()),
             &policy::resource_arn(bucket, Some(key)),
         );
-        match verdict {
-            Verdict::Allow => Ok(()),
-            Verdict::Silent if granted => Ok(()),
-            _ => Err(denied(Some(&who), bucket, op)),
+        match admitted(verdict, granted) {
+            true => Ok(()),
+            false => Err(denied(Some(&who), bucket, op)),
         }
     }
 
@@ -638,9 +669,7 @@ impl HoardAccess {
             }
         }
         if let Some(tagging) = header("x-amz-tagging") {
-            let tags: Vec<(String, String)> = form_urlencoded::parse(tagging.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+            let tags = url_tags(tagging);
             add_request_tags(&mut f, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         f
@@ -766,12 +795,8 @@ impl S3Access for HoardAccess {
         let mut refused = Vec::new();
         input.delete.objects.retain(|o| {
             let action = policy::action_of("DeleteObject", o.version_id.is_some());
-            let allowed = match judge.verdict(&action, &policy::resource_arn(bucket, Some(&o.key)))
-            {
-                Verdict::Deny => false,
-                Verdict::Allow => true,
-                Verdict::Silent => gate.allowed_otherwise,
-            };
+            let verdict = judge.verdict(&action, &policy::resource_arn(bucket, Some(&o.key)));
+            let allowed = admitted(verdict, gate.allowed_otherwise);
             if !allowed {
                 refused.push((o.key.clone(), o.version_id.clone()));
             }
@@ -785,52 +810,36 @@ impl S3Access for HoardAccess {
     }
 
     async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
-        let Some(gate) = req.extensions.remove::<PolicyGate>() else {
+        let Some(mut gate) = req.extensions.remove::<PolicyGate>() else {
             return Ok(());
         };
         let i = &req.input;
-        let mut facts = gate.facts;
         if let Some(acl) = &i.acl {
-            text(&mut facts, "s3:x-amz-acl", acl.as_str());
+            text(&mut gate.facts, "s3:x-amz-acl", acl.as_str());
         }
         let form = req.extensions.get::<crate::form_tap::FormFields>();
-        let tags: Vec<(String, String)> = match (&i.tagging, form.and_then(|f| f.tagging())) {
-            (Some(tagging), _) => form_urlencoded::parse(tagging.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
+        let tags = match (&i.tagging, form.and_then(|f| f.tagging())) {
+            (Some(tagging), _) => url_tags(tagging),
             (None, Some(xml)) => crate::form_tap::tags_of(xml).unwrap_or_default(),
             (None, None) => Vec::new(),
         };
         add_request_tags(
-            &mut facts,
+            &mut gate.facts,
             tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         );
         let key = form
             .and_then(|f| f.substitute(&i.key))
             .unwrap_or_else(|| i.key.clone());
-        let verdict = gate
-            .policy
-            .judge(gate.principal.as_deref(), facts)
-            .verdict("s3:PutObject", &policy::resource_arn(&i.bucket, Some(&key)));
-        match verdict {
-            Verdict::Allow => Ok(()),
-            Verdict::Silent if gate.allowed_otherwise => Ok(()),
-            _ => Err(refused_by_policy(
-                gate.principal.as_deref(),
-                &i.bucket,
-                "PostObject",
-            )),
-        }
+        gate.require("s3:PutObject", &i.bucket, &key, "PostObject")
     }
 
     async fn put_object_tagging(&self, req: &mut S3Request<PutObjectTaggingInput>) -> S3Result<()> {
-        let Some(gate) = req.extensions.remove::<PolicyGate>() else {
+        let Some(mut gate) = req.extensions.remove::<PolicyGate>() else {
             return Ok(());
         };
         let i = &req.input;
-        let mut facts = gate.facts;
         add_request_tags(
-            &mut facts,
+            &mut gate.facts,
             i.tagging.tag_set.iter().map(|t| {
                 (
                     t.key.as_deref().unwrap_or_default(),
@@ -839,19 +848,7 @@ impl S3Access for HoardAccess {
             }),
         );
         let action = policy::action_of("PutObjectTagging", i.version_id.is_some());
-        let verdict = gate
-            .policy
-            .judge(gate.principal.as_deref(), facts)
-            .verdict(&action, &policy::resource_arn(&i.bucket, Some(&i.key)));
-        match verdict {
-            Verdict::Allow => Ok(()),
-            Verdict::Silent if gate.allowed_otherwise => Ok(()),
-            _ => Err(refused_by_policy(
-                gate.principal.as_deref(),
-                &i.bucket,
-                "PutObjectTagging",
-            )),
-        }
+        gate.require(&action, &i.bucket, &i.key, "PutObjectTagging")
     }
 }
 
