@@ -110,6 +110,15 @@ pub struct Config {
     pub inline_max: usize,
     /// Page cache of the metadata database, in MiB.
     pub meta_cache_mib: usize,
+    /// Where the metadata lives: none for redb under the data dir (the embedded
+    /// default), or a PostgreSQL URL (`postgres://user:password@host:5432/db`) that
+    /// every gateway of a scale-out shares.
+    pub meta: Option<String>,
+    /// Connections to PostgreSQL one gateway opens at most.
+    pub meta_connections: u32,
+    /// A gateway that has not renewed its lease for this many seconds is taken for
+    /// dead: the others release the references its uploads in flight held.
+    pub meta_lease_secs: u64,
     /// Chunks the in-memory "seen before?" filter is sized for (grows on restart).
     pub filter_expected_chunks: u64,
     /// Segment ids whose chunk lists the locality cache keeps.
@@ -172,6 +181,9 @@ impl Default for Config {
             segment_size: 4 * 1024 * 1024,
             inline_max: 16 * 1024,
             meta_cache_mib: 64,
+            meta: None,
+            meta_connections: 16,
+            meta_lease_secs: 30,
             filter_expected_chunks: 8 * 1024 * 1024,
             locality_segments: 256,
             get_prefetch: 4,
@@ -378,6 +390,16 @@ pub struct Overrides {
     /// Data directory.
     #[arg(long, env = "HOARD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL of the shared metadata (scale-out); redb under the data dir if
+    /// none.
+    #[arg(long, env = "HOARD_META")]
+    pub meta: Option<String>,
+    /// Connections to PostgreSQL this gateway opens at most.
+    #[arg(long, env = "HOARD_META_CONNECTIONS")]
+    pub meta_connections: Option<u32>,
+    /// Seconds without a lease renewal after which a gateway is taken for dead.
+    #[arg(long, env = "HOARD_META_LEASE_SECS")]
+    pub meta_lease_secs: Option<u64>,
     /// Region name.
     #[arg(long, env = "HOARD_REGION")]
     pub region: Option<String>,
@@ -443,8 +465,13 @@ impl Config {
             compression_level,
             multipart_max_age_secs,
             body_idle_timeout_secs,
+            meta_connections,
+            meta_lease_secs,
             log
         );
+        if o.meta.is_some() {
+            c.meta = o.meta.clone();
+        }
         if o.tls {
             c.tls.enabled = true;
         }

@@ -10,12 +10,35 @@ pub(crate) fn no_such_bucket() -> S3Error {
     s3_error!(NoSuchBucket, "The specified bucket does not exist")
 }
 
-pub(crate) fn internal(what: &str, e: &dyn std::fmt::Display) -> S3Error {
+pub(crate) fn internal(what: &str, e: &(dyn std::error::Error + 'static)) -> S3Error {
+    if unavailable(e) {
+        tracing::warn!(error = %e, "{what}");
+        return s3_error!(
+            ServiceUnavailable,
+            "The metadata database is not reachable; please retry."
+        );
+    }
     tracing::error!(error = %e, "{what}");
     S3Error::with_message(
         S3ErrorCode::InternalError,
         "We encountered an internal error. Please try again.",
     )
+}
+
+/// Whether `e`, or an error it wraps, is the metadata database being unreachable:
+/// the client gets 503 and retries, whichever path met it.
+fn unavailable(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if matches!(
+            e.downcast_ref::<MetaError>(),
+            Some(MetaError::Unavailable(_))
+        ) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 pub(crate) fn meta_error(e: MetaError) -> S3Error {

@@ -110,6 +110,10 @@ impl s3s::route::S3Route for Routes {
 }
 
 /// Everything a running hoard serves from.
+/// How often a gateway on shared metadata reads the users again (a key disabled on
+/// another gateway is refused here within this time).
+const USERS_REFRESH: Duration = Duration::from_secs(5);
+
 pub struct Node {
     pub cfg: Arc<Config>,
     pub secrets: Arc<SecretBox>,
@@ -132,9 +136,13 @@ impl Node {
             .map_err(|e| ServerError::DataDir(cfg.data_dir.clone(), e))?;
         let (root, origin) = Credentials::load_or_generate(&cfg.data_dir)?;
         announce_root(&root, origin);
-        let meta = MetaStore::open(&cfg.meta_path(), cfg.meta_cache_mib * 1024 * 1024)?;
+        let meta = match &cfg.meta {
+            Some(url) => MetaStore::open_postgres(url, cfg.meta_connections, cfg.meta_lease_secs)?,
+            None => MetaStore::open(&cfg.meta_path(), cfg.meta_cache_mib * 1024 * 1024)?,
+        };
         let secrets = Arc::new(SecretBox::load_or_generate(&cfg.data_dir)?);
         let users = Arc::new(Users::load(meta.clone(), secrets.clone(), root)?);
+        tokio::spawn(users.clone().keep_refreshed(USERS_REFRESH));
         // After the users: a wrong secrets key is named by the first thing it fails.
         let metrics = Arc::new(Metrics::new());
         let segments = open_segments(&cfg, metrics.store_layer())?
@@ -263,8 +271,11 @@ impl Node {
     ) -> Result<Response<Body>, HttpError> {
         let has_body = request_has_body(&req);
         interim.arm_for(&req, has_body);
-        if is_metrics_scrape(&req) {
-            return Ok(self.metrics_response().await);
+        match unsigned_get_path(&req) {
+            Some("/metrics") => return Ok(self.metrics_response().await),
+            Some("/health") => return Ok(plain(StatusCode::OK, "ok\n".into())),
+            Some("/ready") => return Ok(self.readiness().await),
+            _ => {}
         }
         let mut resp = if is_oversized_xml(&req) {
             Ok(too_big())
@@ -376,6 +387,24 @@ impl Node {
             }
             Err(refusal) => s3_error_response(refusal.status, refusal.code, &refusal.message),
         }
+    }
+
+    /// `GET /ready`: 200 when the metadata engine and the segment store answer, 503
+    /// naming the one that does not.
+    async fn readiness(&self) -> Response<Body> {
+        if let Err(e) = self.meta.ping().await {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("metadata unavailable: {e}\n"),
+            );
+        }
+        if let Err(e) = self.segments.ping().await {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("segment store unavailable: {e}\n"),
+            );
+        }
+        plain(StatusCode::OK, "ready\n".into())
     }
 
     async fn metrics_response(&self) -> Response<Body> {
@@ -685,15 +714,16 @@ fn complete_error(body: &[u8], id: &str, host_id: &str) -> Option<Vec<u8>> {
     Some(out.into_bytes())
 }
 
-/// An unsigned `GET /metrics`.
-fn is_metrics_scrape<B>(req: &Request<B>) -> bool {
-    req.method() == http::Method::GET
-        && req.uri().path() == "/metrics"
+/// The path of an unsigned `GET` (`/metrics`, `/health` and `/ready` are answered
+/// before S3 routing; a signed request to the same path is S3's).
+fn unsigned_get_path<B>(req: &Request<B>) -> Option<&str> {
+    let unsigned = req.method() == http::Method::GET
         && !req.headers().contains_key(http::header::AUTHORIZATION)
         && !req
             .uri()
             .query()
-            .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
+            .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="));
+    unsigned.then(|| req.uri().path())
 }
 
 /// Serves until `shutdown` resolves, then drains.

@@ -126,15 +126,19 @@ pub struct KeyLookup(pub Arc<Users>);
 #[async_trait::async_trait]
 impl s3s::auth::S3Auth for KeyLookup {
     async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
-        self.0
-            .secret_for(access_key)
-            .map(s3s::auth::SecretKey::from)
-            .ok_or_else(|| {
-                s3s::s3_error!(
-                    InvalidAccessKeyId,
-                    "The AWS Access Key Id you provided does not exist in our records."
-                )
-            })
+        let secret = match self.0.secret_for(access_key) {
+            Some(s) => Some(s),
+            None => {
+                self.0.refresh_for_unknown_key().await;
+                self.0.secret_for(access_key)
+            }
+        };
+        secret.map(s3s::auth::SecretKey::from).ok_or_else(|| {
+            s3s::s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )
+        })
     }
 }
 
@@ -192,19 +196,32 @@ pub struct Users {
     directory: RwLock<HashMap<String, Arc<Entry>>>,
     /// Serialises changes: row write, then directory update.
     changes: tokio::sync::Mutex<()>,
+    /// When the last read of the rows into the directory began; held while one
+    /// runs, so that misses arriving together share it.
+    refreshed_at: tokio::sync::Mutex<std::time::Instant>,
+}
+
+/// The directory of access keys the rows describe; a secret that does not open
+/// (another secrets key) is an error naming its user.
+fn directory_of(
+    secrets: &SecretBox,
+    rows: Vec<(String, UserRecord)>,
+) -> UsersResult<HashMap<String, Arc<Entry>>> {
+    let mut directory = HashMap::new();
+    for (name, rec) in rows {
+        let secret = secrets
+            .open(&rec.access_key, &rec.sealed_secret)
+            .ok_or_else(|| UsersError::WrongKey(name.clone()))?;
+        directory.insert(rec.access_key.clone(), Arc::new(entry(name, secret, &rec)));
+    }
+    Ok(directory)
 }
 
 impl Users {
     /// Loads every stored user and opens its secret; a secret that does not open
     /// (another secrets key) stops the start with a message naming the user.
     pub fn load(meta: MetaStore, secrets: Arc<SecretBox>, root: Credentials) -> UsersResult<Users> {
-        let mut directory = HashMap::new();
-        for (name, rec) in meta.users_blocking()? {
-            let secret = secrets
-                .open(&rec.access_key, &rec.sealed_secret)
-                .ok_or_else(|| UsersError::WrongKey(name.clone()))?;
-            directory.insert(rec.access_key.clone(), Arc::new(entry(name, secret, &rec)));
-        }
+        let directory = directory_of(&secrets, meta.users_blocking()?)?;
         let owner_id = hex::encode(&blake3::hash(root.access_key.as_bytes()).as_bytes()[..16]);
         Ok(Users {
             meta,
@@ -214,7 +231,59 @@ impl Users {
             root,
             directory: RwLock::new(directory),
             changes: tokio::sync::Mutex::new(()),
+            refreshed_at: tokio::sync::Mutex::new(std::time::Instant::now()),
         })
+    }
+
+    /// Reads every user row again: on PostgreSQL another gateway may have added,
+    /// changed or removed users. The directory becomes what the rows say.
+    pub async fn refresh(&self) -> UsersResult<()> {
+        let mut refreshed_at = self.refreshed_at.lock().await;
+        let started = std::time::Instant::now();
+        self.reread().await?;
+        *refreshed_at = started;
+        Ok(())
+    }
+
+    async fn reread(&self) -> UsersResult<()> {
+        let _changes = self.changes.lock().await;
+        let directory = directory_of(&self.secrets, self.meta.users().await?)?;
+        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = directory;
+        Ok(())
+    }
+
+    /// Reads the users again for an access key the directory does not know, when
+    /// other gateways share them: a key made on another gateway works here at once.
+    /// Misses that arrive together share one read: a miss waits for a read that
+    /// began after it arrived, or makes one.
+    async fn refresh_for_unknown_key(&self) {
+        if !self.meta.is_shared() {
+            return;
+        }
+        let arrived = std::time::Instant::now();
+        let mut refreshed_at = self.refreshed_at.lock().await;
+        if *refreshed_at > arrived {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match self.reread().await {
+            Ok(()) => *refreshed_at = started,
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the users from the metadata"),
+        }
+    }
+
+    /// Keeps the directory in step with the rows other gateways change (on
+    /// PostgreSQL; nothing to do on redb, where every change is made here).
+    pub async fn keep_refreshed(self: Arc<Self>, every: std::time::Duration) {
+        if !self.meta.is_shared() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "cannot refresh the users from the metadata");
+            }
+        }
     }
 
     /// The secret SigV4 checks a request against: root's, or an enabled user's.

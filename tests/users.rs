@@ -334,7 +334,7 @@ async fn disabled_removed_and_rotated_away_keys_are_refused_and_users_survive_re
 
     // Users, keys and grants survive a crash; the secret is stored only sealed.
     s.kill9();
-    let meta = std::fs::read(s.data_dir().join("meta.redb")).unwrap();
+    let meta = s.metadata_bytes();
     for secret in [&first.secret, &second.secret] {
         assert!(
             !meta.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -352,11 +352,7 @@ async fn disabled_removed_and_rotated_away_keys_are_refused_and_users_survive_re
     }
 
     // Started with another secrets key, the server refuses to start and says why.
-    let said = serve_refused(
-        &s.data_dir(),
-        &[],
-        &[("HOARD_SECRETS_KEY", &"11".repeat(32))],
-    );
+    let said = s.serve_refused(&[], &[("HOARD_SECRETS_KEY", &"11".repeat(32))]);
     assert!(
         said.contains("veeam") && said.contains("secrets key"),
         "{said}"

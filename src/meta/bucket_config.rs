@@ -7,7 +7,7 @@
 //! missing one; `delete_bucket` removes every document with the bucket, in its
 //! transaction), and a `set` replaces the whole document at once.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{BUCKETS, MetaError, MetaResult, MetaStore, bucket_in};
 

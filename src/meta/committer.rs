@@ -6,7 +6,8 @@
 
 use std::sync::mpsc;
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
+use super::kv::{Engine, ReadTransaction, WriteTransaction};
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::oneshot;
 
 use super::{MetaError, MetaResult, MetaStore};
@@ -15,7 +16,10 @@ use super::{MetaError, MetaResult, MetaStore};
 pub(super) const MAX_GROUP: usize = 1024;
 
 pub(super) type Completion = Box<dyn FnOnce(Option<&MetaError>) + Send>;
-pub(super) type Op = Box<dyn FnOnce(&WriteTransaction) -> (Completion, Option<MetaError>) + Send>;
+/// An operation, run in its group's transaction, or handed the error that kept the
+/// group from beginning.
+pub(super) type Op =
+    Box<dyn FnOnce(Result<&WriteTransaction, MetaError>) -> (Completion, Option<MetaError>) + Send>;
 
 pub(super) struct Job {
     pub(super) op: Op,
@@ -32,7 +36,7 @@ impl MetaStore {
     {
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |txn| {
-            let result = f(txn);
+            let result = txn.and_then(f);
             let fatal = match &result {
                 Err(e) if e.aborts_group() => Some(e.shared()),
                 _ => None,
@@ -88,16 +92,31 @@ impl MetaStore {
     }
 
     /// Runs a read-only closure on the calling (blocking) thread.
-    pub fn read_blocking<R>(
+    pub fn read_blocking<R: Send>(
         &self,
-        f: impl FnOnce(&ReadTransaction) -> MetaResult<R>,
+        f: impl FnOnce(&ReadTransaction) -> MetaResult<R> + Send,
     ) -> MetaResult<R> {
-        let txn = self.db.begin_read()?;
-        f(&txn)
+        let read = || {
+            let txn = self.db.begin_read()?;
+            f(&txn)
+        };
+        // PostgreSQL's synchronous client runs a runtime of its own, which cannot
+        // start on a thread already driving async tasks (start-up reads do).
+        match (&*self.db, tokio::runtime::Handle::try_current()) {
+            (Engine::Pg(_), Ok(h)) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(read)
+            }
+            (Engine::Pg(_), Ok(_)) => std::thread::scope(|s| {
+                s.spawn(read)
+                    .join()
+                    .unwrap_or_else(|_| Err(MetaError::Panicked("a metadata read".into())))
+            }),
+            _ => read(),
+        }
     }
 }
 
-pub(super) fn run_committer(db: &Database, rx: &mpsc::Receiver<Job>) {
+pub(super) fn run_committer(db: &Engine, rx: &mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -107,19 +126,11 @@ pub(super) fn run_committer(db: &Database, rx: &mpsc::Receiver<Job>) {
             }
         }
         let durable = jobs.iter().any(|j| j.durable);
-        let txn = db.begin_write().map_err(MetaError::from).and_then(|mut t| {
-            t.set_durability(if durable {
-                Durability::Immediate
-            } else {
-                Durability::None
-            })?;
-            Ok(t)
-        });
-        let txn = match txn {
+        let txn = match db.begin_write(durable) {
             Ok(t) => t,
             Err(e) => {
-                // Dropping the jobs unrun makes every caller see `Closed`.
                 tracing::error!(error = %e, "metadata: cannot begin write transaction");
+                fail_unrun(jobs, &e);
                 continue;
             }
         };
@@ -132,7 +143,7 @@ pub(super) fn run_committer(db: &Database, rx: &mpsc::Receiver<Job>) {
             }
             // A panicking operation fails its group, never the committer: later
             // groups commit as before. Its caller's channel is dropped (`Closed`).
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (j.op)(&txn))) {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (j.op)(Ok(&txn)))) {
                 Ok((done, err)) => {
                     completions.push(done);
                     fatal = err;
@@ -149,10 +160,10 @@ pub(super) fn run_committer(db: &Database, rx: &mpsc::Receiver<Job>) {
         }
         let outcome = match fatal {
             Some(e) => {
-                txn.abort().ok();
+                txn.abort();
                 Some(e)
             }
-            None => txn.commit().err().map(MetaError::from),
+            None => txn.commit().err(),
         };
         if let Some(e) = &outcome {
             tracing::error!(error = %e, "metadata: transaction group failed");
@@ -160,5 +171,13 @@ pub(super) fn run_committer(db: &Database, rx: &mpsc::Receiver<Job>) {
         for done in completions {
             done(outcome.as_ref());
         }
+    }
+}
+
+/// Answers every operation of a group that could not begin with the reason.
+fn fail_unrun(jobs: Vec<Job>, e: &MetaError) {
+    for j in jobs {
+        let (done, _) = (j.op)(Err(e.shared()));
+        done(None);
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, WriteTransaction};
+use super::kv::{ReadableTable, WriteTransaction};
 
 use super::{
     BUCKET_STATS, BucketStats, C_CHUNK_RAW, C_CHUNK_STORED, C_CHUNKS, C_SEGMENT_BYTES, C_SEGMENTS,

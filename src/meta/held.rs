@@ -22,9 +22,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{ChunkId, HoldId, MetaError, MetaResult, MetaStore, new_hold_id, release_refs_at};
+use super::{
+    ChunkId, HoldId, MetaError, MetaResult, MetaStore, gateways, new_hold_id, release_refs_at,
+};
 
 pub(super) const UPLOAD_HOLDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("upload_holds");
 
@@ -41,8 +43,17 @@ pub struct UploadHold {
 
 impl UploadHold {
     pub fn new() -> MetaResult<UploadHold> {
+        Self::with_prefix(None)
+    }
+
+    /// A hold whose id begins with `prefix` (its gateway's id on PostgreSQL).
+    fn with_prefix(prefix: Option<[u8; 8]>) -> MetaResult<UploadHold> {
+        let mut id = new_hold_id()?;
+        if let Some(p) = prefix {
+            id[..8].copy_from_slice(&p);
+        }
         Ok(UploadHold {
-            id: new_hold_id()?,
+            id,
             batches: AtomicU32::new(0),
         })
     }
@@ -75,7 +86,7 @@ impl HeldRefs {
     pub fn new(meta: &MetaStore) -> MetaResult<HeldRefs> {
         Ok(HeldRefs {
             meta: meta.clone(),
-            hold: UploadHold::new()?,
+            hold: UploadHold::with_prefix(meta.gateway.as_ref().map(|g| g.hold_prefix()))?,
             armed: AtomicBool::new(true),
         })
     }
@@ -157,9 +168,55 @@ pub(super) fn record(
     Ok(())
 }
 
+/// The commit's hand-over: checks that the hold's gateway still owns it, then
+/// transfers its references to what the caller's transaction commits.
+pub(super) fn take_over(txn: &WriteTransaction, hold: &HoldId) -> MetaResult<()> {
+    gateways::check_owner(txn, hold)?;
+    transfer(txn, hold)
+}
+
+/// Releases every hold whose id begins with `prefix` (a gateway whose lease
+/// expired); returns the references released.
+pub(super) fn release_prefix(
+    txn: &WriteTransaction,
+    prefix: &[u8; 8],
+    now: u64,
+) -> MetaResult<u64> {
+    let (mut lo, mut hi) = ([0u8; 20], [0xffu8; 20]);
+    lo[..8].copy_from_slice(prefix);
+    hi[..8].copy_from_slice(prefix);
+    Ok(release_between(txn, &lo, &hi, now)?.1)
+}
+
+/// Releases every hold with rows between `lo` and `hi`; returns (holds, references).
+fn release_between(
+    txn: &WriteTransaction,
+    lo: &HeldBatch,
+    hi: &HeldBatch,
+    now: u64,
+) -> MetaResult<(u64, u64)> {
+    let mut holds: Vec<HoldId> = Vec::new();
+    for row in txn
+        .open_table(UPLOAD_HOLDS)?
+        .range(lo.as_slice()..=hi.as_slice())?
+    {
+        let (k, _) = row?;
+        if let Some(h) = k.value().get(..16).and_then(|h| HoldId::try_from(h).ok())
+            && holds.last() != Some(&h)
+        {
+            holds.push(h);
+        }
+    }
+    let mut refs = 0;
+    for h in &holds {
+        refs += release(txn, h, now)?;
+    }
+    Ok((holds.len() as u64, refs))
+}
+
 /// Hands the hold's references to what the caller's transaction commits: the rows
 /// go, the counts stay.
-pub(super) fn transfer(txn: &WriteTransaction, hold: &HoldId) -> MetaResult<()> {
+fn transfer(txn: &WriteTransaction, hold: &HoldId) -> MetaResult<()> {
     let (lo, hi) = bounds(hold);
     txn.open_table(UPLOAD_HOLDS)?
         .retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
@@ -185,20 +242,7 @@ pub(super) fn release(txn: &WriteTransaction, hold: &HoldId, now: u64) -> MetaRe
 /// Releases every hold in the store (at start-up: the uploads of the previous run);
 /// returns (holds, references).
 pub(super) fn release_all(txn: &WriteTransaction, now: u64) -> MetaResult<(u64, u64)> {
-    let mut holds: Vec<HoldId> = Vec::new();
-    for row in txn.open_table(UPLOAD_HOLDS)?.iter()? {
-        let (k, _) = row?;
-        if let Some(h) = k.value().get(..16).and_then(|h| HoldId::try_from(h).ok())
-            && holds.last() != Some(&h)
-        {
-            holds.push(h);
-        }
-    }
-    let mut refs = 0;
-    for h in &holds {
-        refs += release(txn, h, now)?;
-    }
-    Ok((holds.len() as u64, refs))
+    release_between(txn, &[0u8; 20], &[0xffu8; 20], now)
 }
 
 /// Adds the recorded references to a recount.

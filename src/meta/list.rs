@@ -4,7 +4,7 @@
 //! 0xFF, so `P ++ 0xFF` sorts after every key that starts with `P`, which is how a
 //! listing skips the rest of a common prefix in one seek.
 
-use redb::ReadableTable;
+use super::kv::ReadableTable;
 
 use super::{MetaResult, ObjectRecord, decode_record};
 

@@ -35,11 +35,14 @@
 
 mod bucket_config;
 mod committer;
+mod gateways;
 mod gc;
 mod held;
+mod kv;
 mod list;
 mod multipart;
 mod objects;
+mod pg;
 mod quota;
 pub mod records;
 mod refs;
@@ -59,7 +62,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use kv::{Engine, ReadableTable, WriteTransaction};
 
 use committer::{Job, run_committer};
 pub use objects::StoreTotals;
@@ -126,6 +129,12 @@ pub enum MetaError {
     PreconditionFailed,
     #[error("metadata storage error: {0}")]
     Storage(#[from] redb::Error),
+    /// The metadata database (PostgreSQL) did not answer: a request gets 503.
+    #[error("the metadata database is unavailable: {0}")]
+    Unavailable(String),
+    /// The metadata database refused a statement.
+    #[error("metadata database error: {0}")]
+    Database(String),
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
     #[error("metadata transaction did not complete")]
@@ -143,6 +152,8 @@ impl MetaError {
         matches!(
             self,
             MetaError::Storage(_)
+                | MetaError::Unavailable(_)
+                | MetaError::Database(_)
                 | MetaError::Corrupt(_)
                 | MetaError::Closed
                 | MetaError::RefUnderflow(_)
@@ -166,6 +177,7 @@ impl MetaError {
             MetaError::InvalidBucketState(m) => MetaError::InvalidBucketState(m.clone()),
             MetaError::PreconditionFailed => MetaError::PreconditionFailed,
             MetaError::Closed => MetaError::Closed,
+            MetaError::Unavailable(m) => MetaError::Unavailable(m.clone()),
             other => MetaError::Corrupt(format!("transaction group failed: {other}")),
         }
     }
@@ -192,77 +204,75 @@ pub type MetaResult<T> = Result<T, MetaError>;
 /// The metadata store. Cheap to clone.
 #[derive(Clone)]
 pub struct MetaStore {
-    db: Arc<Database>,
+    db: Arc<Engine>,
     jobs: mpsc::Sender<Job>,
     /// The first segment id this run may hand out: a file of a lower id that no row
     /// names was written by an earlier run and is known to be debris.
     run_first_segment: u64,
+    /// On PostgreSQL: this gateway's lease, whose id begins its uploads' holds.
+    gateway: Option<Arc<gateways::Gateway>>,
 }
 
 impl MetaStore {
     /// Opens (or creates) the store at `path`; `cache_bytes` bounds redb's page cache.
     pub fn open(path: &Path, cache_bytes: usize) -> MetaResult<MetaStore> {
-        let db = Database::builder()
+        let db = redb::Database::builder()
             .set_cache_size(cache_bytes)
             .create(path)?;
-        let txn = db.begin_write()?;
-        let run_first_segment;
-        {
-            txn.open_table(BUCKETS)?;
-            txn.open_table(BUCKET_STATS)?;
-            txn.open_table(OBJECTS)?;
-            txn.open_table(MANIFESTS)?;
-            txn.open_table(CHUNKS)?;
-            txn.open_table(SEGMENTS)?;
-            txn.open_table(SEGMENT_CHUNKS)?;
-            txn.open_table(OUTBOX)?;
-            txn.open_table(COUNTERS)?;
-            txn.open_table(UPLOADS)?;
-            txn.open_table(PARTS)?;
-            txn.open_table(VERSIONS)?;
-            txn.open_table(SEGMENT_BUCKETS)?;
-            txn.open_table(PENDING_DELETES)?;
-            txn.open_table(quota::QUOTAS)?;
-            txn.open_table(tier::TIERED)?;
-            txn.open_table(tier::BUCKET_TIER)?;
-            txn.open_table(repair::LOST_CHUNKS)?;
-            txn.open_table(users::USERS)?;
-            txn.open_table(replication::REPLICATION_RULES)?;
-            txn.open_table(replication::REPLICA_BUCKETS)?;
-            txn.open_table(replication::RESYNC)?;
-            txn.open_table(replication::OUTBOX_KEYS)?;
-            txn.open_table(replication::REPLICATION_FAILED)?;
-            txn.open_table(replication::REPLICATION_TARGETS)?;
-            txn.open_table(replicated::HOLDS)?;
-            txn.open_table(replicated::HOLD_TOUCHED)?;
-            txn.open_table(replicated::STAGED)?;
-            txn.open_table(held::UPLOAD_HOLDS)?;
-            txn.open_table(multipart::COMPLETED_UPLOADS)?;
-            txn.open_table(bucket_config::BUCKET_CONFIGS)?;
-            let empty = ReadableTableMetadata::is_empty(&txn.open_table(BUCKETS)?)?;
-            let mut counters = txn.open_table(COUNTERS)?;
-            let schema = counter(&counters, C_SCHEMA)?;
-            let readable = u64::from(OLDEST_RECORD_FORMAT)..=u64::from(RECORD_FORMAT);
-            if !readable.contains(&schema) && !empty {
-                return Err(MetaError::Corrupt(format!(
-                    "{} was written with metadata format {schema}; this hoard reads formats {OLDEST_RECORD_FORMAT} to {RECORD_FORMAT} and will not touch it",
-                    path.display()
-                )));
-            }
-            counters.insert(C_SCHEMA, u64::from(RECORD_FORMAT))?;
-            run_first_segment = counter(&counters, C_NEXT_SEGMENT)?;
-        }
-        // No upload of an earlier run can commit any more.
-        let (holds, refs) = held::release_all(&txn, unix_secs())?;
-        if holds > 0 {
-            tracing::info!(
-                holds,
-                references = refs,
-                "released the references of uploads interrupted by the last stop"
-            );
+        MetaStore::start(Engine::Redb(db), &path.display().to_string(), 0)
+    }
+
+    /// Connects to the PostgreSQL database at `url` (migrating its schema to this
+    /// binary's), with at most `connections` connections and a gateway lease of
+    /// `lease_secs`. The synchronous client blocks, so this runs on a thread of its
+    /// own: callable from async code too.
+    pub fn open_postgres(url: &str, connections: u32, lease_secs: u64) -> MetaResult<MetaStore> {
+        let url = url.to_owned();
+        std::thread::spawn(move || {
+            let pool = pg::PgPool::open(&url, connections)?;
+            MetaStore::start(Engine::Pg(pool), "the metadata database", lease_secs)
+        })
+        .join()
+        .map_err(|_| MetaError::Panicked("opening the metadata database".into()))?
+    }
+
+    /// Whether other gateways share this metadata (PostgreSQL): what this process
+    /// keeps in memory of it (users, say) must then be read again now and then.
+    pub fn is_shared(&self) -> bool {
+        matches!(*self.db, Engine::Pg(_))
+    }
+
+    /// Whether the metadata engine answers now (`/ready`).
+    pub async fn ping(&self) -> MetaResult<()> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.ping())
+            .await
+            .map_err(|e| MetaError::Corrupt(format!("ping task failed: {e}")))?
+    }
+
+    /// Checks the record format, creates missing tables, releases the holds of an
+    /// earlier run and starts the committer.
+    fn start(db: Engine, name: &str, lease_secs: u64) -> MetaResult<MetaStore> {
+        let txn = db.begin_write(true)?;
+        // On PostgreSQL other gateways' uploads may hold references right now: only
+        // those of gateways whose lease expired are released (`gateways`).
+        let gateway = match db {
+            Engine::Redb(_) => None,
+            Engine::Pg(_) => Some(gateways::Gateway::new(lease_secs)?),
+        };
+        let first_segment = prepare(&txn, name, gateway.is_none())?;
+        // Other gateways may be writing segments of lower ids right now: on
+        // PostgreSQL no id is debris merely for being older than this run, and an
+        // orphan waits out the cleaner's orphan grace period.
+        let run_first_segment = if gateway.is_none() { first_segment } else { 0 };
+        if let Some(g) = &gateway {
+            g.renew_and_reap(&txn, unix_secs())?;
         }
         txn.commit()?;
         let db = Arc::new(db);
+        if let Some(g) = &gateway {
+            gateways::keep_lease(Arc::downgrade(&db), g.clone())?;
+        }
         let (jobs, rx) = mpsc::channel::<Job>();
         let committer_db = db.clone();
         std::thread::Builder::new()
@@ -273,8 +283,73 @@ impl MetaStore {
             db,
             jobs,
             run_first_segment,
+            gateway,
         })
     }
+}
+
+/// Opens every table (creating them on redb), checks and records the record format,
+/// and answers the first segment id this run may hand out.
+fn prepare(txn: &WriteTransaction, name: &str, release_holds: bool) -> MetaResult<u64> {
+    let run_first_segment;
+    {
+        txn.open_table(BUCKETS)?;
+        txn.open_table(BUCKET_STATS)?;
+        txn.open_table(OBJECTS)?;
+        txn.open_table(MANIFESTS)?;
+        txn.open_table(CHUNKS)?;
+        txn.open_table(SEGMENTS)?;
+        txn.open_table(SEGMENT_CHUNKS)?;
+        txn.open_table(OUTBOX)?;
+        txn.open_table(COUNTERS)?;
+        txn.open_table(UPLOADS)?;
+        txn.open_table(PARTS)?;
+        txn.open_table(VERSIONS)?;
+        txn.open_table(SEGMENT_BUCKETS)?;
+        txn.open_table(PENDING_DELETES)?;
+        txn.open_table(quota::QUOTAS)?;
+        txn.open_table(tier::TIERED)?;
+        txn.open_table(tier::BUCKET_TIER)?;
+        txn.open_table(repair::LOST_CHUNKS)?;
+        txn.open_table(users::USERS)?;
+        txn.open_table(replication::REPLICATION_RULES)?;
+        txn.open_table(replication::REPLICA_BUCKETS)?;
+        txn.open_table(replication::RESYNC)?;
+        txn.open_table(replication::OUTBOX_KEYS)?;
+        txn.open_table(replication::REPLICATION_FAILED)?;
+        txn.open_table(replication::REPLICATION_TARGETS)?;
+        txn.open_table(replicated::HOLDS)?;
+        txn.open_table(replicated::HOLD_TOUCHED)?;
+        txn.open_table(replicated::STAGED)?;
+        txn.open_table(held::UPLOAD_HOLDS)?;
+        txn.open_table(multipart::COMPLETED_UPLOADS)?;
+        txn.open_table(bucket_config::BUCKET_CONFIGS)?;
+        let empty = ReadableTable::is_empty(&txn.open_table(BUCKETS)?)?;
+        let mut counters = txn.open_table(COUNTERS)?;
+        let schema = counter(&counters, C_SCHEMA)?;
+        let readable = u64::from(OLDEST_RECORD_FORMAT)..=u64::from(RECORD_FORMAT);
+        if !readable.contains(&schema) && !empty {
+            return Err(MetaError::Corrupt(format!(
+                "{} was written with metadata format {schema}; this hoard reads formats {OLDEST_RECORD_FORMAT} to {RECORD_FORMAT} and will not touch it",
+                name
+            )));
+        }
+        counters.insert(C_SCHEMA, u64::from(RECORD_FORMAT))?;
+        run_first_segment = counter(&counters, C_NEXT_SEGMENT)?;
+    }
+    if !release_holds {
+        return Ok(run_first_segment);
+    }
+    // No upload of an earlier run can commit any more.
+    let (holds, refs) = held::release_all(txn, unix_secs())?;
+    if holds > 0 {
+        tracing::info!(
+            holds,
+            references = refs,
+            "released the references of uploads interrupted by the last stop"
+        );
+    }
+    Ok(run_first_segment)
 }
 
 pub fn unix_secs() -> u64 {

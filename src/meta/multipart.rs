@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -274,7 +274,7 @@ impl MetaStore {
                 drop_manifest(txn, old.manifest, unix_secs())?;
             }
             if let Some(h) = &hold {
-                super::held::transfer(txn, h)?;
+                super::held::take_over(txn, h)?;
             }
             Ok(())
         })

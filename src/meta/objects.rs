@@ -99,31 +99,31 @@ impl MetaStore {
     }
 
     pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> MetaResult<ListPage> {
-        self.list_keys(bucket, q, list::list).await
+        self.list_keys(bucket, q, false).await
     }
 
     /// Like `list_objects`, also listing keys whose current version is a delete
     /// marker.
     pub async fn list_keys_with_markers(&self, bucket: &str, q: ListQuery) -> MetaResult<ListPage> {
-        self.list_keys(bucket, q, list::list_all).await
+        self.list_keys(bucket, q, true).await
     }
 
     async fn list_keys(
         &self,
         bucket: &str,
         q: ListQuery,
-        scan: fn(
-            &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
-            &str,
-            &ListQuery,
-        ) -> MetaResult<ListPage>,
+        with_markers: bool,
     ) -> MetaResult<ListPage> {
         let bucket = bucket.to_owned();
         self.read(move |txn| {
             if get_bucket(txn, &bucket)?.is_none() {
                 return Err(MetaError::NoSuchBucket);
             }
-            scan(&txn.open_table(OBJECTS)?, &bucket, &q)
+            let objects = txn.open_table(OBJECTS)?;
+            match with_markers {
+                true => list::list_all(&objects, &bucket, &q),
+                false => list::list(&objects, &bucket, &q),
+            }
         })
         .await
     }
@@ -169,7 +169,7 @@ impl MetaStore {
             }
             let version = put_object_record(txn, &mut counters, &bucket, &key, &rec, now)?;
             if let Some(h) = &hold {
-                held::transfer(txn, h)?;
+                held::take_over(txn, h)?;
             }
             Ok(version)
         })

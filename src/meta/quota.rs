@@ -14,7 +14,7 @@
 //! refused there stores nothing at all; one refused at commit releases its references
 //! and its chunks are reclaimed by the cleaner.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{

@@ -3,6 +3,7 @@
 //! each segment's live bytes in step with its chunks' counts, and auditing every
 //! count against a recount of the manifests and holds.
 
+use super::kv::Table;
 use std::ops::Range;
 
 use super::*;
@@ -106,7 +107,7 @@ impl MetaStore {
             let mut seg_chunks = txn.open_table(SEGMENT_CHUNKS)?;
             // Lost chunks are rare: one look at the table, not one per chunk.
             let mut lost = txn.open_table(repair::LOST_CHUNKS)?;
-            let any_lost = !ReadableTableMetadata::is_empty(&lost)?;
+            let any_lost = !ReadableTable::is_empty(&lost)?;
             let mut row = SegmentRow {
                 size,
                 created: now,
@@ -209,7 +210,7 @@ impl MetaStore {
     }
 
     /// Calls `f` with every indexed chunk id (start-up filter fill).
-    pub fn for_each_chunk_id(&self, mut f: impl FnMut(&ChunkId)) -> MetaResult<u64> {
+    pub fn for_each_chunk_id(&self, mut f: impl FnMut(&ChunkId) + Send) -> MetaResult<u64> {
         self.read_blocking(|txn| {
             let t = txn.open_table(CHUNKS)?;
             let mut n = 0;
@@ -303,8 +304,8 @@ pub(super) fn release_refs_at(
 /// Adds `delta` to a chunk's reference count, keeping its segment's live bytes in
 /// step. Returns false (and changes nothing) when the chunk has no row.
 pub(super) fn adjust_refs(
-    chunks: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
-    segments: &mut redb::Table<'_, u64, &'static [u8]>,
+    chunks: &mut Table<'_, &'static [u8], &'static [u8]>,
+    segments: &mut Table<'_, u64, &'static [u8]>,
     id: &ChunkId,
     delta: i64,
     now: u64,

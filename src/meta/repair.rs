@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::{
     C_CHUNK_RAW, C_CHUNK_STORED, C_CHUNKS, C_SEGMENT_BYTES, C_SEGMENTS, CHUNKS, COUNTERS, ChunkId,
@@ -112,7 +112,7 @@ pub(super) fn recount_locked(
 
 /// Sets every chunk row's `locked` to `counted`; returns how many changed.
 fn fix_locked_counts(
-    chunks: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    chunks: &mut Table<'_, &'static [u8], &'static [u8]>,
     counted: &HashMap<ChunkId, u64>,
 ) -> MetaResult<u64> {
     let mut wrong = Vec::new();
@@ -138,7 +138,7 @@ fn fix_locked_counts(
 /// chunk rows that point into it; returns how many rows changed.
 fn fix_segment_rows(
     chunks: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    segments: &mut redb::Table<'_, u64, &'static [u8]>,
+    segments: &mut Table<'_, u64, &'static [u8]>,
 ) -> MetaResult<u64> {
     let mut sums: HashMap<u64, (u32, u32, u64)> = HashMap::new();
     for row in chunks.iter()? {

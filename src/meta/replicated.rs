@@ -38,7 +38,7 @@
 //! A staged manifest is a manifest row like any other, so recounts count it; a hold
 //! that expires drops its staged manifests with its chunk references.
 
-use redb::{ReadableTable, TableDefinition};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::versions::{DeleteTarget, count_in, delete_key, key_versions, version_key};
@@ -296,7 +296,7 @@ impl MetaStore {
             if VersionLock::protects(rec.lock) {
                 super::count_locked(txn, &rec, 1)?;
             }
-            super::held::transfer(txn, &taken)?;
+            super::held::take_over(txn, &taken)?;
             let mut stats = bucket_stats_w(txn, &bucket)?;
             count_in(&mut stats, &mut counters, &rec)?;
             put_bucket_stats(txn, &bucket, &stats)?;
@@ -491,7 +491,7 @@ impl MetaStore {
 }
 
 /// Releases everything a hold keeps: its references on chunks and its staged parts.
-fn drop_hold(txn: &redb::WriteTransaction, hold: &HoldId, now: u64) -> MetaResult<()> {
+fn drop_hold(txn: &WriteTransaction, hold: &HoldId, now: u64) -> MetaResult<()> {
     let staged = staged_parts(&txn.open_table(STAGED)?, hold)?;
     for (part, manifest, _) in staged {
         super::drop_manifest(txn, manifest, now)?;
@@ -536,7 +536,7 @@ pub(super) fn held_refs(
 /// When the replica holds this version already, gives it the received tags and
 /// says so.
 fn retag_held(
-    txn: &redb::WriteTransaction,
+    txn: &WriteTransaction,
     bucket: &str,
     key: &str,
     rec: &ObjectRecord,
@@ -580,7 +580,7 @@ fn retag_held(
 
 /// Puts a version where its `seq` ranks it: current when it is the newest.
 fn insert_by_seq(
-    txn: &redb::WriteTransaction,
+    txn: &WriteTransaction,
     bucket: &str,
     key: &str,
     rec: &ObjectRecord,
@@ -617,7 +617,7 @@ fn insert_by_seq(
 /// `staged` already; the pieces' chunk counts split `rest` among the others
 /// (`check_staged` has matched the counts).
 fn place_body(
-    txn: &redb::WriteTransaction,
+    txn: &WriteTransaction,
     counters: &mut CounterTable<'_>,
     rec: &ObjectRecord,
     staged: &[u64],

@@ -2,7 +2,7 @@
 //! replica, which buckets are replicas (read-only to S3 clients, written only by the
 //! replication link).
 
-use redb::{ReadableTable, TableDefinition};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -394,7 +394,7 @@ impl MetaStore {
 }
 
 /// Drops a deleted bucket's rule and replica mark.
-pub(super) fn forget_bucket(txn: &redb::WriteTransaction, bucket: &str) -> MetaResult<()> {
+pub(super) fn forget_bucket(txn: &WriteTransaction, bucket: &str) -> MetaResult<()> {
     forget_failed(txn, bucket)?;
     txn.open_table(REPLICATION_RULES)?.remove(bucket)?;
     txn.open_table(RESYNC)?.remove(bucket)?;
@@ -403,7 +403,7 @@ pub(super) fn forget_bucket(txn: &redb::WriteTransaction, bucket: &str) -> MetaR
 }
 
 /// Drops a bucket's failed keys (its rule or the bucket went).
-fn forget_failed(txn: &redb::WriteTransaction, bucket: &str) -> MetaResult<()> {
+fn forget_failed(txn: &WriteTransaction, bucket: &str) -> MetaResult<()> {
     let (lo, hi) = list::bucket_bounds(bucket, "");
     txn.open_table(REPLICATION_FAILED)?
         .retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)?;

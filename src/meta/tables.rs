@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::{BucketRecord, BucketStats, ChunkId, ChunkRow, MetaError, MetaResult};
 use super::{decode_record, encode_record};
@@ -118,7 +118,7 @@ pub(super) fn put_bucket_stats(
     Ok(())
 }
 
-pub(super) type CounterTable<'t> = redb::Table<'t, &'static str, u64>;
+pub(super) type CounterTable<'t> = Table<'t, &'static str, u64>;
 
 pub(super) fn counter(
     counters: &impl ReadableTable<&'static str, u64>,

@@ -28,14 +28,14 @@ async fn a_store_written_with_another_record_format_is_refused() {
     {
         let db = (0..100)
             .find_map(|_| {
-                let db = Database::create(&path).ok();
+                let db = redb::Database::create(&path).ok();
                 if db.is_none() {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 db
             })
             .expect("database released");
-        let txn = db.begin_write().unwrap();
+        let txn = kv::WriteTransaction::Redb(db.begin_write().unwrap());
         txn.open_table(COUNTERS)
             .unwrap()
             .insert(C_SCHEMA, 1)

@@ -10,7 +10,7 @@
 //! - `C_TIER_SEGMENTS` and `C_TIER_BYTES` count exactly the segments in `TIERED` and
 //!   their sizes.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::records::SegmentRow;
 use super::{

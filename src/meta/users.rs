@@ -4,7 +4,7 @@
 //! A user row is written whole in one transaction, so a user's key, state and grants
 //! change together. The access-key index is built in memory from these rows at start.
 
-use redb::TableDefinition;
+use super::kv::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::{MetaResult, MetaStore, all_rows, encode_record};

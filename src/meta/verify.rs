@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use redb::{ReadTransaction, ReadableTable};
+use super::kv::{ReadTransaction, ReadableTable};
 
 use super::{
     CHUNKS, ChunkId, ChunkRow, MANIFESTS, MetaResult, MetaStore, OBJECTS, ObjectRecord, PARTS,

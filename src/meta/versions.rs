@@ -16,7 +16,7 @@
 //! - Every version that is not a delete marker holds its manifests' references until
 //!   it is removed by id (or replaced as the null version).
 
-use redb::{ReadableTable, WriteTransaction};
+use super::kv::{ReadableTable, Table, WriteTransaction};
 
 use super::{
     BUCKETS, BucketStats, C_INLINE_BYTES, C_NEXT_VERSION, CounterTable, EventKind, MetaError,
@@ -231,7 +231,7 @@ pub(super) fn version_key(bucket: &str, key: &str, seq: u64) -> Vec<u8> {
     k
 }
 
-type RecTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+type RecTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 
 /// A key's noncurrent versions, newest first.
 pub(super) fn noncurrent(

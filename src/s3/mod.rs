@@ -175,7 +175,7 @@ pub(crate) fn ingest_error(e: IngestError) -> S3Error {
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size."
         ),
-        IngestError::Meta(MetaError::NoSuchBucket) => no_such_bucket(),
+        IngestError::Meta(e) => meta_error(e),
         IngestError::Segment(e) if e.is_unavailable() => {
             tracing::warn!(error = %e, "upload refused: the segment store is unavailable");
             s3_error!(

@@ -329,7 +329,10 @@ impl HoardS3 {
             IngestedBody::Chunked(m) => m,
             IngestedBody::Inline(d) if d.is_empty() => Vec::new(),
             IngestedBody::Inline(_) => {
-                return Err(super::internal("part ingest", &"part came back inline"));
+                return Err(super::internal(
+                    "part ingest",
+                    &std::io::Error::other("part came back inline"),
+                ));
             }
         };
         let etag = hex::encode(ingested.md5);

@@ -295,6 +295,11 @@ impl SegmentStore {
         Ok(self)
     }
 
+    /// Whether the store answers now (a gateway's `/ready`): its marker is read.
+    pub async fn ping(&self) -> Result<(), SegmentError> {
+        self.read_marker().await.map(|_| ())
+    }
+
     async fn read_marker(&self) -> Result<Option<StoreMarker>, SegmentError> {
         let bytes = match self.op.read(MARKER).await {
             Ok(b) => b.to_vec(),

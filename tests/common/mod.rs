@@ -4,11 +4,14 @@
 
 mod fault_proxy;
 mod moto;
+mod pg;
 mod s3fs;
 #[allow(unused_imports)]
 pub use fault_proxy::FaultProxy;
 #[allow(unused_imports)]
 pub use moto::Moto;
+#[allow(unused_imports)]
+pub use pg::{Cluster, database_bytes};
 #[allow(unused_imports)]
 pub use s3fs::{S3Fs, files_below};
 
@@ -34,6 +37,8 @@ pub struct Server {
     envs: Vec<(String, String)>,
     /// The object store of a server started in mode "cloud" by `HOARD_TEST_CLOUD`.
     cloud: Option<S3Fs>,
+    /// The PostgreSQL database of a server started by `HOARD_TEST_POSTGRES`.
+    meta_url: Option<String>,
 }
 
 /// `HOARD_TEST_CLOUD=1` (scripts/nightly.sh) starts every server that brings no
@@ -77,6 +82,15 @@ impl Server {
             let config = tmp.path().join("cloud.toml");
             envs.push(("HOARD_CONFIG".into(), config.display().to_string()));
         }
+        let given = envs
+            .iter()
+            .find(|(k, _)| k == "HOARD_META")
+            .map(|(_, v)| v.clone());
+        let meta_url = given.or_else(|| {
+            let url = pg::fresh_database()?;
+            envs.push(("HOARD_META".into(), url.clone()));
+            Some(url)
+        });
         let (child, scheme, addr) = spawn(
             &tmp.path().join("data"),
             &tmp.path().join("server.log"),
@@ -92,7 +106,32 @@ impl Server {
             args,
             envs,
             cloud,
+            meta_url,
         }
+    }
+
+    /// The bytes of the server's metadata as they rest: the redb file, or every row
+    /// of its PostgreSQL database.
+    pub fn metadata_bytes(&self) -> Vec<u8> {
+        match &self.meta_url {
+            Some(url) => pg::database_bytes(url),
+            None => std::fs::read(self.data_dir().join("meta.redb")).expect("meta.redb"),
+        }
+    }
+
+    /// What `hoard serve` on this server's data dir and metadata (with `args` and
+    /// `envs` besides) said on stderr when it refused to start.
+    pub fn serve_refused(&self, args: &[&str], envs: &[(&str, &str)]) -> String {
+        let mut envs = envs.to_vec();
+        if let Some(url) = &self.meta_url {
+            envs.push(("HOARD_META", url));
+        }
+        serve_refused(&self.data_dir(), args, &envs)
+    }
+
+    /// Whether `HOARD_TEST_POSTGRES` put this server's metadata in PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.meta_url.is_some()
     }
 
     /// Whether `HOARD_TEST_CLOUD` put this server's segments in an object store.
@@ -181,8 +220,11 @@ impl Server {
             self.child.is_none(),
             "stop the server before opening its metadata"
         );
-        hoard::meta::MetaStore::open(&self.data_dir().join("meta.redb"), 16 << 20)
-            .expect("open meta")
+        match &self.meta_url {
+            Some(url) => hoard::meta::MetaStore::open_postgres(url, 4, 30),
+            None => hoard::meta::MetaStore::open(&self.data_dir().join("meta.redb"), 16 << 20),
+        }
+        .expect("open meta")
     }
 
     /// Peak resident memory of the server process (VmHWM), in bytes.

@@ -1,0 +1,33 @@
+-- Schema 1: one table per metadata table of hoard (see src/meta/kv.rs): the key and
+-- the value as redb stores them, u64 keys big endian so bytea order is key order.
+CREATE TABLE hoard.bucket_configs (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.bucket_stats (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.bucket_tier (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.buckets (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.chunks (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.completed_uploads (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.counters (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.lost_chunks (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.manifests (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.objects (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.outbox (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.outbox_keys (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.parts (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.pending_deletes (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.quotas (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.replica_buckets (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.replica_hold_touched (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.replica_holds (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.replica_staged (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.replication_failed (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.replication_resync (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.replication_rules (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.replication_targets (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.segment_buckets (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.segment_chunks (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.segments (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.tiered_segments (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.upload_holds (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.uploads (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.users (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE hoard.versions (k bytea PRIMARY KEY, v bytea NOT NULL);

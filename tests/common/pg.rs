@@ -1,0 +1,169 @@
+//! A real PostgreSQL as the metadata engine: `HOARD_TEST_POSTGRES` names a cluster
+//! (scripts/test.sh starts a private one with scripts/pg-cluster.sh); every server
+//! then gets a database of its own in it, so the same tests run against both engines.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The cluster's URL, when the tests run against PostgreSQL.
+pub fn cluster_url() -> Option<String> {
+    std::env::var("HOARD_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A fresh, empty database in the cluster, as a URL `hoard serve --meta` takes.
+pub fn fresh_database() -> Option<String> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = cluster_url()?;
+    let name = format!(
+        "hoard_t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    // The synchronous client must not block an async test's thread.
+    let (url, db) = (base.clone(), name.clone());
+    std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls)
+            .expect("connect to the cluster of HOARD_TEST_POSTGRES");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .expect("create a test database");
+    })
+    .join()
+    .expect("test database created");
+    let (cluster, _) = base.rsplit_once('/').expect("a URL ending in /database");
+    Some(format!("{cluster}/{name}"))
+}
+
+/// Every key and value stored in the database at `url`, concatenated: what a reader
+/// of the database (or of its files) could see.
+pub fn database_bytes(url: &str) -> Vec<u8> {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        let tables: Vec<String> = c
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'hoard'",
+                &[],
+            )
+            .expect("list tables")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = Vec::new();
+        for t in tables.iter().filter(|t| *t != "schema_migrations") {
+            for row in c
+                .query(&format!("SELECT k, v FROM hoard.{t}"), &[])
+                .expect("read table")
+            {
+                out.extend_from_slice(row.get::<_, &[u8]>(0));
+                out.extend_from_slice(row.get::<_, &[u8]>(1));
+            }
+        }
+        out
+    })
+    .join()
+    .expect("database read")
+}
+
+/// A private cluster of this test process's own (scripts/pg-cluster.sh), for tests
+/// that stop and start PostgreSQL or need it whatever `HOARD_TEST_POSTGRES` says.
+/// It stops by itself when the process exits.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("hoard-pg")
+            .tempdir()
+            .expect("tempdir");
+        let out = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/pg-cluster.sh"
+            ))
+            .arg("start")
+            .arg(dir.path())
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("run scripts/pg-cluster.sh");
+        assert!(
+            out.status.success(),
+            "the cluster did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Cluster { dir, url }
+    }
+
+    fn ctl(&self, verb: &str) {
+        let out = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/pg-cluster.sh"
+            ))
+            .arg(verb)
+            .arg(self.dir.path())
+            .output()
+            .expect("run scripts/pg-cluster.sh");
+        assert!(
+            out.status.success(),
+            "pg-cluster.sh {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops PostgreSQL (fast shutdown: sessions are cut, as in a restart).
+    pub fn stop(&self) {
+        self.ctl("stop");
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn resume(&self) {
+        self.ctl("resume");
+    }
+
+    /// Runs `sql` on the database `db` of the cluster.
+    pub fn execute(&self, db: &str, sql: &str) {
+        let (cluster, _) = self
+            .url
+            .rsplit_once('/')
+            .expect("a URL ending in /database");
+        let url = format!("{cluster}/{db}");
+        let sql = sql.to_owned();
+        std::thread::spawn(move || {
+            postgres::Client::connect(&url, postgres::NoTls)
+                .expect("connect")
+                .batch_execute(&sql)
+                .expect("sql runs");
+        })
+        .join()
+        .expect("sql thread");
+    }
+
+    /// A URL of database `db` in the cluster (created when missing).
+    pub fn database(&self, db: &str) -> String {
+        self.execute("postgres", &format!("CREATE DATABASE {db}"));
+        let (cluster, _) = self
+            .url
+            .rsplit_once('/')
+            .expect("a URL ending in /database");
+        format!("{cluster}/{db}")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/pg-cluster.sh"
+            ))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
