@@ -146,6 +146,10 @@ impl PgPool {
             .max_size(size.max(2))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(5))
+            // No round trip to test a connection on every checkout: a broken one is
+            // known by its closed socket, and a statement on it fails the request
+            // with 503 once.
+            .test_on_check_out(false)
             // A request that cannot get a connection says so itself (503).
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(PgManager { config })?;
@@ -156,34 +160,45 @@ impl PgPool {
 
     /// A write transaction holding the cluster-wide writer lock.
     pub(super) fn begin_write(&self, durable: bool) -> MetaResult<PgTxn> {
-        let conn = self.pool.get()?;
-        let txn = PgTxn::new(conn);
         let sync = if durable { "on" } else { "off" };
-        txn.conn.borrow_mut().client.batch_execute(&format!(
+        self.begin(&format!(
             "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = {sync}; \
              SELECT pg_advisory_xact_lock({WRITER_LOCK})"
-        ))?;
-        txn.open.set(true);
-        Ok(txn)
+        ))
     }
 
     /// A read transaction on one snapshot.
     pub(super) fn begin_read(&self) -> MetaResult<PgTxn> {
-        let conn = self.pool.get()?;
-        let txn = PgTxn::new(conn);
-        txn.conn
-            .borrow_mut()
-            .client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-        txn.open.set(true);
-        Ok(txn)
+        self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    }
+
+    /// Begins a transaction with `sql` on a pooled connection. Connections are not
+    /// tested when taken from the pool (that would cost a round trip each time): one
+    /// the database dropped (a restart) fails its BEGIN, is discarded, and the next
+    /// is tried, so a restart fails no request once the database is back.
+    fn begin(&self, sql: &str) -> MetaResult<PgTxn> {
+        let mut dropped = None;
+        for _ in 0..=self.pool.max_size() {
+            let txn = PgTxn::new(self.pool.get()?);
+            let begun = txn.conn.borrow_mut().client.batch_execute(sql);
+            match begun {
+                Ok(()) => {
+                    txn.open.set(true);
+                    return Ok(txn);
+                }
+                Err(e) if e.is_closed() || e.as_db_error().is_none() => dropped = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(dropped.map_or_else(
+            || MetaError::Unavailable("no usable connection".into()),
+            MetaError::from,
+        ))
     }
 
     /// Whether the database answers now (the gateway's `/ready`).
     pub(super) fn ping(&self) -> MetaResult<()> {
-        let mut conn = self.pool.get()?;
-        conn.client.simple_query("SELECT 1")?;
-        Ok(())
+        self.begin_read().map(drop)
     }
 }
 
