@@ -6,12 +6,13 @@
 //! data in 4 parts sent in parallel, a CopyObject of the 1 GiB object (ms), and 10,000
 //! PUTs of 4 KiB objects.
 //! Usage: loadgen ENDPOINT ACCESS_KEY SECRET_KEY [SIZE_MIB]
-//!        loadgen ENDPOINT ACCESS_KEY SECRET_KEY objects BUCKET COUNT SIZE_MIB SEED [read] [delete-odd]
+//!        loadgen ENDPOINT ACCESS_KEY SECRET_KEY objects BUCKET COUNT SIZE_MIB SEED [get-only] [read] [delete-odd]
 //!        loadgen ENDPOINT ACCESS_KEY SECRET_KEY sparse BUCKET SIZE_MIB
 //! The second form PUTs COUNT objects of new random data into an existing bucket, one
 //! stream at a time, then (with `read`) GETs each back, then (with `delete-odd`)
 //! deletes every other one, and prints the PUT (and GET) throughput (used by
-//! `bench/gc.sh` and `bench/tls.sh`). An https endpoint is trusted through the CA
+//! `bench/gc.sh`, `bench/tls.sh` and `bench/cluster.sh`); with `get-only` (and `read`)
+//! it GETs the objects an earlier run with the same arguments PUT. An https endpoint is trusted through the CA
 //! certificate file named by `HOARD_CA`. The third PUTs one object of SIZE_MIB, then
 //! a 1 MiB slice of each 4 MiB of it as objects of their own, then deletes the big one,
 //! leaving its segments about a quarter live (for compaction).
@@ -150,8 +151,10 @@ async fn objects(t: &Target, args: &[String]) {
     let count: u64 = args[1].parse().unwrap();
     let size = args[2].parse::<usize>().unwrap() * MIB;
     let seed: u64 = args[3].parse().unwrap();
+    let options = &args[4..];
+    let put_too = !options.iter().any(|o| o == "get-only");
     let t0 = Instant::now();
-    for i in 0..count {
+    for i in (0..count).filter(|_| put_too) {
         t.put(
             &format!("/{bucket}/obj-{seed}-{i:05}"),
             random(seed * 1_000_000 + i, size),
@@ -159,7 +162,6 @@ async fn objects(t: &Target, args: &[String]) {
         .await;
     }
     let put = mbps(size * count as usize, t0.elapsed().as_secs_f64());
-    let options = &args[4..];
     let mut get = None;
     if options.iter().any(|o| o == "read") {
         let t0 = Instant::now();

@@ -7,7 +7,7 @@
 //! | GET | `/hoard-admin/v1/stats[?bucket=B]` | the stats report (one bucket, or all and the total) |
 //! | PUT | `/hoard-admin/v1/buckets/NAME` | creates a bucket; JSON body `{"chunk_avg", "chunk_min", "chunk_max", "compression_level", "object_lock"}`, all optional |
 //! | GET | `/hoard-admin/v1/buckets/NAME` | a bucket's settings |
-//! | POST | `/hoard-admin/v1/gc[?dry-run=true][&grace-secs=N]` | runs one cleaner pass (waits for one already running) and returns its report |
+//! | POST | `/hoard-admin/v1/gc[?dry-run=true][&grace-secs=N]` | runs one cleaner pass (waits for one already running here; 409 OperationAborted while another gateway runs one) and returns its report |
 //! | POST | `/hoard-admin/v1/lifecycle/run` | runs one lifecycle pass over the buckets with lifecycle rules now (waits for one already running) and returns its report |
 //! | POST | `/hoard-admin/v1/verify[?bucket=B][&repair=true]` | checks chunks, trailers, reference counts and segment files; returns the report. With `repair` (whole store only): repairs what it found (see `repair`), then verifies again and returns that report with what repair changed |
 //! | GET | `/hoard-admin/v1/quotas` | the quotas in force (logical bytes; see `meta::quota`) |
@@ -48,10 +48,10 @@ use crate::admin_api::{
     AddUserRequest, BucketSettings, BucketTierRequest, BucketTiers, CreateBucketRequest,
     GrantRequest, PREFIX, QuotaRequest, VerifyOutcome,
 };
-use crate::cleaner::{Cleaner, GcOptions};
+use crate::cleaner::{Cleaner, CleanerError, GcOptions};
 use crate::config::{ChunkingConfig, Config};
 use crate::http_json::{json, json_body, json_body_required, query_flag, query_param};
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::meta::MetaStore;
 use crate::names::{ALL_BUCKETS, creatable_bucket_name, valid_bucket_name};
 use crate::replication::ReplicaBuckets;
@@ -260,7 +260,7 @@ impl AdminApi {
         }
         // No cleaner pass runs during a repair, and none starts.
         let _cleaner = if repair {
-            Some(self.cleaner.hold_off().await)
+            Some(self.cleaner.hold_off().await.map_err(cleaner_error)?)
         } else {
             None
         };
@@ -301,16 +301,15 @@ impl AdminApi {
             .cleaner
             .run(GcOptions { dry_run, grace })
             .await
-            .map_err(|e| internal("gc pass failed", &e))?;
+            .map_err(cleaner_error)?;
         json(StatusCode::OK, &report)
     }
 
     async fn lifecycle(&self) -> S3Result<S3Response<Body>> {
-        let report = self
-            .lifecycle
-            .run_once()
-            .await
-            .map_err(|e| internal("lifecycle pass failed", &e))?;
+        let report = self.lifecycle.run_once().await.map_err(|e| {
+            let busy = matches!(e, LifecycleError::Busy(_));
+            pass_error("lifecycle pass failed", &e, busy)
+        })?;
         json(StatusCode::OK, &report)
     }
 
@@ -502,4 +501,21 @@ impl S3Route for AdminApi {
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
         }
     }
+}
+
+/// A pass that did not run: 409 OperationAborted while another gateway of the
+/// cluster runs the same worker (`busy`), else as any internal failure.
+fn pass_error(what: &str, e: &(dyn std::error::Error + 'static), busy: bool) -> S3Error {
+    if busy {
+        return S3Error::with_message(S3ErrorCode::OperationAborted, e.to_string());
+    }
+    internal(what, e)
+}
+
+fn cleaner_error(e: CleanerError) -> S3Error {
+    pass_error(
+        "cleaner pass failed",
+        &e,
+        matches!(e, CleanerError::Busy(_)),
+    )
 }

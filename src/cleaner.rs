@@ -22,7 +22,7 @@
 //! |---|---|---|---|---|---|
 //! | remove dead segment (rows re-checked: no chunk kept) | a take before the removal makes the chunk kept and the removal changes nothing; a take after finds no row and the writer stores the chunk anew | a new segment's chunk that already has a row in the dying segment adds references to that row first, so the removal sees it kept | a release only makes chunks dead sooner; their grace period still runs | a reader that looked up a chunk of this segment did so before its object's references fell to zero, at least one grace period ago | as here: the re-check runs in the serialised transaction; another gateway's Bloom filter may miss the chunk and store it again (a second copy, dead bytes until compaction) |
 //! | compaction: read kept chunks, write a new durable segment | no change to metadata yet | - | - | - | - |
-//! | compaction commit (repoint kept chunks, drop dead rows, queue old file) | a chunk left behind as dead but revived meanwhile is kept after all: the commit fails and changes nothing, the new file is deleted | as for removal | a chunk moved while being released keeps its new row with the count the release left | a reader with an old location reads the old file, which stays until the grace period after the commit; every chunk read is verified, so a reader can never get wrong bytes | as here; two gateways compacting the same segment (until one cleaner runs cluster-wide): the second commit finds no row left in the old segment, so its new segment names no live chunk and a later pass removes it as dead |
+//! | compaction commit (repoint kept chunks, drop dead rows, queue old file) | a chunk left behind as dead but revived meanwhile is kept after all: the commit fails and changes nothing, the new file is deleted | as for removal | a chunk moved while being released keeps its new row with the count the release left | a reader with an old location reads the old file, which stays until the grace period after the commit; every chunk read is verified, so a reader can never get wrong bytes | as here; two gateways compacting the same segment (only while one that lost its lease has not noticed: otherwise one cleaner runs in the cluster): the second commit finds no row left in the old segment, so its new segment names no live chunk and a later pass removes it as dead |
 //! | delete a queued file (grace period over) | - | - | - | readers looked up locations before the commit, more than a grace period ago | readers on every gateway looked up locations through the shared rows, more than a grace period ago |
 //! | remove an orphan file (no row, not queued, id already handed out; handed out by an earlier run, or older than the orphan grace period) | a segment being written has a temp name until its durable rename and gets its row right after; the orphan grace period (24 h) covers that gap for ids of this run, and an id of an earlier run has no writer left | as for PUT | - | no reader can know an id without a row | no id counts as an earlier run's on PostgreSQL: another gateway's segment between its upload and its row is protected by the orphan grace period alone |
 //!
@@ -49,7 +49,11 @@
 //! | compaction: read kept chunks | reads the local file | a read that finds the local file gone reads the tier copy, which exists since the mark |
 //! | remove an orphan file | a copy in flight has a row, so it is never an orphan | - |
 //!
-//! A repair holds the cleaner off (`hold_off`), so no pass runs during one. Verify
+//! One pass runs at a time in a cluster: a pass or a repair claims the cluster-wide
+//! worker `cleaner` (`meta::gateways`) and gives it up when it ends; another gateway
+//! asked for a pass meanwhile answers 409 (`Busy`), and a scheduled one skips. The
+//! last column above is what holds for the moment a gateway that lost its lease has
+//! not noticed yet. A repair holds the cleaner off (`hold_off`), so no pass runs during one. Verify
 //! only reads. Replication receive takes and releases references through the same
 //! operations (its chunks arrive held, `meta::replicated`), so the same rows apply.
 
@@ -60,7 +64,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk_codec::decode_chunk;
-use crate::meta::{ChunkId, KeptChunk, MetaError, MetaStore, SegmentCandidate, now_ms, unix_secs};
+use crate::meta::{
+    ChunkId, KeptChunk, MetaError, MetaStore, SegmentCandidate, WorkerBusy, WorkerTurn, now_ms,
+    unix_secs,
+};
 use crate::metrics::Metrics;
 use crate::pace::Pacer;
 use crate::segments::{SegmentError, SegmentStore};
@@ -79,6 +86,9 @@ pub enum CleanerError {
     Segment(#[from] SegmentError),
     #[error("cleaner worker failed: {0}")]
     Worker(String),
+    /// Another gateway of the cluster runs a pass (or a repair) now.
+    #[error("another gateway runs the cleaner now ({0}); try again when its pass ended")]
+    Busy(WorkerBusy),
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +130,15 @@ pub struct GcOptions {
     pub grace: Option<Duration>,
 }
 
+/// The cluster-wide worker name of the cleaner (a pass or a repair).
+const CLEANER_WORKER: &str = "cleaner";
+
+/// The cleaner held off on this gateway and the cluster's.
+pub struct CleanerTurn<'a> {
+    _here: tokio::sync::MutexGuard<'a, ()>,
+    _cluster: WorkerTurn,
+}
+
 pub struct Cleaner {
     meta: MetaStore,
     segments: SegmentStore,
@@ -149,14 +168,26 @@ impl Cleaner {
         }
     }
 
-    /// Keeps passes from running until the guard is dropped (waits for one running).
-    pub async fn hold_off(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.running.lock().await
+    /// Keeps passes from running, on every gateway of the cluster, until the answer is
+    /// dropped: waits for a pass running here, fails with `Busy` while another
+    /// gateway runs one.
+    pub async fn hold_off(&self) -> Result<CleanerTurn<'_>, CleanerError> {
+        let here = self.running.lock().await;
+        let cluster = self
+            .meta
+            .worker_turn(CLEANER_WORKER)
+            .await?
+            .map_err(CleanerError::Busy)?;
+        Ok(CleanerTurn {
+            _here: here,
+            _cluster: cluster,
+        })
     }
 
-    /// One pass over the store; waits for a pass already running to finish first.
+    /// One pass over the store; waits for a pass already running here to finish
+    /// first, and fails with `Busy` while another gateway runs one.
     pub async fn run(&self, opts: GcOptions) -> Result<GcReport, CleanerError> {
-        let _one = self.running.lock().await;
+        let _one = self.hold_off().await?;
         let started = std::time::Instant::now();
         self.metrics.gc_running.set(1);
         let result = self.pass(&opts).await;
@@ -502,8 +533,12 @@ impl Cleaner {
             let trigger = if window_due { "window" } else { "idle" };
             tracing::info!(trigger, "scheduled gc pass");
             last_pass_ms = now_ms();
-            if let Err(e) = self.run(GcOptions::default()).await {
-                tracing::error!(error = %e, trigger, "scheduled gc pass failed");
+            match self.run(GcOptions::default()).await {
+                Ok(_) => {}
+                Err(CleanerError::Busy(busy)) => {
+                    tracing::info!(%busy, trigger, "scheduled gc pass skipped: another gateway runs the cleaner")
+                }
+                Err(e) => tracing::error!(error = %e, trigger, "scheduled gc pass failed"),
             }
         }
     }

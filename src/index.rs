@@ -8,11 +8,17 @@
 //! - A locality cache: when a chunk is found in segment S, the ids of all chunks in S
 //!   are loaded, because the chunks after it in a backup stream are most likely the
 //!   ones that followed it last time.
+//! - Gateways sharing the metadata (PostgreSQL): another gateway's new chunks reach
+//!   this filter by `refresh_blocking`, which reads the chunk ids of the segments
+//!   sealed since it last looked (segment ids follow sealing order there: one id per
+//!   segment). Until then the filter may say "new" for a chunk another gateway just
+//!   stored, and the writer stores a second copy: dead bytes until compaction, never
+//!   a wrong answer (the index insert keeps the first row).
 //! - The index rows are the truth. Neither structure is ever trusted to take a
 //!   reference: that happens in `MetaStore::take_refs_blocking`, which fails for a
 //!   chunk whose row is gone, and the writer then stores the chunk anew.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -92,11 +98,24 @@ impl LocalityCache {
     }
 }
 
+/// Segment ids below the highest seen that a refresh reads again: a segment sealed
+/// late (its id taken before others') is still found within this many.
+const REFRESH_WINDOW: u64 = 1024;
+
+/// What the filter has read of the shared index since start-up.
+struct Refreshed {
+    /// The highest segment id whose chunks are in the filter.
+    highest: u64,
+    /// Segments of the window below `highest` already read.
+    read: BTreeSet<u64>,
+}
+
 /// The dedup lookup in front of the chunk index.
 pub struct ChunkIndex {
     meta: MetaStore,
     filter: BloomFilter,
     locality: Mutex<LocalityCache>,
+    refreshed: Mutex<Refreshed>,
 }
 
 impl ChunkIndex {
@@ -108,6 +127,13 @@ impl ChunkIndex {
         locality_segments: usize,
     ) -> Result<ChunkIndex, MetaError> {
         let mut count = 0u64;
+        // Segments sealed from here on are read by `refresh_blocking`.
+        let segments = meta.segment_ids_from_blocking(0)?;
+        let highest = segments.last().copied().unwrap_or(0);
+        let window: BTreeSet<u64> = segments
+            .into_iter()
+            .filter(|id| *id > highest.saturating_sub(REFRESH_WINDOW))
+            .collect();
         meta.for_each_chunk_id(|_| count += 1)?;
         let filter = BloomFilter::with_capacity(expected.max(count * 2));
         meta.for_each_chunk_id(|id| filter.insert(id))?;
@@ -124,7 +150,44 @@ impl ChunkIndex {
                 order: VecDeque::new(),
                 capacity: locality_segments,
             }),
+            refreshed: Mutex::new(Refreshed {
+                highest,
+                read: window,
+            }),
         })
+    }
+
+    /// Adds the chunks of segments sealed since the last call (by any gateway) to
+    /// the filter; answers how many segments it read.
+    pub fn refresh_blocking(&self) -> Result<u64, MetaError> {
+        let from = self
+            .refreshed
+            .lock()
+            .map(|r| r.highest.saturating_sub(REFRESH_WINDOW))
+            .unwrap_or(0);
+        let ids = self.meta.segment_ids_from_blocking(from)?;
+        let mut read = 0;
+        for id in ids {
+            let seen = self
+                .refreshed
+                .lock()
+                .map(|r| id <= r.highest.saturating_sub(REFRESH_WINDOW) || r.read.contains(&id))
+                .unwrap_or(true);
+            if seen {
+                continue;
+            }
+            for chunk in self.meta.segment_chunk_ids_blocking(id)? {
+                self.filter.insert(&chunk);
+            }
+            read += 1;
+            if let Ok(mut r) = self.refreshed.lock() {
+                r.read.insert(id);
+                r.highest = r.highest.max(id);
+                let floor = r.highest.saturating_sub(REFRESH_WINDOW);
+                r.read = r.read.split_off(&floor);
+            }
+        }
+        Ok(read)
     }
 
     /// Whether the chunk is probably indexed. `false` is certain; `true` must be

@@ -359,7 +359,16 @@ impl Ingest {
             .lock()
             .map_err(|_| IngestError::Worker("segment id lock poisoned".into()))?;
         if ids.is_empty() {
-            *ids = self.meta.allocate_segment_ids_blocking(SEGMENT_ID_BLOCK)?;
+            // Gateways sharing the metadata take one id per segment, so that ids
+            // follow the order segments are sealed in across the cluster: each
+            // gateway's chunk filter catches up with the others' new segments by
+            // reading the ids above the last it saw (`ChunkIndex::refresh_blocking`).
+            let block = if self.meta.is_shared() {
+                1
+            } else {
+                SEGMENT_ID_BLOCK
+            };
+            *ids = self.meta.allocate_segment_ids_blocking(block)?;
         }
         let id = ids.start;
         ids.start += 1;

@@ -23,6 +23,9 @@
 //!   the pass read the key is never expired by it; noncurrent versions are removed by
 //!   version id.
 //! - Rule filters (prefix, tags, object size) are judged on the version itself.
+//! - One pass at a time in a cluster: a pass claims the worker `lifecycle`
+//!   (`meta::gateways`) for its turn; another gateway's timer skips meanwhile, and an
+//!   admin's pass asked of it answers 409.
 //!
 //! Lifecycle deletes are ordinary deletes: they enter the outbox and replicate.
 
@@ -33,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::{
     BucketConfigKind, DeleteCondition, DeleteTarget, LockCheck, MetaError, MetaStore, ObjectRecord,
-    UploadEntry, UploadQuery, VersionEntry, VersionQuery,
+    UploadEntry, UploadQuery, VersionEntry, VersionQuery, WorkerBusy,
 };
 use crate::metrics::Metrics;
 use crate::retention::RetentionClock;
@@ -47,6 +50,9 @@ const BATCH: usize = 1000;
 pub enum LifecycleError {
     #[error("metadata: {0}")]
     Meta(#[from] MetaError),
+    /// Another gateway of the cluster runs a pass now.
+    #[error("another gateway runs a lifecycle pass now ({0}); try again when it ended")]
+    Busy(WorkerBusy),
     #[error("stored lifecycle configuration of bucket {bucket} is unreadable: {source}")]
     Unreadable {
         bucket: String,
@@ -477,6 +483,9 @@ impl BucketPass<'_> {
 }
 
 /// The background job: a pass every `every`, and on demand (`hoard lifecycle run`).
+/// The cluster-wide worker name of lifecycle passes: one at a time in a cluster.
+const LIFECYCLE_WORKER: &str = "lifecycle";
+
 pub struct Lifecycle {
     pub meta: MetaStore,
     pub metrics: Arc<Metrics>,
@@ -498,6 +507,11 @@ impl Lifecycle {
     /// One pass now, by the wall clock; locks are judged by the retention clock.
     pub async fn run_once(&self) -> Result<LifecycleReport, LifecycleError> {
         let _one = self.running.lock().await;
+        let _cluster = self
+            .meta
+            .worker_turn(LIFECYCLE_WORKER)
+            .await?
+            .map_err(LifecycleError::Busy)?;
         let started = Instant::now();
         let lock = LockCheck {
             now_ms: self.clock.now_ms(),
@@ -544,9 +558,15 @@ impl Lifecycle {
     pub async fn run_every(self: Arc<Self>, every: Duration) {
         loop {
             tokio::time::sleep(every).await;
-            if let Err(e) = self.run_once().await {
-                self.metrics.lifecycle_errors.inc();
-                tracing::warn!(error = %e, "lifecycle pass failed");
+            match self.run_once().await {
+                Ok(_) => {}
+                Err(LifecycleError::Busy(busy)) => {
+                    tracing::debug!(%busy, "lifecycle pass skipped: another gateway runs one")
+                }
+                Err(e) => {
+                    self.metrics.lifecycle_errors.inc();
+                    tracing::warn!(error = %e, "lifecycle pass failed");
+                }
             }
         }
     }

@@ -48,6 +48,12 @@ pub struct LifecycleLabels {
     pub action: String,
 }
 
+/// `gateway`: a gateway's id in a cluster (hex, as its log prints it).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayLabels {
+    pub gateway: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BucketLabels {
     pub bucket: String,
@@ -105,6 +111,8 @@ pub struct Metrics {
     tier_segments: Family<TierLabels, Gauge>,
     tier_bytes: Family<TierLabels, Gauge>,
     bucket_objects: Family<BucketLabels, Gauge>,
+    cluster_streams: Family<GatewayLabels, Gauge>,
+    cluster_stream_limit: Family<GatewayLabels, Gauge>,
     bucket_logical: Family<BucketLabels, Gauge>,
     bucket_stored: Family<BucketLabels, Gauge>,
     objects: Gauge,
@@ -175,6 +183,8 @@ impl Metrics {
             tier_segments: Family::default(),
             tier_bytes: Family::default(),
             bucket_objects: Family::default(),
+            cluster_streams: Family::default(),
+            cluster_stream_limit: Family::default(),
             bucket_logical: Family::default(),
             bucket_stored: Family::default(),
             objects: Gauge::default(),
@@ -366,6 +376,16 @@ impl Metrics {
             m.retention_clock_behind.clone(),
         );
         r.register(
+            "hoard_cluster_streams_active",
+            "Ingest streams in progress on each live gateway of the cluster, as of its last lease renewal",
+            m.cluster_streams.clone(),
+        );
+        r.register(
+            "hoard_cluster_streams_limit",
+            "The ingest stream limit (max_streams) of each live gateway of the cluster",
+            m.cluster_stream_limit.clone(),
+        );
+        r.register(
             "hoard_tier_segments",
             "Segments per tier (local, cloud) in a tiered store",
             m.tier_segments.clone(),
@@ -514,6 +534,17 @@ impl Metrics {
             self.bucket_stored
                 .get_or_create(&l)
                 .set(b.stored_bytes as i64);
+        }
+        self.cluster_streams.clear();
+        self.cluster_stream_limit.clear();
+        for g in &stats.gateways {
+            let l = GatewayLabels {
+                gateway: g.id.clone(),
+            };
+            self.cluster_streams.get_or_create(&l).set(g.streams as i64);
+            self.cluster_stream_limit
+                .get_or_create(&l)
+                .set(g.stream_limit as i64);
         }
         let t = &stats.total;
         self.objects.set(t.objects as i64);

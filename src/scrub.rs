@@ -8,7 +8,9 @@
 //! Its position is kept in the metadata, so a restart resumes where it stopped. A new
 //! cycle starts at most every `scrub.cycle_secs`; the first one a minute after start
 //! (or after `cycle_secs`, if shorter). A segment removed by the cleaner
-//! while the scrub reads it is skipped, not reported.
+//! while the scrub reads it is skipped, not reported. In a cluster one gateway
+//! scrubs: it claims the worker `scrub` (`meta::gateways`) and keeps it while its
+//! lease lives; the others take it over within a minute of its lease's expiry.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,6 +36,12 @@ impl Scrub {
     pub async fn run(self) {
         tokio::time::sleep(self.cycle.min(Duration::from_secs(60))).await;
         loop {
+            // One gateway of a cluster scrubs (it keeps the worker while it lives);
+            // the others look again every minute, to take over when it is gone.
+            if !self.meta.runs_worker("scrub").await {
+                tokio::time::sleep(self.cycle.min(Duration::from_secs(60))).await;
+                continue;
+            }
             let started = Instant::now();
             match self.cycle().await {
                 Ok(()) => {

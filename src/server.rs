@@ -159,6 +159,9 @@ impl Node {
             cfg.filter_expected_chunks,
             cfg.locality_segments,
         )?);
+        if meta.is_shared() {
+            tokio::spawn(keep_filter_fresh(index.clone()));
+        }
         let ingest = Arc::new(Ingest::new(
             meta.clone(),
             index.clone(),
@@ -838,6 +841,13 @@ fn start_background(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
             .run(),
         ),
     ];
+    if node.meta.is_shared() {
+        tasks.push(tokio::spawn(report_streams(
+            node.meta.clone(),
+            node.metrics.clone(),
+            cfg.max_streams as u64,
+        )));
+    }
     let schedule = crate::cleaner::Schedule {
         window: cfg
             .cleaner
@@ -1047,13 +1057,44 @@ async fn reload_on_sighup(store: Arc<crate::tls::CertStore>) {
     }
 }
 
+/// How often a gateway's chunk filter reads the segments other gateways sealed.
+const FILTER_REFRESH: Duration = Duration::from_secs(2);
+
+/// Keeps the chunk filter of a gateway sharing the metadata up with the chunks the
+/// other gateways store (`ChunkIndex::refresh_blocking`), so dedup works across
+/// gateways.
+async fn keep_filter_fresh(index: Arc<ChunkIndex>) {
+    loop {
+        tokio::time::sleep(FILTER_REFRESH).await;
+        let index = index.clone();
+        match tokio::task::spawn_blocking(move || index.refresh_blocking()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot refresh the chunk filter"),
+            Err(e) => tracing::warn!(error = %e, "the chunk filter refresh failed"),
+        }
+    }
+}
+
+/// Hands this gateway's ingest streams and limit to the metadata every second; its
+/// lease renewals make them visible cluster-wide (`hoard_cluster_streams_active`).
+async fn report_streams(meta: MetaStore, metrics: Arc<crate::metrics::Metrics>, limit: u64) {
+    loop {
+        let active = u64::try_from(metrics.active_streams.get()).unwrap_or(0);
+        meta.report_streams(active, limit);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Aborts multipart uploads older than `max_age`, checking every quarter of it (at
-/// most hourly).
+/// most hourly); in a cluster, one gateway at a time (the worker `upload-expiry`).
 async fn expire_uploads(meta: MetaStore, max_age: Duration) {
     let every = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::time::sleep(every).await;
+        let Ok(Ok(_turn)) = meta.worker_turn("upload-expiry").await else {
+            continue;
+        };
         let cutoff = crate::meta::now_ms().saturating_sub(max_age_ms);
         if let Err(e) = meta.abort_uploads_before(cutoff).await {
             tracing::warn!(error = %e, "cannot abort stale multipart uploads");

@@ -41,6 +41,19 @@ pub struct StatsReport {
     /// The retention clock Object Lock judges expiry by.
     #[serde(default)]
     pub retention_clock: Option<RetentionClockReport>,
+    /// The live gateways of a cluster (metadata on PostgreSQL), with their ingest
+    /// streams as of their last lease renewal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<GatewayReport>,
+}
+
+/// One live gateway of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayReport {
+    /// Its id, as its log and other gateways' messages print it.
+    pub id: String,
+    pub streams: u64,
+    pub stream_limit: u64,
 }
 
 /// The retention clock's reading beside the wall clock's, ms since the epoch.
@@ -149,6 +162,7 @@ pub fn report(buckets: &[(String, BucketStats)], totals: &StoreTotals) -> StatsR
         disk: None,
         tiers: None,
         retention_clock: None,
+        gateways: Vec::new(),
     }
 }
 
@@ -176,6 +190,16 @@ pub async fn collect(meta: &MetaStore, tiered: bool) -> Result<StatsReport, Meta
             .map(|(_, q)| *q);
     }
     r.total.quota_bytes = quotas.store;
+    r.gateways = meta
+        .gateways()
+        .await?
+        .into_iter()
+        .map(|g| GatewayReport {
+            id: format!("{:016x}", g.gateway),
+            streams: g.streams,
+            stream_limit: g.stream_limit,
+        })
+        .collect();
     Ok(r)
 }
 

@@ -17,6 +17,8 @@
 //!   removes later is deleted from both places by the cleaner.
 //! - While the tier cannot be reached the mover stops its pass, keeps every local
 //!   file, and retries with a doubling wait (up to ten minutes); writes go on locally.
+//! - One mover at a time in a cluster: a pass claims the worker `tier-mover`
+//!   (`meta::gateways`) for its turn, and another gateway's pass is skipped meanwhile.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ use crate::meta::{MetaError, MetaStore, TierCandidate, TierPolicy};
 use crate::metrics::Metrics;
 use crate::segments::{SegmentError, SegmentStore};
 
+/// The cluster-wide worker name of the mover.
+const MOVER_WORKER: &str = "tier-mover";
 /// Segments one query of the mover asks for.
 const BATCH: usize = 64;
 /// Longest wait between passes after errors.
@@ -74,7 +78,7 @@ impl Mover {
         }
         let mut wait = self.settings.interval;
         loop {
-            match self.pass().await {
+            match self.pass_unless_busy().await {
                 Ok(r) => {
                     if r.segments > 0 {
                         tracing::info!(
@@ -112,6 +116,14 @@ impl Mover {
     }
 
     /// Moves every segment the policy names now.
+    /// A pass, unless another gateway runs the mover now (then nothing moved).
+    async fn pass_unless_busy(&self) -> Result<MoveReport, TierError> {
+        let Ok(_turn) = self.meta.worker_turn(MOVER_WORKER).await? else {
+            return Ok(MoveReport::default());
+        };
+        self.pass().await
+    }
+
     pub async fn pass(&self) -> Result<MoveReport, TierError> {
         let mut report = MoveReport::default();
         let mut from = 0;

@@ -97,6 +97,12 @@ pub fn render_stats(report: &StatsReport, only_bucket: bool) -> String {
                 (c.wall_ms - c.clock_ms) / 1000
             ));
         }
+        for g in &report.gateways {
+            out.push_str(&format!(
+                "gateway {}: {} of {} ingest streams\n",
+                g.id, g.streams, g.stream_limit
+            ));
+        }
     }
     out
 }

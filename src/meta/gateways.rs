@@ -19,15 +19,34 @@
 //!   the holds under the old one stay dead and their uploads fail at commit.
 //!   Gateways' clocks only decide when a lease counts as expired, never whether a
 //!   commit is safe.
+//!
+//! Cluster-wide single workers (`WORKERS`: worker name -> the gateway running it):
+//! the cleaner, each replication rule's sender (`replication:<bucket>`), the
+//! lifecycle pass, the tier mover, the scrub and the expiry of abandoned uploads run
+//! on one gateway at a time. A gateway claims a worker in a write transaction when
+//! the row is absent, names itself, or names a gateway whose lease row is gone, and
+//! only while its own lease row exists; so a gateway that dies loses its workers
+//! with its lease (`meta_lease_secs` plus one renewal) and another takes them over.
+//! A worker is an efficiency and a promise to the admin ("one cleaner at a time"),
+//! never what keeps data safe: two cleaners, or two senders of one rule, are safe
+//! together (the cleaner's locking table, the idempotent `sync_key`), which is what
+//! happens for a moment when a gateway that lost its lease has not noticed yet.
+//! On redb there is one process and every claim succeeds without a transaction.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::kv::{Engine, ReadableTable, TableDefinition, WriteTransaction};
-use super::{HoldId, MetaError, MetaResult, held, unix_secs};
+use super::{HoldId, MetaError, MetaResult, MetaStore, held, unix_secs};
 
 pub(super) const GATEWAYS: TableDefinition<u64, u64> = TableDefinition::new("gateways");
+/// Gateway id -> (ingest streams active, the gateway's stream limit), written with
+/// each renewal: every gateway's load, visible cluster-wide.
+pub(super) const GATEWAY_STREAMS: TableDefinition<u64, (u64, u64)> =
+    TableDefinition::new("gateway_streams");
+/// Worker name -> the id of the gateway running it.
+pub(super) const WORKERS: TableDefinition<&str, u64> = TableDefinition::new("workers");
 
 /// This process's gateway id (the first 8 bytes of its holds' ids).
 pub(super) struct Gateway {
@@ -35,6 +54,19 @@ pub(super) struct Gateway {
     registered: AtomicBool,
     /// A lease not renewed for this long is expired.
     lease_secs: u64,
+    /// This gateway's ingest streams active and its limit, as last reported.
+    streams: AtomicU64,
+    stream_limit: AtomicU64,
+}
+
+/// One live gateway's lease and load, as the cluster sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayLoad {
+    pub gateway: u64,
+    /// When its lease runs out unless renewed, unix seconds.
+    pub lease_expires: u64,
+    pub streams: u64,
+    pub stream_limit: u64,
 }
 
 fn random_id() -> MetaResult<u64> {
@@ -50,12 +82,19 @@ impl Gateway {
             id: AtomicU64::new(random_id()?),
             registered: AtomicBool::new(false),
             lease_secs: lease_secs.max(3),
+            streams: AtomicU64::new(0),
+            stream_limit: AtomicU64::new(0),
         }))
     }
 
     /// How often the lease is renewed (and others' expired leases reaped).
     fn renew_every(&self) -> Duration {
         Duration::from_secs(self.lease_secs / 3)
+    }
+
+    /// This gateway's id now (a fresh one after its lease was reaped).
+    pub(super) fn id(&self) -> u64 {
+        self.id.load(Ordering::Relaxed)
     }
 
     /// The prefix of the holds this gateway creates now.
@@ -78,6 +117,10 @@ impl Gateway {
         }
         leases.insert(id, now + self.lease_secs)?;
         self.registered.store(true, Ordering::Relaxed);
+        let load = (
+            self.streams.load(Ordering::Relaxed),
+            self.stream_limit.load(Ordering::Relaxed),
+        );
         let mut expired = Vec::new();
         for row in leases.iter()? {
             let (k, v) = row?;
@@ -89,11 +132,153 @@ impl Gateway {
             leases.remove(*gone)?;
         }
         drop(leases);
+        let mut streams = txn.open_table(GATEWAY_STREAMS)?;
+        streams.insert(id, load)?;
+        if !expired.is_empty() {
+            streams.retain(|g, _| !expired.contains(&g))?;
+            txn.open_table(WORKERS)?
+                .retain(|_, owner| !expired.contains(&owner))?;
+        }
+        drop(streams);
         let mut released = 0;
         for gone in expired {
             released += held::release_prefix(txn, &gone.to_be_bytes(), now)?;
         }
         Ok(released)
+    }
+}
+
+impl Gateway {
+    /// Claims worker `name` for this gateway, or confirms it holds it: `None`, or
+    /// the live gateway that holds it.
+    fn claim(&self, txn: &WriteTransaction, name: &str) -> MetaResult<Option<u64>> {
+        let me = self.id.load(Ordering::Relaxed);
+        let leases = txn.open_table(GATEWAYS)?;
+        if leases.get(me)?.is_none() {
+            return Err(MetaError::Unavailable(
+                "this gateway's lease expired: it claims no worker before it renewed it".into(),
+            ));
+        }
+        let mut workers = txn.open_table(WORKERS)?;
+        match workers.get(name)?.map(|v| v.value()) {
+            Some(owner) if owner == me => return Ok(None),
+            Some(owner) if leases.get(owner)?.is_some() => return Ok(Some(owner)),
+            _ => {}
+        }
+        workers.insert(name, me)?;
+        Ok(None)
+    }
+
+    /// Gives worker `name` up, if this gateway holds it.
+    fn release(&self, txn: &WriteTransaction, name: &str) -> MetaResult<()> {
+        let me = self.id.load(Ordering::Relaxed);
+        let mut workers = txn.open_table(WORKERS)?;
+        if workers.get(name)?.is_some_and(|v| v.value() == me) {
+            workers.remove(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// A worker another live gateway runs now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("gateway {0:016x} is running it")]
+pub struct WorkerBusy(pub u64);
+
+/// A worker this gateway claimed for one turn; given up when dropped (also when the
+/// future that held it was dropped).
+pub struct WorkerTurn {
+    meta: MetaStore,
+    name: String,
+}
+
+impl Drop for WorkerTurn {
+    fn drop(&mut self) {
+        self.meta.release_worker(std::mem::take(&mut self.name));
+    }
+}
+
+impl MetaStore {
+    /// This gateway's id (`None` on redb, where there is only one process).
+    pub fn gateway_id(&self) -> Option<u64> {
+        self.gateway.as_ref().map(|g| g.id())
+    }
+
+    /// Records this gateway's ingest streams and limit; the next lease renewal (every
+    /// third of the lease) makes them visible to the cluster.
+    pub fn report_streams(&self, active: u64, limit: u64) {
+        if let Some(g) = &self.gateway {
+            g.streams.store(active, Ordering::Relaxed);
+            g.stream_limit.store(limit, Ordering::Relaxed);
+        }
+    }
+
+    /// Every live gateway with its lease and load, as last renewed (empty on redb).
+    pub async fn gateways(&self) -> MetaResult<Vec<GatewayLoad>> {
+        if self.gateway.is_none() {
+            return Ok(Vec::new());
+        }
+        self.read(|txn| {
+            let leases = txn.open_table(GATEWAYS)?;
+            let streams = txn.open_table(GATEWAY_STREAMS)?;
+            let mut out = Vec::new();
+            for row in leases.iter()? {
+                let (id, expires) = row?;
+                let (active, limit) = streams.get(id.value())?.map_or((0, 0), |v| v.value());
+                out.push(GatewayLoad {
+                    gateway: id.value(),
+                    lease_expires: expires.value(),
+                    streams: active,
+                    stream_limit: limit,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Claims the cluster-wide worker `name`, or confirms this gateway still holds it
+    /// (it keeps it until it gives it up or its lease expires).
+    pub async fn claim_worker(&self, name: &str) -> MetaResult<Result<(), WorkerBusy>> {
+        let Some(gateway) = self.gateway.clone() else {
+            return Ok(Ok(()));
+        };
+        let name = name.to_owned();
+        let holder = self
+            .write(false, move |txn| gateway.claim(txn, &name))
+            .await?;
+        Ok(holder.map_or(Ok(()), |g| Err(WorkerBusy(g))))
+    }
+
+    /// Gives worker `name` up (queued: callable from `Drop`).
+    pub fn release_worker(&self, name: String) {
+        if let Some(gateway) = self.gateway.clone() {
+            drop(self.submit(false, move |txn| gateway.release(txn, &name)));
+        }
+    }
+
+    /// Claims worker `name` for one turn: given up when the answer is dropped.
+    pub async fn worker_turn(&self, name: &str) -> MetaResult<Result<WorkerTurn, WorkerBusy>> {
+        Ok(self.claim_worker(name).await?.map(|()| WorkerTurn {
+            meta: self.clone(),
+            name: name.to_owned(),
+        }))
+    }
+
+    /// Whether this gateway runs the periodic worker `name` now (claiming it when it
+    /// is free): false, logged, when another gateway runs it or the claim failed.
+    pub async fn runs_worker(&self, name: &str) -> bool {
+        match self.claim_worker(name).await {
+            Ok(Ok(())) => true,
+            Ok(Err(busy)) => {
+                tracing::debug!(worker = name, %busy, "another gateway runs this worker");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(worker = name, error = %e, "cannot claim a cluster-wide worker");
+                false
+            }
+        }
     }
 }
 

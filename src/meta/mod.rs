@@ -72,6 +72,7 @@ use refs::{adjust_refs, count_locked, drop_manifest, insert_manifest, release_re
 use tables::*;
 
 pub use bucket_config::BucketConfigKind;
+pub use gateways::{GatewayLoad, WorkerBusy, WorkerTurn};
 pub use gc::{Freed, KeptChunk, SegmentCandidate};
 pub use held::{HeldBatch, HeldRefs, UploadHold};
 pub use list::{ListEntry, ListPage, ListQuery};
@@ -272,6 +273,7 @@ impl MetaStore {
         let db = Arc::new(db);
         if let Some(g) = &gateway {
             gateways::keep_lease(Arc::downgrade(&db), g.clone())?;
+            tracing::info!(gateway = %format!("{:016x}", g.id()), lease_secs, "this gateway holds its lease");
         }
         let (jobs, rx) = mpsc::channel::<Job>();
         let committer_db = db.clone();

@@ -46,6 +46,7 @@ const SESSION_SETTINGS: &str = "SET statement_timeout = '120s'; SET lock_timeout
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("pg/0001_tables.sql")),
     (2, include_str!("pg/0002_gateways.sql")),
+    (3, include_str!("pg/0003_workers.sql")),
 ];
 
 /// The newest schema this binary knows.

@@ -120,6 +120,18 @@ impl MetaStore {
         .await
     }
 
+    /// The ids of the segments with a row from `from` on, in id order (a gateway's
+    /// chunk filter catches up with other gateways' segments from them).
+    pub fn segment_ids_from_blocking(&self, from: u64) -> MetaResult<Vec<u64>> {
+        self.read_blocking(|txn| {
+            let mut out = Vec::new();
+            for row in txn.open_table(SEGMENTS)?.range(from..)? {
+                out.push(row?.0.value());
+            }
+            Ok(out)
+        })
+    }
+
     /// The chunks indexed in a segment (rows that point into it).
     pub async fn indexed_chunks(&self, segment: u64) -> MetaResult<Vec<(ChunkId, ChunkRow)>> {
         self.read(move |txn| {

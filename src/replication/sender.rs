@@ -1,6 +1,12 @@
 //! The source side of replication: a loop that drains the outbox towards the
 //! replicas of the rules.
 //!
+//! In a cluster, one gateway sends each rule: it claims the rule's worker
+//! (`replication:<bucket>`, `meta::gateways`), confirms it every `CLAIM_EVERY`, and
+//! keeps it while its lease lives; another gateway takes it over within one lease
+//! after it died, and resumes from the outbox, which only acknowledged events left.
+//! The events of a rule another gateway sends stay where they are.
+//!
 //! Each round pages through the outbox in commit order. An event of a bucket without
 //! a rule is dropped (nothing wants it). An event of a paused rule, of a rule outside
 //! its windows, or of a rule in backoff after an error stays where it is. Any other
@@ -130,6 +136,62 @@ fn next_group(
 /// How often a rule's failed keys are put back into the queue by themselves.
 const FAILED_RETRY: Duration = Duration::from_secs(600);
 
+/// How often the sender confirms its rules' leases and claims free ones.
+const CLAIM_EVERY: Duration = Duration::from_secs(5);
+
+/// The rules whose cluster-wide worker (`replication:<bucket>`) this gateway holds:
+/// one sender per rule in a cluster. A rule is kept while this gateway lives; the
+/// others take it over once its lease expired.
+#[derive(Default)]
+struct Claims {
+    held: HashSet<String>,
+    /// Rules another live gateway sends.
+    elsewhere: HashSet<String>,
+    checked_at: Option<Instant>,
+}
+
+fn rule_worker(bucket: &str) -> String {
+    format!("replication:{bucket}")
+}
+
+impl Claims {
+    /// Confirms the held rules and claims free ones every `CLAIM_EVERY`, and at once
+    /// when a rule is new.
+    async fn refresh(
+        &mut self,
+        meta: &MetaStore,
+        rules: &HashMap<String, RuleRecord>,
+    ) -> Result<(), MetaError> {
+        for gone in self.held.iter().filter(|b| !rules.contains_key(*b)) {
+            meta.release_worker(rule_worker(gone));
+        }
+        self.held.retain(|b| rules.contains_key(b));
+        self.elsewhere.retain(|b| rules.contains_key(b));
+        let known = |b: &String| self.held.contains(b) || self.elsewhere.contains(b);
+        if self.checked_at.is_some_and(|t| t.elapsed() < CLAIM_EVERY) && rules.keys().all(known) {
+            return Ok(());
+        }
+        self.checked_at = Some(Instant::now());
+        let (mut held, mut elsewhere) = (HashSet::new(), HashSet::new());
+        for bucket in rules.keys() {
+            match meta.claim_worker(&rule_worker(bucket)).await? {
+                Ok(()) => {
+                    if !self.held.contains(bucket) {
+                        tracing::info!(bucket, "this gateway sends the rule's replication");
+                    }
+                    held.insert(bucket.clone());
+                }
+                Err(busy) => {
+                    tracing::debug!(bucket, %busy, "another gateway sends this rule");
+                    elsewhere.insert(bucket.clone());
+                }
+            }
+        }
+        (self.held, self.elsewhere) = (held, elsewhere);
+        Ok(())
+    }
+}
+
 /// A rule's link and its retry state.
 struct Peer {
     rule: RuleRecord,
@@ -155,8 +217,9 @@ impl Sender {
     /// Runs rounds until the task is dropped.
     pub async fn run(self) {
         let mut peers: HashMap<String, Peer> = HashMap::new();
+        let mut claims = Claims::default();
         loop {
-            let sent = match self.round(&mut peers).await {
+            let sent = match self.round(&mut peers, &mut claims).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "replication round failed");
@@ -170,9 +233,19 @@ impl Sender {
     }
 
     /// One pass over the outbox; returns how many events were acknowledged.
-    async fn round(&self, peers: &mut HashMap<String, Peer>) -> Result<usize, SendError> {
+    async fn round(
+        &self,
+        peers: &mut HashMap<String, Peer>,
+        claims: &mut Claims,
+    ) -> Result<usize, SendError> {
         let rules: HashMap<String, RuleRecord> = self.meta.rules().await?.into_iter().collect();
-        self.refresh_peers(peers, &rules);
+        claims.refresh(&self.meta, &rules).await?;
+        let mine: HashMap<String, RuleRecord> = rules
+            .iter()
+            .filter(|(bucket, _)| claims.held.contains(*bucket))
+            .map(|(b, r)| (b.clone(), r.clone()))
+            .collect();
+        self.refresh_peers(peers, &mine);
         let mut acked = 0;
         for (bucket, peer) in peers.iter_mut() {
             if peer.requeued_at.is_none_or(|t| t.elapsed() >= FAILED_RETRY) {
@@ -193,13 +266,14 @@ impl Sender {
             // Each bucket's events of the page, in commit order.
             let mut by_bucket: HashMap<String, Vec<(u64, OutboxEvent)>> = HashMap::new();
             for (seq, ev) in page {
-                match peers.contains_key(&ev.bucket) {
-                    true => by_bucket
+                if peers.contains_key(&ev.bucket) {
+                    by_bucket
                         .entry(ev.bucket.clone())
                         .or_default()
-                        .push((seq, ev)),
-                    false => done.push(seq), // no rule wants it
-                }
+                        .push((seq, ev));
+                } else if !rules.contains_key(&ev.bucket) {
+                    done.push(seq); // no rule wants it
+                } // else another gateway's sender (or a rule unusable here) has it
             }
             for (bucket, events) in by_bucket {
                 let Some(peer) = peers.get_mut(&bucket) else {

@@ -11,7 +11,7 @@ pub use fault_proxy::FaultProxy;
 #[allow(unused_imports)]
 pub use moto::Moto;
 #[allow(unused_imports)]
-pub use pg::{Cluster, database_bytes};
+pub use pg::{Cluster, Site, database_bytes, gateway_id};
 #[allow(unused_imports)]
 pub use s3fs::{S3Fs, files_below};
 

@@ -4,6 +4,67 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::{S3Fs, Server};
+
+const SHARED_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+/// A site of gateways: one database, one object store (s3s-fs), and the secrets
+/// key they share as they share the segments.
+pub struct Site {
+    _store: S3Fs,
+    _conf: tempfile::TempDir,
+    envs: Vec<(String, String)>,
+}
+
+impl Site {
+    pub fn new(url: &str, extra: &[(&str, &str)]) -> Site {
+        let store = S3Fs::start("segs");
+        let conf = tempfile::tempdir().unwrap();
+        let config = store.hoard_config(conf.path(), "segs", "hoard");
+        let mut envs = vec![
+            ("HOARD_META".to_owned(), url.to_owned()),
+            ("HOARD_SECRETS_KEY".to_owned(), SHARED_KEY.to_owned()),
+            ("HOARD_CONFIG".to_owned(), config.display().to_string()),
+        ];
+        envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Site {
+            _store: store,
+            _conf: conf,
+            envs,
+        }
+    }
+
+    /// A gateway of the site, with `extra` settings of its own.
+    pub fn gateway_with(&self, extra: &[(&str, &str)]) -> Server {
+        let mut envs: Vec<(&str, &str)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        envs.extend_from_slice(extra);
+        Server::start_with_env(&[], &envs)
+    }
+
+    pub fn gateway(&self) -> Server {
+        self.gateway_with(&[])
+    }
+}
+
+/// A gateway's id, as its log announces it at start (hex).
+pub fn gateway_id(s: &Server) -> String {
+    let log = s.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("this gateway holds its lease"))
+        .unwrap_or_else(|| panic!("no lease line in the log: {log}"));
+    let at = line.find("gateway=").expect("a gateway field") + "gateway=".len();
+    line[at..]
+        .trim_start_matches('"')
+        .chars()
+        .take(16)
+        .collect()
+}
+
 /// The cluster's URL, when the tests run against PostgreSQL.
 pub fn cluster_url() -> Option<String> {
     std::env::var("HOARD_TEST_POSTGRES")
