@@ -38,9 +38,6 @@ cargo build --all-targets
 cargo test --all-targets -- --test-threads 2
 # The behaviour suites again with the metadata in PostgreSQL (tests/common: every
 # server gets a database of its own in one private cluster, stopped when this exits).
-# Not here: the crash loop, whose last check is that a kill's orphan files go at the
-# very next pass; on PostgreSQL a file without a row waits out the orphan grace
-# period, since another gateway may be about to name it.
 echo "== metadata on PostgreSQL: the behaviour suites =="
 pg_dir=$(mktemp -d)
 HOARD_TEST_POSTGRES=$(bash scripts/pg-cluster.sh start "$pg_dir" $$)
@@ -49,7 +46,7 @@ trap 'bash scripts/pg-cluster.sh stop "$pg_dir" >/dev/null 2>&1 || true' EXIT
 cargo test --test s3_api --test operations --test multipart --test versioning --test copy \
   --test gc --test conditional --test object_lock --test users --test durability \
   --test dedup --test acl --test policy --test lifecycle --test quota \
-  --test replication -- --test-threads 2
+  --test replication --test crash_loop -- --test-threads 2
 unset HOARD_TEST_POSTGRES
 
 failed=()

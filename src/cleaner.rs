@@ -24,7 +24,7 @@
 //! | compaction: read kept chunks, write a new durable segment | no change to metadata yet | - | - | - | - |
 //! | compaction commit (repoint kept chunks, drop dead rows, queue old file) | a chunk left behind as dead but revived meanwhile is kept after all: the commit fails and changes nothing, the new file is deleted | as for removal | a chunk moved while being released keeps its new row with the count the release left | a reader with an old location reads the old file, which stays until the grace period after the commit; every chunk read is verified, so a reader can never get wrong bytes | as here; two gateways compacting the same segment (only while one that lost its lease has not noticed: otherwise one cleaner runs in the cluster): the second commit finds no row left in the old segment, so its new segment names no live chunk and a later pass removes it as dead |
 //! | delete a queued file (grace period over) | - | - | - | readers looked up locations before the commit, more than a grace period ago | readers on every gateway looked up locations through the shared rows, more than a grace period ago |
-//! | remove an orphan file (no row, not queued, id already handed out; handed out by an earlier run, or older than the orphan grace period) | a segment being written has a temp name until its durable rename and gets its row right after; the orphan grace period (24 h) covers that gap for ids of this run, and an id of an earlier run has no writer left | as for PUT | - | no reader can know an id without a row | no id counts as an earlier run's on PostgreSQL: another gateway's segment between its upload and its row is protected by the orphan grace period alone |
+//! | remove an orphan file (no row, not queued, id already handed out; handed out by an earlier run, or older than the orphan grace period) | a segment being written has a temp name until its durable rename and gets its row right after; the orphan grace period (24 h) covers that gap for ids of this run, and an id of an earlier run has no writer left | as for PUT | - | no reader can know an id without a row | on PostgreSQL every id is recorded with the gateway it was handed to until its row is made (`meta::gateways`): a file of an id whose gateway's lease is gone is debris at once (naming it re-checks the record and the lease in the naming transaction, so a reaped gateway's seal fails instead); a live gateway's file waits out the orphan grace period, as it may be between its upload and its row |
 //!
 //! | repair: copy a damaged segment's intact chunks, then one transaction repoints them, turns the referenced rest into lost rows and drops the segment's rows; the file moves to `quarantine/` | a take on a chunk that became lost finds no row and the writer stores the chunk; `add_segment` hands the lost references to the new row | as for PUT | a release of a lost chunk lowers its lost count | a reader with the old location finds the file gone and looks the chunk up again: the new copy, or no row (an error, never wrong bytes) |
 //! | repair: fix counts (one transaction recounts all manifests and holds) | an upload's takes are recorded under its hold in their own transactions (`meta::held`), so the recount counts them and never undoes one | as for PUT | ordered by the committer | - |
@@ -384,28 +384,24 @@ impl Cleaner {
     /// period.
     async fn remove_orphans(&self, dry_run: bool) -> Result<u64, CleanerError> {
         let files = self.segments.list().await?;
-        let old_enough = SystemTime::now()
+        let grace_start = SystemTime::now()
             .checked_sub(self.settings.orphan_grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let earlier_run = self.meta.run_first_segment();
-        let files: Vec<u64> = files
+        let files = files
             .into_iter()
-            .filter(|(id, mtime)| *id < earlier_run || *mtime <= old_enough)
-            .map(|(id, _)| id)
+            .map(|(id, mtime)| (id, mtime <= grace_start))
             .collect();
-        let (known, next) = self.meta.segment_known(files.clone()).await?;
-        let mut removed = 0;
-        for (id, known) in files.into_iter().zip(known) {
-            if known || id >= next {
-                continue;
-            }
-            if !dry_run {
-                self.segments.delete(id).await?;
-                tracing::info!(segment = id, "orphan segment file removed");
-            }
-            removed += 1;
+        let debris = self.meta.orphan_segments(files).await?;
+        if dry_run {
+            return Ok(debris.len() as u64);
         }
-        Ok(removed)
+        for id in &debris {
+            self.segments.delete(*id).await?;
+            tracing::info!(segment = id, "orphan segment file removed");
+        }
+        let before = unix_secs().saturating_sub(self.settings.orphan_grace.as_secs());
+        self.meta.forget_unnamed_segments(before).await?;
+        Ok(debris.len() as u64)
     }
 }
 

@@ -213,6 +213,13 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_write() {
         .unwrap();
     let verified = admin(&survivors[1]).verify(None, false).await.unwrap();
     assert!(verified.is_clean(), "{verified:?}");
+    // The segment files it uploaded and never named went at that pass, not after
+    // the 24 h orphan grace: their ids were handed to a gateway now dead.
+    assert!(
+        verified.orphan_segments.is_empty(),
+        "{:?}",
+        verified.orphan_segments
+    );
     // Only acknowledged writes exist, and perhaps the one the kill cut between its
     // commit and its answer.
     let listed = stats(&survivors[1]).await.total.objects;
@@ -368,5 +375,71 @@ async fn a_body_stored_through_one_gateway_is_deduplicated_through_another() {
         total.stored_bytes - stored
     );
     assert_eq!(get_bytes(&a.client(), "gens", "tuesday").await, body);
+    assert_no_panic(&b);
+}
+
+#[tokio::test]
+async fn a_dead_gateways_unnamed_segment_files_go_at_the_next_pass() {
+    let pg = Cluster::start();
+    // A lease long enough for PostgreSQL's short stop below not to expire it.
+    let site = Site::new(&pg.database("unnamed"), &[("HOARD_META_LEASE_SECS", "10")]);
+    let mut a = site.gateway();
+    let b = site.gateway();
+    a.client()
+        .create_bucket()
+        .bucket("debris")
+        .send()
+        .await
+        .unwrap();
+    // A's segment upload waits on the frozen object store; PostgreSQL stops before
+    // it lands, so the file is stored and no row will name it.
+    site.store.freeze();
+    let put = {
+        let c = a.client();
+        tokio::spawn(async move {
+            c.put_object()
+                .bucket("debris")
+                .key("cut")
+                .body(random_bytes(80, 6 << 20).into())
+                .send()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.stop();
+    site.store.thaw();
+    let refused = put
+        .await
+        .unwrap()
+        .expect_err("a PUT whose segment has no row");
+    assert_eq!(status_of(&refused), 503, "{refused:?}");
+    pg.resume();
+    eventually(30, "B ready again", || async {
+        admin(&b).verify(None, false).await.is_ok()
+    })
+    .await;
+
+    // While A lives, its file may be a segment about to be named: kept.
+    let report = admin(&b).gc(false, Some(Duration::ZERO)).await.unwrap();
+    assert_eq!(report.orphans_removed, 0, "{report:?}");
+    let orphans = admin(&b)
+        .verify(None, false)
+        .await
+        .unwrap()
+        .orphan_segments
+        .clone();
+    assert!(
+        !orphans.is_empty(),
+        "the cut upload left no file to test with"
+    );
+
+    // Once A is dead and its lease ran out, the next pass removes it.
+    a.kill9();
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let report = admin(&b).gc(false, Some(Duration::ZERO)).await.unwrap();
+    assert_eq!(report.orphans_removed, orphans.len() as u64, "{report:?}");
+    let verified = admin(&b).verify(None, false).await.unwrap();
+    assert!(verified.orphan_segments.is_empty(), "{verified:?}");
+    assert!(verified.is_clean(), "{verified:?}");
     assert_no_panic(&b);
 }

@@ -20,6 +20,14 @@
 //!   Gateways' clocks only decide when a lease counts as expired, never whether a
 //!   commit is safe.
 //!
+//! Segment ids handed to a gateway (`UNNAMED_SEGMENTS`, on PostgreSQL): every id
+//! is recorded with its gateway when it is handed out, and the record goes when the
+//! segment's row is made. So a file without a row whose id was handed to a gateway
+//! whose lease is gone is debris the cleaner removes at once: that gateway will never
+//! name it, since naming it checks, in the naming transaction, that the record is
+//! still there and its gateway alive (a gateway reaped while it still ran fails
+//! its seal instead of naming a file the cleaner took).
+//!
 //! Cluster-wide single workers (`WORKERS`: worker name -> the gateway running it):
 //! the cleaner, each replication rule's sender (`replication:<bucket>`), the
 //! lifecycle pass, the tier mover, the scrub and the expiry of abandoned uploads run
@@ -37,7 +45,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::kv::{Engine, ReadableTable, TableDefinition, WriteTransaction};
+use std::ops::Range;
+
+use super::kv::{Engine, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use super::{HoldId, MetaError, MetaResult, MetaStore, held, unix_secs};
 
 pub(super) const GATEWAYS: TableDefinition<u64, u64> = TableDefinition::new("gateways");
@@ -45,6 +55,11 @@ pub(super) const GATEWAYS: TableDefinition<u64, u64> = TableDefinition::new("gat
 /// each renewal: every gateway's load, visible cluster-wide.
 pub(super) const GATEWAY_STREAMS: TableDefinition<u64, (u64, u64)> =
     TableDefinition::new("gateway_streams");
+/// Segment id -> (the gateway it was handed to, when, unix seconds): ids handed out
+/// whose segment has no row yet. The row goes in the transaction that names the
+/// segment (`name_segment`).
+pub(super) const UNNAMED_SEGMENTS: TableDefinition<u64, (u64, u64)> =
+    TableDefinition::new("unnamed_segments");
 /// Worker name -> the id of the gateway running it.
 pub(super) const WORKERS: TableDefinition<&str, u64> = TableDefinition::new("workers");
 
@@ -280,6 +295,93 @@ impl MetaStore {
             }
         }
     }
+}
+
+/// Records segment ids `ids`, just handed out, as this gateway's until named.
+pub(super) fn hand_out(
+    txn: &WriteTransaction,
+    gateway: &Gateway,
+    ids: Range<u64>,
+) -> MetaResult<()> {
+    let mut unnamed = txn.open_table(UNNAMED_SEGMENTS)?;
+    let now = unix_secs();
+    for id in ids {
+        unnamed.insert(id, (gateway.id(), now))?;
+    }
+    Ok(())
+}
+
+/// On PostgreSQL: fails unless segment id `id` was handed to a gateway that is still
+/// alive, and drops its record (the segment's row is made in this transaction).
+pub(super) fn name_segment(txn: &WriteTransaction, id: u64) -> MetaResult<()> {
+    if !matches!(txn, WriteTransaction::Pg(_)) {
+        return Ok(());
+    }
+    let owner = txn
+        .open_table(UNNAMED_SEGMENTS)?
+        .remove(id)?
+        .map(|v| v.value().0);
+    let alive = match owner {
+        Some(g) => txn.open_table(GATEWAYS)?.get(g)?.is_some(),
+        None => false,
+    };
+    if !alive {
+        return Err(MetaError::Unavailable(format!(
+            "segment {id:016x} belongs to no live gateway (this gateway's lease expired): the write fails"
+        )));
+    }
+    Ok(())
+}
+
+/// What the metadata knows of a segment file without a row.
+pub(super) enum Unnamed {
+    /// Handed to a gateway whose lease is gone: debris.
+    Dead,
+    /// Handed to a live gateway: maybe in flight.
+    Live,
+    /// No record (redb; or an id handed out before records were kept).
+    Unknown,
+}
+
+pub(super) fn unnamed(txn: &ReadTransaction, id: u64) -> MetaResult<Unnamed> {
+    if !matches!(txn, ReadTransaction::Pg(_)) {
+        return Ok(Unnamed::Unknown);
+    }
+    let Some((owner, _)) = txn
+        .open_table(UNNAMED_SEGMENTS)?
+        .get(id)?
+        .map(|v| v.value())
+    else {
+        return Ok(Unnamed::Unknown);
+    };
+    if txn.open_table(GATEWAYS)?.get(owner)?.is_some() {
+        Ok(Unnamed::Live)
+    } else {
+        Ok(Unnamed::Dead)
+    }
+}
+
+/// Drops the records of ids handed to gateways whose lease is gone, and of ids
+/// handed out before `before` (unix seconds): what the cleaner's orphan pass, just
+/// finished, has dealt with. Answers how many went.
+pub(super) fn forget_unnamed(txn: &WriteTransaction, before: u64) -> MetaResult<u64> {
+    if !matches!(txn, WriteTransaction::Pg(_)) {
+        return Ok(0);
+    }
+    let leases = txn.open_table(GATEWAYS)?;
+    let mut unnamed = txn.open_table(UNNAMED_SEGMENTS)?;
+    let mut doomed = Vec::new();
+    for row in unnamed.iter()? {
+        let (id, v) = row?;
+        let (owner, at) = v.value();
+        if at < before || leases.get(owner)?.is_none() {
+            doomed.push(id.value());
+        }
+    }
+    for id in &doomed {
+        unnamed.remove(*id)?;
+    }
+    Ok(doomed.len() as u64)
 }
 
 /// Fails unless the gateway that created `hold` still holds its lease.

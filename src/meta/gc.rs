@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use super::gateways::Unnamed;
 use super::kv::{ReadableTable, WriteTransaction};
 
 use super::{
@@ -162,6 +163,7 @@ pub(super) fn repoint(
     moved_at: &HashMap<ChunkId, u32>,
     owner: Option<&str>,
 ) -> MetaResult<()> {
+    super::gateways::name_segment(txn, new)?;
     let mut new_row = SegmentRow {
         size: new_size,
         created: super::unix_secs(),
@@ -352,7 +354,7 @@ impl MetaStore {
 
     /// Whether a segment id is known to the metadata (indexed, or queued for
     /// deletion), and the next id to be handed out; files of unknown ids below it are
-    /// leftovers of interrupted writes.
+    /// leftovers of interrupted writes (or segments between their upload and row).
     pub async fn segment_known(&self, ids: Vec<u64>) -> MetaResult<(Vec<bool>, u64)> {
         self.read(move |txn| {
             let segments = txn.open_table(SEGMENTS)?;
@@ -361,13 +363,54 @@ impl MetaStore {
                 .iter()
                 .map(|id| Ok(segments.get(*id)?.is_some() || pending.get(*id)?.is_some()))
                 .collect::<MetaResult<Vec<bool>>>()?;
-            let next = txn
-                .open_table(COUNTERS)?
-                .get(super::C_NEXT_SEGMENT)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            Ok((known, next))
+            Ok((known, next_segment(txn)?))
         })
         .await
     }
+
+    /// Which of the segment files `files` (id, and whether the file is older than
+    /// the orphan grace period) are debris: no row names them and none will. That
+    /// is a file of an id handed out and not queued for deletion, and either handed
+    /// out by an earlier run (redb), or to a gateway whose lease is gone
+    /// (PostgreSQL: `gateways::unnamed`), or older than the grace period; a younger
+    /// one may be a segment between its upload and its row.
+    pub async fn orphan_segments(&self, files: Vec<(u64, bool)>) -> MetaResult<Vec<u64>> {
+        let earlier_run = self.run_first_segment;
+        self.read(move |txn| {
+            let segments = txn.open_table(SEGMENTS)?;
+            let pending = txn.open_table(PENDING_DELETES)?;
+            let next = next_segment(txn)?;
+            let mut debris = Vec::new();
+            for (id, old) in files {
+                if id >= next || segments.get(id)?.is_some() || pending.get(id)?.is_some() {
+                    continue;
+                }
+                let dead = matches!(super::gateways::unnamed(txn, id)?, Unnamed::Dead);
+                if old || id < earlier_run || dead {
+                    debris.push(id);
+                }
+            }
+            Ok(debris)
+        })
+        .await
+    }
+
+    /// After an orphan pass: forgets the ids handed to dead gateways (their files
+    /// are gone) and those handed out before `before` (unix seconds, the grace
+    /// period ago: their files, if any, are old enough to be removed anyway).
+    pub async fn forget_unnamed_segments(&self, before: u64) -> MetaResult<u64> {
+        self.write(false, move |txn| {
+            super::gateways::forget_unnamed(txn, before)
+        })
+        .await
+    }
+}
+
+/// The next segment id to be handed out.
+fn next_segment(txn: &super::kv::ReadTransaction) -> MetaResult<u64> {
+    Ok(txn
+        .open_table(COUNTERS)?
+        .get(super::C_NEXT_SEGMENT)?
+        .map(|v| v.value())
+        .unwrap_or(0))
 }

@@ -85,6 +85,7 @@ impl MetaStore {
     ) -> MetaResult<()> {
         let bucket = bucket.to_owned();
         self.write(false, move |txn| {
+            gateways::name_segment(txn, segment)?;
             let now = unix_secs();
             match holder {
                 Some(Holder::Upload(batch)) => {
@@ -174,10 +175,18 @@ impl MetaStore {
 
     /// Reserves `n` segment ids; durable, so that no id is handed out twice even
     /// across crashes.
+    /// On PostgreSQL each id is recorded as this gateway's until its segment is
+    /// named (`gateways::hand_out`).
     pub fn allocate_segment_ids_blocking(&self, n: u64) -> MetaResult<Range<u64>> {
+        let gateway = self.gateway.clone();
         self.write_blocking(true, move |txn| {
             let mut counters = txn.open_table(COUNTERS)?;
-            next_ids(&mut counters, C_NEXT_SEGMENT, n)
+            let ids = next_ids(&mut counters, C_NEXT_SEGMENT, n)?;
+            drop(counters);
+            if let Some(g) = &gateway {
+                gateways::hand_out(txn, g, ids.clone())?;
+            }
+            Ok(ids)
         })
     }
 

@@ -11,7 +11,7 @@ const SHARED_KEY: &str = "222222222222222222222222222222222222222222222222222222
 /// A site of gateways: one database, one object store (s3s-fs), and the secrets
 /// key they share as they share the segments.
 pub struct Site {
-    _store: S3Fs,
+    pub store: S3Fs,
     _conf: tempfile::TempDir,
     envs: Vec<(String, String)>,
 }
@@ -28,7 +28,7 @@ impl Site {
         ];
         envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Site {
-            _store: store,
+            store,
             _conf: conf,
             envs,
         }
