@@ -6,8 +6,11 @@
 # then GETting OBJECTS new objects of OBJECT_MIB. Prints MB/s, server CPU seconds per
 # GiB (gateways; PostgreSQL's and s3s-fs's beside), and PostgreSQL transactions per
 # PUT and per GET (pg_stat_database, the idle rate of the gateways' background loops
-# subtracted). Then the generational workload (bench/generations.py) written through
-# one gateway, and round-robin through three: what cross-gateway dedup misses.
+# subtracted). The redb rows are the embedded default on local disk and the same with
+# its segments in s3s-fs, so the PostgreSQL rows compare with both. Then the
+# generational workload (bench/generations.py) written through one gateway, and
+# round-robin through three, back to back and with a pause between tars: what
+# cross-gateway dedup misses.
 #
 # usage: bench/cluster.sh [OBJECTS=16] [OBJECT_MIB=16] [TREE_MIB=256] [GENERATIONS=10]
 set -euo pipefail
@@ -38,7 +41,12 @@ cpu_of() { # cpu_of PID... -> summed CPU seconds
   for p in "$@"; do sum=$(awk -v s="$sum" -v t="$TICK" '{ printf "%.3f", s + ($14 + $15) / t }' "/proc/$p/stat"); done
   echo "$sum"
 }
-pg_cpu() { ps -u postgres -o times= | awk '{ s += $1 } END { print s + 0 }'; }
+pg_cpu() { # every PostgreSQL process's CPU seconds (the cluster's own user, or ours)
+  local owner
+  owner=$(stat -c %U "$WORK/pg/data")
+  # shellcheck disable=SC2046
+  cpu_of $(pgrep -u "$owner" -f 'postgres|postmaster' | tr '\n' ' ')
+}
 
 PG_URL=$(bash scripts/pg-cluster.sh start "$WORK/pg" $$)
 pg_sql() { # pg_sql DB SQL
@@ -52,10 +60,10 @@ s3s-fs --host 127.0.0.1 --port "$S3PORT" --access-key "$AK" --secret-key "$SK" "
 S3PID=$!; PIDS+=("$S3PID")
 sleep 1
 
-start_gateway() { # start_gateway NAME [META_URL] -> appends to GW_PIDS, GW_EPS
+start_gateway() { # start_gateway NAME [META_URL|- SEGMENT_BUCKET] -> appends to GW_PIDS, GW_EPS
   local port cfg=() env=()
   port=$(free_port)
-  if [ -n "${2:-}" ]; then
+  if [ -n "${3:-}" ]; then
     mkdir -p "$WORK/s3/$3"
     cat >"$WORK/$1.toml" <<TOML
 [segments]
@@ -68,7 +76,8 @@ access_key = "$AK"
 secret_key = "$SK"
 TOML
     cfg=(--config "$WORK/$1.toml")
-    env=(HOARD_META="$2" HOARD_SECRETS_KEY=3333333333333333333333333333333333333333333333333333333333333333)
+    env=(HOARD_SECRETS_KEY=3333333333333333333333333333333333333333333333333333333333333333)
+    [ "$2" != - ] && env+=(HOARD_META="$2")
   fi
   env "${env[@]}" HOARD_ROOT_ACCESS_KEY=$AK HOARD_ROOT_SECRET_KEY=$SK "$HOARD" serve \
     --listen "127.0.0.1:$port" --data-dir "$WORK/$1-data" "${cfg[@]}" >/dev/null 2>"$WORK/$1.log" &
@@ -89,11 +98,15 @@ phase() {
   echo "$(now) - $t0" | bc -l
 }
 
-# run LABEL STREAMS [DB]: N gateways on PostgreSQL database DB, or one redb hoard
+# run LABEL STREAMS [DB|cloud-NAME]: N gateways on PostgreSQL database DB, or one
+# redb hoard (on local disk, or with its segments in s3s-fs: cloud-NAME)
 run() {
   local label=$1 n=$2 db=${3:-} i gib c0 c1 p0 p1 s0 s1 x0 x1 idle t
   GW_PIDS=(); GW_EPS=()
-  if [ -n "$db" ]; then
+  if [[ "$db" == cloud-* ]]; then
+    start_gateway "$db" - "$db"
+    db=
+  elif [ -n "$db" ]; then
     pg_sql postgres "CREATE DATABASE $db" >/dev/null
     for ((i = 0; i < n; i++)); do start_gateway "$db-$i" "${PG_URL%/*}/$db" "$db"; done
   else
@@ -117,7 +130,7 @@ run() {
       per_op=$(echo "($x1 - $x0 - $idle * ($t + 2.4)) / ($n * $OBJECTS)" | bc -l)
       per_op=$(printf '%.1f' "$per_op")
     fi
-    printf '| %-22s | %-3s | %7.1f | %6.2f | %6.2f | %6.2f | %6s |\n' "$label" "$what" \
+    printf '| %-30s | %-3s | %7.1f | %6.2f | %6.2f | %6.2f | %6s |\n' "$label" "$what" \
       "$(echo "$gib * 1073.741824 / $t" | bc -l)" "$(echo "($c1 - $c0) / $gib" | bc -l)" \
       "$(echo "($p1 - $p0) / $gib" | bc -l)" "$(echo "($s1 - $s0) / $gib" | bc -l)" "$per_op"
   done
@@ -125,19 +138,22 @@ run() {
 }
 
 echo "== aggregate throughput: one stream per gateway, $OBJECTS x $OBJ_MIB MiB new objects each =="
-echo "| setup                  | op  |    MB/s | hoard cpu-s/GiB | pg cpu-s/GiB | s3s-fs cpu-s/GiB | pg xacts/op |"
-echo "|------------------------|-----|---------|--------|--------|--------|--------|"
+echo "| setup                          | op  |    MB/s | hoard cpu-s/GiB | pg cpu-s/GiB | s3s-fs cpu-s/GiB | pg xacts/op |"
+echo "|--------------------------------|-----|---------|--------|--------|--------|--------|"
 for n in 1 2 3; do
-  run "redb, 1 hoard, $n stream(s)" "$n"
-  run "postgres, $n gateway(s)" "$n" "tp$n"
+  run "redb+fs, 1 hoard, $n str" "$n"
+  run "redb+s3s-fs, 1 hoard, $n str" "$n" "cloud-$n"
+  run "postgres+s3s-fs, $n gateway(s)" "$n" "tp$n"
 done
 
 echo
 echo "== generational workload: $GENS daily tars of a $TREE MiB tree, one gateway vs three round-robin =="
+echo "(back to back: each tar PUT the moment the one before was answered; paused: 3 s between)"
 python3 bench/generations.py "$WORK/tars" "$TREE" "$GENS" >/dev/null
-for n in 1 3; do
+for setup in 1-0 3-0 3-3; do
+  n=${setup%-*} pause=${setup#*-}
   GW_PIDS=(); GW_EPS=()
-  db=gen$n
+  db=gen${n}p$pause
   pg_sql postgres "CREATE DATABASE $db" >/dev/null
   for ((i = 0; i < n; i++)); do start_gateway "$db-$i" "${PG_URL%/*}/$db" "$db"; done
   curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user $AK:$SK -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
@@ -147,18 +163,19 @@ for n in 1 3; do
     curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user $AK:$SK -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
       -T "$t" "${GW_EPS[$((i % n))]}/gens/$(basename "$t")" >/dev/null
     i=$((i + 1))
+    sleep "$pause"
   done
-  HOARD_ROOT_ACCESS_KEY=$AK HOARD_ROOT_SECRET_KEY=$SK "$HOARD" stats --json --endpoint "${GW_EPS[0]}" >"$WORK/gen$n.json"
+  HOARD_ROOT_ACCESS_KEY=$AK HOARD_ROOT_SECRET_KEY=$SK "$HOARD" stats --json --endpoint "${GW_EPS[0]}" >"$WORK/$db.json"
   for p in "${GW_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
 done
-python3 - "$WORK/gen1.json" "$WORK/gen3.json" <<'PY'
+python3 - "$WORK/gen1p0.json" "$WORK/gen3p0.json" "$WORK/gen3p3.json" <<'PY'
 import json, sys
-one, three = (json.load(open(p))["total"] for p in sys.argv[1:3])
-print(f"| {'':<28} | {'1 gateway':>14} | {'3 round-robin':>14} |")
-print(f"|{'-'*30}|{'-'*16}|{'-'*16}|")
+cols = [json.load(open(p))["total"] for p in sys.argv[1:4]]
+names = ["1 gateway", "3, back to back", "3, paused"]
+print("| " + " " * 20 + " | " + " | ".join(f"{n:>15}" for n in names) + " |")
+print("|" + "-" * 22 + "|" + "|".join("-" * 17 for _ in names) + "|")
 for name, k in [("logical bytes", "logical_bytes"), ("unique bytes", "unique_bytes"),
-                ("stored bytes", "stored_bytes"), ("unique chunks", "unique_chunks")]:
-    print(f"| {name:<28} | {one[k]:>14,} | {three[k]:>14,} |")
-print(f"| {'dedup ratio':<28} | {one['dedup_ratio']:>13.2f}x | {three['dedup_ratio']:>13.2f}x |")
-print(f"three gateways store {three['stored_bytes'] / one['stored_bytes']:.3f}x what one stores")
+                ("stored bytes", "stored_bytes")]:
+    print(f"| {name:<20} | " + " | ".join(f"{c[k]:>15,}" for c in cols) + " |")
+print(f"| {'stored / 1 gateway':<20} | " + " | ".join(f"{c['stored_bytes'] / cols[0]['stored_bytes']:>14.3f}x" for c in cols) + " |")
 PY

@@ -116,6 +116,10 @@ pub struct Config {
     pub meta: Option<String>,
     /// Connections to PostgreSQL one gateway opens at most.
     pub meta_connections: u32,
+    /// A PEM file of the CA certificates PostgreSQL's server certificate must chain
+    /// to: the connection is then encrypted when the server offers TLS, and must be
+    /// with `sslmode=require` in the URL.
+    pub meta_ca: Option<PathBuf>,
     /// A gateway that has not renewed its lease for this many seconds is taken for
     /// dead: the others release the references its uploads in flight held.
     pub meta_lease_secs: u64,
@@ -183,6 +187,7 @@ impl Default for Config {
             meta_cache_mib: 64,
             meta: None,
             meta_connections: 16,
+            meta_ca: None,
             meta_lease_secs: 30,
             filter_expected_chunks: 8 * 1024 * 1024,
             locality_segments: 256,
@@ -397,6 +402,9 @@ pub struct Overrides {
     /// Connections to PostgreSQL this gateway opens at most.
     #[arg(long, env = "HOARD_META_CONNECTIONS")]
     pub meta_connections: Option<u32>,
+    /// CA certificates (PEM) for TLS to PostgreSQL.
+    #[arg(long, env = "HOARD_META_CA")]
+    pub meta_ca: Option<PathBuf>,
     /// Seconds without a lease renewal after which a gateway is taken for dead.
     #[arg(long, env = "HOARD_META_LEASE_SECS")]
     pub meta_lease_secs: Option<u64>,
@@ -471,6 +479,9 @@ impl Config {
         );
         if o.meta.is_some() {
             c.meta = o.meta.clone();
+        }
+        if o.meta_ca.is_some() {
+            c.meta_ca = o.meta_ca.clone();
         }
         if o.tls {
             c.tls.enabled = true;

@@ -11,7 +11,8 @@
 //! - Gateways sharing the metadata (PostgreSQL): another gateway's new chunks reach
 //!   this filter by `refresh_blocking`, which reads the chunk ids of the segments
 //!   sealed since it last looked (segment ids follow sealing order there: one id per
-//!   segment). Until then the filter may say "new" for a chunk another gateway just
+//!   segment), every 2 s and as a PUT begins (`catch_up_blocking`). Until then the
+//!   filter may say "new" for a chunk another gateway just
 //!   stored, and the writer stores a second copy: dead bytes until compaction, never
 //!   a wrong answer (the index insert keeps the first row).
 //! - The index rows are the truth. Neither structure is ever trusted to take a
@@ -21,6 +22,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::meta::{ChunkId, MetaError, MetaStore};
 
@@ -102,8 +104,13 @@ impl LocalityCache {
 /// late (its id taken before others') is still found within this many.
 const REFRESH_WINDOW: u64 = 1024;
 
+/// A PUT that starts finds the filter at most this old (`catch_up_blocking`).
+const CATCH_UP_AGE: Duration = Duration::from_millis(250);
+
 /// What the filter has read of the shared index since start-up.
 struct Refreshed {
+    /// When the last refresh began.
+    at: Instant,
     /// The highest segment id whose chunks are in the filter.
     highest: u64,
     /// Segments of the window below `highest` already read.
@@ -151,10 +158,28 @@ impl ChunkIndex {
                 capacity: locality_segments,
             }),
             refreshed: Mutex::new(Refreshed {
+                at: Instant::now(),
                 highest,
                 read: window,
             }),
         })
+    }
+
+    /// On a shared index, refreshes the filter unless that happened within the last
+    /// `CATCH_UP_AGE`: a PUT that begins right after another gateway stored the
+    /// previous generation finds its chunks. A failure is logged, never the PUT's.
+    pub fn catch_up_blocking(&self) {
+        let stale = self
+            .refreshed
+            .lock()
+            .map(|r| r.at.elapsed() >= CATCH_UP_AGE)
+            .unwrap_or(false);
+        if !self.meta.is_shared() || !stale {
+            return;
+        }
+        if let Err(e) = self.refresh_blocking() {
+            tracing::warn!(error = %e, "cannot refresh the chunk filter");
+        }
     }
 
     /// Adds the chunks of segments sealed since the last call (by any gateway) to
@@ -163,7 +188,10 @@ impl ChunkIndex {
         let from = self
             .refreshed
             .lock()
-            .map(|r| r.highest.saturating_sub(REFRESH_WINDOW))
+            .map(|mut r| {
+                r.at = Instant::now();
+                r.highest.saturating_sub(REFRESH_WINDOW)
+            })
             .unwrap_or(0);
         let ids = self.meta.segment_ids_from_blocking(from)?;
         let mut read = 0;

@@ -256,6 +256,9 @@ impl Ingest {
         let chunker_params = params.clone();
         let chunker_held = held.clone();
         let chunker = tokio::task::spawn_blocking(move || {
+            // Gateways sharing the index: the chunks other gateways stored up to
+            // now count as known (the body queues meanwhile).
+            this.index.catch_up_blocking();
             Chunker::new(&this, handle, &chunker_params, chunker_held).run(chunk_rx)
         });
 

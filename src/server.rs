@@ -137,7 +137,13 @@ impl Node {
         let (root, origin) = Credentials::load_or_generate(&cfg.data_dir)?;
         announce_root(&root, origin);
         let meta = match &cfg.meta {
-            Some(url) => MetaStore::open_postgres(url, cfg.meta_connections, cfg.meta_lease_secs)?,
+            Some(url) => {
+                let tls = match &cfg.meta_ca {
+                    Some(ca) => Some(crate::tls::client_config(Some(ca))?),
+                    None => None,
+                };
+                MetaStore::open_postgres(url, cfg.meta_connections, tls, cfg.meta_lease_secs)?
+            }
             None => MetaStore::open(&cfg.meta_path(), cfg.meta_cache_mib * 1024 * 1024)?,
         };
         let secrets = Arc::new(SecretBox::load_or_generate(&cfg.data_dir)?);

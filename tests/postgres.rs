@@ -275,3 +275,52 @@ async fn users_added_or_disabled_on_one_gateway_hold_on_the_others() {
     assert_no_panic(&a);
     assert_no_panic(&b);
 }
+
+#[tokio::test]
+async fn tls_to_postgres_is_required_and_verified_against_the_given_ca() {
+    let pg = Cluster::start();
+    // A private CA and a server certificate for 127.0.0.1: what `hoard serve --tls`
+    // generates for itself.
+    let certs = Server::start_with_env(&["--tls"], &[]);
+    let tls = certs.data_dir().join("tls");
+    pg.enable_tls(&tls.join("server.pem"), &tls.join("server.key"));
+    let url = format!("{}?sslmode=require", pg.database("sealed"));
+    let ca = tls.join("ca.pem").display().to_string();
+
+    // With the CA, the gateway serves over an encrypted session.
+    let s = Server::start_with_env(&[], &[("HOARD_META", &url), ("HOARD_META_CA", &ca)]);
+    let c = s.client();
+    c.create_bucket().bucket("sealed").send().await.unwrap();
+    put_bytes(&c, "sealed", "k", b"over tls".to_vec()).await;
+    assert_eq!(get_bytes(&c, "sealed", "k").await, b"over tls");
+    let encrypted = pg.query_text(
+        "sealed",
+        "SELECT count(*)::text FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE application_name = 'hoard' AND ssl",
+    );
+    assert_ne!(encrypted, "0", "no encrypted session of hoard's");
+    let plain = pg.query_text(
+        "sealed",
+        "SELECT count(*)::text FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE application_name = 'hoard' AND NOT ssl",
+    );
+    assert_eq!(plain, "0", "a session of hoard's in the clear");
+
+    // Without a CA file, sslmode=require is refused at start, and so is a CA that
+    // did not sign the server's certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let said = serve_refused(dir.path(), &[], &[("HOARD_META", &url)]);
+    assert!(
+        said.contains("sslmode=require") && said.contains("HOARD_META_CA"),
+        "{said}"
+    );
+    let other = Server::start_with_env(&["--tls"], &[]);
+    let wrong = other.data_dir().join("tls/ca.pem").display().to_string();
+    let said = serve_refused(
+        dir.path(),
+        &[],
+        &[("HOARD_META", &url), ("HOARD_META_CA", &wrong)],
+    );
+    assert!(said.contains("certificate"), "{said}");
+    assert_no_panic(&s);
+}

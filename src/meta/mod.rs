@@ -224,13 +224,18 @@ impl MetaStore {
     }
 
     /// Connects to the PostgreSQL database at `url` (migrating its schema to this
-    /// binary's), with at most `connections` connections and a gateway lease of
-    /// `lease_secs`. The synchronous client blocks, so this runs on a thread of its
-    /// own: callable from async code too.
-    pub fn open_postgres(url: &str, connections: u32, lease_secs: u64) -> MetaResult<MetaStore> {
+    /// binary's), with at most `connections` connections, over TLS with `tls` when
+    /// given, and a gateway lease of `lease_secs`. The synchronous client blocks, so
+    /// this runs on a thread of its own: callable from async code too.
+    pub fn open_postgres(
+        url: &str,
+        connections: u32,
+        tls: Option<rustls::ClientConfig>,
+        lease_secs: u64,
+    ) -> MetaResult<MetaStore> {
         let url = url.to_owned();
         std::thread::spawn(move || {
-            let pool = pg::PgPool::open(&url, connections)?;
+            let pool = pg::PgPool::open(&url, connections, tls)?;
             MetaStore::start(Engine::Pg(pool), "the metadata database", lease_secs)
         })
         .join()

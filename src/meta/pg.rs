@@ -17,6 +17,9 @@
 //! - Migrations run at start-up under a session-level advisory lock
 //!   (`MIGRATION_LOCK`), each in its own transaction with its version row; a schema
 //!   newer than this binary knows is refused, never touched.
+//! - The connection is encrypted when the URL says `sslmode=require` (refused if the
+//!   server does not offer TLS) and the server's certificate chains to the CA file
+//!   the gateway was given (`meta_ca`); without a CA file, TLS is not attempted.
 //! - No call waits forever: statements, lock waits and idle transactions have
 //!   timeouts (`SESSION_SETTINGS`), and the pool's `get` a connection timeout.
 
@@ -100,17 +103,42 @@ impl PgConn {
     }
 }
 
-/// Opens connections for the pool.
+/// Opens connections for the pool: over TLS when the URL's `sslmode` asks for it
+/// (`require`; `prefer`, the default, uses TLS when the server offers it) and a TLS
+/// configuration was given, else in the clear.
 pub struct PgManager {
     config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+/// A connection that could not be made, with the whole chain of causes in its text
+/// (the pool keeps only the text: "error performing TLS handshake" alone would not
+/// say that the certificate was refused).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(String);
+
+impl From<postgres::Error> for ConnectError {
+    fn from(e: postgres::Error) -> Self {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text = format!("{text}: {c}");
+            cause = c.source();
+        }
+        ConnectError(text)
+    }
 }
 
 impl ManageConnection for PgManager {
     type Connection = PgConn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> Result<PgConn, postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+    fn connect(&self) -> Result<PgConn, ConnectError> {
+        let mut client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
         client.batch_execute(SESSION_SETTINGS)?;
         Ok(PgConn {
             client,
@@ -118,8 +146,8 @@ impl ManageConnection for PgManager {
         })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), ConnectError> {
+        Ok(conn.client.simple_query("").map(|_| ())?)
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
@@ -133,12 +161,21 @@ pub struct PgPool {
 }
 
 impl PgPool {
-    /// Connects to `url` (a libpq URL or key=value string), runs the migrations and
-    /// answers the pool.
-    pub(super) fn open(url: &str, size: u32) -> MetaResult<PgPool> {
+    /// Connects to `url` (a libpq URL or key=value string), over TLS with `tls` when
+    /// given, runs the migrations and answers the pool.
+    pub(super) fn open(
+        url: &str,
+        size: u32,
+        tls: Option<rustls::ClientConfig>,
+    ) -> MetaResult<PgPool> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| MetaError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        if config.get_ssl_mode() == postgres::config::SslMode::Require && tls.is_none() {
+            return Err(MetaError::Database(
+                "the URL asks for sslmode=require: give the CA certificates the server's certificate chains to (meta_ca, --meta-ca, HOARD_META_CA)".into(),
+            ));
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -153,7 +190,10 @@ impl PgPool {
             .test_on_check_out(false)
             // A request that cannot get a connection says so itself (503).
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(PgManager { config })?;
+            .build(PgManager {
+                config,
+                tls: tls.map(tokio_postgres_rustls::MakeRustlsConnect::new),
+            })?;
         let mut conn = pool.get()?;
         migrate(&mut conn.client)?;
         Ok(PgPool { pool })

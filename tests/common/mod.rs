@@ -221,7 +221,7 @@ impl Server {
             "stop the server before opening its metadata"
         );
         match &self.meta_url {
-            Some(url) => hoard::meta::MetaStore::open_postgres(url, 4, 30),
+            Some(url) => hoard::meta::MetaStore::open_postgres(url, 4, None, 30),
             None => hoard::meta::MetaStore::open(&self.data_dir().join("meta.redb"), 16 << 20),
         }
         .expect("open meta")

@@ -205,6 +205,50 @@ impl Cluster {
         .expect("sql thread");
     }
 
+    /// The first column of the first row `sql` answers on database `db`, as text.
+    pub fn query_text(&self, db: &str, sql: &str) -> String {
+        let (cluster, _) = self
+            .url
+            .rsplit_once('/')
+            .expect("a URL ending in /database");
+        let url = format!("{cluster}/{db}");
+        let sql = sql.to_owned();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            c.query_one(&sql, &[])
+                .expect("sql runs")
+                .get::<_, String>(0)
+        })
+        .join()
+        .expect("sql thread")
+    }
+
+    /// Turns TLS on with this certificate and key (PEM), as the server's.
+    pub fn enable_tls(&self, cert: &std::path::Path, key: &std::path::Path) {
+        let (cert_at, key_at) = (
+            self.dir.path().join("tls.crt"),
+            self.dir.path().join("tls.key"),
+        );
+        std::fs::copy(cert, &cert_at).expect("copy the certificate");
+        std::fs::copy(key, &key_at).expect("copy the key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_at, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // As root the cluster runs as `postgres` (scripts/pg-cluster.sh).
+        let owner = std::fs::metadata(self.dir.path().join("data")).expect("data dir");
+        use std::os::unix::fs::MetadataExt;
+        for f in [&cert_at, &key_at] {
+            std::os::unix::fs::chown(f, Some(owner.uid()), Some(owner.gid())).expect("chown");
+        }
+        for sql in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert_at.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", key_at.display()),
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            self.execute("postgres", &sql);
+        }
+    }
+
     /// A URL of database `db` in the cluster (created when missing).
     pub fn database(&self, db: &str) -> String {
         self.execute("postgres", &format!("CREATE DATABASE {db}"));

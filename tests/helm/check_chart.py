@@ -232,6 +232,19 @@ def main():
                  kinds(scale) == ["ConfigMap", "Deployment", "HorizontalPodAutoscaler",
                                   "PodDisruptionBudget", "Secret", "Service"], str(kinds(scale)))
             validate(scale, "scaleOut")
+            sealed = render({
+                "mode": "scaleOut", "credentials": CREDS,
+                "postgres": {"url": pg_url + "?sslmode=require", "caSecret": "pg-ca"},
+                "segments": {"s3": {"bucket": "b", "endpoint": "https://s3.example",
+                                    "accessKey": "a", "secretKey": "s"}},
+            })
+            pod = pod_of(sealed)
+            env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+            step("scaleOut with postgres.caSecret: the CA mounted and named in HOARD_META_CA",
+                 env.get("HOARD_META_CA") == "/etc/hoard/postgres-ca/ca.crt"
+                 and any(v.get("secret", {}).get("secretName") == "pg-ca" for v in pod["volumes"]),
+                 str(env))
+            validate(sealed, "scaleOut with TLS to PostgreSQL")
             for label, docs in [("embedded", embedded), ("scaleOut", scale)]:
                 d = os.path.join(work, label)
                 os.makedirs(d)

@@ -102,6 +102,10 @@ spec:
           value: {{ .Values.postgres.connections | quote }}
         - name: HOARD_META_LEASE_SECS
           value: {{ .Values.postgres.leaseSecs | quote }}
+        {{- if .Values.postgres.caSecret }}
+        - name: HOARD_META_CA
+          value: /etc/hoard/postgres-ca/ca.crt
+        {{- end }}
         {{- end }}
         {{- if include "hoard.s3Segments" . }}
         - name: AWS_ACCESS_KEY_ID
@@ -157,6 +161,11 @@ spec:
           mountPath: /etc/hoard/tls
           readOnly: true
         {{- end }}
+        {{- if and (include "hoard.scaleOut" .) .Values.postgres.caSecret }}
+        - name: postgres-ca
+          mountPath: /etc/hoard/postgres-ca
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -171,6 +180,11 @@ spec:
     - name: tls
       secret:
         secretName: {{ required "tls.secretName is required with tls.enabled" .Values.tls.secretName }}
+    {{- end }}
+    {{- if and (include "hoard.scaleOut" .) .Values.postgres.caSecret }}
+    - name: postgres-ca
+      secret:
+        secretName: {{ .Values.postgres.caSecret }}
     {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
