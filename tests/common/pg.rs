@@ -189,38 +189,39 @@ impl Cluster {
 
     /// Runs `sql` on the database `db` of the cluster.
     pub fn execute(&self, db: &str, sql: &str) {
-        let (cluster, _) = self
-            .url
-            .rsplit_once('/')
-            .expect("a URL ending in /database");
-        let url = format!("{cluster}/{db}");
-        let sql = sql.to_owned();
-        std::thread::spawn(move || {
-            postgres::Client::connect(&url, postgres::NoTls)
-                .expect("connect")
-                .batch_execute(&sql)
-                .expect("sql runs");
-        })
-        .join()
-        .expect("sql thread");
+        self.with_client(db, sql, |c, sql| c.batch_execute(sql).expect("sql runs"));
     }
 
     /// The first column of the first row `sql` answers on database `db`, as text.
     pub fn query_text(&self, db: &str, sql: &str) -> String {
+        self.with_client(db, sql, |c, sql| {
+            c.query_one(sql, &[]).expect("sql runs").get::<_, String>(0)
+        })
+    }
+
+    /// Runs `f` with a client of database `db` on a thread of its own (the
+    /// synchronous client cannot run on the test's runtime).
+    fn with_client<T: Send + 'static>(
+        &self,
+        db: &str,
+        sql: &str,
+        f: impl FnOnce(&mut postgres::Client, &str) -> T + Send + 'static,
+    ) -> T {
+        let (url, sql) = (self.url_of(db), sql.to_owned());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            f(&mut c, &sql)
+        })
+        .join()
+        .expect("sql thread")
+    }
+
+    fn url_of(&self, db: &str) -> String {
         let (cluster, _) = self
             .url
             .rsplit_once('/')
             .expect("a URL ending in /database");
-        let url = format!("{cluster}/{db}");
-        let sql = sql.to_owned();
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-            c.query_one(&sql, &[])
-                .expect("sql runs")
-                .get::<_, String>(0)
-        })
-        .join()
-        .expect("sql thread")
+        format!("{cluster}/{db}")
     }
 
     /// Turns TLS on with this certificate and key (PEM), as the server's.
@@ -252,11 +253,7 @@ impl Cluster {
     /// A URL of database `db` in the cluster (created when missing).
     pub fn database(&self, db: &str) -> String {
         self.execute("postgres", &format!("CREATE DATABASE {db}"));
-        let (cluster, _) = self
-            .url
-            .rsplit_once('/')
-            .expect("a URL ending in /database");
-        format!("{cluster}/{db}")
+        self.url_of(db)
     }
 }
 
