@@ -443,3 +443,65 @@ async fn a_dead_gateways_unnamed_segment_files_go_at_the_next_pass() {
     assert!(verified.is_clean(), "{verified:?}");
     assert_no_panic(&b);
 }
+
+#[tokio::test]
+async fn replication_status_and_manual_runs_answer_through_any_gateway() {
+    let (replica, key) = replica_with_key(&[]);
+    let pg = Cluster::start();
+    let site = Site::new(&pg.database("status"), &[SHORT_LEASE]);
+    let gateways: Vec<Server> = (0..2).map(|_| site.gateway()).collect();
+    let (ok, text) = cli(&gateways[0], &["bucket", "create", "data"]);
+    assert!(ok, "{text}");
+    // A window twelve hours away: nothing is sent until a manual run.
+    let hour = (hoard::meta::unix_secs() / 3600 + 12) % 24;
+    let window = format!("{hour:02}:00-{hour:02}:30");
+    let ca = replica.ca_pem().display().to_string();
+    let (ok, text) = add_rule_for(
+        &gateways[1],
+        "data",
+        &replica,
+        &key,
+        &["--target-ca", &ca, "--schedule", &window],
+    );
+    assert!(ok, "{text}");
+    for i in 0..5u64 {
+        let body = random_bytes(90 + i, 64 << 10);
+        put_bytes(&gateways[0].client(), "data", &format!("k{i}"), body).await;
+    }
+    // Both gateways tell the same story: five changes waiting, and who sends them.
+    let status = |g: &Server| cli(g, &["replication", "status", "data"]).1;
+    eventually(30, "the queue in both gateways' status", || async {
+        gateways
+            .iter()
+            .all(|g| status(g).contains("5 change(s) waiting"))
+    })
+    .await;
+    let sender_of = |text: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("sent by gateway "))
+            .map(str::to_owned)
+    };
+    let senders: Vec<Option<String>> = gateways.iter().map(|g| sender_of(&status(g))).collect();
+    assert!(
+        senders[0].is_some() && senders[0] == senders[1],
+        "{senders:?}"
+    );
+    let other = gateways
+        .iter()
+        .find(|g| Some(gateway_id(g)) != senders[0])
+        .expect("a gateway that does not send the rule");
+
+    // A manual run asked of the gateway that does not send reaches the one that does.
+    let (ok, text) = cli(other, &["replication", "run", "data"]);
+    assert!(ok, "{text}");
+    mirrored(
+        &gateways[0].client(),
+        &replica.client(),
+        60,
+        "after the manual run",
+    )
+    .await;
+    for g in &gateways {
+        assert_no_panic(g);
+    }
+}

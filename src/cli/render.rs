@@ -330,6 +330,9 @@ pub fn render_rule_status(s: &RuleStatus) -> String {
         when(p.last_success_ms),
         if p.manual { "; manual run in progress" } else { "" },
     ));
+    if let Some(g) = &s.sender {
+        out.push_str(&format!("  sent by gateway {g}\n"));
+    }
     if let Some(e) = &p.last_error {
         out.push_str(&format!("  last error: {e}\n"));
     }

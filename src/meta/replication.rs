@@ -29,6 +29,14 @@ pub(super) const REPLICATION_FAILED: TableDefinition<&[u8], &[u8]> =
 /// Target name -> a rule template (`replication::rules::AddRule` as JSON), sealed
 /// whole since it holds the target's secret. S3 PutBucketReplication names one by
 /// its ARN.
+/// On PostgreSQL: bucket -> what the gateway sending its rule last published of its
+/// progress (the sender's format; `meta` stores it as it is).
+pub(super) const SENDER_REPORTS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("replication_sender_reports");
+/// On PostgreSQL: bucket -> when a manual run was asked for (unix ms), on any
+/// gateway, until the gateway sending the rule takes it.
+pub(super) const MANUAL_RUNS: TableDefinition<&str, i64> =
+    TableDefinition::new("replication_manual_runs");
 pub(super) const REPLICATION_TARGETS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("replication_targets");
 /// Replica bucket -> `ReplicaRecord`.
@@ -179,6 +187,68 @@ impl MetaStore {
                 .open_table(REPLICATION_TARGETS)?
                 .remove(name.as_str())?
                 .is_some())
+        })
+        .await
+    }
+
+    /// Publishes what this gateway's sender reports of `bucket`'s rule, for the
+    /// other gateways' status (gateways sharing the metadata only; a no-op on redb).
+    pub async fn publish_sender_report(&self, bucket: &str, report: Vec<u8>) -> MetaResult<()> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        let bucket = bucket.to_owned();
+        self.write(false, move |txn| {
+            txn.open_table(SENDER_REPORTS)?
+                .insert(bucket.as_str(), report.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The last report the sender of `bucket`'s rule published (`None` on redb).
+    pub async fn sender_report(&self, bucket: &str) -> MetaResult<Option<Vec<u8>>> {
+        if !self.is_shared() {
+            return Ok(None);
+        }
+        let bucket = bucket.to_owned();
+        self.read(move |txn| {
+            Ok(txn
+                .open_table(SENDER_REPORTS)?
+                .get(bucket.as_str())?
+                .map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    /// Asks the gateway sending `bucket`'s rule, whichever it is, for a manual run.
+    pub async fn ask_manual_run(&self, bucket: &str) -> MetaResult<()> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        let bucket = bucket.to_owned();
+        self.write(true, move |txn| {
+            txn.open_table(MANUAL_RUNS)?
+                .insert(bucket.as_str(), super::now_ms())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes the manual runs asked for of `buckets` (the rules this gateway sends).
+    pub async fn take_manual_runs(&self, buckets: Vec<String>) -> MetaResult<Vec<String>> {
+        if !self.is_shared() || buckets.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(false, move |txn| {
+            let mut runs = txn.open_table(MANUAL_RUNS)?;
+            let mut taken = Vec::new();
+            for b in buckets {
+                if runs.remove(b.as_str())?.is_some() {
+                    taken.push(b);
+                }
+            }
+            Ok(taken)
         })
         .await
     }

@@ -135,6 +135,15 @@ pub struct RuleProgress {
     pub recent: std::collections::VecDeque<(i64, u64)>,
 }
 
+/// What the gateway sending a rule publishes of it, every few seconds, for the other
+/// gateways of a cluster to answer `hoard replication status` with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SenderReport {
+    /// The sending gateway's id (hex).
+    pub gateway: String,
+    pub progress: RuleProgress,
+}
+
 /// The window `RuleProgress::rate_bytes_per_sec` averages over.
 pub const RATE_WINDOW_MS: i64 = 60_000;
 

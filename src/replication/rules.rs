@@ -8,7 +8,7 @@ use http::StatusCode;
 use s3s::{S3Error, S3ErrorCode};
 use serde::{Deserialize, Serialize};
 
-use super::{Hello, Progress, RuleProgress, wire};
+use super::{Hello, Progress, RuleProgress, SenderReport, wire};
 use crate::auth::Credentials;
 use crate::meta::{
     ChunkId, HoldId, MetaError, MetaStore, RuleRecord, TargetTrust, VersionDiff, VersionStamp,
@@ -132,6 +132,10 @@ pub struct RuleStatus {
     pub failed: u64,
     /// The first of them (up to 20), with why.
     pub failed_keys: Vec<FailedKey>,
+    /// In a cluster: the gateway that sends this rule (hex id), whose progress
+    /// this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +207,16 @@ impl Rules {
         let rule = self.info(bucket.to_owned(), self.rule(bucket).await?);
         let mut progress = self.progress.get(bucket);
         progress.rate_bytes_per_sec = progress.rate();
+        // In a cluster another gateway may send the rule: its report is the truth.
+        let report = self.meta.sender_report(bucket).await?;
+        let report = report.and_then(|b| serde_json::from_slice::<SenderReport>(&b).ok());
+        let me = self.meta.gateway_id().map(|g| format!("{g:016x}"));
+        let sender = report.map(|r| {
+            if Some(&r.gateway) != me.as_ref() {
+                progress = r.progress;
+            }
+            r.gateway
+        });
         let lag_secs = progress
             .oldest_queued_ms
             .map(|t| (crate::meta::now_ms() - t).max(0) as f64 / 1000.0);
@@ -221,6 +235,7 @@ impl Rules {
                     time_ms: f.time_ms,
                 })
                 .collect(),
+            sender,
         })
     }
 
@@ -235,6 +250,8 @@ impl Rules {
     /// A manual run: the sender sends now, windows or not, until nothing waits.
     pub async fn run_now(&self, bucket: &str) -> Result<RuleStatus, RulesError> {
         self.rule(bucket).await?;
+        // In a cluster, the gateway sending the rule takes it from the metadata.
+        self.meta.ask_manual_run(bucket).await?;
         self.progress.update(bucket, |p| p.manual = true);
         tracing::info!(bucket, "manual replication run asked for");
         self.status(bucket).await

@@ -86,6 +86,8 @@ pub enum SendError {
     Task(String),
     #[error(transparent)]
     Chunk(#[from] ChunkReadError),
+    #[error("cannot encode the sender's report: {0}")]
+    Report(String),
 }
 
 impl SendError {
@@ -145,6 +147,8 @@ const CLAIM_EVERY: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct Claims {
     held: HashSet<String>,
+    /// When the held rules' progress was last published for the other gateways.
+    published_at: Option<Instant>,
     /// Rules another live gateway sends.
     elsewhere: HashSet<String>,
     checked_at: Option<Instant>,
@@ -189,6 +193,16 @@ impl Claims {
         }
         (self.held, self.elsewhere) = (held, elsewhere);
         Ok(())
+    }
+
+    /// Whether the held rules' progress is due to be published again (every
+    /// `CLAIM_EVERY`), noting that it is.
+    fn publish_due(&mut self) -> bool {
+        let due = self.published_at.is_none_or(|t| t.elapsed() >= CLAIM_EVERY);
+        if due {
+            self.published_at = Some(Instant::now());
+        }
+        due
     }
 }
 
@@ -322,7 +336,36 @@ impl Sender {
                 p.manual &= q.is_some() || resyncing;
             });
         }
+        if self.meta.is_shared() && claims.publish_due() {
+            self.publish_progress(peers.keys()).await?;
+            // Manual runs asked of any gateway reach the one sending the rule.
+            let held: Vec<String> = peers.keys().cloned().collect();
+            for bucket in self.meta.take_manual_runs(held).await? {
+                self.progress.update(&bucket, |p| p.manual = true);
+            }
+        }
         Ok(acked)
+    }
+
+    /// Publishes the progress of the rules this gateway sends, for `hoard replication
+    /// status` asked of any gateway.
+    async fn publish_progress(
+        &self,
+        buckets: impl Iterator<Item = &String>,
+    ) -> Result<(), SendError> {
+        let gateway = format!("{:016x}", self.meta.gateway_id().unwrap_or(0));
+        for bucket in buckets {
+            let mut progress = self.progress.get(bucket);
+            progress.rate_bytes_per_sec = progress.rate();
+            let report = super::SenderReport {
+                gateway: gateway.clone(),
+                progress,
+            };
+            let bytes =
+                serde_json::to_vec(&report).map_err(|e| SendError::Report(e.to_string()))?;
+            self.meta.publish_sender_report(bucket, bytes).await?;
+        }
+        Ok(())
     }
 
     /// Syncs several keys of a bucket at once (MultiConnect: objects side by side,
