@@ -383,6 +383,8 @@ impl Cleaner {
     /// (its writes can never be named now), others once older than the orphan grace
     /// period.
     async fn remove_orphans(&self, dry_run: bool) -> Result<u64, CleanerError> {
+        // Before the listing: a gateway dead by now has written every file it will.
+        let dead_before = self.meta.dead_unnamed_segments().await?;
         let files = self.segments.list().await?;
         let grace_start = SystemTime::now()
             .checked_sub(self.settings.orphan_grace)
@@ -391,17 +393,20 @@ impl Cleaner {
             .into_iter()
             .map(|(id, mtime)| (id, mtime <= grace_start))
             .collect();
-        let debris = self.meta.orphan_segments(files).await?;
+        let scan = self.meta.orphan_segments(files, dead_before).await?;
+        let removed = scan.debris.len() as u64;
         if dry_run {
-            return Ok(debris.len() as u64);
+            return Ok(removed);
         }
-        for id in &debris {
+        for id in &scan.debris {
             self.segments.delete(*id).await?;
             tracing::info!(segment = id, "orphan segment file removed");
         }
         let before = unix_secs().saturating_sub(self.settings.orphan_grace.as_secs());
-        self.meta.forget_unnamed_segments(before).await?;
-        Ok(debris.len() as u64)
+        self.meta
+            .forget_unnamed_segments(scan.settled, before)
+            .await?;
+        Ok(removed)
     }
 }
 

@@ -26,7 +26,10 @@
 //! whose lease is gone is debris the cleaner removes at once: that gateway will never
 //! name it, since naming it checks, in the naming transaction, that the record is
 //! still there and its gateway alive (a gateway reaped while it still ran fails
-//! its seal instead of naming a file the cleaner took).
+//! its seal instead of naming a file the cleaner took). A record goes with its
+//! file, or, for a gateway already dead before the pass listed the files, when no
+//! file of it was listed; a gateway that dies during a pass keeps its records for
+//! the next one (its last files may have been written after the listing).
 //!
 //! Cluster-wide single workers (`WORKERS`: worker name -> the gateway running it):
 //! the cleaner, each replication rule's sender (`replication:<bucket>`), the
@@ -361,27 +364,46 @@ pub(super) fn unnamed(txn: &ReadTransaction, id: u64) -> MetaResult<Unnamed> {
     }
 }
 
-/// Drops the records of ids handed to gateways whose lease is gone, and of ids
-/// handed out before `before` (unix seconds): what the cleaner's orphan pass, just
-/// finished, has dealt with. Answers how many went.
-pub(super) fn forget_unnamed(txn: &WriteTransaction, before: u64) -> MetaResult<u64> {
+/// The ids handed to gateways whose lease is gone and not named (PostgreSQL).
+pub(super) fn dead_unnamed(txn: &ReadTransaction) -> MetaResult<Vec<u64>> {
+    if !matches!(txn, ReadTransaction::Pg(_)) {
+        return Ok(Vec::new());
+    }
+    let leases = txn.open_table(GATEWAYS)?;
+    let mut dead = Vec::new();
+    for row in txn.open_table(UNNAMED_SEGMENTS)?.iter()? {
+        let (id, v) = row?;
+        if leases.get(v.value().0)?.is_none() {
+            dead.push(id.value());
+        }
+    }
+    Ok(dead)
+}
+
+/// Drops the records of `settled` ids (dead gateways' ids an orphan pass has dealt
+/// with: their files removed, or none listed) and of ids handed out before `before`
+/// (unix seconds: any file of theirs is past the grace period). Answers how many.
+pub(super) fn forget_unnamed(
+    txn: &WriteTransaction,
+    settled: &[u64],
+    before: u64,
+) -> MetaResult<u64> {
     if !matches!(txn, WriteTransaction::Pg(_)) {
         return Ok(0);
     }
-    let leases = txn.open_table(GATEWAYS)?;
     let mut unnamed = txn.open_table(UNNAMED_SEGMENTS)?;
-    let mut doomed = Vec::new();
+    let mut doomed: Vec<u64> = settled.to_vec();
     for row in unnamed.iter()? {
         let (id, v) = row?;
-        let (owner, at) = v.value();
-        if at < before || leases.get(owner)?.is_none() {
+        if v.value().1 < before {
             doomed.push(id.value());
         }
     }
+    let mut gone = 0;
     for id in &doomed {
-        unnamed.remove(*id)?;
+        gone += u64::from(unnamed.remove(*id)?.is_some());
     }
-    Ok(doomed.len() as u64)
+    Ok(gone)
 }
 
 /// Fails unless the gateway that created `hold` still holds its lease.

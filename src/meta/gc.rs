@@ -374,36 +374,68 @@ impl MetaStore {
     /// out by an earlier run (redb), or to a gateway whose lease is gone
     /// (PostgreSQL: `gateways::unnamed`), or older than the grace period; a younger
     /// one may be a segment between its upload and its row.
-    pub async fn orphan_segments(&self, files: Vec<(u64, bool)>) -> MetaResult<Vec<u64>> {
+    /// `dead_before` is what `dead_unnamed_segments` answered before the files were
+    /// listed.
+    pub async fn orphan_segments(
+        &self,
+        files: Vec<(u64, bool)>,
+        dead_before: Vec<u64>,
+    ) -> MetaResult<OrphanScan> {
         let earlier_run = self.run_first_segment;
         self.read(move |txn| {
             let segments = txn.open_table(SEGMENTS)?;
             let pending = txn.open_table(PENDING_DELETES)?;
             let next = next_segment(txn)?;
-            let mut debris = Vec::new();
-            for (id, old) in files {
+            let mut scan = OrphanScan::default();
+            for (id, old) in &files {
+                let id = *id;
                 if id >= next || segments.get(id)?.is_some() || pending.get(id)?.is_some() {
                     continue;
                 }
                 let dead = matches!(super::gateways::unnamed(txn, id)?, Unnamed::Dead);
-                if old || id < earlier_run || dead {
-                    debris.push(id);
+                if *old || id < earlier_run || dead {
+                    scan.debris.push(id);
                 }
             }
-            Ok(debris)
+            // An id of a gateway already dead before the listing, without a file
+            // listed, has nothing left to remove: it never uploaded one. Ids of
+            // gateways that died later stay recorded: their files may have been
+            // written after the listing.
+            let listed: std::collections::HashSet<u64> = files.iter().map(|(id, _)| *id).collect();
+            scan.settled = dead_before
+                .into_iter()
+                .filter(|id| !listed.contains(id))
+                .chain(scan.debris.iter().copied())
+                .collect();
+            Ok(scan)
         })
         .await
     }
 
-    /// After an orphan pass: forgets the ids handed to dead gateways (their files
-    /// are gone) and those handed out before `before` (unix seconds, the grace
-    /// period ago: their files, if any, are old enough to be removed anyway).
-    pub async fn forget_unnamed_segments(&self, before: u64) -> MetaResult<u64> {
+    /// The ids handed to gateways whose lease is gone and never named: read before an
+    /// orphan pass lists the files.
+    pub async fn dead_unnamed_segments(&self) -> MetaResult<Vec<u64>> {
+        self.read(super::gateways::dead_unnamed).await
+    }
+
+    /// After an orphan pass: forgets the `settled` ids of `orphan_segments` (once
+    /// their files are gone) and those handed out before `before` (unix seconds, the
+    /// grace period ago: their files, if any, are old enough to be removed anyway).
+    pub async fn forget_unnamed_segments(&self, settled: Vec<u64>, before: u64) -> MetaResult<u64> {
         self.write(false, move |txn| {
-            super::gateways::forget_unnamed(txn, before)
+            super::gateways::forget_unnamed(txn, &settled, before)
         })
         .await
     }
+}
+
+/// What an orphan pass found among the segment files it listed.
+#[derive(Debug, Default)]
+pub struct OrphanScan {
+    /// Files to remove.
+    pub debris: Vec<u64>,
+    /// Ids whose records go once `debris` is removed.
+    pub settled: Vec<u64>,
 }
 
 /// The next segment id to be handed out.

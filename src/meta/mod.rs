@@ -73,7 +73,7 @@ use tables::*;
 
 pub use bucket_config::BucketConfigKind;
 pub use gateways::{GatewayLoad, WorkerBusy, WorkerTurn};
-pub use gc::{Freed, KeptChunk, SegmentCandidate};
+pub use gc::{Freed, KeptChunk, OrphanScan, SegmentCandidate};
 pub use held::{HeldBatch, HeldRefs, UploadHold};
 pub use list::{ListEntry, ListPage, ListQuery};
 pub use multipart::{CompletedUpload, UploadEntry, UploadPage, UploadQuery};
