@@ -134,8 +134,11 @@ impl ChunkIndex {
         locality_segments: usize,
     ) -> Result<ChunkIndex, MetaError> {
         let mut count = 0u64;
-        // Segments sealed from here on are read by `refresh_blocking`.
-        let segments = meta.segment_ids_from_blocking(0)?;
+        // Shared index: segments sealed from here on are read by `refresh_blocking`.
+        let segments = match meta.is_shared() {
+            true => meta.segment_ids_from_blocking(0)?,
+            false => Vec::new(),
+        };
         let highest = segments.last().copied().unwrap_or(0);
         let window: BTreeSet<u64> = segments
             .into_iter()
@@ -169,12 +172,15 @@ impl ChunkIndex {
     /// `CATCH_UP_AGE`: a PUT that begins right after another gateway stored the
     /// previous generation finds its chunks. A failure is logged, never the PUT's.
     pub fn catch_up_blocking(&self) {
+        if !self.meta.is_shared() {
+            return;
+        }
         let stale = self
             .refreshed
             .lock()
             .map(|r| r.at.elapsed() >= CATCH_UP_AGE)
             .unwrap_or(false);
-        if !self.meta.is_shared() || !stale {
+        if !stale {
             return;
         }
         if let Err(e) = self.refresh_blocking() {
@@ -185,37 +191,31 @@ impl ChunkIndex {
     /// Adds the chunks of segments sealed since the last call (by any gateway) to
     /// the filter; answers how many segments it read.
     pub fn refresh_blocking(&self) -> Result<u64, MetaError> {
-        let from = self
-            .refreshed
-            .lock()
-            .map(|mut r| {
+        let (floor, read) = match self.refreshed.lock() {
+            Ok(mut r) => {
                 r.at = Instant::now();
-                r.highest.saturating_sub(REFRESH_WINDOW)
-            })
-            .unwrap_or(0);
-        let ids = self.meta.segment_ids_from_blocking(from)?;
-        let mut read = 0;
-        for id in ids {
-            let seen = self
-                .refreshed
-                .lock()
-                .map(|r| id <= r.highest.saturating_sub(REFRESH_WINDOW) || r.read.contains(&id))
-                .unwrap_or(true);
-            if seen {
-                continue;
+                (r.highest.saturating_sub(REFRESH_WINDOW), r.read.clone())
             }
-            for chunk in self.meta.segment_chunk_ids_blocking(id)? {
+            Err(_) => return Ok(0),
+        };
+        let new: Vec<u64> = self
+            .meta
+            .segment_ids_from_blocking(floor)?
+            .into_iter()
+            .filter(|id| *id > floor && !read.contains(id))
+            .collect();
+        for id in &new {
+            for chunk in self.meta.segment_chunk_ids_blocking(*id)? {
                 self.filter.insert(&chunk);
             }
-            read += 1;
             if let Ok(mut r) = self.refreshed.lock() {
-                r.read.insert(id);
-                r.highest = r.highest.max(id);
+                r.read.insert(*id);
+                r.highest = r.highest.max(*id);
                 let floor = r.highest.saturating_sub(REFRESH_WINDOW);
                 r.read = r.read.split_off(&floor);
             }
         }
-        Ok(read)
+        Ok(new.len() as u64)
     }
 
     /// Whether the chunk is probably indexed. `false` is certain; `true` must be

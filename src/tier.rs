@@ -115,7 +115,6 @@ impl Mover {
         Ok(())
     }
 
-    /// Moves every segment the policy names now.
     /// A pass, unless another gateway runs the mover now (then nothing moved).
     async fn pass_unless_busy(&self) -> Result<MoveReport, TierError> {
         let Ok(_turn) = self.meta.worker_turn(MOVER_WORKER).await? else {
@@ -124,6 +123,7 @@ impl Mover {
         self.pass().await
     }
 
+    /// Moves every segment the policy names now.
     pub async fn pass(&self) -> Result<MoveReport, TierError> {
         let mut report = MoveReport::default();
         let mut from = 0;

@@ -77,12 +77,10 @@ pub(super) struct Gateway {
     stream_limit: AtomicU64,
 }
 
-/// One live gateway's lease and load, as the cluster sees it.
+/// One live gateway's load, as the cluster sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatewayLoad {
     pub gateway: u64,
-    /// When its lease runs out unless renewed, unix seconds.
-    pub lease_expires: u64,
     pub streams: u64,
     pub stream_limit: u64,
 }
@@ -117,7 +115,7 @@ impl Gateway {
 
     /// The prefix of the holds this gateway creates now.
     pub(super) fn hold_prefix(&self) -> [u8; 8] {
-        self.id.load(Ordering::Relaxed).to_be_bytes()
+        self.id().to_be_bytes()
     }
 
     /// Renews this gateway's lease (taking a fresh id if it was reaped), then reaps
@@ -164,13 +162,11 @@ impl Gateway {
         }
         Ok(released)
     }
-}
 
-impl Gateway {
     /// Claims worker `name` for this gateway, or confirms it holds it: `None`, or
     /// the live gateway that holds it.
     fn claim(&self, txn: &WriteTransaction, name: &str) -> MetaResult<Option<u64>> {
-        let me = self.id.load(Ordering::Relaxed);
+        let me = self.id();
         let leases = txn.open_table(GATEWAYS)?;
         if leases.get(me)?.is_none() {
             return Err(MetaError::Unavailable(
@@ -189,7 +185,7 @@ impl Gateway {
 
     /// Gives worker `name` up, if this gateway holds it.
     fn release(&self, txn: &WriteTransaction, name: &str) -> MetaResult<()> {
-        let me = self.id.load(Ordering::Relaxed);
+        let me = self.id();
         let mut workers = txn.open_table(WORKERS)?;
         if workers.get(name)?.is_some_and(|v| v.value() == me) {
             workers.remove(name)?;
@@ -231,7 +227,7 @@ impl MetaStore {
         }
     }
 
-    /// Every live gateway with its lease and load, as last renewed (empty on redb).
+    /// Every live gateway with its load, as last renewed (empty on redb).
     pub async fn gateways(&self) -> MetaResult<Vec<GatewayLoad>> {
         if self.gateway.is_none() {
             return Ok(Vec::new());
@@ -241,11 +237,10 @@ impl MetaStore {
             let streams = txn.open_table(GATEWAY_STREAMS)?;
             let mut out = Vec::new();
             for row in leases.iter()? {
-                let (id, expires) = row?;
-                let (active, limit) = streams.get(id.value())?.map_or((0, 0), |v| v.value());
+                let id = row?.0.value();
+                let (active, limit) = streams.get(id)?.map_or((0, 0), |v| v.value());
                 out.push(GatewayLoad {
-                    gateway: id.value(),
-                    lease_expires: expires.value(),
+                    gateway: id,
                     streams: active,
                     stream_limit: limit,
                 });
@@ -336,31 +331,15 @@ pub(super) fn name_segment(txn: &WriteTransaction, id: u64) -> MetaResult<()> {
     Ok(())
 }
 
-/// What the metadata knows of a segment file without a row.
-pub(super) enum Unnamed {
-    /// Handed to a gateway whose lease is gone: debris.
-    Dead,
-    /// Handed to a live gateway: maybe in flight.
-    Live,
-    /// No record (redb; or an id handed out before records were kept).
-    Unknown,
-}
-
-pub(super) fn unnamed(txn: &ReadTransaction, id: u64) -> MetaResult<Unnamed> {
+/// Whether segment id `id` was handed to a gateway whose lease is gone and never
+/// named (PostgreSQL; false on redb, or for an id without a record).
+pub(super) fn unnamed_and_dead(txn: &ReadTransaction, id: u64) -> MetaResult<bool> {
     if !matches!(txn, ReadTransaction::Pg(_)) {
-        return Ok(Unnamed::Unknown);
+        return Ok(false);
     }
-    let Some((owner, _)) = txn
-        .open_table(UNNAMED_SEGMENTS)?
-        .get(id)?
-        .map(|v| v.value())
-    else {
-        return Ok(Unnamed::Unknown);
-    };
-    if txn.open_table(GATEWAYS)?.get(owner)?.is_some() {
-        Ok(Unnamed::Live)
-    } else {
-        Ok(Unnamed::Dead)
+    match txn.open_table(UNNAMED_SEGMENTS)?.get(id)? {
+        Some(v) => Ok(txn.open_table(GATEWAYS)?.get(v.value().0)?.is_none()),
+        None => Ok(false),
     }
 }
 

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use super::gateways::Unnamed;
 use super::kv::{ReadableTable, WriteTransaction};
 
 use super::{
@@ -372,7 +371,7 @@ impl MetaStore {
     /// the orphan grace period) are debris: no row names them and none will. That
     /// is a file of an id handed out and not queued for deletion, and either handed
     /// out by an earlier run (redb), or to a gateway whose lease is gone
-    /// (PostgreSQL: `gateways::unnamed`), or older than the grace period; a younger
+    /// (PostgreSQL: `gateways::unnamed_and_dead`), or older than the grace period; a younger
     /// one may be a segment between its upload and its row.
     /// `dead_before` is what `dead_unnamed_segments` answered before the files were
     /// listed.
@@ -392,8 +391,7 @@ impl MetaStore {
                 if id >= next || segments.get(id)?.is_some() || pending.get(id)?.is_some() {
                     continue;
                 }
-                let dead = matches!(super::gateways::unnamed(txn, id)?, Unnamed::Dead);
-                if *old || id < earlier_run || dead {
+                if *old || id < earlier_run || super::gateways::unnamed_and_dead(txn, id)? {
                     scan.debris.push(id);
                 }
             }
