@@ -19,18 +19,19 @@
 //! | POST | `/hoard-admin/v1/users/NAME/rotate-key` | replaces the key pair and returns the new one; the old one is refused from then on |
 //! | PUT | `/hoard-admin/v1/users/NAME/grants/BUCKET` | sets the user's grant on a bucket (or `*`); JSON body `{"permission": P}`; returns the user |
 //! | DELETE | `/hoard-admin/v1/users/NAME/grants/BUCKET` | removes that grant; returns the user |
-//! | GET | `/hoard-admin/v1/replication` | the replication rules (never secrets) |
-//! | PUT | `/hoard-admin/v1/replication/BUCKET` | adds or replaces BUCKET's rule; JSON `replication::rules::AddRule`. The target must answer a hello first (`400 InvalidReplicationTarget` saying why not: unreachable, untrusted certificate, key refused, incompatible protocol) |
-//! | DELETE | `/hoard-admin/v1/replication/BUCKET` | removes the rule |
-//! | POST | `/hoard-admin/v1/replication/BUCKET/pause`, `.../resume` | pauses or resumes it |
-//! | GET | `/hoard-admin/v1/replication/BUCKET/status` | queue, lag, resync progress, bytes logical and sent, last success and error |
-//! | POST | `/hoard-admin/v1/replication/BUCKET/run` | a manual run: send now, windows or not, until nothing waits |
+//! | GET | `/hoard-admin/v1/replication` | the replication rules of every bucket (never secrets) |
+//! | PUT | `/hoard-admin/v1/replication/BUCKET` | adds a rule to BUCKET, or replaces the one with the same `id` (without one: the rule towards the same replica bucket); JSON `replication::rules::AddRule`. The target must answer a hello first (`400 InvalidReplicationTarget` saying why not: unreachable, untrusted certificate, key refused, incompatible protocol) |
+//! | DELETE | `/hoard-admin/v1/replication/BUCKET?rule=ID` | removes the rule. Here and below `rule` names one of the bucket's rules; it may be left out when the bucket has one (else `400 InvalidArgument` listing them) |
+//! | POST | `/hoard-admin/v1/replication/BUCKET/pause?rule=ID`, `.../resume` | pauses or resumes it |
+//! | GET | `/hoard-admin/v1/replication/BUCKET/status?rule=ID` | backlog (events, bytes, lag, warning), resync progress, bytes logical and sent, last success and error |
+//! | GET | `/hoard-admin/v1/replication/BUCKET/statuses` | the status of each of the bucket's rules (a list) |
+//! | POST | `/hoard-admin/v1/replication/BUCKET/run?rule=ID` | a manual run: send now, windows or not, until nothing waits |
 //! | GET | `/hoard-admin/v1/replication-targets` | the named targets (never secrets), each with its ARN |
 //! | PUT | `/hoard-admin/v1/replication-targets/NAME` | adds or replaces a named target: a rule template (JSON `AddRule`) checked by a hello like a rule. S3 PutBucketReplication names it as `arn:aws:s3:::NAME` |
 //! | DELETE | `/hoard-admin/v1/replication-targets/NAME` | removes it (rules made from it stay) |
 //! | POST | `/hoard-admin/v1/seed/export` | one step of a seed export; JSON `replication::seed::ExportRequest` (`dir` on the server's filesystem); answers the `SeedProgress` (`finished` once all keys are written). Call again to continue or resume |
 //! | POST | `/hoard-admin/v1/seed/import` | loads step `step` of a finished seed into a bucket, which becomes a replica; JSON `ImportRequest`, answers `ImportProgress`. A wrong passphrase: `403 AccessDenied`; a bucket holding its own objects, an unfinished seed, an altered file: `400 InvalidArgument` |
-//! | POST | `/hoard-admin/v1/replication/BUCKET/requeue` | puts the keys whose replication failed back into the queue; JSON `{"requeued": N}` |
+//! | POST | `/hoard-admin/v1/replication/BUCKET/requeue?rule=ID` | puts the keys whose replication by the rule failed back into the queue; JSON `{"requeued": N}` |
 //! | POST | `/hoard-admin/v1/buckets/NAME/promote` | makes a replica bucket writable (its source is lost) |
 //! | PUT | `/hoard-admin/v1/buckets/NAME/tier` | sets or removes the age after which the bucket's segments move to the cloud tier; JSON `{"after_secs": N or null}`; answers every bucket's policy. `400 InvalidArgument` when the store has no tier |
 //!
@@ -135,44 +136,44 @@ impl AdminApi {
         Err(err)
     }
 
-    /// The replication routes: `rest` is what follows `replication/`.
+    /// The replication routes: `rest` is what follows `replication/`; `?rule=ID`
+    /// names one of a bucket's rules (needed when it has several).
     async fn replication(
         &self,
         method: &Method,
         rest: &[&str],
+        uri: &Uri,
         body: Body,
     ) -> S3Result<S3Response<Body>> {
         let r = &self.rules;
+        let id = query_param(uri, "rule");
+        let id = id.as_deref();
+        let e = RulesError::into_s3;
         match (method, rest) {
-            (&Method::GET, []) => json(
-                StatusCode::OK,
-                &r.list().await.map_err(RulesError::into_s3)?,
-            ),
+            (&Method::GET, []) => json(StatusCode::OK, &r.list().await.map_err(e)?),
             (&Method::PUT, [bucket]) => {
                 let req: AddRule = json_body_required(body).await?;
-                json(
-                    StatusCode::OK,
-                    &r.add(bucket, req).await.map_err(RulesError::into_s3)?,
-                )
+                json(StatusCode::OK, &r.add(bucket, req).await.map_err(e)?)
             }
             (&Method::DELETE, [bucket]) => {
-                r.remove(bucket).await.map_err(RulesError::into_s3)?;
+                r.remove(bucket, id).await.map_err(e)?;
                 json(StatusCode::OK, &serde_json::json!({ "removed": bucket }))
             }
             (&Method::POST, [bucket, verb @ ("pause" | "resume")]) => {
-                let info = r.set_paused(bucket, *verb == "pause").await;
-                json(StatusCode::OK, &info.map_err(RulesError::into_s3)?)
+                let info = r.set_paused(bucket, id, *verb == "pause").await;
+                json(StatusCode::OK, &info.map_err(e)?)
             }
-            (&Method::GET, [bucket, "status"]) => json(
-                StatusCode::OK,
-                &r.status(bucket).await.map_err(RulesError::into_s3)?,
-            ),
-            (&Method::POST, [bucket, "run"]) => json(
-                StatusCode::OK,
-                &r.run_now(bucket).await.map_err(RulesError::into_s3)?,
-            ),
+            (&Method::GET, [bucket, "status"]) => {
+                json(StatusCode::OK, &r.status(bucket, id).await.map_err(e)?)
+            }
+            (&Method::GET, [bucket, "statuses"]) => {
+                json(StatusCode::OK, &r.statuses(bucket, id).await.map_err(e)?)
+            }
+            (&Method::POST, [bucket, "run"]) => {
+                json(StatusCode::OK, &r.run_now(bucket, id).await.map_err(e)?)
+            }
             (&Method::POST, [bucket, "requeue"]) => {
-                let n = r.requeue(bucket).await.map_err(RulesError::into_s3)?;
+                let n = r.requeue(bucket, id).await.map_err(e)?;
                 json(StatusCode::OK, &serde_json::json!({ "requeued": n }))
             }
             _ => Err(s3_error!(NotImplemented, "Unknown admin operation")),
@@ -489,7 +490,7 @@ impl S3Route for AdminApi {
             (&Method::GET, ["quotas"]) => self.quotas().await,
             (&Method::PUT, ["quotas"]) => self.set_quota(req.input).await,
             (m, ["users", rest @ ..]) => self.users(m, rest, req.input).await,
-            (m, ["replication", rest @ ..]) => self.replication(m, rest, req.input).await,
+            (m, ["replication", rest @ ..]) => self.replication(m, rest, &req.uri, req.input).await,
             (m, ["replication-targets", rest @ ..]) => self.targets(m, rest, req.input).await,
             (&Method::POST, ["buckets", name, "promote"]) => self.promote(name).await,
             (&Method::PUT, ["buckets", name, "tier"]) => {

@@ -204,8 +204,12 @@ impl AdminClient {
         self.call(http::Method::PUT, &path, encode(req)?).await
     }
 
-    pub async fn remove_replication(&self, bucket: &str) -> Result<(), ClientError> {
-        let path = bucket_path("replication", bucket, "")?;
+    pub async fn remove_replication(
+        &self,
+        bucket: &str,
+        rule: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let path = rule_path(bucket, "", rule)?;
         self.request(http::Method::DELETE, &path, Vec::new())
             .await
             .map(drop)
@@ -214,30 +218,50 @@ impl AdminClient {
     pub async fn pause_replication(
         &self,
         bucket: &str,
+        rule: Option<&str>,
         paused: bool,
     ) -> Result<RuleInfo, ClientError> {
         let verb = if paused { "pause" } else { "resume" };
-        let path = bucket_path("replication", bucket, verb)?;
+        let path = rule_path(bucket, verb, rule)?;
         self.call(http::Method::POST, &path, Vec::new()).await
     }
 
-    pub async fn replication_status(&self, bucket: &str) -> Result<RuleStatus, ClientError> {
-        let path = bucket_path("replication", bucket, "status")?;
+    /// The status of rule `rule` of `bucket` (or of its only rule).
+    pub async fn replication_status(
+        &self,
+        bucket: &str,
+        rule: Option<&str>,
+    ) -> Result<RuleStatus, ClientError> {
+        let path = rule_path(bucket, "status", rule)?;
         self.call(http::Method::GET, &path, Vec::new()).await
     }
 
-    pub async fn run_replication(&self, bucket: &str) -> Result<RuleStatus, ClientError> {
-        let path = bucket_path("replication", bucket, "run")?;
+    /// The status of each of `bucket`'s rules.
+    pub async fn replication_statuses(&self, bucket: &str) -> Result<Vec<RuleStatus>, ClientError> {
+        let path = rule_path(bucket, "statuses", None)?;
+        self.call(http::Method::GET, &path, Vec::new()).await
+    }
+
+    pub async fn run_replication(
+        &self,
+        bucket: &str,
+        rule: Option<&str>,
+    ) -> Result<RuleStatus, ClientError> {
+        let path = rule_path(bucket, "run", rule)?;
         self.call(http::Method::POST, &path, Vec::new()).await
     }
 
-    /// Puts a bucket's failed replications back into the queue; returns how many.
-    pub async fn requeue_replication(&self, bucket: &str) -> Result<u64, ClientError> {
+    /// Puts a rule's failed replications back into the queue; returns how many.
+    pub async fn requeue_replication(
+        &self,
+        bucket: &str,
+        rule: Option<&str>,
+    ) -> Result<u64, ClientError> {
         #[derive(serde::Deserialize)]
         struct Requeued {
             requeued: u64,
         }
-        let path = bucket_path("replication", bucket, "requeue")?;
+        let path = rule_path(bucket, "requeue", rule)?;
         let r: Requeued = self.call(http::Method::POST, &path, Vec::new()).await?;
         Ok(r.requeued)
     }
@@ -299,6 +323,24 @@ fn bucket_path(area: &str, bucket: &str, rest: &str) -> Result<String, ClientErr
     Ok(match rest {
         "" => format!("{area}/{bucket}"),
         rest => format!("{area}/{bucket}/{rest}"),
+    })
+}
+
+/// `replication/BUCKET[/rest][?rule=ID]`.
+fn rule_path(bucket: &str, rest: &str, rule: Option<&str>) -> Result<String, ClientError> {
+    let path = bucket_path("replication", bucket, rest)?;
+    Ok(match rule {
+        None => path,
+        // Every byte but the unreserved ones percent-encoded, as SigV4 canonicalises.
+        Some(id) => {
+            const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                .remove(b'-')
+                .remove(b'.')
+                .remove(b'_')
+                .remove(b'~');
+            let id = percent_encoding::utf8_percent_encode(id, UNRESERVED);
+            format!("{path}?rule={id}")
+        }
     })
 }
 

@@ -152,6 +152,8 @@ pub struct Config {
     pub cleaner: CleanerConfig,
     /// The background scrub.
     pub scrub: ScrubConfig,
+    /// Replication from this hoard's buckets.
+    pub replication: ReplicationConfig,
     /// Buckets' lifecycle rules, carried out by a background pass.
     pub lifecycle: LifecycleConfig,
     /// The retention clock Object Lock judges expiry by.
@@ -201,6 +203,7 @@ impl Default for Config {
             tier: None,
             cleaner: CleanerConfig::default(),
             scrub: ScrubConfig::default(),
+            replication: ReplicationConfig::default(),
             lifecycle: LifecycleConfig::default(),
             retention: Default::default(),
             tls: TlsConfig::default(),
@@ -361,6 +364,26 @@ impl Default for ScrubConfig {
         ScrubConfig {
             rate_mib: 8.0,
             cycle_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// `[replication]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// A rule whose backlog holds more events than this is warned about (log,
+    /// `hoard replication status`); 0: never.
+    pub backlog_warn_events: u64,
+    /// ... or whose oldest waiting change is older than this many seconds; 0: never.
+    pub backlog_warn_age_secs: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            backlog_warn_events: 100_000,
+            backlog_warn_age_secs: 24 * 3600,
         }
     }
 }

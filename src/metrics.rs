@@ -35,6 +35,13 @@ pub struct SideLabels {
     pub side: String,
 }
 
+/// A replication rule: its source bucket and id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub bucket: String,
+    pub rule: String,
+}
+
 /// `tier`: "local" or "cloud".
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TierLabels {
@@ -98,6 +105,9 @@ pub struct Metrics {
     pub replication_errors: Counter,
     pub replication_failed: Counter,
     pub replication_queue: Gauge,
+    pub replication_backlog_events: Family<RuleLabels, Gauge>,
+    pub replication_backlog_bytes: Family<RuleLabels, Gauge>,
+    pub replication_backlog_age: Family<RuleLabels, Gauge>,
     pub tier_moved_segments: Counter,
     pub tier_moved_bytes: Counter,
     pub tier_move_errors: Counter,
@@ -170,6 +180,9 @@ impl Metrics {
             replication_errors: Counter::default(),
             replication_failed: Counter::default(),
             replication_queue: Gauge::default(),
+            replication_backlog_events: Family::default(),
+            replication_backlog_bytes: Family::default(),
+            replication_backlog_age: Family::default(),
             tier_moved_segments: Counter::default(),
             tier_moved_bytes: Counter::default(),
             tier_move_errors: Counter::default(),
@@ -324,6 +337,21 @@ impl Metrics {
             "hoard_replication_queue_events",
             "Outbox events waiting for a replica at the last sender round",
             m.replication_queue.clone(),
+        );
+        r.register(
+            "hoard_replication_backlog_events",
+            "Changes a replication rule has still to send",
+            m.replication_backlog_events.clone(),
+        );
+        r.register(
+            "hoard_replication_backlog_bytes",
+            "Logical bytes of the versions written that a replication rule has still to send",
+            m.replication_backlog_bytes.clone(),
+        );
+        r.register(
+            "hoard_replication_backlog_age_seconds",
+            "Age of the oldest change a replication rule has still to send",
+            m.replication_backlog_age.clone(),
         );
         r.register(
             "hoard_tier_moved_segments",

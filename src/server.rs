@@ -843,6 +843,7 @@ fn start_background(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
                 secrets: node.secrets.clone(),
                 metrics: node.metrics.clone(),
                 progress: node.replication.clone(),
+                settings: cfg.replication.clone(),
             }
             .run(),
         ),

@@ -119,13 +119,6 @@ async fn malformed_xml_is_refused() {
     assert_no_panic(&s);
 }
 
-fn sha256(data: &[u8]) -> [u8; 32] {
-    use s3s::crypto::Checksum as _;
-    let mut h = s3s::crypto::Sha256::new();
-    h.update(data);
-    h.finalize()
-}
-
 #[tokio::test]
 async fn short_body_fails_and_leaves_previous_version() {
     let s = Server::start();

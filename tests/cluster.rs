@@ -473,7 +473,7 @@ async fn replication_status_and_manual_runs_answer_through_any_gateway() {
     eventually(30, "the queue in both gateways' status", || async {
         gateways
             .iter()
-            .all(|g| status(g).contains("5 change(s) waiting"))
+            .all(|g| status(g).contains("backlog: 5 change(s)"))
     })
     .await;
     let sender_of = |text: &str| {

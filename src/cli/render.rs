@@ -289,6 +289,25 @@ pub fn render_rules(rules: &[RuleInfo]) -> String {
                 r.windows.join(", ")
             },
         ));
+        if !r.id.is_empty() {
+            out.push_str(&format!("  rule {:?}, priority {}\n", r.id, r.priority));
+        }
+        let mut sends = Vec::new();
+        if !r.prefix.is_empty() {
+            sends.push(format!("keys under {:?}", r.prefix));
+        }
+        for (k, v) in &r.tags {
+            sends.push(format!("tag {k}={v}"));
+        }
+        if !r.delete_markers {
+            sends.push("no delete markers".into());
+        }
+        if !r.existing_objects {
+            sends.push("no objects from before the rule".into());
+        }
+        if !sends.is_empty() {
+            out.push_str(&format!("  sends only: {}\n", sends.join(", ")));
+        }
         if let Some(sw) = &r.target_software {
             out.push_str(&format!("  replica answered: {sw}\n"));
         }
@@ -315,8 +334,9 @@ pub fn render_rule_status(s: &RuleStatus) -> String {
     };
     let mut out = render_rules(std::slice::from_ref(&s.rule));
     out.push_str(&format!(
-        "  queue: {} change(s) waiting, lag {}\n  resync of existing objects: {}\n  sent since start: {} object(s), {} logical, {} on the wire\n  rate: {}/s logical over the last minute\n  last success: {}{}\n",
+        "  backlog: {} change(s), {}, lag {}\n  resync of existing objects: {}\n  sent since start: {} object(s), {} logical, {} on the wire\n  rate: {}/s logical over the last minute\n  last success: {}{}\n",
         p.queued,
+        human(p.queued_bytes),
         s.lag_secs.map_or_else(|| "0 s".to_owned(), |l| format!("{l:.1} s")),
         match &s.resync_after {
             None => "done".to_owned(),
@@ -332,6 +352,9 @@ pub fn render_rule_status(s: &RuleStatus) -> String {
     ));
     if let Some(g) = &s.sender {
         out.push_str(&format!("  sent by gateway {g}\n"));
+    }
+    if let Some(w) = &p.warning {
+        out.push_str(&format!("  WARNING: {w}\n"));
     }
     if let Some(e) = &p.last_error {
         out.push_str(&format!("  last error: {e}\n"));

@@ -19,6 +19,8 @@ pub enum Command {
         #[command(flatten)]
         rule: RuleArgs,
         #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
         target_server: Target,
     },
     /// Named targets: rule templates S3 PutBucketReplication names by ARN.
@@ -31,9 +33,11 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Remove a bucket's rule.
+    /// Remove a rule of a bucket.
     Remove {
         bucket: String,
+        #[command(flatten)]
+        rule: RuleId,
         #[command(flatten)]
         target: Target,
     },
@@ -41,17 +45,25 @@ pub enum Command {
     Pause {
         bucket: String,
         #[command(flatten)]
+        rule: RuleId,
+        #[command(flatten)]
         target: Target,
     },
     /// Resume a paused replication.
     Resume {
         bucket: String,
         #[command(flatten)]
+        rule: RuleId,
+        #[command(flatten)]
         target: Target,
     },
-    /// Queue, lag, resync progress, bytes logical and sent, last success and error.
+    /// Backlog (changes, bytes, lag), resync progress, bytes logical and sent, last
+    /// success and error, of each of the bucket's rules.
     Status {
         bucket: String,
+        /// One rule; default every rule of the bucket.
+        #[arg(long = "rule")]
+        id: Option<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -61,14 +73,59 @@ pub enum Command {
     Run {
         bucket: String,
         #[command(flatten)]
+        rule: RuleId,
+        #[command(flatten)]
         target: Target,
     },
     /// Put the keys whose replication failed back into the queue.
     Requeue {
         bucket: String,
         #[command(flatten)]
+        rule: RuleId,
+        #[command(flatten)]
         target: Target,
     },
+}
+
+/// Which of a bucket's rules: needed when it has several.
+#[derive(clap::Args)]
+pub struct RuleId {
+    /// The rule's id (`hoard replication list`); may be left out when the bucket
+    /// has one rule.
+    #[arg(long = "rule")]
+    id: Option<String>,
+}
+
+/// Which rule of the bucket this is and what it sends.
+#[derive(clap::Args)]
+pub struct ScopeArgs {
+    /// The rule's id; a rule of the bucket with this id is replaced. Default: the
+    /// bucket's rule towards the same replica bucket, else a new id.
+    #[arg(long = "rule")]
+    id: Option<String>,
+    /// Send only keys starting with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Send only versions carrying this tag (KEY=VALUE); repeatable: all of them.
+    #[arg(long = "tag", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+    /// Among the bucket's rules towards the same replica bucket whose filters
+    /// overlap, the one with the higher priority sends a version.
+    #[arg(long)]
+    priority: Option<u32>,
+    /// Do not send delete markers (S3 DeleteMarkerReplication Disabled).
+    #[arg(long)]
+    no_delete_markers: bool,
+    /// Do not send the objects that exist before the rule (only later changes).
+    #[arg(long)]
+    no_existing: bool,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("not a tag: {s} (KEY=VALUE)")),
+    }
 }
 
 /// Where and how a rule replicates (also a named target's template).
@@ -122,6 +179,7 @@ impl RuleArgs {
             windows: self.schedule,
             connections: Some(self.connections),
             bandwidth: self.bandwidth,
+            ..Default::default()
         })
     }
 }
@@ -166,10 +224,20 @@ pub async fn run(cmd: Command) -> Result<(), String> {
         Command::Add {
             bucket,
             rule,
+            scope,
             target_server,
         } => {
+            let req = hoard::replication::rules::AddRule {
+                id: scope.id,
+                prefix: scope.prefix,
+                tags: scope.tags.into_iter().collect(),
+                priority: scope.priority,
+                delete_markers: Some(!scope.no_delete_markers),
+                existing_objects: Some(!scope.no_existing),
+                ..rule.into_request()?
+            };
             let r = client(target_server)?
-                .add_replication(&bucket, &rule.into_request()?)
+                .add_replication(&bucket, &req)
                 .await
                 .map_err(e)?;
             render(r);
@@ -206,47 +274,82 @@ pub async fn run(cmd: Command) -> Result<(), String> {
             let rules = client(target)?.replication_rules().await.map_err(e)?;
             print_report(json, &rules, |r| render_rules(r))?;
         }
-        Command::Remove { bucket, target } => {
+        Command::Remove {
+            bucket,
+            rule,
+            target,
+        } => {
             client(target)?
-                .remove_replication(&bucket)
+                .remove_replication(&bucket, rule.id.as_deref())
                 .await
                 .map_err(e)?;
-            println!("replication of {bucket} removed");
+            println!("replication rule of {bucket} removed");
         }
-        Command::Pause { bucket, target } => {
+        Command::Pause {
+            bucket,
+            rule,
+            target,
+        } => {
             render(
                 client(target)?
-                    .pause_replication(&bucket, true)
+                    .pause_replication(&bucket, rule.id.as_deref(), true)
                     .await
                     .map_err(e)?,
             );
         }
-        Command::Resume { bucket, target } => {
+        Command::Resume {
+            bucket,
+            rule,
+            target,
+        } => {
             render(
                 client(target)?
-                    .pause_replication(&bucket, false)
+                    .pause_replication(&bucket, rule.id.as_deref(), false)
                     .await
                     .map_err(e)?,
             );
         }
         Command::Status {
             bucket,
+            id,
             json,
             target,
         } => {
+            let client = client(target)?;
+            match id {
+                Some(id) => {
+                    let s = client
+                        .replication_status(&bucket, Some(&id))
+                        .await
+                        .map_err(e)?;
+                    print_report(json, &s, render_rule_status)?;
+                }
+                None => {
+                    let all = client.replication_statuses(&bucket).await.map_err(e)?;
+                    print_report(json, &all, |all| {
+                        all.iter().map(render_rule_status).collect::<String>()
+                    })?;
+                }
+            }
+        }
+        Command::Run {
+            bucket,
+            rule,
+            target,
+        } => {
             let s = client(target)?
-                .replication_status(&bucket)
+                .run_replication(&bucket, rule.id.as_deref())
                 .await
                 .map_err(e)?;
-            print_report(json, &s, render_rule_status)?;
-        }
-        Command::Run { bucket, target } => {
-            let s = client(target)?.run_replication(&bucket).await.map_err(e)?;
             print!("{}", render_rule_status(&s));
         }
-        Command::Requeue { bucket, target } => {
+        Command::Requeue {
+            bucket,
+            rule,
+            target,
+        } => {
             let n = client(target)?
-                .requeue_replication(&bucket)
+                .requeue_replication(&bucket, rule.id.as_deref())
                 .await
                 .map_err(e)?;
             println!("{n} failed key(s) of {bucket} queued again");

@@ -82,7 +82,10 @@ use quota::{QuotaCheck, ensure_quota};
 pub use records::*;
 pub use repair::CountFix;
 pub use replicated::{Applied, HOLD_TTL_SECS, HoldId, VersionDiff, VersionStamp, new_hold_id};
-pub use replication::{FailedRecord, ReplicaRecord, ReplicationState, RuleRecord, TargetTrust};
+pub use replication::{
+    Backlog, FIRST_RULE_ID, FailedRecord, ReplicaRecord, ReplicationState, RuleRecord, RuleScope,
+    TargetTrust, rule_key, split_rule_key,
+};
 pub use retention::ClockReading;
 pub use tier::{TierCandidate, TierPolicy};
 pub use users::{Permission, UserRecord};
@@ -322,6 +325,7 @@ fn prepare(txn: &WriteTransaction, name: &str, release_holds: bool) -> MetaResul
         txn.open_table(replication::REPLICATION_RULES)?;
         txn.open_table(replication::REPLICA_BUCKETS)?;
         txn.open_table(replication::RESYNC)?;
+        txn.open_table(replication::CURSORS)?;
         txn.open_table(replication::OUTBOX_KEYS)?;
         txn.open_table(replication::REPLICATION_FAILED)?;
         txn.open_table(replication::REPLICATION_TARGETS)?;
@@ -342,6 +346,9 @@ fn prepare(txn: &WriteTransaction, name: &str, release_holds: bool) -> MetaResul
             )));
         }
         counters.insert(C_SCHEMA, u64::from(RECORD_FORMAT))?;
+        if counter(&counters, C_STORE_ID)? == 0 {
+            counters.insert(C_STORE_ID, rand::random::<u64>().max(1))?;
+        }
         run_first_segment = counter(&counters, C_NEXT_SEGMENT)?;
     }
     if !release_holds {

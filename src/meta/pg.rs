@@ -50,6 +50,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("pg/0001_tables.sql")),
     (2, include_str!("pg/0002_gateways.sql")),
     (3, include_str!("pg/0003_workers.sql")),
+    (4, include_str!("pg/0004_rule_cursors.sql")),
 ];
 
 /// The newest schema this binary knows.

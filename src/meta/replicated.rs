@@ -565,6 +565,10 @@ fn retag_held(
             (true, false) => super::count_locked(txn, &old, -1)?,
             _ => {}
         }
+        let kind = match old.lock == lock {
+            true => EventKind::Tags,
+            false => EventKind::Lock,
+        };
         old.lock = lock;
         let value = encode_record(&old)?;
         match current {
@@ -574,6 +578,18 @@ fn retag_held(
                 value.as_slice(),
             )?,
         };
+        // A rule of this replica bucket (a cascade) passes the change on.
+        append_outbox(
+            txn,
+            &mut txn.open_table(COUNTERS)?,
+            &OutboxEvent {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version_id: old.version_id.clone(),
+                kind,
+                time_ms: super::now_ms(),
+            },
+        )?;
     }
     Ok(true)
 }

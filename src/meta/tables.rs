@@ -43,6 +43,9 @@ pub(super) const C_NEXT_UPLOAD: &str = "next_upload_id";
 pub(super) const C_NEXT_VERSION: &str = "next_version_seq";
 /// The record format the store was written with.
 pub(super) const C_SCHEMA: &str = "schema";
+/// This store's id, random, made at its first open: what replication's hello names
+/// it by in the chain of stores a bucket's data passed through.
+pub(super) const C_STORE_ID: &str = "store_id";
 pub(super) const C_SEGMENTS: &str = "segments";
 pub(super) const C_SEGMENT_BYTES: &str = "segment_bytes";
 pub(super) const C_CHUNKS: &str = "chunks";

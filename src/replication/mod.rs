@@ -67,6 +67,12 @@ pub struct Hello {
     /// replica bucket that has it too (the replica refuses the hello otherwise).
     #[serde(default)]
     pub object_lock: bool,
+    /// From a source: the stores (hex ids) the bucket's data comes through, the
+    /// source itself first, then the stores upstream of it when its bucket is a
+    /// replica too (a cascade). A replica that finds itself in it refuses the hello:
+    /// the rule would close a loop.
+    #[serde(default)]
+    pub chain: Vec<String>,
 }
 
 impl Hello {
@@ -85,6 +91,7 @@ impl Hello {
             min_protocol,
             capabilities: vec!["zstd".into(), "blake3".into()],
             object_lock: false,
+            chain: Vec::new(),
         }
     }
 
@@ -106,8 +113,9 @@ impl Hello {
     }
 }
 
-/// What the sender knows of each rule's progress, for `hoard replication status` (in
-/// memory: counters restart at 0 with the server; the queue itself is durable).
+/// What the sender knows of each rule's progress (by rule key), for `hoard
+/// replication status` (in memory: counters restart at 0 with the server; the queue
+/// itself is durable).
 #[derive(Default)]
 pub struct Progress {
     rules: std::sync::Mutex<std::collections::HashMap<String, RuleProgress>>,
@@ -115,8 +123,15 @@ pub struct Progress {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RuleProgress {
-    /// Outbox events of the bucket waiting at the end of the last round.
+    /// Outbox events the rule has still to send (its backlog), as last counted.
     pub queued: u64,
+    /// The logical bytes of the versions those events wrote.
+    #[serde(default)]
+    pub queued_bytes: u64,
+    /// Set while the backlog passes `[replication] backlog_warn_events` or
+    /// `backlog_warn_age_secs`: says which.
+    #[serde(default)]
+    pub warning: Option<String>,
     /// Commit time (unix ms) of the oldest of them; its age is the lag.
     pub oldest_queued_ms: Option<i64>,
     pub last_success_ms: Option<i64>,
@@ -175,7 +190,7 @@ impl RuleProgress {
 }
 
 impl Progress {
-    /// Applies `f` to `bucket`'s entry.
+    /// Applies `f` to a rule's entry (by rule key).
     pub fn update<R>(&self, bucket: &str, f: impl FnOnce(&mut RuleProgress) -> R) -> R {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         f(rules.entry(bucket.to_owned()).or_default())
@@ -218,6 +233,7 @@ impl ReplicaBuckets {
         let rec = crate::meta::ReplicaRecord {
             source_software: hello.software.clone(),
             since_ms: crate::meta::now_ms(),
+            chain: Some(hello.chain.clone()),
         };
         self.meta.mark_replica(bucket, rec).await?;
         self.names
@@ -250,6 +266,7 @@ mod tests {
             min_protocol: 1,
             capabilities: vec![],
             object_lock: false,
+            chain: vec![],
         };
         let peer = |min, max| Hello {
             software: "hoard b".into(),
@@ -257,6 +274,7 @@ mod tests {
             min_protocol: min,
             capabilities: vec![],
             object_lock: false,
+            chain: vec![],
         };
         assert_eq!(ours.negotiate(&peer(1, 3)), Ok(2));
         assert_eq!(ours.negotiate(&peer(2, 2)), Ok(2));

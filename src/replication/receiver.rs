@@ -215,6 +215,20 @@ impl Receiver {
             e.set_status_code(StatusCode::BAD_REQUEST);
             return Err(e);
         }
+        let me = format!(
+            "{:016x}",
+            self.store.meta.store_id().await.map_err(meta_error)?
+        );
+        if theirs.chain.contains(&me) {
+            let why = format!(
+                "replication into bucket {bucket} would close a loop: this hoard (store {me}) is already upstream of the source's data (stores {})",
+                theirs.chain.join(" <- ")
+            );
+            tracing::warn!(bucket, %why, "replication hello refused");
+            let mut e = S3Error::with_message(S3ErrorCode::Custom("ReplicationLoop".into()), why);
+            e.set_status_code(StatusCode::BAD_REQUEST);
+            return Err(e);
+        }
         let locked = self
             .store
             .meta

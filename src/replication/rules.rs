@@ -2,6 +2,7 @@
 //! target), listing, pausing, resuming and removing them; and `ReplicaLink`, the
 //! source's signed HTTPS client of a replica.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::StatusCode;
@@ -11,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::{Hello, Progress, RuleProgress, SenderReport, wire};
 use crate::auth::Credentials;
 use crate::meta::{
-    ChunkId, HoldId, MetaError, MetaStore, RuleRecord, TargetTrust, VersionDiff, VersionStamp,
+    ChunkId, FIRST_RULE_ID, HoldId, MetaError, MetaStore, RuleRecord, RuleScope, TargetTrust,
+    VersionDiff, VersionStamp, rule_key, split_rule_key,
 };
 use crate::metrics::{Metrics, SideLabels};
 use crate::names::valid_bucket_name;
@@ -26,6 +28,8 @@ pub enum RulesError {
     NoSuchBucket(String),
     #[error("bucket {0} has no replication rule")]
     NoSuchRule(String),
+    #[error("bucket {bucket} has no replication rule with id {id:?}")]
+    NoSuchRuleId { bucket: String, id: String },
     #[error("no replication target named {0} (hoard replication target add)")]
     NoSuchTarget(String),
     #[error("{0}")]
@@ -50,7 +54,7 @@ impl RulesError {
     pub fn into_s3(self) -> S3Error {
         let (code, status) = match &self {
             RulesError::NoSuchBucket(_) => return no_such_bucket(),
-            RulesError::NoSuchRule(_) => (
+            RulesError::NoSuchRule(_) | RulesError::NoSuchRuleId { .. } => (
                 "ReplicationConfigurationNotFoundError",
                 StatusCode::NOT_FOUND,
             ),
@@ -91,12 +95,48 @@ pub struct AddRule {
     pub connections: Option<u32>,
     /// Bytes per second; none or 0: unlimited.
     pub bandwidth: Option<u64>,
+    /// The rule's id among the bucket's rules; none: the bucket's rule towards the
+    /// same replica bucket if there is one, else a new id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Decides between rules towards the same replica bucket whose filters overlap
+    /// (the higher sends); default 0.
+    #[serde(default)]
+    pub priority: Option<u32>,
+    /// Only keys starting with it; default every key.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Only versions carrying all these tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Send delete markers (default true).
+    #[serde(default)]
+    pub delete_markers: Option<bool>,
+    /// Send the objects that exist when the rule is added (default true).
+    #[serde(default)]
+    pub existing_objects: Option<bool>,
+    /// Store the rule paused (default false).
+    #[serde(default)]
+    pub paused: Option<bool>,
 }
 
 /// A rule as the admin API shows it: never the secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleInfo {
     pub bucket: String,
+    /// The rule's id among the bucket's rules.
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub priority: u32,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    pub delete_markers: bool,
+    #[serde(default = "yes")]
+    pub existing_objects: bool,
     pub target: String,
     pub target_bucket: String,
     pub access_key: String,
@@ -174,9 +214,9 @@ fn target_label(name: &str) -> String {
     format!("replication-target:{name}")
 }
 
-/// What a rule's secret is bound to when sealed.
-fn seal_label(bucket: &str) -> String {
-    format!("replication:{bucket}")
+/// What a rule's secret is bound to when sealed (by rule key).
+fn seal_label(rule_key: &str) -> String {
+    format!("replication:{rule_key}")
 }
 
 impl Rules {
@@ -194,21 +234,81 @@ impl Rules {
         }
     }
 
-    async fn rule(&self, bucket: &str) -> Result<RuleRecord, RulesError> {
-        self.meta
+    /// The rules of `bucket`, by id.
+    async fn bucket_rules(&self, bucket: &str) -> Result<BTreeMap<String, RuleRecord>, RulesError> {
+        Ok(self
+            .meta
             .rules()
             .await?
             .into_iter()
-            .find_map(|(b, r)| (b == bucket).then_some(r))
-            .ok_or_else(|| RulesError::NoSuchRule(bucket.to_owned()))
+            .filter_map(|(k, r)| {
+                let (b, id) = split_rule_key(&k);
+                (b == bucket).then(|| (id.to_owned(), r))
+            })
+            .collect())
     }
 
-    pub async fn status(&self, bucket: &str) -> Result<RuleStatus, RulesError> {
-        let rule = self.info(bucket.to_owned(), self.rule(bucket).await?);
-        let mut progress = self.progress.get(bucket);
+    /// The rule `id` of `bucket`, or without an id the bucket's only rule: its rule
+    /// key and record.
+    async fn rule(
+        &self,
+        bucket: &str,
+        id: Option<&str>,
+    ) -> Result<(String, RuleRecord), RulesError> {
+        let mut rules = self.bucket_rules(bucket).await?;
+        let id = match id {
+            Some(id) => id.to_owned(),
+            None if rules.len() > 1 => {
+                let ids: Vec<&str> = rules.keys().map(String::as_str).collect();
+                return Err(RulesError::Invalid(format!(
+                    "bucket {bucket} has {} replication rules ({}): name one with --rule",
+                    ids.len(),
+                    ids.join(", ")
+                )));
+            }
+            None => rules
+                .keys()
+                .next()
+                .cloned()
+                .ok_or_else(|| RulesError::NoSuchRule(bucket.to_owned()))?,
+        };
+        match rules.remove(&id) {
+            Some(r) => Ok((rule_key(bucket, &id), r)),
+            None if rules.is_empty() => Err(RulesError::NoSuchRule(bucket.to_owned())),
+            None => Err(RulesError::NoSuchRuleId {
+                bucket: bucket.to_owned(),
+                id,
+            }),
+        }
+    }
+
+    /// The status of each of `bucket`'s rules, or of rule `id`.
+    pub async fn statuses(
+        &self,
+        bucket: &str,
+        id: Option<&str>,
+    ) -> Result<Vec<RuleStatus>, RulesError> {
+        let ids: Vec<String> = match id {
+            Some(id) => vec![id.to_owned()],
+            None => self.bucket_rules(bucket).await?.into_keys().collect(),
+        };
+        if ids.is_empty() {
+            return Err(RulesError::NoSuchRule(bucket.to_owned()));
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(self.status(bucket, Some(&id)).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn status(&self, bucket: &str, id: Option<&str>) -> Result<RuleStatus, RulesError> {
+        let (key, record) = self.rule(bucket, id).await?;
+        let rule = self.info(&key, record);
+        let mut progress = self.progress.get(&key);
         progress.rate_bytes_per_sec = progress.rate();
         // In a cluster another gateway may send the rule: its report is the truth.
-        let report = self.meta.sender_report(bucket).await?;
+        let report = self.meta.sender_report(&key).await?;
         let report = report.and_then(|b| serde_json::from_slice::<SenderReport>(&b).ok());
         let me = self.meta.gateway_id().map(|g| format!("{g:016x}"));
         let sender = report.map(|r| {
@@ -220,12 +320,12 @@ impl Rules {
         let lag_secs = progress
             .oldest_queued_ms
             .map(|t| (crate::meta::now_ms() - t).max(0) as f64 / 1000.0);
-        let (failed_keys, failed) = self.meta.failed_keys(bucket, 20).await?;
+        let (failed_keys, failed) = self.meta.failed_keys(&key, 20).await?;
         Ok(RuleStatus {
             rule,
             progress,
             lag_secs,
-            resync_after: self.meta.resync_cursor(bucket).await?,
+            resync_after: self.meta.resync_cursor(&key).await?,
             failed,
             failed_keys: failed_keys
                 .into_iter()
@@ -239,35 +339,47 @@ impl Rules {
         })
     }
 
-    /// Puts the bucket's failed keys back into the queue; returns how many.
-    pub async fn requeue(&self, bucket: &str) -> Result<usize, RulesError> {
-        self.rule(bucket).await?;
-        let n = self.meta.requeue_failed(bucket).await?;
-        tracing::info!(bucket, keys = n, "failed replications requeued");
+    /// Puts the rule's failed keys back into the queue; returns how many.
+    pub async fn requeue(&self, bucket: &str, id: Option<&str>) -> Result<usize, RulesError> {
+        let (key, _) = self.rule(bucket, id).await?;
+        let n = self.meta.requeue_failed(&key).await?;
+        tracing::info!(rule = key, keys = n, "failed replications requeued");
         Ok(n)
     }
 
     /// A manual run: the sender sends now, windows or not, until nothing waits.
-    pub async fn run_now(&self, bucket: &str) -> Result<RuleStatus, RulesError> {
-        self.rule(bucket).await?;
+    pub async fn run_now(&self, bucket: &str, id: Option<&str>) -> Result<RuleStatus, RulesError> {
+        let (key, _) = self.rule(bucket, id).await?;
         // In a cluster, the gateway sending the rule takes it from the metadata.
-        self.meta.ask_manual_run(bucket).await?;
-        self.progress.update(bucket, |p| p.manual = true);
-        tracing::info!(bucket, "manual replication run asked for");
-        self.status(bucket).await
+        self.meta.ask_manual_run(&key).await?;
+        self.progress.update(&key, |p| p.manual = true);
+        tracing::info!(rule = key, "manual replication run asked for");
+        self.status(bucket, Some(split_rule_key(&key).1)).await
     }
 
-    /// Checks a rule and says hello to its target; returns the record (secret not
-    /// sealed yet) and what the target said of itself.
+    /// Checks a rule and says hello to its target for `bucket` (none: a named
+    /// target's template); returns the record (secret not sealed yet) and what the
+    /// target said of itself.
     async fn checked_hello(
         &self,
         req: &AddRule,
+        bucket: Option<&str>,
         object_lock: bool,
     ) -> Result<(RuleRecord, Hello), RulesError> {
         let rule = self.check(req.clone())?;
         let link = ReplicaLink::new(&rule, req.secret_key.clone(), self.metrics.clone())?;
-        let theirs = link.hello(object_lock).await?;
+        let theirs = link.hello(object_lock, self.chain(bucket).await?).await?;
         Ok((rule, theirs))
+    }
+
+    /// The stores `bucket`'s data comes through: this one, then (for a replica
+    /// bucket: a cascade) the ones its source's hello named.
+    async fn chain(&self, bucket: Option<&str>) -> Result<Vec<String>, RulesError> {
+        let mut chain = vec![format!("{:016x}", self.meta.store_id().await?)];
+        if let Some(b) = bucket {
+            chain.extend(self.meta.replica_chain(b).await?.unwrap_or_default());
+        }
+        Ok(chain)
     }
 
     /// Stores a named target, a rule template that S3 PutBucketReplication names by
@@ -278,7 +390,7 @@ impl Rules {
                 "invalid target name {name:?}: 3 to 63 of a-z, 0-9, '-' and '.'"
             )));
         }
-        let (rule, theirs) = self.checked_hello(&req, false).await?;
+        let (rule, theirs) = self.checked_hello(&req, None, false).await?;
         let json = serde_json::to_vec(&req).map_err(|e| RulesError::Invalid(e.to_string()))?;
         let sealed = self.secrets.seal_bytes(&target_label(name), json)?;
         self.meta.put_target(name, sealed).await?;
@@ -324,79 +436,149 @@ impl Rules {
     fn target_info(&self, name: &str, rule: RuleRecord) -> TargetInfo {
         TargetInfo {
             arn: target_arn(name),
-            rule: self.info(name.to_owned(), rule),
+            rule: RuleInfo {
+                id: String::new(),
+                ..self.info(name, rule)
+            },
         }
     }
 
-    /// S3 PutBucketReplication: the bucket's rule from the target the ARN names,
-    /// paused when the configuration's rule is disabled.
-    pub async fn configure(
-        &self,
-        bucket: &str,
-        arn: &str,
-        enabled: bool,
-    ) -> Result<(), RulesError> {
-        let name = target_of_arn(arn)?;
-        let req = self
-            .target_templates()
-            .await?
-            .into_iter()
-            .find_map(|(n, req)| (n == name).then_some(req))
-            .ok_or_else(|| {
-                RulesError::Invalid(format!(
-                    "{arn} names no replication target (hoard replication target add)"
-                ))
-            })?;
-        self.add(bucket, req).await?;
-        if !enabled {
-            self.set_paused(bucket, true).await?;
+    /// S3 PutBucketReplication: the bucket's rules become `rules` (each made from
+    /// the named target its ARN names), every target answering a hello before any
+    /// is stored; the bucket's rules not among them are removed.
+    pub async fn configure(&self, bucket: &str, rules: Vec<S3Rule>) -> Result<(), RulesError> {
+        let templates = self.target_templates().await?;
+        let mut taken: Vec<String> = rules.iter().filter_map(|r| r.id.clone()).collect();
+        let mut prepared = Vec::new();
+        for r in rules {
+            let name = target_of_arn(&r.arn)?;
+            let mut req = templates
+                .iter()
+                .find_map(|(n, req)| (n == name).then(|| req.clone()))
+                .ok_or_else(|| {
+                    RulesError::Invalid(format!(
+                        "{} names no replication target (hoard replication target add)",
+                        r.arn
+                    ))
+                })?;
+            let id = match r.id {
+                Some(id) => id,
+                None => {
+                    let id = fresh_id(&taken);
+                    taken.push(id.clone());
+                    id
+                }
+            };
+            req.id = Some(id);
+            req.priority = Some(r.scope.priority);
+            req.prefix = Some(r.scope.prefix.clone());
+            req.tags = r.scope.tags.iter().cloned().collect();
+            req.delete_markers = Some(r.scope.delete_markers);
+            req.existing_objects = Some(r.scope.existing_objects);
+            req.paused = Some(!r.enabled);
+            prepared.push(self.prepare(bucket, req).await?);
+        }
+        let keep: Vec<String> = prepared.iter().map(|p| p.key.clone()).collect();
+        for p in prepared {
+            self.store(p).await?;
+        }
+        for id in self.bucket_rules(bucket).await?.into_keys() {
+            let key = rule_key(bucket, &id);
+            if !keep.contains(&key) {
+                self.meta.remove_rule(&key).await?;
+                tracing::info!(
+                    rule = key,
+                    "replication rule removed by PutBucketReplication"
+                );
+            }
         }
         Ok(())
     }
 
-    /// S3 GetBucketReplication: the ARN of the bucket's rule's target (the named
-    /// target with the same replica bucket, else the replica bucket's own name) and
-    /// whether the rule is enabled.
-    pub async fn configuration(&self, bucket: &str) -> Result<(String, bool), RulesError> {
-        let rule = self.rule(bucket).await?;
-        let name = self
-            .target_templates()
-            .await?
+    /// S3 GetBucketReplication: the bucket's rules, each with the ARN of its
+    /// target (the named target with the same replica bucket, else the replica
+    /// bucket's own name).
+    pub async fn configuration(&self, bucket: &str) -> Result<Vec<S3Rule>, RulesError> {
+        let rules = self.bucket_rules(bucket).await?;
+        if rules.is_empty() {
+            return Err(RulesError::NoSuchRule(bucket.to_owned()));
+        }
+        let templates = self.target_templates().await?;
+        Ok(rules
             .into_iter()
-            .find_map(|(n, t)| {
-                let same = t.target.trim_end_matches('/') == rule.target
-                    && t.target_bucket == rule.target_bucket;
-                same.then_some(n)
+            .map(|(id, rule)| {
+                let name = templates
+                    .iter()
+                    .find_map(|(n, t)| {
+                        let same = t.target.trim_end_matches('/') == rule.target
+                            && t.target_bucket == rule.target_bucket;
+                        same.then(|| n.clone())
+                    })
+                    .unwrap_or_else(|| rule.target_bucket.clone());
+                S3Rule {
+                    id: Some(id),
+                    arn: target_arn(&name),
+                    enabled: !rule.paused,
+                    scope: rule.scope(),
+                }
             })
-            .unwrap_or_else(|| rule.target_bucket.clone());
-        Ok((target_arn(&name), !rule.paused))
+            .collect())
     }
 
     /// Checks the rule, says hello to its target, and stores it only if that worked.
     pub async fn add(&self, bucket: &str, req: AddRule) -> Result<RuleInfo, RulesError> {
+        let prepared = self.prepare(bucket, req).await?;
+        let software = prepared.software.clone();
+        let key = prepared.key.clone();
+        let rule = self.store(prepared).await?;
+        let mut info = self.info(&key, rule);
+        info.target_software = Some(software);
+        Ok(info)
+    }
+
+    /// Checks a rule and says hello to its target; picks its id.
+    async fn prepare(&self, bucket: &str, req: AddRule) -> Result<Prepared, RulesError> {
         let Some(source) = self.meta.get_bucket(bucket).await? else {
             return Err(RulesError::NoSuchBucket(bucket.to_owned()));
         };
         let locked = source.object_lock.is_some();
-        let (rule, theirs) = self.checked_hello(&req, locked).await?;
+        let (rule, theirs) = self.checked_hello(&req, Some(bucket), locked).await?;
         if locked && !theirs.object_lock {
             return Err(RulesError::Invalid(format!(
                 "bucket {bucket} has Object Lock, so its replica must keep the locks: create {} on the replica with Object Lock enabled (aws s3api create-bucket --object-lock-enabled-for-bucket) and add the rule again",
                 rule.target_bucket
             )));
         }
+        let existing = self.bucket_rules(bucket).await?;
+        let destination = (rule.target.clone(), rule.target_bucket.clone());
+        let same_target =
+            |r: &RuleRecord| (&r.target, &r.target_bucket) == (&destination.0, &destination.1);
+        let id = match &req.id {
+            Some(id) => id.clone(),
+            None => existing
+                .iter()
+                .find_map(|(id, r)| same_target(r).then(|| id.clone()))
+                .unwrap_or_else(|| fresh_id(&existing.keys().cloned().collect::<Vec<_>>())),
+        };
+        let key = rule_key(bucket, &id);
         let mut rule = rule;
-        rule.sealed_secret = self.secrets.seal(&seal_label(bucket), &req.secret_key)?;
-        // A new rule, or one towards another replica bucket, sends what exists too.
-        let same_target = self.rule(bucket).await.ok().is_some_and(|old| {
-            (old.target.as_str(), old.target_bucket.as_str())
-                == (rule.target.as_str(), rule.target_bucket.as_str())
-        });
-        self.meta.put_rule(bucket, &rule, !same_target).await?;
-        tracing::info!(bucket, target = %rule.target, target_bucket = %rule.target_bucket, replica = %theirs.software, "replication rule added");
-        let mut info = self.info(bucket.to_owned(), rule);
-        info.target_software = Some(theirs.software);
-        Ok(info)
+        rule.sealed_secret = self.secrets.seal(&seal_label(&key), &req.secret_key)?;
+        // A new rule, or one towards another replica bucket, sends what exists too
+        // (unless told not to).
+        let resync =
+            rule.scope().existing_objects && !existing.get(&id).is_some_and(|old| same_target(old));
+        Ok(Prepared {
+            key,
+            rule,
+            resync,
+            software: theirs.software,
+        })
+    }
+
+    async fn store(&self, p: Prepared) -> Result<RuleRecord, RulesError> {
+        self.meta.put_rule(&p.key, &p.rule, p.resync).await?;
+        tracing::info!(rule = p.key, target = %p.rule.target, target_bucket = %p.rule.target_bucket, replica = %p.software, "replication rule added");
+        Ok(p.rule)
     }
 
     /// Validates an `AddRule` into a record (secret not yet sealed).
@@ -418,6 +600,9 @@ impl Rules {
             return Err(invalid(
                 "give the target's access key and secret key".into(),
             ));
+        }
+        if let Some(id) = &req.id {
+            check_rule_id(id).map_err(invalid)?;
         }
         let trust = match (req.ca_pem, req.fingerprint) {
             (Some(pem), None) => {
@@ -451,6 +636,13 @@ impl Rules {
                 "connections must be 1 to 64, not {connections}"
             )));
         }
+        let scope = RuleScope {
+            priority: req.priority.unwrap_or(0),
+            prefix: req.prefix.unwrap_or_default(),
+            tags: req.tags.into_iter().collect(),
+            delete_markers: req.delete_markers.unwrap_or(true),
+            existing_objects: req.existing_objects.unwrap_or(true),
+        };
         Ok(RuleRecord {
             target: req.target.trim_end_matches('/').to_owned(),
             target_bucket: req.target_bucket,
@@ -460,8 +652,9 @@ impl Rules {
             windows,
             connections,
             bandwidth: req.bandwidth.unwrap_or(0),
-            paused: false,
+            paused: req.paused.unwrap_or(false),
             created_ms: crate::meta::now_ms(),
+            scope: (scope != RuleScope::default()).then_some(scope),
         })
     }
 
@@ -471,28 +664,50 @@ impl Rules {
             .rules()
             .await?
             .into_iter()
-            .map(|(b, r)| self.info(b, r))
+            .map(|(k, r)| self.info(&k, r))
             .collect())
     }
 
-    pub async fn remove(&self, bucket: &str) -> Result<(), RulesError> {
-        if !self.meta.remove_rule(bucket).await? {
+    pub async fn remove(&self, bucket: &str, id: Option<&str>) -> Result<(), RulesError> {
+        let (key, _) = self.rule(bucket, id).await?;
+        if !self.meta.remove_rule(&key).await? {
             return Err(RulesError::NoSuchRule(bucket.to_owned()));
         }
-        tracing::info!(bucket, "replication rule removed");
+        tracing::info!(rule = key, "replication rule removed");
         Ok(())
     }
 
-    pub async fn set_paused(&self, bucket: &str, paused: bool) -> Result<RuleInfo, RulesError> {
-        let mut rule = self.rule(bucket).await?;
-        rule.paused = paused;
-        self.meta.put_rule(bucket, &rule, false).await?;
-        tracing::info!(bucket, paused, "replication rule paused or resumed");
-        Ok(self.info(bucket.to_owned(), rule))
+    /// Removes all of `bucket`'s rules (S3 DeleteBucketReplication).
+    pub async fn remove_all(&self, bucket: &str) -> Result<(), RulesError> {
+        for id in self.bucket_rules(bucket).await?.into_keys() {
+            self.remove(bucket, Some(&id)).await?;
+        }
+        Ok(())
     }
 
-    fn info(&self, bucket: String, r: RuleRecord) -> RuleInfo {
+    pub async fn set_paused(
+        &self,
+        bucket: &str,
+        id: Option<&str>,
+        paused: bool,
+    ) -> Result<RuleInfo, RulesError> {
+        let (key, mut rule) = self.rule(bucket, id).await?;
+        rule.paused = paused;
+        self.meta.put_rule(&key, &rule, false).await?;
+        tracing::info!(rule = key, paused, "replication rule paused or resumed");
+        Ok(self.info(&key, rule))
+    }
+
+    fn info(&self, rule_key: &str, r: RuleRecord) -> RuleInfo {
+        let (bucket, id) = split_rule_key(rule_key);
+        let scope = r.scope();
         RuleInfo {
+            id: id.to_owned(),
+            priority: scope.priority,
+            prefix: scope.prefix,
+            tags: scope.tags.into_iter().collect(),
+            delete_markers: scope.delete_markers,
+            existing_objects: scope.existing_objects,
             target: r.target,
             target_bucket: r.target_bucket,
             access_key: r.access_key,
@@ -509,9 +724,54 @@ impl Rules {
             bandwidth: r.bandwidth,
             paused: r.paused,
             target_software: None,
-            bucket,
+            bucket: bucket.to_owned(),
         }
     }
+}
+
+/// A rule checked against its target, ready to store.
+struct Prepared {
+    key: String,
+    rule: RuleRecord,
+    resync: bool,
+    software: String,
+}
+
+/// A rule of an S3 replication configuration, as hoard keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Rule {
+    pub id: Option<String>,
+    /// The destination bucket's ARN: `arn:aws:s3:::NAME` of a named target.
+    pub arn: String,
+    /// `Status: Enabled`; a disabled rule is stored paused.
+    pub enabled: bool,
+    pub scope: RuleScope,
+}
+
+/// An id for a new rule of a bucket whose rules have `taken` ids: `FIRST_RULE_ID`
+/// for its first, else `rule-N`.
+fn fresh_id(taken: &[String]) -> String {
+    if taken.is_empty() {
+        return FIRST_RULE_ID.to_owned();
+    }
+    (2..)
+        .map(|n| format!("rule-{n}"))
+        .find(|id| !taken.contains(id))
+        .unwrap_or_default()
+}
+
+/// A rule id as S3 allows it: 1 to 255 characters, none a control character.
+pub fn check_rule_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.chars().count() > 255 || id.chars().any(char::is_control) {
+        return Err(format!(
+            "invalid rule id {id:?}: 1 to 255 characters, no control characters"
+        ));
+    }
+    Ok(())
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The source's client of one replica bucket: HTTPS trusting only the rule's CA or
@@ -578,10 +838,11 @@ impl ReplicaLink {
 
     /// Exchanges hellos; refuses a replica with no protocol version in common.
     /// Says hello for a source bucket (`object_lock`: it has Object Lock, which the
-    /// replica's bucket must have too).
-    pub async fn hello(&self, object_lock: bool) -> Result<Hello, RulesError> {
+    /// replica's bucket must have too; `chain`: the stores its data comes through).
+    pub async fn hello(&self, object_lock: bool, chain: Vec<String>) -> Result<Hello, RulesError> {
         let ours = Hello {
             object_lock,
+            chain,
             ..Hello::ours()
         };
         let body = serde_json::to_vec(&ours).map_err(|e| RulesError::Invalid(e.to_string()))?;
@@ -714,17 +975,17 @@ impl ReplicaLink {
     }
 }
 
-/// A rule's secret, opened.
+/// A rule's secret (by rule key), opened.
 pub(crate) fn open_secret(
     secrets: &SecretBox,
-    bucket: &str,
+    rule_key: &str,
     rule: &RuleRecord,
 ) -> Result<String, RulesError> {
     secrets
-        .open(&seal_label(bucket), &rule.sealed_secret)
+        .open(&seal_label(rule_key), &rule.sealed_secret)
         .ok_or_else(|| {
             RulesError::Invalid(format!(
-                "the secret of {bucket}'s replication rule cannot be opened with this secrets key"
+                "the secret of replication rule {rule_key} cannot be opened with this secrets key"
             ))
         })
 }

@@ -1,33 +1,59 @@
-//! The source side of replication: a loop that drains the outbox towards the
-//! replicas of the rules.
+//! The source side of replication: one task per rule draining the outbox towards
+//! the rule's replica, and a coordinator that starts and stops those tasks.
+//!
+//! Fan-out: a bucket may have several rules, each with its own replica, schedule,
+//! connections, bandwidth and status. Each rule keeps its own cursor into the
+//! outbox (`meta::replication`): its task pages through the outbox from there, so a
+//! rule that is paused, outside its windows, or whose replica is down for days holds
+//! only its own cursor back, never another rule's. An event leaves the outbox when
+//! the last rule of its bucket passed it, in the transaction that moves that
+//! cursor; the coordinator sweeps out the events of buckets without a rule (and,
+//! after a rule was removed, the events only it still held).
 //!
 //! In a cluster, one gateway sends each rule: it claims the rule's worker
-//! (`replication:<bucket>`, `meta::gateways`), confirms it every `CLAIM_EVERY`, and
-//! keeps it while its lease lives; another gateway takes it over within one lease
-//! after it died, and resumes from the outbox, which only acknowledged events left.
-//! The events of a rule another gateway sends stay where they are.
+//! (`replication:<rule key>`, `meta::gateways`), confirms it every `CLAIM_EVERY`,
+//! and keeps it while its lease lives; another gateway takes it over within one lease
+//! after it died, and resumes from the rule's cursor, which only acknowledged events
+//! passed.
 //!
-//! Each round pages through the outbox in commit order. An event of a bucket without
-//! a rule is dropped (nothing wants it). An event of a paused rule, of a rule outside
-//! its windows, or of a rule in backoff after an error stays where it is. Any other
-//! event makes the replica's versions of its key equal to the source's (`sync_key`):
-//! the stamps of all versions are compared, each version the replica lacks is sent
-//! (the chunks it lacks, as stored, then its record and manifest), and versions the
-//! source no longer has are removed. Only when the replica has acknowledged all that
-//! is the event removed, durably. Every step is idempotent, so an event sent twice (a
-//! crash between the acknowledgement and the removal, a timeout) is harmless, and
-//! events of one bucket are applied in commit order: after a failure, the bucket's
-//! later events wait for the retry, with backoff (1 s doubling to 60 s, jittered).
+//! A rule's task pages through the outbox in commit order from its cursor, taking
+//! the events of its bucket. A paused rule, a rule outside its windows, or a rule in
+//! backoff after an error sends nothing and its cursor stays. Any other event makes
+//! the replica's versions of its key equal to what the rule sends of the source's
+//! (`sync_key`): the stamps of all versions are compared, each version the replica
+//! lacks that the rule's filter admits is sent (the chunks it lacks, as stored, then
+//! its record and manifest), and versions the source no longer has are removed.
+//! Only when the replica has acknowledged all that does the cursor pass the event,
+//! durably. Every step is idempotent, so an event sent twice (a crash between the
+//! acknowledgement and the cursor's move, a timeout) is harmless, and events of one
+//! bucket are applied in commit order: after a failure, the cursor stops at it and
+//! the bucket's later events wait for the retry, with backoff (1 s doubling to 60 s,
+//! jittered).
+//!
+//! Filters (`RuleScope`): a key outside the rule's prefix is passed over without a
+//! request; a version without the rule's tags, a delete marker of a rule with
+//! `DeleteMarkerReplication: Disabled`, or a version a rule of higher priority
+//! towards the same replica bucket admits, is not sent (the replica keeps what it
+//! was sent before: a tag change does not delete it there). A tag change that makes
+//! a version match is an event like any other, so the version goes then.
 //!
 //! A failure a retry cannot mend (the replica answered 4xx other than 408, 409 or
-//! 429, or a chunk cannot be read here) sets the key aside in the failed table,
-//! durably, before its event is dropped: the queue moves on, the key reports FAILED,
-//! and it is requeued every `FAILED_RETRY` and by `hoard replication requeue`.
+//! 429, or a chunk cannot be read here) sets the key aside in the rule's failed
+//! table, durably, before the cursor passes its event: the queue moves on, the key
+//! reports FAILED, and it is requeued every `FAILED_RETRY` and by `hoard replication
+//! requeue`.
 //!
-//! Before the outbox, each round advances the resync of a rule that has one pending:
-//! the keys that existed before the rule, a page at a time in key order, the cursor
-//! stored durably after each page. A manual run (`Progress::manual`) sends outside
-//! the windows until neither queue nor resync has anything left.
+//! Before the outbox, each round advances the rule's resync if one is pending: the
+//! keys under its prefix that existed before the rule, a page at a time in key
+//! order, the cursor stored durably after each page. A manual run
+//! (`Progress::manual`) sends outside the windows until neither queue nor resync has
+//! anything left.
+//!
+//! Backlog: a task that drained the outbox knows its backlog is empty; one that
+//! stopped (paused, windows, backoff) counts what waits from its cursor, at most
+//! every `CLAIM_EVERY` and never more often than ten times the last count took, and
+//! warns once when it passes `[replication] backlog_warn_events` or
+//! `backlog_warn_age_secs`.
 //!
 //! MultiConnect: up to the rule's `connections` keys of a bucket are synced side by
 //! side (`next_group`; events of one key stay in one group, so a key is never synced
@@ -52,11 +78,12 @@ use std::time::{Duration, Instant};
 use super::chunk_runs::{ChunkReadError, Located, RUN_BYTES, read_run, runs};
 use super::rules::{ReplicaLink, RulesError, open_secret};
 use super::{Progress, wire};
+use crate::config::ReplicationConfig;
 use crate::meta::{
-    ChunkId, ChunkRef, HoldId, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord,
-    OutboxEvent, RuleRecord, VersionStamp,
+    Backlog, ChunkId, ChunkRef, HoldId, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord,
+    OutboxEvent, RuleRecord, RuleScope, VersionStamp, split_rule_key,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RuleLabels};
 use crate::secrets::SecretBox;
 use crate::segments::SegmentStore;
 
@@ -141,9 +168,9 @@ const FAILED_RETRY: Duration = Duration::from_secs(600);
 /// How often the sender confirms its rules' leases and claims free ones.
 const CLAIM_EVERY: Duration = Duration::from_secs(5);
 
-/// The rules whose cluster-wide worker (`replication:<bucket>`) this gateway holds:
-/// one sender per rule in a cluster. A rule is kept while this gateway lives; the
-/// others take it over once its lease expired.
+/// The rules whose cluster-wide worker (`replication:<rule key>`) this gateway
+/// holds: one sender per rule in a cluster. A rule is kept while this gateway
+/// lives; the others take it over once its lease expired.
 #[derive(Default)]
 struct Claims {
     held: HashSet<String>,
@@ -154,8 +181,8 @@ struct Claims {
     checked_at: Option<Instant>,
 }
 
-fn rule_worker(bucket: &str) -> String {
-    format!("replication:{bucket}")
+fn rule_worker(rule_key: &str) -> String {
+    format!("replication:{rule_key}")
 }
 
 impl Claims {
@@ -166,28 +193,28 @@ impl Claims {
         meta: &MetaStore,
         rules: &HashMap<String, RuleRecord>,
     ) -> Result<(), MetaError> {
-        for gone in self.held.iter().filter(|b| !rules.contains_key(*b)) {
+        for gone in self.held.iter().filter(|k| !rules.contains_key(*k)) {
             meta.release_worker(rule_worker(gone));
         }
-        self.held.retain(|b| rules.contains_key(b));
-        self.elsewhere.retain(|b| rules.contains_key(b));
-        let known = |b: &String| self.held.contains(b) || self.elsewhere.contains(b);
+        self.held.retain(|k| rules.contains_key(k));
+        self.elsewhere.retain(|k| rules.contains_key(k));
+        let known = |k: &String| self.held.contains(k) || self.elsewhere.contains(k);
         if self.checked_at.is_some_and(|t| t.elapsed() < CLAIM_EVERY) && rules.keys().all(known) {
             return Ok(());
         }
         self.checked_at = Some(Instant::now());
         let (mut held, mut elsewhere) = (HashSet::new(), HashSet::new());
-        for bucket in rules.keys() {
-            match meta.claim_worker(&rule_worker(bucket)).await? {
+        for rule in rules.keys() {
+            match meta.claim_worker(&rule_worker(rule)).await? {
                 Ok(()) => {
-                    if !self.held.contains(bucket) {
-                        tracing::info!(bucket, "this gateway sends the rule's replication");
+                    if !self.held.contains(rule) {
+                        tracing::info!(rule, "this gateway sends the rule's replication");
                     }
-                    held.insert(bucket.clone());
+                    held.insert(rule.clone());
                 }
                 Err(busy) => {
-                    tracing::debug!(bucket, %busy, "another gateway sends this rule");
-                    elsewhere.insert(bucket.clone());
+                    tracing::debug!(rule, %busy, "another gateway sends this rule");
+                    elsewhere.insert(rule.clone());
                 }
             }
         }
@@ -206,14 +233,83 @@ impl Claims {
     }
 }
 
-/// A rule's link and its retry state.
-struct Peer {
+/// What the coordinator hands a rule's task: the rule, and the scopes of the rules
+/// of its bucket towards the same replica bucket with a higher priority.
+#[derive(Debug, Clone, PartialEq)]
+struct RuleView {
     rule: RuleRecord,
+    outranked_by: Vec<RuleScope>,
+}
+
+impl RuleView {
+    fn of(rule_key: &str, rules: &HashMap<String, RuleRecord>) -> Option<RuleView> {
+        let rule = rules.get(rule_key)?.clone();
+        let (bucket, priority) = (split_rule_key(rule_key).0, rule.scope().priority);
+        let outranked_by = rules
+            .iter()
+            .filter(|(k, r)| {
+                split_rule_key(k).0 == bucket
+                    && (r.target.as_str(), r.target_bucket.as_str())
+                        == (rule.target.as_str(), rule.target_bucket.as_str())
+                    && r.scope().priority > priority
+            })
+            .map(|(_, r)| r.scope())
+            .collect();
+        Some(RuleView { rule, outranked_by })
+    }
+}
+
+/// A running rule task; dropping it stops the task.
+struct RuleTask {
+    view: tokio::sync::watch::Sender<RuleView>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RuleTask {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// The coordinator's state between rounds.
+#[derive(Default)]
+struct Coordinator {
+    claims: Claims,
+    tasks: HashMap<String, RuleTask>,
+    /// Every outbox event below it was swept once.
+    swept: u64,
+    /// The rule keys of the last round.
+    known: HashSet<String>,
+}
+
+/// A rule's link, filter and retry state.
+struct Peer {
+    /// The rule key.
+    key: String,
+    bucket: String,
+    rule: RuleRecord,
+    scope: RuleScope,
+    outranked_by: Vec<RuleScope>,
+    labels: RuleLabels,
     link: Arc<ReplicaLink>,
     retry_at: Option<Instant>,
     backoff: backon::ExponentialBackoff,
     /// When the failed keys were last requeued.
     requeued_at: Option<Instant>,
+    /// When the backlog was last counted by a scan, and how long that took.
+    counted: Option<(Instant, Duration)>,
+    /// The backlog passed a warning threshold (warned once until it is back under).
+    warned: bool,
+}
+
+impl Peer {
+    /// Whether the rule sends this version of `key`: its filter admits it, it is no
+    /// delete marker the rule leaves out, and no rule that outranks it sends it.
+    fn sends(&self, key: &str, rec: &ObjectRecord) -> bool {
+        self.scope.admits(key, &rec.tags)
+            && (!rec.delete_marker || self.scope.delete_markers)
+            && !self.outranked_by.iter().any(|s| s.admits(key, &rec.tags))
+    }
 }
 
 pub struct Sender {
@@ -222,21 +318,126 @@ pub struct Sender {
     pub secrets: Arc<SecretBox>,
     pub metrics: Arc<Metrics>,
     pub progress: Arc<Progress>,
+    pub settings: ReplicationConfig,
 }
 
 /// Keys a resync sends per step (the cursor is stored after each step).
 const RESYNC_PAGE: usize = 100;
 
 impl Sender {
-    /// Runs rounds until the task is dropped.
+    /// Runs the coordinator (and through it the rules' tasks) until dropped.
     pub async fn run(self) {
-        let mut peers: HashMap<String, Peer> = HashMap::new();
-        let mut claims = Claims::default();
+        let sender = Arc::new(self);
+        let mut state = Coordinator::default();
         loop {
-            let sent = match self.round(&mut peers, &mut claims).await {
+            if let Err(e) = sender.coordinate(&mut state).await {
+                tracing::warn!(error = %e, "replication round failed");
+            }
+            tokio::time::sleep(IDLE).await;
+        }
+    }
+
+    /// Starts a task for each rule this gateway (newly) holds, hands the running
+    /// ones their rule's changes, stops the others; sweeps; publishes progress.
+    async fn coordinate(self: &Arc<Self>, c: &mut Coordinator) -> Result<(), SendError> {
+        let rules: HashMap<String, RuleRecord> = self.meta.rules().await?.into_iter().collect();
+        c.claims.refresh(&self.meta, &rules).await?;
+        let held = &c.claims.held;
+        c.tasks.retain(|key, _| {
+            let keep = held.contains(key);
+            if !keep {
+                self.forget_metrics(key);
+            }
+            keep
+        });
+        for key in held {
+            let Some(view) = RuleView::of(key, &rules) else {
+                continue;
+            };
+            match c.tasks.get(key) {
+                Some(task) => {
+                    task.view.send_if_modified(|v| {
+                        let changed = *v != view;
+                        *v = view;
+                        changed
+                    });
+                }
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(view);
+                    let handle = tokio::spawn(self.clone().run_rule(key.clone(), rx));
+                    c.tasks.insert(key.clone(), RuleTask { view: tx, handle });
+                }
+            }
+        }
+        // A rule gone: the events only it still held are swept from the start.
+        let recheck = c.known.iter().any(|k| !rules.contains_key(k));
+        c.known = rules.keys().cloned().collect();
+        let buckets: HashSet<&str> = rules.keys().map(|k| split_rule_key(k).0).collect();
+        c.swept = self
+            .sweep(if recheck { 0 } else { c.swept }, recheck, &buckets)
+            .await?;
+        let queued: u64 = c.tasks.keys().map(|k| self.progress.get(k).queued).sum();
+        self.metrics.replication_queue.set(queued as i64);
+        if self.meta.is_shared() && c.claims.publish_due() {
+            self.publish_progress(c.tasks.keys()).await?;
+            // Manual runs asked of any gateway reach the one sending the rule.
+            let held: Vec<String> = c.tasks.keys().cloned().collect();
+            for key in self.meta.take_manual_runs(held).await? {
+                self.progress.update(&key, |p| p.manual = true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes, from `from` on, the events of buckets without a rule (all events
+    /// every rule of their bucket passed, with `recheck`); returns where it ended.
+    async fn sweep(
+        &self,
+        mut from: u64,
+        recheck: bool,
+        ruled: &HashSet<&str>,
+    ) -> Result<u64, SendError> {
+        loop {
+            let page = self.meta.outbox_events(from, PAGE).await?;
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                return Ok(from);
+            };
+            let seqs: Vec<u64> = page
+                .iter()
+                .filter(|(_, ev)| recheck || !ruled.contains(ev.bucket.as_str()))
+                .map(|(seq, _)| *seq)
+                .collect();
+            if !seqs.is_empty() {
+                self.meta.settle_outbox(None, seqs).await?;
+            }
+            from = last + 1;
+        }
+    }
+
+    fn forget_metrics(&self, rule_key: &str) {
+        let (bucket, rule) = split_rule_key(rule_key);
+        let labels = RuleLabels {
+            bucket: bucket.to_owned(),
+            rule: rule.to_owned(),
+        };
+        self.metrics.replication_backlog_events.remove(&labels);
+        self.metrics.replication_backlog_bytes.remove(&labels);
+        self.metrics.replication_backlog_age.remove(&labels);
+    }
+
+    /// A rule's task: rounds until the coordinator drops it.
+    async fn run_rule(
+        self: Arc<Self>,
+        key: String,
+        mut view: tokio::sync::watch::Receiver<RuleView>,
+    ) {
+        let mut peer: Option<Peer> = None;
+        loop {
+            let current = view.borrow_and_update().clone();
+            let sent = match self.rule_round(&key, current, &mut peer).await {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(error = %e, "replication round failed");
+                    tracing::warn!(rule = key, error = %e, "replication round failed");
                     0
                 }
             };
@@ -246,116 +447,188 @@ impl Sender {
         }
     }
 
-    /// One pass over the outbox; returns how many events were acknowledged.
-    async fn round(
+    /// One round of a rule: its resync's next page, then the outbox from its
+    /// cursor; returns how many keys were acknowledged.
+    async fn rule_round(
         &self,
-        peers: &mut HashMap<String, Peer>,
-        claims: &mut Claims,
+        key: &str,
+        view: RuleView,
+        peer: &mut Option<Peer>,
     ) -> Result<usize, SendError> {
-        let rules: HashMap<String, RuleRecord> = self.meta.rules().await?.into_iter().collect();
-        claims.refresh(&self.meta, &rules).await?;
-        let mine: HashMap<String, RuleRecord> = rules
-            .iter()
-            .filter(|(bucket, _)| claims.held.contains(*bucket))
-            .map(|(b, r)| (b.clone(), r.clone()))
-            .collect();
-        self.refresh_peers(peers, &mine);
-        let mut acked = 0;
-        for (bucket, peer) in peers.iter_mut() {
-            if peer.requeued_at.is_none_or(|t| t.elapsed() >= FAILED_RETRY) {
-                peer.requeued_at = Some(Instant::now());
-                self.meta.requeue_failed(bucket).await?;
-            }
-            acked += self.resync_step(bucket, peer).await?;
+        if peer.as_ref().is_none_or(|p| p.rule != view.rule) {
+            *peer = Some(self.open_peer(key, &view.rule)?);
         }
-        let (mut waiting, mut from) = (0i64, 0u64);
-        let mut queued: HashMap<String, (u64, i64)> = HashMap::new();
-        loop {
-            let page = self.meta.outbox_events(from, PAGE).await?;
-            let Some(last) = page.last().map(|(seq, _)| *seq) else {
-                break;
-            };
-            from = last + 1;
-            let mut done = Vec::new();
-            // Each bucket's events of the page, in commit order.
-            let mut by_bucket: HashMap<String, Vec<(u64, OutboxEvent)>> = HashMap::new();
-            for (seq, ev) in page {
-                if peers.contains_key(&ev.bucket) {
-                    by_bucket
-                        .entry(ev.bucket.clone())
-                        .or_default()
-                        .push((seq, ev));
-                } else if !rules.contains_key(&ev.bucket) {
-                    done.push(seq); // no rule wants it
-                } // else another gateway's sender (or a rule unusable here) has it
-            }
-            for (bucket, events) in by_bucket {
-                let Some(peer) = peers.get_mut(&bucket) else {
-                    continue;
-                };
-                let mut rest = events.as_slice();
-                while !rest.is_empty() {
-                    if !self.may_send(&bucket, peer) {
-                        // Paused, outside its windows, or backing off: all wait.
-                        waiting += rest.len() as i64;
-                        let q = queued
-                            .entry(bucket.clone())
-                            .or_insert((0, rest[0].1.time_ms));
-                        q.0 += rest.len() as u64;
-                        break;
-                    }
-                    let (group, keys) = next_group(rest, peer.rule.connections as usize);
-                    rest = &rest[group.len()..];
-                    let outcomes = self.sync_group(&bucket, &keys, peer).await;
-                    for (seq, ev) in group {
-                        match outcomes.get(ev.key.as_str()) {
-                            Some(Synced::Retry) | None => {
-                                waiting += 1;
-                                let q = queued.entry(bucket.clone()).or_insert((0, ev.time_ms));
-                                q.0 += 1;
-                            }
-                            Some(s) => {
-                                done.push(*seq);
-                                acked += usize::from(*s == Synced::Sent);
-                            }
-                        }
-                    }
-                }
-            }
-            self.meta.remove_outbox(done).await?;
+        let Some(peer) = peer.as_mut() else {
+            return Ok(0);
+        };
+        peer.outranked_by = view.outranked_by;
+        if peer.requeued_at.is_none_or(|t| t.elapsed() >= FAILED_RETRY) {
+            peer.requeued_at = Some(Instant::now());
+            self.meta.requeue_failed(&peer.key).await?;
         }
+        let mut acked = self.resync_step(peer).await?;
+        acked += self.drain(peer).await?;
         self.metrics.replication_events.inc_by(acked as u64);
-        self.metrics.replication_queue.set(waiting);
-        for bucket in peers.keys() {
-            let q = queued.get(bucket).copied();
-            let resyncing = self.meta.resync_cursor(bucket).await?.is_some();
-            self.progress.update(bucket, |p| {
-                p.queued = q.map_or(0, |(n, _)| n);
-                p.oldest_queued_ms = q.map(|(_, t)| t);
-                // A manual run ends once nothing waits.
-                p.manual &= q.is_some() || resyncing;
-            });
-        }
-        if self.meta.is_shared() && claims.publish_due() {
-            self.publish_progress(peers.keys()).await?;
-            // Manual runs asked of any gateway reach the one sending the rule.
-            let held: Vec<String> = peers.keys().cloned().collect();
-            for bucket in self.meta.take_manual_runs(held).await? {
-                self.progress.update(&bucket, |p| p.manual = true);
-            }
-        }
         Ok(acked)
+    }
+
+    fn open_peer(&self, key: &str, rule: &RuleRecord) -> Result<Peer, SendError> {
+        let secret = open_secret(&self.secrets, key, rule)?;
+        let link = ReplicaLink::new(rule, secret, self.metrics.clone())?;
+        let (bucket, id) = split_rule_key(key);
+        Ok(Peer {
+            key: key.to_owned(),
+            bucket: bucket.to_owned(),
+            scope: rule.scope(),
+            rule: rule.clone(),
+            outranked_by: Vec::new(),
+            labels: RuleLabels {
+                bucket: bucket.to_owned(),
+                rule: id.to_owned(),
+            },
+            link: Arc::new(link),
+            retry_at: None,
+            backoff: backoff(),
+            requeued_at: None,
+            counted: None,
+            warned: false,
+        })
+    }
+
+    /// Sends the rule's events from its cursor on, a page at a time, moving the
+    /// cursor (and settling the events every rule passed) after each page, until
+    /// the outbox is drained or the rule must stop; then notes the backlog.
+    async fn drain(&self, peer: &mut Peer) -> Result<usize, SendError> {
+        let mut cursor = self.meta.rule_cursor(&peer.key).await?;
+        let mut acked = 0;
+        let stopped = loop {
+            if !self.may_send(peer) {
+                break true;
+            }
+            let page = self.meta.outbox_events(cursor, PAGE).await?;
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                break false;
+            };
+            let seqs: Vec<u64> = page.iter().map(|(seq, _)| *seq).collect();
+            let mine: Vec<(u64, OutboxEvent)> = page
+                .into_iter()
+                .filter(|(_, ev)| ev.bucket == peer.bucket)
+                .collect();
+            let (passed, sent, stopped) = self.send_events(peer, &mine, last + 1).await;
+            acked += sent;
+            let settled = seqs.into_iter().filter(|s| *s < passed).collect();
+            self.meta
+                .settle_outbox(Some((peer.key.clone(), passed)), settled)
+                .await?;
+            cursor = passed;
+            if stopped {
+                break true;
+            }
+        };
+        self.note_backlog(peer, stopped.then_some(cursor)).await?;
+        Ok(acked)
+    }
+
+    /// Sends `events` (one page's events of the bucket) group by group; returns
+    /// where the cursor may go (`end` when all went, else the first event to send
+    /// again), how many keys were acknowledged, and whether the rule must stop.
+    async fn send_events(
+        &self,
+        peer: &mut Peer,
+        events: &[(u64, OutboxEvent)],
+        end: u64,
+    ) -> (u64, usize, bool) {
+        let (mut rest, mut acked) = (events, 0);
+        while let Some((first, _)) = rest.first() {
+            if !self.may_send(peer) {
+                // Paused, outside its windows, or backing off: all wait.
+                return (*first, acked, true);
+            }
+            let (group, keys) = next_group(rest, peer.rule.connections as usize);
+            let outcomes = self.sync_group(peer, &keys).await;
+            acked += outcomes.values().filter(|s| **s == Synced::Sent).count();
+            let retry = group.iter().find(|(_, ev)| {
+                matches!(outcomes.get(ev.key.as_str()), Some(Synced::Retry) | None)
+            });
+            if let Some((seq, _)) = retry {
+                return (*seq, acked, true);
+            }
+            rest = &rest[group.len()..];
+        }
+        (end, acked, false)
+    }
+
+    /// Records the rule's backlog in its progress and metrics: none after a drain
+    /// (`stopped_at` None), else what waits from the cursor, counted at most every
+    /// `CLAIM_EVERY` and at most a tenth of the time; warns when it is too big or
+    /// too old.
+    async fn note_backlog(
+        &self,
+        peer: &mut Peer,
+        stopped_at: Option<u64>,
+    ) -> Result<(), SendError> {
+        let backlog = match stopped_at {
+            None => Backlog::default(),
+            Some(from) => {
+                let due = peer
+                    .counted
+                    .is_none_or(|(at, took)| at.elapsed() >= CLAIM_EVERY.max(took * 10));
+                if !due {
+                    return Ok(());
+                }
+                let started = Instant::now();
+                let b = self
+                    .meta
+                    .outbox_backlog(&peer.bucket, &peer.scope.prefix, from)
+                    .await?;
+                peer.counted = Some((Instant::now(), started.elapsed()));
+                b
+            }
+        };
+        let age_secs = backlog
+            .oldest_ms
+            .map_or(0, |t| (crate::meta::now_ms() - t).max(0) / 1000);
+        let m = &self.metrics;
+        m.replication_backlog_events
+            .get_or_create(&peer.labels)
+            .set(backlog.events as i64);
+        m.replication_backlog_bytes
+            .get_or_create(&peer.labels)
+            .set(backlog.bytes as i64);
+        m.replication_backlog_age
+            .get_or_create(&peer.labels)
+            .set(age_secs);
+        let warning = backlog_warning(&self.settings, &backlog, age_secs);
+        match (&warning, peer.warned) {
+            (Some(w), false) => tracing::warn!(rule = peer.key, "{w}"),
+            (None, true) => tracing::info!(
+                rule = peer.key,
+                "replication backlog back under its warning thresholds"
+            ),
+            _ => {}
+        }
+        peer.warned = warning.is_some();
+        let resyncing = self.meta.resync_cursor(&peer.key).await?.is_some();
+        self.progress.update(&peer.key, |p| {
+            p.queued = backlog.events;
+            p.queued_bytes = backlog.bytes;
+            p.oldest_queued_ms = backlog.oldest_ms;
+            p.warning = warning;
+            // A manual run ends once nothing waits.
+            p.manual &= backlog.events > 0 || resyncing;
+        });
+        Ok(())
     }
 
     /// Publishes the progress of the rules this gateway sends, for `hoard replication
     /// status` asked of any gateway.
     async fn publish_progress(
         &self,
-        buckets: impl Iterator<Item = &String>,
+        rules: impl Iterator<Item = &String>,
     ) -> Result<(), SendError> {
         let gateway = format!("{:016x}", self.meta.gateway_id().unwrap_or(0));
-        for bucket in buckets {
-            let mut progress = self.progress.get(bucket);
+        for key in rules {
+            let mut progress = self.progress.get(key);
             progress.rate_bytes_per_sec = progress.rate();
             let report = super::SenderReport {
                 gateway: gateway.clone(),
@@ -363,7 +636,7 @@ impl Sender {
             };
             let bytes =
                 serde_json::to_vec(&report).map_err(|e| SendError::Report(e.to_string()))?;
-            self.meta.publish_sender_report(bucket, bytes).await?;
+            self.meta.publish_sender_report(key, bytes).await?;
         }
         Ok(())
     }
@@ -371,26 +644,21 @@ impl Sender {
     /// Syncs several keys of a bucket at once (MultiConnect: objects side by side,
     /// the rule's connections shared among them); records each outcome, and backs
     /// the rule off once if any key must be retried.
-    async fn sync_group<'k>(
-        &self,
-        bucket: &str,
-        keys: &[&'k str],
-        peer: &mut Peer,
-    ) -> HashMap<&'k str, Synced> {
+    async fn sync_group<'k>(&self, peer: &mut Peer, keys: &[&'k str]) -> HashMap<&'k str, Synced> {
         let per_object = (peer.rule.connections as usize / keys.len().max(1)).max(1);
-        let link = &peer.link;
+        let shared: &Peer = peer;
         let results = futures::future::join_all(
             keys.iter()
-                .map(|key| self.sync_key(link, bucket, key, per_object)),
+                .map(|key| self.sync_key(shared, key, per_object)),
         )
         .await;
         let mut out = HashMap::new();
         for (key, result) in keys.iter().zip(results) {
-            out.insert(*key, self.record_outcome(bucket, key, result).await);
+            out.insert(*key, self.record_outcome(peer, key, result).await);
         }
         if out.values().any(|s| *s == Synced::Retry) {
             let wait = peer.backoff.next().unwrap_or(Duration::from_secs(60));
-            tracing::warn!(bucket, retry_in = ?wait, "replication will retry");
+            tracing::warn!(rule = peer.key, retry_in = ?wait, "replication will retry");
             peer.retry_at = Some(Instant::now() + wait);
         } else {
             peer.backoff = backoff();
@@ -400,24 +668,25 @@ impl Sender {
 
     /// Records one key's sync: progress on success; on a failure the error, and
     /// for a lasting one the key set aside as failed, durably, before the caller
-    /// drops its event.
+    /// passes its event.
     async fn record_outcome(
         &self,
-        bucket: &str,
+        peer: &Peer,
         key: &str,
         result: Result<(u64, u64, u64), SendError>,
     ) -> Synced {
+        let rule = peer.key.as_str();
         let e = match result {
             Ok((versions, logical, wire)) => {
-                self.progress.update(bucket, |p| {
+                self.progress.update(rule, |p| {
                     p.last_success_ms = Some(crate::meta::now_ms());
                     p.objects_sent += versions;
                     p.logical_bytes += logical;
                     p.sent_bytes += wire;
                     p.note_sent(logical);
                 });
-                if let Err(e) = self.meta.clear_failed(bucket, key).await {
-                    tracing::warn!(bucket, key, error = %e, "cannot clear a replication failure");
+                if let Err(e) = self.meta.clear_failed(rule, key).await {
+                    tracing::warn!(rule, key, error = %e, "cannot clear a replication failure");
                 }
                 return Synced::Sent;
             }
@@ -425,39 +694,39 @@ impl Sender {
         };
         self.metrics.replication_errors.inc();
         self.progress
-            .update(bucket, |p| p.last_error = Some(e.to_string()));
+            .update(rule, |p| p.last_error = Some(e.to_string()));
         if e.lasting() {
-            match self.meta.mark_failed(bucket, key, e.to_string()).await {
+            match self.meta.mark_failed(rule, key, e.to_string()).await {
                 Ok(()) => {
-                    tracing::error!(bucket, key, error = %e, "replication failed; set aside until a requeue");
+                    tracing::error!(rule, key, error = %e, "replication failed; set aside until a requeue");
                     self.metrics.replication_failed.inc();
                     return Synced::Failed;
                 }
                 Err(me) => {
-                    tracing::warn!(bucket, key, error = %me, "cannot record a replication failure")
+                    tracing::warn!(rule, key, error = %me, "cannot record a replication failure")
                 }
             }
         }
-        tracing::warn!(bucket, key, error = %e, "replication failed");
+        tracing::warn!(rule, key, error = %e, "replication failed");
         Synced::Retry
     }
 
-    /// Sends the next page of the objects that existed before the rule, and stores
-    /// how far it got; returns how many keys were sent.
-    async fn resync_step(&self, bucket: &str, peer: &mut Peer) -> Result<usize, SendError> {
-        let Some(after) = self.meta.resync_cursor(bucket).await? else {
+    /// Sends the next page of the objects under the rule's prefix that existed
+    /// before the rule, and stores how far it got; returns how many keys were sent.
+    async fn resync_step(&self, peer: &mut Peer) -> Result<usize, SendError> {
+        let Some(after) = self.meta.resync_cursor(&peer.key).await? else {
             return Ok(0);
         };
-        if !self.may_send(bucket, peer) {
+        if !self.may_send(peer) {
             return Ok(0);
         }
         let q = ListQuery {
-            prefix: String::new(),
+            prefix: peer.scope.prefix.clone(),
             delimiter: None,
             after: (!after.is_empty()).then_some(after),
             max: RESYNC_PAGE,
         };
-        let page = match self.meta.list_keys_with_markers(bucket, q).await {
+        let page = match self.meta.list_keys_with_markers(&peer.bucket, q).await {
             Ok(p) => p,
             Err(MetaError::NoSuchBucket) => return Ok(0),
             Err(e) => return Err(e.into()),
@@ -472,7 +741,7 @@ impl Sender {
             .collect();
         let (mut last, mut failed, mut sent) = (None, false, 0);
         for group in keys.chunks(peer.rule.connections.max(1) as usize) {
-            let outcomes = self.sync_group(bucket, group, peer).await;
+            let outcomes = self.sync_group(peer, group).await;
             // The cursor stops before the first key to retry; later keys of the
             // group that went are sent again, which is harmless.
             for key in group {
@@ -489,64 +758,37 @@ impl Sender {
         }
         if failed || page.truncated {
             if last.is_some() {
-                self.meta.advance_resync(bucket, last).await?;
+                self.meta.advance_resync(&peer.key, last).await?;
             }
         } else {
-            self.meta.advance_resync(bucket, None).await?;
-            tracing::info!(bucket, "replication resync finished");
+            self.meta.advance_resync(&peer.key, None).await?;
+            tracing::info!(rule = peer.key, "replication resync finished");
         }
         Ok(sent)
     }
 
-    /// Keeps one link per rule, rebuilt when the rule changed.
-    fn refresh_peers(
-        &self,
-        peers: &mut HashMap<String, Peer>,
-        rules: &HashMap<String, RuleRecord>,
-    ) {
-        peers.retain(|b, p| rules.get(b) == Some(&p.rule));
-        for (bucket, rule) in rules {
-            if peers.contains_key(bucket) {
-                continue;
-            }
-            let link = open_secret(&self.secrets, bucket, rule)
-                .and_then(|secret| ReplicaLink::new(rule, secret, self.metrics.clone()));
-            match link {
-                Ok(link) => {
-                    peers.insert(
-                        bucket.clone(),
-                        Peer {
-                            rule: rule.clone(),
-                            link: Arc::new(link),
-                            retry_at: None,
-                            backoff: backoff(),
-                            requeued_at: None,
-                        },
-                    );
-                }
-                Err(e) => tracing::error!(bucket, error = %e, "replication rule unusable"),
-            }
-        }
-    }
-
-    /// Makes the replica's versions of `key` what the source's are now: the stamps
-    /// of all versions are compared, the versions the replica lacks are sent oldest
-    /// first, and the ones it has beyond the source's are removed. Returns (versions
+    /// Makes the replica's versions of `key` what the rule sends of the source's:
+    /// the stamps of all versions are compared, the versions the replica lacks that
+    /// the rule sends go oldest first, and the ones it has beyond the source's are
+    /// removed. A key outside the rule's prefix costs no request. Returns (versions
     /// sent, their logical bytes, the bytes sent).
     async fn sync_key(
         &self,
-        link: &Arc<ReplicaLink>,
-        bucket: &str,
+        peer: &Peer,
         key: &str,
         connections: usize,
     ) -> Result<(u64, u64, u64), SendError> {
-        let versions = self.meta.key_versions(bucket, key).await?;
+        if !peer.scope.admits_key(key) {
+            return Ok((0, 0, 0));
+        }
+        let link = &peer.link;
+        let versions = self.meta.key_versions(&peer.bucket, key).await?;
         let stamps: Vec<VersionStamp> = versions.iter().map(VersionStamp::of).collect();
         let (diff, asked) = link.versions(key, &stamps).await?;
         self.metrics.replication_sent_bytes.inc_by(asked);
         let mut sent = (0, 0, asked);
         for rec in versions.into_iter().rev() {
-            if diff.lacking.contains(&rec.version_id) {
+            if diff.lacking.contains(&rec.version_id) && peer.sends(key, &rec) {
                 let size = rec.size;
                 sent.2 += self.send_version(link, key, rec, connections).await?;
                 sent.0 += 1;
@@ -561,11 +803,11 @@ impl Sender {
 
     /// Not paused, inside a window (or continuous, or a manual run asked for), not
     /// waiting for a retry.
-    fn may_send(&self, bucket: &str, peer: &Peer) -> bool {
+    fn may_send(&self, peer: &Peer) -> bool {
         if peer.rule.paused || peer.retry_at.is_some_and(|t| Instant::now() < t) {
             return false;
         }
-        if peer.rule.windows.is_empty() || self.progress.get(bucket).manual {
+        if peer.rule.windows.is_empty() || self.progress.get(&peer.key).manual {
             return true;
         }
         let minute = ((crate::meta::unix_secs() % 86_400) / 60) as u32;
@@ -681,4 +923,22 @@ fn batch_done(
         Some(Err(e)) => Err(SendError::Task(e.to_string())),
         None => Ok(()),
     }
+}
+
+/// Why a rule's backlog deserves a warning, if it does.
+fn backlog_warning(s: &ReplicationConfig, b: &Backlog, age_secs: i64) -> Option<String> {
+    if s.backlog_warn_events > 0 && b.events > s.backlog_warn_events {
+        return Some(format!(
+            "replication backlog of {} change(s) passes the warning threshold of {} ([replication] backlog_warn_events)",
+            b.events, s.backlog_warn_events
+        ));
+    }
+    let age = u64::try_from(age_secs).unwrap_or(0);
+    if s.backlog_warn_age_secs > 0 && b.events > 0 && age > s.backlog_warn_age_secs {
+        return Some(format!(
+            "the oldest change waiting for the replica is {age} s old, past the warning threshold of {} s ([replication] backlog_warn_age_secs)",
+            s.backlog_warn_age_secs
+        ));
+    }
+    None
 }

@@ -940,6 +940,14 @@ pub async fn contents(c: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<
     out
 }
 
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    use s3s::crypto::Checksum as _;
+    let mut h = s3s::crypto::Sha256::new();
+    h.update(data);
+    h.finalize()
+}
+
 /// Waits up to `secs` until the replica's bucket `mirror` holds exactly what the
 /// source's bucket `data` holds.
 pub async fn mirrored(src: &aws_sdk_s3::Client, dst: &aws_sdk_s3::Client, secs: u64, what: &str) {

@@ -6,6 +6,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cascade;
+mod fanout;
 mod faults;
 mod locks;
 mod seeding;
@@ -101,6 +103,46 @@ async fn put_version(c: &aws_sdk_s3::Client, key: &str, body: &[u8]) -> String {
         .await
         .unwrap();
     out.version_id().unwrap().to_owned()
+}
+
+/// Replaces the tags of the current version of `key` in bucket `data` with one.
+async fn set_tag(c: &aws_sdk_s3::Client, key: &str, tag: (&str, &str)) {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let tagging = Tagging::builder()
+        .tag_set(Tag::builder().key(tag.0).value(tag.1).build().unwrap())
+        .build()
+        .unwrap();
+    c.put_object_tagging()
+        .bucket("data")
+        .key(key)
+        .tagging(tagging)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// `hoard replication target add NAME` on `source` towards `replica`'s `mirror`.
+fn add_target(source: &Server, name: &str, replica: &Server, key: &Key) -> (bool, String) {
+    let (target, ca) = (replica.endpoint(), replica.ca_pem().display().to_string());
+    cli(
+        source,
+        &[
+            "replication",
+            "target",
+            "add",
+            name,
+            "--target",
+            &target,
+            "--target-bucket",
+            "mirror",
+            "--target-access-key",
+            &key.access,
+            "--target-secret-key",
+            &key.secret,
+            "--target-ca",
+            &ca,
+        ],
+    )
 }
 
 async fn tags_of(c: &aws_sdk_s3::Client, bucket: &str, key: &str, v: &str) -> Vec<String> {
@@ -223,11 +265,11 @@ fn utc_minute() -> u64 {
     (secs % 86_400) / 60
 }
 
-/// The queue length `hoard replication status` shows.
+/// The backlog `hoard replication status` shows (changes).
 fn queued(status: &str) -> u64 {
     status
         .lines()
-        .find_map(|l| l.trim().strip_prefix("queue: "))
+        .find_map(|l| l.trim().strip_prefix("backlog: "))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .expect("a queue line")

@@ -1,0 +1,4 @@
+-- Schema 4 (src/meta/replication.rs): each replication rule's cursor into the
+-- outbox (rule key -> the sequence number below which it dealt with every event of
+-- its bucket), so several rules per bucket drain the outbox each at its own pace.
+CREATE TABLE hoard.replication_cursors (k bytea PRIMARY KEY, v bytea NOT NULL);
