@@ -124,6 +124,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     pub segments: SegmentStore,
     pub clock: Arc<RetentionClock>,
+    /// The read path, also for replication to plain S3 buckets.
+    pub retrieve: Arc<Retrieve>,
     pub s3: S3Service,
     /// Which bucket a request names, for the answers given beside S3 (CORS).
     pub hosts: crate::vhost::VirtualHosts,
@@ -209,7 +211,7 @@ impl Node {
             cfg.clone(),
             meta.clone(),
             ingest,
-            retrieve,
+            retrieve.clone(),
             metrics.clone(),
             users.owner_id().to_owned(),
             users.clone(),
@@ -268,6 +270,7 @@ impl Node {
             metrics,
             segments,
             clock,
+            retrieve,
             s3: builder.build(),
             hosts,
         })
@@ -844,6 +847,7 @@ fn start_background(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
                 metrics: node.metrics.clone(),
                 progress: node.replication.clone(),
                 settings: cfg.replication.clone(),
+                retrieve: node.retrieve.clone(),
             }
             .run(),
         ),

@@ -31,8 +31,9 @@ pub enum ClientError {
     Request(String),
 }
 
-/// SigV4-signed requests to one hoard, under one path prefix, over http or https
-/// with the TLS trust it is given.
+/// SigV4-signed requests to one hoard (or, for replication to a plain S3 bucket, to
+/// any S3 endpoint), under one path prefix, over http or https with the TLS trust
+/// it is given.
 pub struct SignedClient {
     endpoint: String,
     prefix: &'static str,
@@ -92,6 +93,18 @@ impl SignedClient {
         path: &str,
         body: Vec<u8>,
     ) -> Result<bytes::Bytes, ClientError> {
+        Ok(self.send(method, path, &[], body).await?.1)
+    }
+
+    /// A signed request with `headers` (signed too); the answer's headers and body,
+    /// or its status and text. `path` is sent as given (already percent-encoded).
+    pub async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(http::HeaderMap, bytes::Bytes), ClientError> {
         let url = format!("{}{}{}", self.endpoint, self.prefix, path);
         let payload = match self.sign_payload {
             true => hex::encode(<s3s::crypto::Sha256 as s3s::crypto::Checksum>::checksum(
@@ -104,14 +117,16 @@ impl SignedClient {
             .uri(&url)
             .body(body)
             .map_err(|e| ClientError::Sign(e.to_string()))?;
-        for (k, v) in sigv4_headers(
+        let signed = sigv4_headers(
             &self.creds,
             &self.region,
             method.as_str(),
             &url,
-            &[],
+            headers,
             &payload,
-        )? {
+        )?;
+        let given = headers.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        for (k, v) in given.chain(signed) {
             let name = http::HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| ClientError::Sign(e.to_string()))?;
             let value =
@@ -128,6 +143,7 @@ impl SignedClient {
                 source,
             })?;
         let status = resp.status().as_u16();
+        let answer_headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|source| ClientError::Http {
             endpoint: self.endpoint.clone(),
             source,
@@ -136,7 +152,7 @@ impl SignedClient {
             let body = String::from_utf8_lossy(&body).into_owned();
             return Err(ClientError::Status { status, body });
         }
-        Ok(body)
+        Ok((answer_headers, body))
     }
 
     /// A request whose JSON answer decodes to `T`.
@@ -171,8 +187,12 @@ pub fn sigv4_headers(
         "hoard",
     )
     .into();
+    // As S3 signs: the path as sent (already percent-encoded once), not normalised.
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.percent_encoding_mode = aws_sigv4::http_request::PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode =
+        aws_sigv4::http_request::UriPathNormalizationMode::Disabled;
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)

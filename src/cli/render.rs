@@ -292,6 +292,12 @@ pub fn render_rules(rules: &[RuleInfo]) -> String {
         if !r.id.is_empty() {
             out.push_str(&format!("  rule {:?}, priority {}\n", r.id, r.priority));
         }
+        if r.kind.starts_with("s3") {
+            out.push_str(&format!(
+                "  target is a plain S3 bucket ({}): versions written whole, no dedup on the wire\n",
+                r.kind
+            ));
+        }
         let mut sends = Vec::new();
         if !r.prefix.is_empty() {
             sends.push(format!("keys under {:?}", r.prefix));

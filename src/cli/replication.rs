@@ -141,12 +141,9 @@ pub struct RuleArgs {
     target_access_key: String,
     #[arg(long, env = "HOARD_TARGET_SECRET_KEY", hide_env_values = true)]
     target_secret_key: String,
-    /// The replica's CA certificate (PEM), e.g. its <data-dir>/tls/ca.pem.
-    #[arg(
-        long,
-        conflicts_with = "target_fingerprint",
-        required_unless_present = "target_fingerprint"
-    )]
+    /// The replica's CA certificate (PEM), e.g. its <data-dir>/tls/ca.pem, or a
+    /// CA bundle such as /etc/ssl/certs/ca-certificates.crt for a public endpoint.
+    #[arg(long, conflicts_with = "target_fingerprint")]
     target_ca: Option<PathBuf>,
     /// Or the SHA-256 fingerprint of the replica's certificate (`hoard cert show`).
     #[arg(long)]
@@ -161,6 +158,14 @@ pub struct RuleArgs {
     /// Bandwidth limit, e.g. 50MiB/s; default unlimited.
     #[arg(long, value_parser = parse_bandwidth)]
     bandwidth: Option<u64>,
+    /// What the target is: "hoard" (another hoard: only missing chunks travel) or
+    /// "s3" (a plain S3 bucket of any vendor, written whole with PUT and multipart,
+    /// over https or http://).
+    #[arg(long, default_value = "hoard")]
+    target_kind: String,
+    /// The SigV4 region of an s3 target (default us-east-1).
+    #[arg(long)]
+    target_region: Option<String>,
 }
 
 impl RuleArgs {
@@ -179,6 +184,8 @@ impl RuleArgs {
             windows: self.schedule,
             connections: Some(self.connections),
             bandwidth: self.bandwidth,
+            kind: Some(self.target_kind),
+            region: self.target_region,
             ..Default::default()
         })
     }

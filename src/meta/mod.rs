@@ -84,7 +84,7 @@ pub use repair::CountFix;
 pub use replicated::{Applied, HOLD_TTL_SECS, HoldId, VersionDiff, VersionStamp, new_hold_id};
 pub use replication::{
     Backlog, FIRST_RULE_ID, FailedRecord, ReplicaRecord, ReplicationState, RuleRecord, RuleScope,
-    TargetTrust, rule_key, split_rule_key,
+    TargetKind, TargetTrust, rule_key, split_rule_key,
 };
 pub use retention::ClockReading;
 pub use tier::{TierCandidate, TierPolicy};
@@ -326,6 +326,7 @@ fn prepare(txn: &WriteTransaction, name: &str, release_holds: bool) -> MetaResul
         txn.open_table(replication::REPLICA_BUCKETS)?;
         txn.open_table(replication::RESYNC)?;
         txn.open_table(replication::CURSORS)?;
+        txn.open_table(replication::TARGET_SEQS)?;
         txn.open_table(replication::OUTBOX_KEYS)?;
         txn.open_table(replication::REPLICATION_FAILED)?;
         txn.open_table(replication::REPLICATION_TARGETS)?;

@@ -610,8 +610,9 @@ pub enum EventKind {
 /// optional field to object records (`lock`) and to bucket records (`object_lock`);
 /// format 4 one more to object and upload records (`acl`); format 5 one more to
 /// object records (`part_checksums`) and upload records (`checksum_type`); format
-/// 6 one more to replication rule records (`scope`).
-pub const RECORD_FORMAT: u8 = 6;
+/// 6 one more to replication rule records (`scope`) and replica records (`chain`);
+/// format 7 one more to replication rule records (`kind`).
+pub const RECORD_FORMAT: u8 = 7;
 /// The oldest format this hoard still reads.
 pub const OLDEST_RECORD_FORMAT: u8 = 2;
 

@@ -30,6 +30,11 @@ pub(super) const REPLICATION_RULES: TableDefinition<&str, &[u8]> =
 /// Rule key -> the outbox sequence number below which the rule has dealt with
 /// every event of its bucket. No row: 0 (a rule made before cursors existed).
 pub(super) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("replication_cursors");
+/// rule key \0 key -> the `seq` of the newest source version of the key a plain S3
+/// target has (written, or deleted by its delete marker): what makes writes to such
+/// a target idempotent.
+pub(super) const TARGET_SEQS: TableDefinition<&[u8], u64> =
+    TableDefinition::new("replication_target_seqs");
 /// Rule key -> the last key its resync sent ("" before the first): the objects
 /// that existed before the rule, walked in key order. No row: no resync pending.
 pub(super) const RESYNC: TableDefinition<&str, &str> = TableDefinition::new("replication_resync");
@@ -67,6 +72,9 @@ pub enum TargetTrust {
     Ca(String),
     /// SHA-256 of the replica's end-entity certificate, 64 hex digits.
     Fingerprint(String),
+    /// None: a plain S3 target reached over http:// (bodies are signed, not
+    /// encrypted).
+    PlainHttp,
 }
 
 /// A replication rule as stored on the source.
@@ -88,6 +96,19 @@ pub struct RuleRecord {
     pub created_ms: i64,
     /// What the rule sends (record format 6); `None`: all of it (`RuleScope::default`).
     pub scope: Option<RuleScope>,
+    /// What the target is (record format 7); `None`: another hoard.
+    pub kind: Option<TargetKind>,
+}
+
+/// What a rule's target speaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetKind {
+    /// Another hoard: the replication protocol, sending only the chunks it lacks.
+    Hoard,
+    /// A plain S3 bucket (AWS S3, another vendor, a hoard's ordinary bucket):
+    /// objects rehydrated and written with PUT or multipart, path-style, SigV4 in
+    /// `region`.
+    S3 { region: String },
 }
 
 /// The id of the rule whose rows are keyed by the bare bucket name: the one rule a
@@ -519,6 +540,30 @@ impl MetaStore {
         .await
     }
 
+    /// The `seq` of the newest version of `key` a rule's plain S3 target has (0:
+    /// none).
+    pub async fn target_seq(&self, rule_key: &str, key: &str) -> MetaResult<u64> {
+        let k = object_key(rule_key, key);
+        self.read(move |txn| {
+            Ok(txn
+                .open_table(TARGET_SEQS)?
+                .get(k.as_slice())?
+                .map_or(0, |v| v.value()))
+        })
+        .await
+    }
+
+    /// Records, durably, that a rule's plain S3 target has the versions of `key` up
+    /// to `seq`.
+    pub async fn set_target_seq(&self, rule_key: &str, key: &str, seq: u64) -> MetaResult<()> {
+        let k = object_key(rule_key, key);
+        self.write(true, move |txn| {
+            txn.open_table(TARGET_SEQS)?.insert(k.as_slice(), seq)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Records, durably, that a key's sync by a rule (by rule key) failed for good.
     pub async fn mark_failed(&self, rule_key: &str, key: &str, error: String) -> MetaResult<()> {
         let k = object_key(rule_key, key);
@@ -679,6 +724,8 @@ fn forget_rule(txn: &WriteTransaction, rule_key: &str) -> MetaResult<bool> {
     let (lo, hi) = list::bucket_bounds(rule_key, "");
     txn.open_table(REPLICATION_FAILED)?
         .retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)?;
+    txn.open_table(TARGET_SEQS)?
+        .retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)?;
     txn.open_table(RESYNC)?.remove(rule_key)?;
     txn.open_table(CURSORS)?.remove(rule_key)?;
     Ok(txn
@@ -729,6 +776,7 @@ mod tests {
             paused: false,
             created_ms: 0,
             scope: None,
+            kind: None,
         }
     }
 

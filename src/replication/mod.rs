@@ -34,6 +34,7 @@
 pub mod chunk_runs;
 pub mod receiver;
 pub mod rules;
+pub mod s3_target;
 pub mod seed;
 pub mod sender;
 pub mod wire;

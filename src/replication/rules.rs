@@ -9,11 +9,12 @@ use http::StatusCode;
 use s3s::{S3Error, S3ErrorCode};
 use serde::{Deserialize, Serialize};
 
+use super::s3_target::S3Target;
 use super::{Hello, Progress, RuleProgress, SenderReport, wire};
 use crate::auth::Credentials;
 use crate::meta::{
-    ChunkId, FIRST_RULE_ID, HoldId, MetaError, MetaStore, RuleRecord, RuleScope, TargetTrust,
-    VersionDiff, VersionStamp, rule_key, split_rule_key,
+    ChunkId, FIRST_RULE_ID, HoldId, MetaError, MetaStore, RuleRecord, RuleScope, TargetKind,
+    TargetTrust, VersionDiff, VersionStamp, rule_key, split_rule_key,
 };
 use crate::metrics::{Metrics, SideLabels};
 use crate::names::valid_bucket_name;
@@ -118,6 +119,13 @@ pub struct AddRule {
     /// Store the rule paused (default false).
     #[serde(default)]
     pub paused: Option<bool>,
+    /// "hoard" (default): another hoard; "s3": a plain S3 bucket, written with PUT
+    /// and multipart (`replication::s3_target`).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The SigV4 region of an "s3" target (default us-east-1).
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// A rule as the admin API shows it: never the secret.
@@ -137,6 +145,9 @@ pub struct RuleInfo {
     pub delete_markers: bool,
     #[serde(default = "yes")]
     pub existing_objects: bool,
+    /// "hoard" or "s3 REGION".
+    #[serde(default)]
+    pub kind: String,
     pub target: String,
     pub target_bucket: String,
     pub access_key: String,
@@ -367,6 +378,18 @@ impl Rules {
         object_lock: bool,
     ) -> Result<(RuleRecord, Hello), RulesError> {
         let rule = self.check(req.clone())?;
+        if let Some(TargetKind::S3 { region }) = &rule.kind {
+            // A plain S3 bucket: it answers to the key, whether it keeps locks or not.
+            let mut target =
+                S3Target::new(&rule, req.secret_key.clone(), region, self.metrics.clone())?;
+            let found = target.check().await?;
+            let theirs = Hello {
+                software: found,
+                object_lock,
+                ..Hello::ours()
+            };
+            return Ok((rule, theirs));
+        }
         let link = ReplicaLink::new(&rule, req.secret_key.clone(), self.metrics.clone())?;
         let theirs = link.hello(object_lock, self.chain(bucket).await?).await?;
         Ok((rule, theirs))
@@ -584,9 +607,21 @@ impl Rules {
     /// Validates an `AddRule` into a record (secret not yet sealed).
     fn check(&self, req: AddRule) -> Result<RuleRecord, RulesError> {
         let invalid = |m: String| RulesError::Invalid(m);
-        if !req.target.starts_with("https://") {
+        let kind = match req.kind.as_deref() {
+            None | Some("hoard") => None,
+            Some("s3") => Some(TargetKind::S3 {
+                region: req.region.clone().unwrap_or_else(|| "us-east-1".into()),
+            }),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "a target is \"hoard\" or \"s3\", not {other:?}"
+                )));
+            }
+        };
+        let plain_http = kind.is_some() && req.target.starts_with("http://");
+        if !req.target.starts_with("https://") && !plain_http {
             return Err(invalid(format!(
-                "the target must be an https:// URL, not {:?}",
+                "the target must be an https:// URL (or http:// for a plain S3 target), not {:?}",
                 req.target
             )));
         }
@@ -605,6 +640,7 @@ impl Rules {
             check_rule_id(id).map_err(invalid)?;
         }
         let trust = match (req.ca_pem, req.fingerprint) {
+            _ if plain_http => TargetTrust::PlainHttp,
             (Some(pem), None) => {
                 crate::tls::parse_certs(pem.as_bytes(), std::path::Path::new("the target CA"))
                     .map_err(|e| invalid(e.to_string()))?;
@@ -655,6 +691,7 @@ impl Rules {
             paused: req.paused.unwrap_or(false),
             created_ms: crate::meta::now_ms(),
             scope: (scope != RuleScope::default()).then_some(scope),
+            kind,
         })
     }
 
@@ -708,12 +745,17 @@ impl Rules {
             tags: scope.tags.into_iter().collect(),
             delete_markers: scope.delete_markers,
             existing_objects: scope.existing_objects,
+            kind: match &r.kind {
+                None | Some(TargetKind::Hoard) => "hoard".into(),
+                Some(TargetKind::S3 { region }) => format!("s3 {region}"),
+            },
             target: r.target,
             target_bucket: r.target_bucket,
             access_key: r.access_key,
             trust: match r.trust {
                 TargetTrust::Ca(_) => "ca".into(),
                 TargetTrust::Fingerprint(f) => format!("fingerprint {f}"),
+                TargetTrust::PlainHttp => "none (plain http)".into(),
             },
             windows: r
                 .windows
@@ -801,6 +843,11 @@ impl ReplicaLink {
                     .and_then(crate::tls::ca_client_config)
             }
             TargetTrust::Fingerprint(fp) => crate::tls::pinned_client_config(fp),
+            TargetTrust::PlainHttp => {
+                return Err(target_err(
+                    "another hoard is reached over https only".into(),
+                ));
+            }
         }
         .map_err(|e| target_err(e.to_string()))?;
         let creds = Credentials {

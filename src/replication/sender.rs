@@ -77,11 +77,12 @@ use std::time::{Duration, Instant};
 
 use super::chunk_runs::{ChunkReadError, Located, RUN_BYTES, read_run, runs};
 use super::rules::{ReplicaLink, RulesError, open_secret};
+use super::s3_target::{S3Target, part_size};
 use super::{Progress, wire};
 use crate::config::ReplicationConfig;
 use crate::meta::{
-    Backlog, ChunkId, ChunkRef, HoldId, ListEntry, ListQuery, MetaError, MetaStore, ObjectRecord,
-    OutboxEvent, RuleRecord, RuleScope, VersionStamp, split_rule_key,
+    Backlog, ChunkId, ChunkRef, EventKind, HoldId, ListEntry, ListQuery, MetaError, MetaStore,
+    ObjectRecord, OutboxEvent, RuleRecord, RuleScope, TargetKind, VersionStamp, split_rule_key,
 };
 use crate::metrics::{Metrics, RuleLabels};
 use crate::secrets::SecretBox;
@@ -115,6 +116,8 @@ pub enum SendError {
     Chunk(#[from] ChunkReadError),
     #[error("cannot encode the sender's report: {0}")]
     Report(String),
+    #[error("cannot read the version back: {0}")]
+    Read(#[from] crate::retrieve::RetrieveError),
 }
 
 impl SendError {
@@ -126,6 +129,11 @@ impl SendError {
                 !matches!(status, 408 | 409 | 429)
             }
             SendError::Chunk(_) => true,
+            SendError::Read(e) => matches!(
+                e,
+                crate::retrieve::RetrieveError::Missing { .. }
+                    | crate::retrieve::RetrieveError::Corrupt { .. }
+            ),
             _ => false,
         }
     }
@@ -282,6 +290,14 @@ struct Coordinator {
     known: HashSet<String>,
 }
 
+/// How a rule reaches its target.
+enum Link {
+    /// Another hoard: the replication protocol.
+    Hoard(Arc<ReplicaLink>),
+    /// A plain S3 bucket.
+    S3(Arc<S3Target>),
+}
+
 /// A rule's link, filter and retry state.
 struct Peer {
     /// The rule key.
@@ -291,7 +307,7 @@ struct Peer {
     scope: RuleScope,
     outranked_by: Vec<RuleScope>,
     labels: RuleLabels,
-    link: Arc<ReplicaLink>,
+    link: Link,
     retry_at: Option<Instant>,
     backoff: backon::ExponentialBackoff,
     /// When the failed keys were last requeued.
@@ -319,6 +335,8 @@ pub struct Sender {
     pub metrics: Arc<Metrics>,
     pub progress: Arc<Progress>,
     pub settings: ReplicationConfig,
+    /// Reads versions back whole, for targets that are plain S3 buckets.
+    pub retrieve: Arc<crate::retrieve::Retrieve>,
 }
 
 /// Keys a resync sends per step (the cursor is stored after each step).
@@ -456,7 +474,7 @@ impl Sender {
         peer: &mut Option<Peer>,
     ) -> Result<usize, SendError> {
         if peer.as_ref().is_none_or(|p| p.rule != view.rule) {
-            *peer = Some(self.open_peer(key, &view.rule)?);
+            *peer = Some(self.open_peer(key, &view.rule).await?);
         }
         let Some(peer) = peer.as_mut() else {
             return Ok(0);
@@ -472,9 +490,20 @@ impl Sender {
         Ok(acked)
     }
 
-    fn open_peer(&self, key: &str, rule: &RuleRecord) -> Result<Peer, SendError> {
+    async fn open_peer(&self, key: &str, rule: &RuleRecord) -> Result<Peer, SendError> {
         let secret = open_secret(&self.secrets, key, rule)?;
-        let link = ReplicaLink::new(rule, secret, self.metrics.clone())?;
+        let link = match &rule.kind {
+            Some(TargetKind::S3 { region }) => {
+                let mut target = S3Target::new(rule, secret, region, self.metrics.clone())?;
+                target.check().await?;
+                Link::S3(Arc::new(target))
+            }
+            None | Some(TargetKind::Hoard) => Link::Hoard(Arc::new(ReplicaLink::new(
+                rule,
+                secret,
+                self.metrics.clone(),
+            )?)),
+        };
         let (bucket, id) = split_rule_key(key);
         Ok(Peer {
             key: key.to_owned(),
@@ -486,7 +515,7 @@ impl Sender {
                 bucket: bucket.to_owned(),
                 rule: id.to_owned(),
             },
-            link: Arc::new(link),
+            link,
             retry_at: None,
             backoff: backoff(),
             requeued_at: None,
@@ -545,7 +574,7 @@ impl Sender {
                 return (*first, acked, true);
             }
             let (group, keys) = next_group(rest, peer.rule.connections as usize);
-            let outcomes = self.sync_group(peer, &keys).await;
+            let outcomes = self.sync_group(peer, &keys, group).await;
             acked += outcomes.values().filter(|s| **s == Synced::Sent).count();
             let retry = group.iter().find(|(_, ev)| {
                 matches!(outcomes.get(ev.key.as_str()), Some(Synced::Retry) | None)
@@ -644,13 +673,18 @@ impl Sender {
     /// Syncs several keys of a bucket at once (MultiConnect: objects side by side,
     /// the rule's connections shared among them); records each outcome, and backs
     /// the rule off once if any key must be retried.
-    async fn sync_group<'k>(&self, peer: &mut Peer, keys: &[&'k str]) -> HashMap<&'k str, Synced> {
+    async fn sync_group<'k>(
+        &self,
+        peer: &mut Peer,
+        keys: &[&'k str],
+        events: &[(u64, OutboxEvent)],
+    ) -> HashMap<&'k str, Synced> {
         let per_object = (peer.rule.connections as usize / keys.len().max(1)).max(1);
         let shared: &Peer = peer;
-        let results = futures::future::join_all(
-            keys.iter()
-                .map(|key| self.sync_key(shared, key, per_object)),
-        )
+        let results = futures::future::join_all(keys.iter().map(|key| {
+            let of_key = events.iter().map(|(_, ev)| ev).filter(|ev| ev.key == *key);
+            self.sync_key(shared, key, per_object, of_key.collect())
+        }))
         .await;
         let mut out = HashMap::new();
         for (key, result) in keys.iter().zip(results) {
@@ -741,7 +775,7 @@ impl Sender {
             .collect();
         let (mut last, mut failed, mut sent) = (None, false, 0);
         for group in keys.chunks(peer.rule.connections.max(1) as usize) {
-            let outcomes = self.sync_group(peer, group).await;
+            let outcomes = self.sync_group(peer, group, &[]).await;
             // The cursor stops before the first key to retry; later keys of the
             // group that went are sent again, which is harmless.
             for key in group {
@@ -767,21 +801,36 @@ impl Sender {
         Ok(sent)
     }
 
-    /// Makes the replica's versions of `key` what the rule sends of the source's:
-    /// the stamps of all versions are compared, the versions the replica lacks that
-    /// the rule sends go oldest first, and the ones it has beyond the source's are
-    /// removed. A key outside the rule's prefix costs no request. Returns (versions
-    /// sent, their logical bytes, the bytes sent).
+    /// Makes the target's versions of `key` what the rule sends of the source's
+    /// (`events`: the key's outbox events at hand, none for a resync). A key outside
+    /// the rule's prefix costs no request. Returns (versions sent, their logical
+    /// bytes, the bytes sent).
     async fn sync_key(
         &self,
         peer: &Peer,
         key: &str,
         connections: usize,
+        events: Vec<&OutboxEvent>,
     ) -> Result<(u64, u64, u64), SendError> {
         if !peer.scope.admits_key(key) {
             return Ok((0, 0, 0));
         }
-        let link = &peer.link;
+        match &peer.link {
+            Link::Hoard(link) => self.sync_hoard_key(peer, link, key, connections).await,
+            Link::S3(target) => self.sync_s3_key(peer, target, key, events).await,
+        }
+    }
+
+    /// Towards another hoard: the stamps of all versions are compared, the versions
+    /// the replica lacks that the rule sends go oldest first, and the ones it has
+    /// beyond the source's are removed.
+    async fn sync_hoard_key(
+        &self,
+        peer: &Peer,
+        link: &Arc<ReplicaLink>,
+        key: &str,
+        connections: usize,
+    ) -> Result<(u64, u64, u64), SendError> {
         let versions = self.meta.key_versions(&peer.bucket, key).await?;
         let stamps: Vec<VersionStamp> = versions.iter().map(VersionStamp::of).collect();
         let (diff, asked) = link.versions(key, &stamps).await?;
@@ -799,6 +848,114 @@ impl Sender {
             link.prune(key, &stamps).await?;
         }
         Ok(sent)
+    }
+
+    /// Towards a plain S3 bucket: the versions the events wrote go in commit order
+    /// (for a resync or a requeue: all the key's versions), each written whole; a
+    /// delete marker, or the removal of an unversioned key, becomes a DELETE. The
+    /// newest version the target has is recorded (`MetaStore::target_seq`) once it
+    /// acknowledged it, so a version it has, or one older, is not written again; a
+    /// tag change of the version it has is a PutObjectTagging. A version removed by
+    /// id is not removed there (as S3's own replication does).
+    async fn sync_s3_key(
+        &self,
+        peer: &Peer,
+        target: &S3Target,
+        key: &str,
+        events: Vec<&OutboxEvent>,
+    ) -> Result<(u64, u64, u64), SendError> {
+        let versions = self.meta.key_versions(&peer.bucket, key).await?;
+        let whole = events.is_empty() || events.iter().any(|e| e.kind == EventKind::Requeued);
+        let mut todo: Vec<&ObjectRecord> = Vec::new();
+        if whole {
+            todo.extend(versions.iter().rev());
+        } else {
+            for ev in &events {
+                let named = versions.iter().find(|v| v.version_id == ev.version_id);
+                if let Some(v) = named.filter(|v| !todo.iter().any(|t| t.seq == v.seq)) {
+                    todo.push(v);
+                }
+            }
+            todo.sort_by_key(|v| v.seq);
+        }
+        let mut held = self.meta.target_seq(&peer.key, key).await?;
+        let mut sent = (0, 0, 0);
+        for rec in todo {
+            if !peer.sends(key, rec) {
+                continue;
+            }
+            if rec.seq <= held {
+                let retagged = events
+                    .iter()
+                    .any(|e| e.kind == EventKind::Tags && e.version_id == rec.version_id);
+                if rec.seq == held && retagged && !rec.delete_marker {
+                    target.put_tags(key, &rec.tags).await?;
+                }
+                continue;
+            }
+            if rec.delete_marker {
+                if held > 0 {
+                    target.delete(key).await?;
+                }
+            } else {
+                sent.2 += self.write_s3_version(target, key, rec).await?;
+                sent.0 += 1;
+                sent.1 += rec.size;
+            }
+            held = rec.seq;
+            self.meta.set_target_seq(&peer.key, key, held).await?;
+        }
+        // An unversioned key removed: no version is left to name it.
+        let removed = whole || events.iter().any(|e| e.kind == EventKind::Delete);
+        if versions.is_empty() && removed && target.holds(key).await? {
+            target.delete(key).await?;
+        }
+        Ok(sent)
+    }
+
+    /// Writes one version to a plain S3 bucket, read back through the read path (so
+    /// verified): one PUT up to a part's size, else a multipart upload that resumes
+    /// with the parts the target already took. Returns the bytes sent.
+    async fn write_s3_version(
+        &self,
+        target: &S3Target,
+        key: &str,
+        rec: &ObjectRecord,
+    ) -> Result<u64, SendError> {
+        let part = part_size(rec.size);
+        let sent = if rec.size <= part {
+            let body = self.read_back(rec, 0..rec.size).await?;
+            target.put(key, rec, body).await?
+        } else {
+            let (id, done) = target.parts_done(key, rec).await?;
+            let parts = rec.size.div_ceil(part) as u32;
+            let mut sent = 0;
+            for n in done + 1..=parts {
+                let start = u64::from(n - 1) * part;
+                let body = self
+                    .read_back(rec, start..(start + part).min(rec.size))
+                    .await?;
+                sent += target.put_part(key, rec, &id, n, body).await?;
+            }
+            sent + target.complete(key, rec).await?
+        };
+        self.metrics.replication_logical_bytes.inc_by(rec.size);
+        Ok(sent)
+    }
+
+    /// The verified bytes of `range` of a version.
+    async fn read_back(
+        &self,
+        rec: &ObjectRecord,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, SendError> {
+        use futures::StreamExt as _;
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        let mut body = self.retrieve.open(rec, range).await?;
+        while let Some(bytes) = body.next().await {
+            out.extend_from_slice(&bytes?);
+        }
+        Ok(out)
     }
 
     /// Not paused, inside a window (or continuous, or a manual run asked for), not

@@ -13,7 +13,7 @@ pub use moto::Moto;
 #[allow(unused_imports)]
 pub use pg::{Cluster, Site, database_bytes, gateway_id};
 #[allow(unused_imports)]
-pub use s3fs::{S3Fs, files_below};
+pub use s3fs::{S3FS_ACCESS_KEY, S3FS_SECRET_KEY, S3Fs, files_below};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -10,6 +10,7 @@ mod cascade;
 mod fanout;
 mod faults;
 mod locks;
+mod plain_s3;
 mod seeding;
 mod setup;
 mod transfer;
