@@ -25,8 +25,9 @@
 //!   (`403 AccessDenied`); only promotion (`hoard bucket promote`) makes it writable,
 //!   and a promoted bucket that holds objects refuses further hellos
 //!   (`409 BucketNotEmpty`), so a stale source cannot overwrite it.
-//! - An outbox event leaves the source's outbox only after the replica acknowledged
-//!   the commit or delete it led to; every step is idempotent (see `sender`).
+//! - An outbox event leaves the source's outbox only after every rule of its
+//!   bucket passed it, each rule's cursor only after its replica acknowledged the
+//!   commit or delete it led to; every step is idempotent (see `sender`).
 //! - A rule is stored only after a hello with its target succeeded: the target was
 //!   reachable, its certificate trusted, the key accepted, the protocol compatible.
 //!   Its secret is stored sealed (`secrets`), never shown or logged.

@@ -72,6 +72,45 @@ impl RulesError {
     }
 }
 
+impl RulesError {
+    /// A failed request to `target`: a 4xx answer is `Refused` (a retry cannot mend
+    /// it), anything else `Target` with its causes.
+    pub(super) fn of_target(target: &str, e: ClientError) -> RulesError {
+        let target = target.to_owned();
+        match e {
+            ClientError::Status { status, .. } if (400..500).contains(&status) => {
+                RulesError::Refused {
+                    target,
+                    status,
+                    reason: e.to_string(),
+                }
+            }
+            // The causes one after the other: TLS failures hide in them.
+            e => RulesError::Target {
+                target,
+                reason: format!("{:#}", anyhow::Error::new(e)),
+            },
+        }
+    }
+}
+
+/// The TLS set-up a rule's trust asks for (an empty one for a plain http target,
+/// which never uses it).
+pub(super) fn target_tls(rule: &RuleRecord) -> Result<rustls::ClientConfig, RulesError> {
+    match &rule.trust {
+        TargetTrust::Ca(pem) => {
+            crate::tls::parse_certs(pem.as_bytes(), std::path::Path::new("the target CA"))
+                .and_then(crate::tls::ca_client_config)
+        }
+        TargetTrust::Fingerprint(fp) => crate::tls::pinned_client_config(fp),
+        TargetTrust::PlainHttp => crate::tls::ca_client_config(Vec::new()),
+    }
+    .map_err(|e| RulesError::Target {
+        target: rule.target.clone(),
+        reason: e.to_string(),
+    })
+}
+
 impl From<MetaError> for RulesError {
     fn from(e: MetaError) -> Self {
         RulesError::Meta(e)
@@ -837,19 +876,12 @@ impl ReplicaLink {
             target: rule.target.clone(),
             reason,
         };
-        let tls = match &rule.trust {
-            TargetTrust::Ca(pem) => {
-                crate::tls::parse_certs(pem.as_bytes(), std::path::Path::new("the target CA"))
-                    .and_then(crate::tls::ca_client_config)
-            }
-            TargetTrust::Fingerprint(fp) => crate::tls::pinned_client_config(fp),
-            TargetTrust::PlainHttp => {
-                return Err(target_err(
-                    "another hoard is reached over https only".into(),
-                ));
-            }
+        if rule.trust == TargetTrust::PlainHttp {
+            return Err(target_err(
+                "another hoard is reached over https only".into(),
+            ));
         }
-        .map_err(|e| target_err(e.to_string()))?;
+        let tls = target_tls(rule)?;
         let creds = Credentials {
             access_key: rule.access_key.clone(),
             secret_key,
@@ -866,21 +898,7 @@ impl ReplicaLink {
     }
 
     fn error(&self, e: ClientError) -> RulesError {
-        let target = self.target.clone();
-        match e {
-            ClientError::Status { status, .. } if (400..500).contains(&status) => {
-                RulesError::Refused {
-                    target,
-                    status,
-                    reason: e.to_string(),
-                }
-            }
-            // The causes one after the other: TLS failures hide in them.
-            e => RulesError::Target {
-                target,
-                reason: format!("{:#}", anyhow::Error::new(e)),
-            },
-        }
+        RulesError::of_target(&self.target, e)
     }
 
     /// Exchanges hellos; refuses a replica with no protocol version in common.

@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-use super::rules::RulesError;
+use super::rules::{RulesError, target_tls};
 use crate::auth::Credentials;
-use crate::meta::{LockMode, ObjectRecord, RuleRecord, TargetTrust};
+use crate::meta::{LockMode, ObjectRecord, RuleRecord};
 use crate::metrics::Metrics;
 use crate::pace::Pacer;
 use crate::signed_client::{ClientError, SignedClient};
@@ -89,16 +89,7 @@ impl S3Target {
             target: rule.target.clone(),
             reason,
         };
-        let tls = match &rule.trust {
-            TargetTrust::Ca(pem) => {
-                crate::tls::parse_certs(pem.as_bytes(), std::path::Path::new("the target CA"))
-                    .and_then(crate::tls::ca_client_config)
-            }
-            TargetTrust::Fingerprint(fp) => crate::tls::pinned_client_config(fp),
-            // Never used: the URL is http://.
-            TargetTrust::PlainHttp => crate::tls::ca_client_config(Vec::new()),
-        }
-        .map_err(|e| target_err(e.to_string()))?;
+        let tls = target_tls(rule)?;
         let creds = Credentials {
             access_key: rule.access_key.clone(),
             secret_key,
@@ -118,20 +109,7 @@ impl S3Target {
     }
 
     fn error(&self, e: ClientError) -> RulesError {
-        let target = self.target.clone();
-        match e {
-            ClientError::Status { status, .. } if (400..500).contains(&status) => {
-                RulesError::Refused {
-                    target,
-                    status,
-                    reason: e.to_string(),
-                }
-            }
-            e => RulesError::Target {
-                target,
-                reason: format!("{:#}", anyhow::Error::new(e)),
-            },
-        }
+        RulesError::of_target(&self.target, e)
     }
 
     /// `BUCKET/KEY?QUERY`, the key percent-encoded.
