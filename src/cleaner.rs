@@ -147,6 +147,19 @@ pub struct Cleaner {
     running: tokio::sync::Mutex<()>,
     /// The cleaner's share of time while uploads stream in, in microseconds of work.
     share: Pacer,
+    /// The last `RECENT_RUNS` passes this gateway ran, newest last.
+    recent: std::sync::Mutex<std::collections::VecDeque<GcRun>>,
+}
+
+/// How many finished passes `Cleaner::recent_runs` remembers.
+const RECENT_RUNS: usize = 10;
+
+/// A finished pass, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcRun {
+    /// Unix ms at which it finished.
+    pub finished_ms: i64,
+    pub report: GcReport,
 }
 
 impl Cleaner {
@@ -165,6 +178,7 @@ impl Cleaner {
             settings,
             running: tokio::sync::Mutex::new(()),
             share,
+            recent: Default::default(),
         }
     }
 
@@ -203,7 +217,24 @@ impl Cleaner {
             self.metrics.gc_chunks_removed.inc_by(report.chunks_removed);
         }
         tracing::info!(?report, "gc pass finished");
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == RECENT_RUNS {
+                recent.pop_front();
+            }
+            recent.push_back(GcRun {
+                finished_ms: now_ms(),
+                report: report.clone(),
+            });
+        }
         Ok(report)
+    }
+
+    /// The last passes this gateway ran (dry runs too), newest first.
+    pub fn recent_runs(&self) -> Vec<GcRun> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     async fn pass(&self, opts: &GcOptions) -> Result<GcReport, CleanerError> {

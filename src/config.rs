@@ -154,6 +154,8 @@ pub struct Config {
     pub scrub: ScrubConfig,
     /// Replication from this hoard's buckets.
     pub replication: ReplicationConfig,
+    /// The web dashboard at `/ui/`.
+    pub ui: UiConfig,
     /// Buckets' lifecycle rules, carried out by a background pass.
     pub lifecycle: LifecycleConfig,
     /// The retention clock Object Lock judges expiry by.
@@ -204,6 +206,7 @@ impl Default for Config {
             cleaner: CleanerConfig::default(),
             scrub: ScrubConfig::default(),
             replication: ReplicationConfig::default(),
+            ui: UiConfig::default(),
             lifecycle: LifecycleConfig::default(),
             retention: Default::default(),
             tls: TlsConfig::default(),
@@ -384,6 +387,34 @@ impl Default for ReplicationConfig {
         ReplicationConfig {
             backlog_warn_events: 100_000,
             backlog_warn_age_secs: 24 * 3600,
+        }
+    }
+}
+
+/// `[ui]` in the config file: the web dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Serve the dashboard at `/ui/` on the S3 listener.
+    pub enabled: bool,
+    /// A session ends this many seconds after sign-in.
+    pub session_secs: u64,
+    /// Seconds between two points of the storage history it charts.
+    pub sample_secs: u64,
+    /// Sign-in attempts one client address may make per minute (a burst of as many).
+    pub signins_per_minute: u32,
+    /// Seconds between two refreshes of an open page.
+    pub refresh_secs: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            enabled: true,
+            session_secs: 8 * 3600,
+            sample_secs: 300,
+            signins_per_minute: 10,
+            refresh_secs: 5,
         }
     }
 }

@@ -42,10 +42,11 @@ use tokio::task::JoinHandle;
 use crate::chunk_codec::ChunkEncoder;
 use crate::index::ChunkIndex;
 use crate::meta::{
-    ChunkId, ChunkParams, ChunkRef, HeldRefs, Holder, MetaError, MetaStore, NewChunk,
+    ChunkId, ChunkParams, ChunkRef, HeldRefs, Holder, MetaError, MetaStore, NewChunk, now_ms,
 };
 use crate::metrics::Metrics;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
+use crate::streams::{OnBoard, StreamBoard};
 
 /// Body bytes are handed to the worker threads in batches of this size, at most
 /// `BATCH_QUEUE` batches ahead, so a burst of work on one side does not stall the
@@ -186,6 +187,8 @@ pub struct Ingest {
     permits: Arc<Semaphore>,
     settings: IngestSettings,
     segment_ids: Mutex<Range<u64>>,
+    /// The streams in progress, for the dashboard.
+    pub streams: Arc<StreamBoard>,
 }
 
 impl Ingest {
@@ -204,18 +207,28 @@ impl Ingest {
             metrics,
             settings,
             segment_ids: Mutex::new(0..0),
+            streams: Arc::new(StreamBoard::default()),
         }
     }
 
     /// Waits up to the configured time for a stream slot.
     pub async fn acquire(&self) -> Result<StreamPermit, IngestError> {
-        let permit = tokio::time::timeout(
-            self.settings.stream_wait,
-            self.permits.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| IngestError::SlowDown)?
-        .map_err(|_| IngestError::SlowDown)?;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                self.streams.note_wait();
+                let waited = tokio::time::timeout(
+                    self.settings.stream_wait,
+                    self.permits.clone().acquire_owned(),
+                )
+                .await;
+                let Ok(Ok(p)) = waited else {
+                    self.streams.note_refusal();
+                    return Err(IngestError::SlowDown);
+                };
+                p
+            }
+        };
         self.metrics.active_streams.inc();
         Ok(StreamPermit {
             _permit: permit,
@@ -236,6 +249,9 @@ impl Ingest {
         E: Into<s3s::StdError>,
     {
         let held = Arc::new(HeldRefs::new(&self.meta)?);
+        let board = self
+            .streams
+            .enter(&params.bucket, params.expected_len, now_ms());
         // Small bodies stay inline: read up to inline_max + 1 bytes first.
         let inline_max = if params.inline {
             self.settings.inline_max
@@ -265,7 +281,9 @@ impl Ingest {
         let mut batch = BytesMut::with_capacity(BATCH_BYTES + first_big.len());
         batch.extend_from_slice(&head);
         batch.extend_from_slice(&first_big);
-        let (total, read_result) = self.feed(&mut body, batch, &hash_tx, &chunk_tx).await;
+        let (total, read_result) = self
+            .feed(&mut body, batch, &hash_tx, &chunk_tx, &board)
+            .await;
         drop(hash_tx);
         drop(chunk_tx);
         let (md5, checksums) = hasher
@@ -318,6 +336,7 @@ impl Ingest {
         mut batch: BytesMut,
         hash_tx: &mpsc::Sender<Bytes>,
         chunk_tx: &mpsc::Sender<Bytes>,
+        board: &OnBoard,
     ) -> (u64, Result<(), IngestError>)
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -342,6 +361,7 @@ impl Ingest {
             if batch.len() >= BATCH_BYTES || (last && !batch.is_empty()) {
                 let frame = batch.split().freeze();
                 batch.reserve(BATCH_BYTES);
+                board.set_bytes(total);
                 if hash_tx.send(frame.clone()).await.is_err() || chunk_tx.send(frame).await.is_err()
                 {
                     // A worker stopped early; its own result says why.

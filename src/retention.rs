@@ -29,7 +29,7 @@ use crate::meta::{ClockReading, MetaStore};
 /// How often the clock's reading is saved while hoard runs.
 pub const SAVE_EVERY: Duration = Duration::from_secs(30);
 /// A distance from the wall clock beyond this is worth a warning.
-const WARN_DISTANCE_MS: i64 = 3_600_000;
+pub const WARN_DISTANCE_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 
 /// `[retention]` in the config file.

@@ -129,6 +129,8 @@ pub struct Node {
     pub s3: S3Service,
     /// Which bucket a request names, for the answers given beside S3 (CORS).
     pub hosts: crate::vhost::VirtualHosts,
+    /// The web dashboard at `/ui/` (none when `[ui] enabled = false`).
+    pub dashboard: Option<Arc<crate::ui::Dashboard>>,
 }
 
 impl Node {
@@ -177,6 +179,7 @@ impl Node {
             metrics.clone(),
             ingest_settings(&cfg),
         ));
+        let streams = ingest.streams.clone();
         let cleaner = Arc::new(Cleaner::new(
             meta.clone(),
             segments.clone(),
@@ -238,6 +241,20 @@ impl Node {
             segment_size: cfg.segment_size,
             clock: clock.clone(),
         });
+        let dashboard = cfg.ui.enabled.then(|| {
+            Arc::new(crate::ui::Dashboard::new(
+                cfg.clone(),
+                meta.clone(),
+                users.clone(),
+                rules.clone(),
+                replicas.clone(),
+                cleaner.clone(),
+                streams,
+                metrics.clone(),
+                clock.clone(),
+                segments.is_tiered(),
+            ))
+        });
         builder.set_route(Routes {
             receiver: Receiver::new(
                 replicas.clone(),
@@ -273,6 +290,7 @@ impl Node {
             retrieve,
             s3: builder.build(),
             hosts,
+            dashboard,
         })
     }
 
@@ -283,6 +301,13 @@ impl Node {
     ) -> Result<Response<Body>, HttpError> {
         let has_body = request_has_body(&req);
         interim.arm_for(&req, has_body);
+        if let Some(d) = self
+            .dashboard
+            .clone()
+            .filter(|_| crate::ui::is_dashboard_request(&req))
+        {
+            return Ok(self.dashboard_response(&d, req).await);
+        }
         match unsigned_get_path(&req) {
             Some("/metrics") => return Ok(self.metrics_response().await),
             Some("/health") => return Ok(plain(StatusCode::OK, "ok\n".into())),
@@ -376,6 +401,24 @@ impl Node {
             }
         }
         resp
+    }
+
+    /// A dashboard request, answered by the dashboard.
+    async fn dashboard_response(
+        &self,
+        d: &crate::ui::Dashboard,
+        req: Request<Incoming>,
+    ) -> Response<Body> {
+        let Some(c) = req.extensions().get::<crate::access::Connection>().copied() else {
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "no connection\n".into());
+        };
+        match crate::ui::read_request(req, c.peer, c.secure).await {
+            Some(r) => d.handle(r).await,
+            None => plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the form is too large, or its body was cut off\n".into(),
+            ),
+        }
     }
 
     /// The bucket `req` names, path- or virtual-hosted-style.
@@ -888,6 +931,9 @@ fn start_background(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
             }
             .run(),
         ));
+    }
+    if let Some(d) = &node.dashboard {
+        tasks.push(tokio::spawn(d.clone().run_sampler()));
     }
     if cfg.lifecycle.interval_secs > 0 {
         let every = Duration::from_secs(cfg.lifecycle.interval_secs);

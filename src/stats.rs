@@ -12,6 +12,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::{BucketStats, MetaError, MetaStore, StoreTotals};
 
+/// Bytes in binary units, as the CLI and the dashboard print them.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// A ratio (dedup, compression) as the CLI and the dashboard print it: "3.25x".
+pub fn ratio_text(r: f64) -> String {
+    format!("{r:.2}x")
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageReport {
     pub name: String,

@@ -8,21 +8,8 @@ use hoard::replication::rules::{RuleInfo, RuleStatus, TargetInfo};
 use hoard::stats::{StatsReport, UsageReport};
 use hoard::users::UserInfo;
 
-/// Bytes in binary units, as the CLI prints them.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
-}
+pub use hoard::stats::human_bytes as human;
+use hoard::stats::ratio_text;
 
 /// A table without borders: the header row, then `rows`; columns two spaces apart,
 /// those in `right` (numbers) aligned right.
@@ -56,8 +43,8 @@ pub fn render_stats(report: &StatsReport, only_bucket: bool) -> String {
             human(r.stored_bytes),
             r.unique_chunks.to_string(),
             r.segments.to_string(),
-            format!("{:.2}x", r.dedup_ratio),
-            format!("{:.2}x", r.compression_ratio),
+            ratio_text(r.dedup_ratio),
+            ratio_text(r.compression_ratio),
         ]
     };
     let mut rows: Vec<Vec<String>> = report.buckets.iter().map(row).collect();

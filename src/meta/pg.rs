@@ -51,6 +51,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("pg/0002_gateways.sql")),
     (3, include_str!("pg/0003_workers.sql")),
     (4, include_str!("pg/0004_rule_cursors.sql")),
+    (5, include_str!("pg/0005_stats_history.sql")),
 ];
 
 /// The newest schema this binary knows.
