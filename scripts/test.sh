@@ -12,6 +12,8 @@ command -v rclone >/dev/null || need_apt+=(rclone)
 command -v restic >/dev/null || need_apt+=(restic)
 # PostgreSQL for the scale-out metadata engine (tests/postgres.rs and the run below).
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || need_apt+=(postgresql-15)
+# A real browser for the dashboard's end-to-end test (tests/e2e/dashboard.py).
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
@@ -25,6 +27,9 @@ python3 -c "import boto3" 2>/dev/null || pip install --quiet boto3 2>/dev/null |
 python3 -c "import helm_python, yaml" 2>/dev/null && command -v kubernetes-validate >/dev/null \
   || pip install --quiet helm-python-sdk kubernetes-validate pyyaml 2>/dev/null \
   || pip install --quiet --break-system-packages helm-python-sdk kubernetes-validate pyyaml
+# Playwright drives Debian's chromium (never `playwright install`: no browser download).
+python3 -c "import playwright" 2>/dev/null || pip install --quiet playwright 2>/dev/null \
+  || pip install --quiet --break-system-packages playwright
 # Real S3 servers for the cloud tier's tests (tests/cloud.rs): s3s-fs, and moto's.
 command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked
 command -v moto_server >/dev/null || pip install --quiet "moto[server]" 2>/dev/null \
@@ -46,7 +51,7 @@ trap 'bash scripts/pg-cluster.sh stop "$pg_dir" >/dev/null 2>&1 || true' EXIT
 cargo test --test s3_api --test operations --test multipart --test versioning --test copy \
   --test gc --test conditional --test object_lock --test users --test durability \
   --test dedup --test acl --test policy --test lifecycle --test quota \
-  --test replication --test crash_loop -- --test-threads 2
+  --test replication --test crash_loop --test ui -- --test-threads 2
 unset HOARD_TEST_POSTGRES
 
 failed=()
@@ -56,6 +61,8 @@ for client in awscli boto3 rclone restic; do
 done
 echo "== end-to-end: cloud mode (segments in s3s-fs) =="
 bash tests/e2e/cloud.sh target/debug/hoard || failed+=(cloud)
+echo "== end-to-end: the dashboard in chromium (screenshots in target/ui-screenshots) =="
+SHOTS=target/ui-screenshots python3 tests/e2e/dashboard.py target/debug/hoard || failed+=(dashboard)
 echo "== the Helm chart: lint, render, validate, start what it renders =="
 python3 tests/helm/check_chart.py target/debug/hoard || failed+=(helm)
 if [ ${#failed[@]} -gt 0 ]; then

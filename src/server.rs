@@ -304,7 +304,7 @@ impl Node {
         if let Some(d) = self
             .dashboard
             .clone()
-            .filter(|_| crate::ui::is_dashboard_request(&req))
+            .filter(|_| crate::ui::is_dashboard_request(&req) && !self.is_virtual_hosted(&req))
         {
             return Ok(self.dashboard_response(&d, req).await);
         }
@@ -419,6 +419,17 @@ impl Node {
                 "the form is too large, or its body was cut off\n".into(),
             ),
         }
+    }
+
+    /// Whether `req`'s Host names a bucket (virtual-hosted style): its path is then
+    /// a key, never the dashboard's.
+    fn is_virtual_hosted<B>(&self, req: &Request<B>) -> bool {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(req.uri().host());
+        host.and_then(|h| self.hosts.bucket_of(h)).is_some()
     }
 
     /// The bucket `req` names, path- or virtual-hosted-style.

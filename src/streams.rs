@@ -127,7 +127,11 @@ mod tests {
         let a = board.enter("a", Some(10), 1);
         let b = board.enter("b", None, 2);
         a.set_bytes(7);
-        let names: Vec<_> = board.list().into_iter().map(|s| (s.bucket, s.bytes)).collect();
+        let names: Vec<_> = board
+            .list()
+            .into_iter()
+            .map(|s| (s.bucket, s.bytes))
+            .collect();
         assert_eq!(names, [("a".to_owned(), 7), ("b".to_owned(), 0)]);
         drop(a);
         assert_eq!(board.list().len(), 1);

@@ -13,8 +13,7 @@ use super::kv::{ReadableTable, TableDefinition};
 use super::{MetaResult, MetaStore, decode_record, encode_record};
 
 /// unix seconds -> `HistoryPoint`
-pub(super) const STATS_HISTORY: TableDefinition<u64, &[u8]> =
-    TableDefinition::new("stats_history");
+pub(super) const STATS_HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("stats_history");
 
 /// Points younger than this are all kept.
 pub const FINE_SECS: u64 = 30 * 24 * 3600;
@@ -33,7 +32,8 @@ impl MetaStore {
     /// Records the totals at `at` (unix seconds) and thins the history behind it.
     pub async fn record_history(&self, at: u64, point: HistoryPoint) -> MetaResult<()> {
         let value = encode_record(&point)?;
-        self.write(false, move |txn| {
+        // Durable: one commit per sample, and a kill -9 keeps the chart's past.
+        self.write(true, move |txn| {
             let mut t = txn.open_table(STATS_HISTORY)?;
             t.insert(at, value.as_slice())?;
             let fine_from = at.saturating_sub(FINE_SECS);

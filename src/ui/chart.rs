@@ -12,7 +12,7 @@ pub struct Series<'a> {
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 200.0;
-const LEFT: f64 = 70.0;
+const LEFT: f64 = 84.0;
 const BOTTOM: f64 = 22.0;
 const TOP: f64 = 8.0;
 

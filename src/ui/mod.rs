@@ -16,8 +16,10 @@
 //! | GET | `/ui/assets/…` | the style sheet and the script |
 //!
 //! Invariants:
-//! - Only unsigned requests reach it (`is_dashboard_request`): a SigV4-signed request
-//!   to `/ui/…` is S3's, on a bucket named `ui`.
+//! - It shadows nothing of S3: only unsigned, path-style requests under `/ui` reach
+//!   it (`is_dashboard_request`, and `server` leaves virtual-hosted ones to S3, whose
+//!   keys may start with `ui/`); a bucket named `ui` cannot exist (S3's names have at
+//!   least 3 characters), so a signed request there gets S3's `InvalidBucketName`.
 //! - Who may look: root and users holding any grant on `*` (the dashboard shows the
 //!   whole store). Who may act: root and users holding the admin grant on `*`,
 //!   exactly those the admin API admits; a look-only user's action is refused with
@@ -146,16 +148,30 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, content_type.parse().unwrap_or_else(|_| header::HeaderValue::from_static("text/plain")));
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_TYPE,
+        content_type
+            .parse()
+            .unwrap_or_else(|_| header::HeaderValue::from_static("text/plain")),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         header::HeaderValue::from_static(
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
     h.insert("x-frame-options", header::HeaderValue::from_static("DENY"));
     r
 }
@@ -166,7 +182,11 @@ fn html(status: StatusCode, page: maud::Markup) -> Response<Body> {
 
 /// 303 to `to` (a path of the dashboard), with `cookie` set if given.
 fn see_other(to: &str, cookie: Option<String>) -> Response<Body> {
-    let mut r = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", String::new());
+    let mut r = respond(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        String::new(),
+    );
     if let Ok(v) = header::HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -234,10 +254,18 @@ impl Dashboard {
         match (&req.method, req.path.as_str()) {
             (&Method::GET, "/ui") => return see_other("/ui/", None),
             (&Method::GET, "/ui/assets/style.css") => {
-                return respond(StatusCode::OK, "text/css; charset=utf-8", pages::STYLE.into());
+                return respond(
+                    StatusCode::OK,
+                    "text/css; charset=utf-8",
+                    pages::STYLE.into(),
+                );
             }
             (&Method::GET, "/ui/assets/app.js") => {
-                return respond(StatusCode::OK, "text/javascript; charset=utf-8", pages::SCRIPT.into());
+                return respond(
+                    StatusCode::OK,
+                    "text/javascript; charset=utf-8",
+                    pages::SCRIPT.into(),
+                );
             }
             (&Method::GET, "/ui/login") => return html(StatusCode::OK, pages::sign_in(None)),
             (&Method::POST, "/ui/login") => return self.sign_in(&req),
@@ -259,7 +287,12 @@ impl Dashboard {
         let main = match req.path.as_str() {
             "/ui/" => self.overview(&req).await,
             "/ui/buckets" => self.buckets(&req).await,
-            "/ui/streams" => Ok(pages::streams(&self.streams.list(), self.streams.waits(), self.cfg.max_streams, crate::meta::now_ms())),
+            "/ui/streams" => Ok(pages::streams(
+                &self.streams.list(),
+                self.streams.waits(),
+                self.cfg.max_streams,
+                crate::meta::now_ms(),
+            )),
             "/ui/replication" => self.replication(&viewer).await,
             "/ui/cleaner" => Ok(self.cleaner_page(&viewer)),
             "/ui/users" => self.users_page(&viewer).await,
@@ -311,10 +344,15 @@ impl Dashboard {
             tracing::warn!(target: "audit", %peer, access_key = key, "dashboard sign-in refused: too many attempts");
             return html(
                 StatusCode::TOO_MANY_REQUESTS,
-                pages::sign_in(Some("Too many sign-in attempts from your address: wait a minute.")),
+                pages::sign_in(Some(
+                    "Too many sign-in attempts from your address: wait a minute.",
+                )),
             );
         }
-        let ok = self.users.secret_for(key).is_some_and(|s| same_secret(&s, secret));
+        let ok = self
+            .users
+            .secret_for(key)
+            .is_some_and(|s| same_secret(&s, secret));
         let who = self.users.principal(key).filter(|_| ok);
         let Some(who) = who else {
             tracing::warn!(target: "audit", %peer, access_key = key, "dashboard sign-in failed: wrong access key or secret");
@@ -327,7 +365,9 @@ impl Dashboard {
             tracing::warn!(target: "audit", %peer, user = who.name(), "dashboard sign-in refused: no grant on *");
             return html(
                 StatusCode::FORBIDDEN,
-                pages::sign_in(Some("The dashboard shows the whole store: your user needs a grant on * (readonly is enough to look).")),
+                pages::sign_in(Some(
+                    "The dashboard shows the whole store: your user needs a grant on * (readonly is enough to look).",
+                )),
             );
         }
         let (token, _) = self.sessions.open(key);
@@ -345,7 +385,12 @@ impl Dashboard {
         let peer = req.peer.ip();
         if !csrf_ok {
             tracing::warn!(target: "audit", %peer, user = %viewer.name, path = %req.path, "dashboard action refused: missing or wrong CSRF token");
-            return html(StatusCode::FORBIDDEN, pages::refused("This form is out of date (its CSRF token does not match your session): reload the page and try again."));
+            return html(
+                StatusCode::FORBIDDEN,
+                pages::refused(
+                    "This form is out of date (its CSRF token does not match your session): reload the page and try again.",
+                ),
+            );
         }
         if req.path == "/ui/logout" {
             self.sessions.close(&viewer.token);
@@ -354,12 +399,26 @@ impl Dashboard {
         }
         if !viewer.admin {
             tracing::warn!(target: "audit", %peer, user = %viewer.name, path = %req.path, "dashboard action refused: not an admin");
-            return html(StatusCode::FORBIDDEN, pages::refused("Your user may look but not act: actions need the admin grant on *."));
+            return html(
+                StatusCode::FORBIDDEN,
+                pages::refused(
+                    "Your user may look but not act: actions need the admin grant on *.",
+                ),
+            );
         }
         let (back, outcome) = match req.path.as_str() {
             "/ui/replication/requeue" => ("/ui/replication", self.requeue(&form).await),
             "/ui/gc" if form.get("confirm").map(String::as_str) != Some("yes") => {
-                return html(StatusCode::OK, pages::layout(viewer, "/ui/cleaner", None, 0, pages::confirm_gc(&viewer.csrf)));
+                return html(
+                    StatusCode::OK,
+                    pages::layout(
+                        viewer,
+                        "/ui/cleaner",
+                        None,
+                        0,
+                        pages::confirm_gc(&viewer.csrf),
+                    ),
+                );
             }
             "/ui/gc" => ("/ui/cleaner", self.gc().await),
             "/ui/users/enable" => ("/ui/users", self.set_enabled(&form, true).await),
@@ -403,7 +462,11 @@ impl Dashboard {
         ))
     }
 
-    async fn set_enabled(&self, form: &HashMap<String, String>, enabled: bool) -> Result<String, String> {
+    async fn set_enabled(
+        &self,
+        form: &HashMap<String, String>,
+        enabled: bool,
+    ) -> Result<String, String> {
         let name = form.get("name").ok_or("no user named")?;
         self.users
             .set_enabled(name, enabled)
@@ -445,7 +508,11 @@ impl Dashboard {
                 usage: u.clone(),
                 record: records.get(&u.name).cloned(),
                 replica: self.replicas.contains(&u.name),
-                rules: statuses.iter().filter(|s| s.rule.bucket == u.name).cloned().collect(),
+                rules: statuses
+                    .iter()
+                    .filter(|s| s.rule.bucket == u.name)
+                    .cloned()
+                    .collect(),
             })
             .collect();
         let sort = pages::Sort::from_query(&req.query);
@@ -496,7 +563,9 @@ impl Dashboard {
         for b in buckets {
             match self.rules.statuses(&b, None).await {
                 Ok(s) => out.extend(s),
-                Err(e) => tracing::warn!(bucket = %b, error = %e, "dashboard: cannot read replication status"),
+                Err(e) => {
+                    tracing::warn!(bucket = %b, error = %e, "dashboard: cannot read replication status")
+                }
             }
         }
         out
@@ -507,7 +576,9 @@ impl Dashboard {
         let mut w = Vec::new();
         let problems = self.metrics.scrub_problems.get();
         if problems > 0 {
-            w.push(format!("The scrub found {problems} problem(s): run hoard verify --repair."));
+            w.push(format!(
+                "The scrub found {problems} problem(s): run hoard verify --repair."
+            ));
         }
         for s in statuses {
             if s.failed > 0 {
@@ -517,20 +588,33 @@ impl Dashboard {
                 ));
             }
             if let Some(warning) = &s.progress.warning {
-                w.push(format!("Replication of {} (rule {}): {warning}", s.rule.bucket, s.rule.id));
+                w.push(format!(
+                    "Replication of {} (rule {}): {warning}",
+                    s.rule.bucket, s.rule.id
+                ));
             }
         }
         for u in report.buckets.iter().chain([&report.total]) {
-            if let Some(q) = u.quota_bytes.filter(|&q| q > 0 && u.logical_bytes * 10 >= q * 9) {
+            if let Some(q) = u
+                .quota_bytes
+                .filter(|&q| q > 0 && u.logical_bytes * 10 >= q * 9)
+            {
                 let pct = u.logical_bytes.saturating_mul(100) / q;
-                w.push(format!("{} is at {pct}% of its quota ({}).", u.name, crate::stats::human_bytes(q)));
+                w.push(format!(
+                    "{} is at {pct}% of its quota ({}).",
+                    u.name,
+                    crate::stats::human_bytes(q)
+                ));
             }
         }
         if let Some(d) = &report.disk
             && d.total_bytes > 0
             && d.free_bytes * 10 < d.total_bytes
         {
-            w.push(format!("The data disk has only {} free.", crate::stats::human_bytes(d.free_bytes)));
+            w.push(format!(
+                "The data disk has only {} free.",
+                crate::stats::human_bytes(d.free_bytes)
+            ));
         }
         let distance = self.clock.distance_ms();
         if distance > crate::retention::WARN_DISTANCE_MS {
@@ -556,7 +640,9 @@ impl Dashboard {
         for (a, b) in rates.iter().zip(rates.iter().skip(1)) {
             let secs = (b.0.saturating_sub(a.0)).max(1) as f64;
             for (rule, &(logical, sent)) in &b.1 {
-                let Some(&(l0, s0)) = a.1.get(rule) else { continue };
+                let Some(&(l0, s0)) = a.1.get(rule) else {
+                    continue;
+                };
                 let e = out.entry(rule.clone()).or_default();
                 e.0.push((b.0, logical.saturating_sub(l0) as f64 / secs));
                 e.1.push((b.0, sent.saturating_sub(s0) as f64 / secs));

@@ -125,11 +125,17 @@ fn bare(title: &str, body: Markup) -> Markup {
 }
 
 pub fn not_found() -> Markup {
-    bare("Not found", html! { h1 { "Not found" } p { "The dashboard has no such page." } })
+    bare(
+        "Not found",
+        html! { h1 { "Not found" } p { "The dashboard has no such page." } },
+    )
 }
 
 pub fn refused(why: &str) -> Markup {
-    bare("Refused", html! { h1 { "Refused" } p.error data-field="error" { (why) } })
+    bare(
+        "Refused",
+        html! { h1 { "Refused" } p.error data-field="error" { (why) } },
+    )
 }
 
 pub fn failure(e: &str) -> Markup {
@@ -325,12 +331,21 @@ impl Sort {
     /// column in use.
     fn link(self, column: &str) -> String {
         let desc = column == self.column && !self.descending;
-        format!("/ui/buckets?sort={column}&order={}", if desc { "desc" } else { "asc" })
+        format!(
+            "/ui/buckets?sort={column}&order={}",
+            if desc { "desc" } else { "asc" }
+        )
     }
 }
 
 fn rule_state(s: &RuleStatus) -> String {
-    let mut state = if s.rule.paused { "paused".to_owned() } else if s.progress.queued == 0 && s.resync_after.is_none() { "in sync".to_owned() } else { format!("{} queued", s.progress.queued) };
+    let mut state = if s.rule.paused {
+        "paused".to_owned()
+    } else if s.progress.queued == 0 && s.resync_after.is_none() {
+        "in sync".to_owned()
+    } else {
+        format!("{} queued", s.progress.queued)
+    };
     if s.failed > 0 {
         state.push_str(&format!(", {} failed", s.failed));
     }
@@ -384,7 +399,12 @@ fn versioning_text(v: Versioning) -> &'static str {
     }
 }
 
-pub fn streams(list: &[StreamView], (waited, refused): (u64, u64), limit: usize, now_ms: i64) -> Markup {
+pub fn streams(
+    list: &[StreamView],
+    (waited, refused): (u64, u64),
+    limit: usize,
+    now_ms: i64,
+) -> Markup {
     html! {
         h1 { "Streams" }
         div.cards {
@@ -450,10 +470,12 @@ pub fn replication(
                 }
                 @if let Some(e) = &s.progress.last_error { p.error data-field="last_error" { "Last error: " (e) } }
                 @if let Some((_, logical, sent)) = rates.iter().find(|r| r.0 == key) {
-                    (line_chart("Rate over the last hour", &[
-                        Series { name: "logical", class: "s-logical", points: logical.clone() },
-                        Series { name: "on the wire", class: "s-stored", points: sent.clone() },
-                    ], rate_label))
+                    div.charts {
+                        (line_chart("Rate over the last hour", &[
+                            Series { name: "logical", class: "s-logical", points: logical.clone() },
+                            Series { name: "on the wire", class: "s-wire", points: sent.clone() },
+                        ], rate_label))
+                    }
                 }
                 @if s.failed > 0 {
                     h3 { (s.failed) " failed key(s)" }
@@ -561,7 +583,7 @@ pub fn users(users: &[UserInfo], viewer: &Viewer) -> Markup {
                         td data-field="name" { (u.name) }
                         td { code { (u.access_key) } }
                         td data-field="state" { (if u.enabled { "enabled" } else { "disabled" }) }
-                        td { @for (b, p) in &u.grants { span.tag { (b) "=" (format!("{p:?}").to_lowercase()) } " " } }
+                        td { @for (b, p) in &u.grants { span.tag { (b) "=" (p) } " " } }
                         @if viewer.admin {
                             td {
                                 form method="post" action=(if u.enabled { "/ui/users/disable" } else { "/ui/users/enable" }) {
@@ -587,7 +609,10 @@ mod tests {
     fn the_next_window_opens_today_or_tomorrow() {
         let day = 20_000 * 86_400;
         assert_eq!(next_window("01:00-05:00", day), Some(day + 3600));
-        assert_eq!(next_window("01:00-05:00", day + 7200), Some(day + 86_400 + 3600));
+        assert_eq!(
+            next_window("01:00-05:00", day + 7200),
+            Some(day + 86_400 + 3600)
+        );
         assert_eq!(next_window("nonsense", day), None);
     }
 

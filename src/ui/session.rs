@@ -163,7 +163,10 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::COOKIE, "a=1; hoard_session=xyz; b=2".parse().unwrap());
+        h.insert(
+            http::header::COOKIE,
+            "a=1; hoard_session=xyz; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie_token(&h).as_deref(), Some("xyz"));
         let c = set_cookie(Some("xyz"), 60, true);
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.ends_with("Secure"));
