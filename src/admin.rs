@@ -8,6 +8,7 @@
 //! | PUT | `/hoard-admin/v1/buckets/NAME` | creates a bucket; JSON body `{"chunk_avg", "chunk_min", "chunk_max", "compression_level", "object_lock"}`, all optional |
 //! | GET | `/hoard-admin/v1/buckets/NAME` | a bucket's settings |
 //! | POST | `/hoard-admin/v1/gc[?dry-run=true][&grace-secs=N]` | runs one cleaner pass (waits for one already running here; 409 OperationAborted while another gateway runs one) and returns its report |
+//! | GET | `/hoard-admin/v1/jobs` | the long jobs running on this gateway (gc, verify): label, unit, start, done and total, for the CLI's progress bars |
 //! | POST | `/hoard-admin/v1/lifecycle/run` | runs one lifecycle pass over the buckets with lifecycle rules now (waits for one already running) and returns its report |
 //! | POST | `/hoard-admin/v1/verify[?bucket=B][&repair=true]` | checks chunks, trailers, reference counts and segment files; returns the report. With `repair` (whole store only): repairs what it found (see `repair`), then verifies again and returns that report with what repair changed |
 //! | GET | `/hoard-admin/v1/quotas` | the quotas in force (logical bytes; see `meta::quota`) |
@@ -73,6 +74,8 @@ pub struct AdminApi {
     pub rules: Arc<Rules>,
     pub replicas: Arc<ReplicaBuckets>,
     pub received: Arc<crate::replication::receiver::Store>,
+    /// The long jobs in progress (gc, verify), for `GET jobs`.
+    pub jobs: Arc<crate::board::Board>,
 }
 
 impl AdminApi {
@@ -265,7 +268,8 @@ impl AdminApi {
         } else {
             None
         };
-        let verify = || crate::verify::verify(&self.meta, &self.segments, bucket.clone());
+        let verify =
+            || crate::verify::verify(&self.meta, &self.segments, bucket.clone(), &self.jobs);
         let report = verify().await.map_err(|e| internal("verify failed", &e))?;
         let outcome = if repair {
             let done =
@@ -482,6 +486,7 @@ impl S3Route for AdminApi {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (&req.method, segments.as_slice()) {
             (&Method::GET, ["stats"]) => self.stats(&req.uri).await,
+            (&Method::GET, ["jobs"]) => json(StatusCode::OK, &self.jobs.list()),
             (&Method::PUT, ["buckets", name]) => self.create_bucket(name, req.input).await,
             (&Method::GET, ["buckets", name]) => self.get_bucket(name).await,
             (&Method::POST, ["gc"]) => self.gc(&req.uri).await,

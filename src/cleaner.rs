@@ -63,6 +63,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::board::Board;
 use crate::chunk_codec::decode_chunk;
 use crate::meta::{
     ChunkId, KeptChunk, MetaError, MetaStore, SegmentCandidate, WorkerBusy, WorkerTurn, now_ms,
@@ -147,6 +148,8 @@ pub struct Cleaner {
     running: tokio::sync::Mutex<()>,
     /// The cleaner's share of time while uploads stream in, in microseconds of work.
     share: Pacer,
+    /// The long jobs in progress (a pass shows there as `gc`).
+    jobs: Arc<Board>,
     /// The last `RECENT_RUNS` passes this gateway ran, newest last.
     recent: std::sync::Mutex<std::collections::VecDeque<GcRun>>,
 }
@@ -168,6 +171,7 @@ impl Cleaner {
         segments: SegmentStore,
         metrics: Arc<Metrics>,
         settings: CleanerSettings,
+        jobs: Arc<Board>,
     ) -> Self {
         let busy = settings.busy_percent.clamp(1, 100);
         let share = Pacer::new(if busy < 100 { busy * 10_000 } else { 0 });
@@ -178,6 +182,7 @@ impl Cleaner {
             settings,
             running: tokio::sync::Mutex::new(()),
             share,
+            jobs,
             recent: Default::default(),
         }
     }
@@ -262,9 +267,14 @@ impl Cleaner {
             dry_run = opts.dry_run,
             "gc pass started"
         );
+        let label = if opts.dry_run { "gc (dry run)" } else { "gc" };
+        let job = self
+            .jobs
+            .enter(label, "segments", candidates.len() as u64, now_ms());
         let mut dead = Vec::new();
         for (n, c) in candidates.iter().enumerate() {
             report.segments_examined += 1;
+            job.set_done(n as u64 + 1);
             if opts.dry_run {
                 report.bytes_freed += c.row.size - c.row.live_bytes.min(c.row.size);
                 if c.row.live_chunks == 0 {

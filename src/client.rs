@@ -66,6 +66,11 @@ impl AdminClient {
         self.call(http::Method::GET, &path, Vec::new()).await
     }
 
+    /// The long jobs running on the server (gc, verify), with their progress.
+    pub async fn jobs(&self) -> Result<Vec<crate::board::Entry>, ClientError> {
+        self.call(http::Method::GET, "jobs", Vec::new()).await
+    }
+
     /// Runs one cleaner pass on the server and returns its report.
     pub async fn gc(
         &self,

@@ -39,6 +39,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::board::{Board, OnBoard};
 use crate::chunk_codec::ChunkEncoder;
 use crate::index::ChunkIndex;
 use crate::meta::{
@@ -46,7 +47,6 @@ use crate::meta::{
 };
 use crate::metrics::Metrics;
 use crate::segments::{SegmentBuilder, SegmentError, SegmentStore};
-use crate::streams::{OnBoard, StreamBoard};
 
 /// Body bytes are handed to the worker threads in batches of this size, at most
 /// `BATCH_QUEUE` batches ahead, so a burst of work on one side does not stall the
@@ -187,8 +187,8 @@ pub struct Ingest {
     permits: Arc<Semaphore>,
     settings: IngestSettings,
     segment_ids: Mutex<Range<u64>>,
-    /// The streams in progress, for the dashboard.
-    pub streams: Arc<StreamBoard>,
+    /// The streams in progress (label: the bucket, in bytes), for the dashboard.
+    pub streams: Arc<Board>,
 }
 
 impl Ingest {
@@ -207,7 +207,7 @@ impl Ingest {
             metrics,
             settings,
             segment_ids: Mutex::new(0..0),
-            streams: Arc::new(StreamBoard::default()),
+            streams: Arc::new(Board::default()),
         }
     }
 
@@ -216,14 +216,14 @@ impl Ingest {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                self.streams.note_wait();
+                self.metrics.stream_waits.inc();
                 let waited = tokio::time::timeout(
                     self.settings.stream_wait,
                     self.permits.clone().acquire_owned(),
                 )
                 .await;
                 let Ok(Ok(p)) = waited else {
-                    self.streams.note_refusal();
+                    self.metrics.stream_refusals.inc();
                     return Err(IngestError::SlowDown);
                 };
                 p
@@ -249,9 +249,12 @@ impl Ingest {
         E: Into<s3s::StdError>,
     {
         let held = Arc::new(HeldRefs::new(&self.meta)?);
-        let board = self
-            .streams
-            .enter(&params.bucket, params.expected_len, now_ms());
+        let board = self.streams.enter(
+            &params.bucket,
+            "bytes",
+            params.expected_len.unwrap_or(0),
+            now_ms(),
+        );
         // Small bodies stay inline: read up to inline_max + 1 bytes first.
         let inline_max = if params.inline {
             self.settings.inline_max
@@ -361,7 +364,7 @@ impl Ingest {
             if batch.len() >= BATCH_BYTES || (last && !batch.is_empty()) {
                 let frame = batch.split().freeze();
                 batch.reserve(BATCH_BYTES);
-                board.set_bytes(total);
+                board.set_done(total);
                 if hash_tx.send(frame.clone()).await.is_err() || chunk_tx.send(frame).await.is_err()
                 {
                     // A worker stopped early; its own result says why.

@@ -78,6 +78,10 @@ pub struct Metrics {
     pub latency: LatencyFamily,
     pub http_responses: Family<StatusLabels, Counter>,
     pub active_streams: Gauge,
+    /// Writers that found every stream slot taken and waited.
+    pub stream_waits: Counter,
+    /// Writers refused a slot after `stream_wait_ms` (503 SlowDown).
+    pub stream_refusals: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub segments_written: Counter,
@@ -154,6 +158,8 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             http_responses: Family::default(),
             active_streams: Gauge::default(),
+            stream_waits: Counter::default(),
+            stream_refusals: Counter::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             segments_written: Counter::default(),
@@ -427,6 +433,16 @@ impl Metrics {
             "hoard_ingest_active_streams",
             "Ingest streams in progress",
             m.active_streams.clone(),
+        );
+        r.register(
+            "hoard_ingest_stream_waits",
+            "Writers that found every ingest stream slot taken and waited",
+            m.stream_waits.clone(),
+        );
+        r.register(
+            "hoard_ingest_stream_refusals",
+            "Writers refused an ingest stream slot after waiting stream_wait_ms (503 SlowDown)",
+            m.stream_refusals.clone(),
         );
         r.register(
             "hoard_s3_received_bytes",

@@ -180,11 +180,13 @@ impl Node {
             ingest_settings(&cfg),
         ));
         let streams = ingest.streams.clone();
+        let jobs = Arc::new(crate::board::Board::default());
         let cleaner = Arc::new(Cleaner::new(
             meta.clone(),
             segments.clone(),
             metrics.clone(),
             cleaner_settings(&cfg),
+            jobs.clone(),
         ));
         let retrieve = Arc::new(Retrieve::new(
             meta.clone(),
@@ -272,6 +274,7 @@ impl Node {
                 rules,
                 replicas,
                 received,
+                jobs,
             },
         });
         builder

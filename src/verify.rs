@@ -10,9 +10,11 @@
 //! exact count.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::board::Board;
 use crate::chunk_codec::decode_stored;
 use crate::meta::{ChunkId, DamagedObject, MetaError, MetaStore};
 use crate::segments::{SegmentError, SegmentStore};
@@ -98,6 +100,7 @@ pub async fn verify(
     meta: &MetaStore,
     segments: &SegmentStore,
     bucket: Option<String>,
+    jobs: &Arc<Board>,
 ) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport {
         bucket: bucket.clone(),
@@ -108,9 +111,16 @@ pub async fn verify(
         None => meta.segment_ids().await?,
     };
     tracing::info!(segments = ids.len(), bucket = ?bucket, "verify started");
+    let job = jobs.enter(
+        "verify",
+        "segments",
+        ids.len() as u64,
+        crate::meta::now_ms(),
+    );
     let mut bad: HashSet<ChunkId> = HashSet::new();
-    for id in ids {
+    for (n, id) in ids.into_iter().enumerate() {
         check_segment(meta, segments, id, &mut report, &mut bad).await?;
+        job.set_done(n as u64 + 1);
     }
     if bucket.is_none() {
         let m = meta.clone();

@@ -18,12 +18,12 @@ pub struct Args {
 pub async fn run(a: Args) -> Result<(), String> {
     let client = client(a.target)?;
     eprintln!(
-        "hoard gc: {} pass started on {} (progress in the server log and hoard_gc_* metrics)",
+        "hoard gc: {} pass started on {}",
         if a.dry_run { "dry-run" } else { "cleaner" },
         client.endpoint()
     );
-    let r = client
-        .gc(a.dry_run, a.grace_period)
+    let label = if a.dry_run { "gc (dry run)" } else { "gc" };
+    let r = super::progress::watch_job(&client, label, client.gc(a.dry_run, a.grace_period))
         .await
         .map_err(|e| e.to_string())?;
     println!(

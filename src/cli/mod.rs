@@ -7,6 +7,7 @@ pub mod bucket;
 pub mod cert;
 pub mod gc;
 pub mod lifecycle;
+pub mod progress;
 pub mod quota;
 pub mod render;
 pub mod replication;

@@ -74,6 +74,9 @@ pub enum Command {
         bucket: String,
         #[command(flatten)]
         rule: RuleId,
+        /// Wait until the queue and the resync are empty, showing progress.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -342,12 +345,17 @@ pub async fn run(cmd: Command) -> Result<(), String> {
         Command::Run {
             bucket,
             rule,
+            wait,
             target,
         } => {
-            let s = client(target)?
+            let c = client(target)?;
+            let mut s = c
                 .run_replication(&bucket, rule.id.as_deref())
                 .await
                 .map_err(e)?;
+            if wait {
+                s = wait_for_run(&c, &bucket, &s).await?;
+            }
             print!("{}", render_rule_status(&s));
         }
         Command::Requeue {
@@ -363,4 +371,31 @@ pub async fn run(cmd: Command) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Follows a manual run until the rule's queue and resync are empty: the changes
+/// sent since `first`, of those sent and still queued.
+async fn wait_for_run(
+    c: &hoard::client::AdminClient,
+    bucket: &str,
+    first: &hoard::replication::rules::RuleStatus,
+) -> Result<hoard::replication::rules::RuleStatus, String> {
+    let id = Some(first.rule.id.as_str());
+    let mut meter = super::progress::Meter::new(&format!("replication {bucket}"));
+    loop {
+        let s = c
+            .replication_status(bucket, id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let done = s
+            .progress
+            .objects_sent
+            .saturating_sub(first.progress.objects_sent);
+        meter.update(done, done + s.progress.queued, "change(s)");
+        if s.progress.queued == 0 && s.resync_after.is_none() {
+            meter.finish();
+            return Ok(s);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }

@@ -67,6 +67,14 @@ pub async fn run(cmd: Command) -> Result<(), String> {
             target,
         } => {
             let c = client(target)?;
+            let objects = c
+                .stats(Some(&bucket))
+                .await
+                .map_err(e)?
+                .buckets
+                .first()
+                .map_or(0, |b| b.objects);
+            let mut meter = super::progress::Meter::new("seed export");
             let req = ExportRequest {
                 bucket,
                 dir: out.clone(),
@@ -74,6 +82,7 @@ pub async fn run(cmd: Command) -> Result<(), String> {
             };
             for n in 1.. {
                 let p = c.seed_export(&req).await.map_err(e)?;
+                meter.update(p.versions, objects.max(p.versions), "version(s)");
                 println!(
                     "step {}: {} key(s), {} version(s), {} logical; {} chunk(s), {} stored",
                     p.steps,
@@ -92,6 +101,7 @@ pub async fn run(cmd: Command) -> Result<(), String> {
                     break;
                 }
             }
+            meter.finish();
         }
         Command::Import {
             dir,
@@ -107,8 +117,10 @@ pub async fn run(cmd: Command) -> Result<(), String> {
                 step: 0,
             };
             let (mut chunks, mut versions) = (0, 0);
+            let mut meter = super::progress::Meter::new("seed import");
             loop {
                 let p = c.seed_import(&req).await.map_err(e)?;
+                meter.update(p.step + 1, p.steps, "step(s)");
                 chunks += p.chunks_stored;
                 versions += p.versions;
                 println!(
@@ -123,6 +135,7 @@ pub async fn run(cmd: Command) -> Result<(), String> {
                     break;
                 }
             }
+            meter.finish();
             println!(
                 "seed imported into {}: {chunks} chunk(s) stored, {versions} version(s); it is a replica bucket now",
                 req.bucket

@@ -21,8 +21,8 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> Result<(), String> {
-    let r = client(a.target)?
-        .verify(a.bucket.as_deref(), a.repair)
+    let c = client(a.target)?;
+    let r = super::progress::watch_job(&c, "verify", c.verify(a.bucket.as_deref(), a.repair))
         .await
         .map_err(|e| e.to_string())?;
     print_report(a.json, &r, render_verify)?;

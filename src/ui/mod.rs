@@ -44,6 +44,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use s3s::Body;
 
+use crate::board::Board;
 use crate::cleaner::{Cleaner, GcOptions};
 use crate::config::Config;
 use crate::meta::{HistoryPoint, MetaStore, unix_secs};
@@ -52,7 +53,6 @@ use crate::names::ALL_BUCKETS;
 use crate::replication::ReplicaBuckets;
 use crate::replication::rules::{RuleStatus, Rules};
 use crate::retention::RetentionClock;
-use crate::streams::StreamBoard;
 use crate::users::Users;
 use session::{Sessions, cookie_token, same_secret, set_cookie};
 
@@ -73,7 +73,7 @@ pub struct Dashboard {
     pub rules: Arc<Rules>,
     pub replicas: Arc<ReplicaBuckets>,
     pub cleaner: Arc<Cleaner>,
-    pub streams: Arc<StreamBoard>,
+    pub streams: Arc<Board>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<RetentionClock>,
     pub tiered: bool,
@@ -224,7 +224,7 @@ impl Dashboard {
         rules: Arc<Rules>,
         replicas: Arc<ReplicaBuckets>,
         cleaner: Arc<Cleaner>,
-        streams: Arc<StreamBoard>,
+        streams: Arc<Board>,
         metrics: Arc<Metrics>,
         clock: Arc<RetentionClock>,
         tiered: bool,
@@ -289,7 +289,10 @@ impl Dashboard {
             "/ui/buckets" => self.buckets(&req).await,
             "/ui/streams" => Ok(pages::streams(
                 &self.streams.list(),
-                self.streams.waits(),
+                (
+                    self.metrics.stream_waits.get(),
+                    self.metrics.stream_refusals.get(),
+                ),
                 self.cfg.max_streams,
                 crate::meta::now_ms(),
             )),

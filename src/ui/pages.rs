@@ -8,11 +8,11 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::Viewer;
 use super::chart::{Series, line_chart, stamp};
+use crate::board::Entry;
 use crate::cleaner::GcRun;
 use crate::meta::{BucketRecord, HistoryPoint, Versioning};
 use crate::replication::rules::RuleStatus;
 use crate::stats::{StatsReport, UsageReport, human_bytes, ratio_text};
-use crate::streams::StreamView;
 use crate::users::UserInfo;
 
 pub const STYLE: &str = include_str!("assets/style.css");
@@ -399,12 +399,7 @@ fn versioning_text(v: Versioning) -> &'static str {
     }
 }
 
-pub fn streams(
-    list: &[StreamView],
-    (waited, refused): (u64, u64),
-    limit: usize,
-    now_ms: i64,
-) -> Markup {
+pub fn streams(list: &[Entry], (waited, refused): (u64, u64), limit: usize, now_ms: i64) -> Markup {
     html! {
         h1 { "Streams" }
         div.cards {
@@ -421,11 +416,11 @@ pub fn streams(
                     @for s in list {
                         @let secs = ((now_ms - s.started_ms).max(1) as f64) / 1000.0;
                         tr {
-                            td data-field="bucket" { (s.bucket) }
+                            td data-field="bucket" { (s.label) }
                             td { (stamp(u64::try_from(s.started_ms / 1000).unwrap_or(0))) }
-                            td.num data-field="bytes" { (human_bytes(s.bytes)) }
-                            td.num { (s.expected.map_or_else(|| "unknown".to_owned(), human_bytes)) }
-                            td.num { (human_bytes((s.bytes as f64 / secs) as u64)) "/s" }
+                            td.num data-field="bytes" { (human_bytes(s.done)) }
+                            td.num { (if s.total > 0 { human_bytes(s.total) } else { "unknown".to_owned() }) }
+                            td.num { (human_bytes((s.done as f64 / secs) as u64)) "/s" }
                         }
                     }
                 }
