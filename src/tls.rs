@@ -195,6 +195,22 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     parse_certs(&pem, path)
 }
 
+/// When the first certificate of the PEM file `path` (a server's leaf) expires, in
+/// unix seconds.
+pub fn expiry(path: &Path) -> Result<i64, TlsError> {
+    let certs = read_certs(path)?;
+    let pem_error = |reason: String| TlsError::Pem {
+        path: path.to_owned(),
+        reason,
+    };
+    let first = certs
+        .first()
+        .ok_or_else(|| pem_error("no certificate".into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first.as_ref())
+        .map_err(|e| pem_error(format!("unreadable certificate: {e}")))?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
 /// The certificates in PEM text that came from `path` (named in errors).
 pub fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
@@ -393,5 +409,22 @@ impl rustls::client::danger::ServerCertVerifier for PinnedCert {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_server_certificate_expires_in_825_days() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_generated(dir.path(), &["localhost".into()], KeyType::EcdsaP256).unwrap();
+        let files = TlsFiles::generated(dir.path());
+        let at = expiry(&files.cert).unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((at - now - 825 * 86_400).abs() < 60, "{at} vs {now}");
+        let missing = expiry(&dir.path().join("none.pem")).unwrap_err();
+        assert!(missing.to_string().contains("none.pem"));
     }
 }

@@ -182,6 +182,22 @@ async fn every_action_needs_the_session_csrf_token_and_the_admin_grant() {
     let gc = [("csrf", look_csrf.as_str()), ("confirm", "yes")];
     assert_eq!(post(&s, "/ui/gc", &gc, Some(&look)).await.status, 403);
     assert_eq!(user_state(&s, "worker"), "enabled");
+    // The right token from a page of another site: refused, nothing changes.
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("name", "worker"), ("csrf", root_csrf.as_str())])
+        .finish();
+    let cross = http()
+        .post(format!("{}/ui/users/disable", s.endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "http://elsewhere.example")
+        .header("cookie", format!("hoard_session={root}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status().as_u16(), 403);
+    assert!(cross.text().await.unwrap().contains("another site"));
+    assert_eq!(user_state(&s, "worker"), "enabled");
     // The admin with its token: done.
     let ok = [("name", "worker"), ("csrf", root_csrf.as_str())];
     let done = post(&s, "/ui/users/disable", &ok, Some(&root)).await;

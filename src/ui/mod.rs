@@ -170,7 +170,7 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
     );
     h.insert(
         header::REFERRER_POLICY,
-        header::HeaderValue::from_static("no-referrer"),
+        header::HeaderValue::from_static("same-origin"),
     );
     h.insert("x-frame-options", header::HeaderValue::from_static("DENY"));
     r
@@ -196,6 +196,24 @@ fn see_other(to: &str, cookie: Option<String>) -> Response<Body> {
     r
 }
 
+/// A warning when the server certificate expiring at `at` (unix secs) has expired or
+/// will within 30 days of `now`.
+fn certificate_warning(at: i64, now: u64) -> Option<String> {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let date = chart::stamp(u64::try_from(at).unwrap_or(0));
+    if at <= now {
+        return Some(format!(
+            "The server certificate expired on {date} UTC: clients refuse it. Replace it (SIGHUP reloads it)."
+        ));
+    }
+    let days = (at - now) / 86_400;
+    (days < 30).then(|| {
+        format!(
+            "The server certificate expires on {date} UTC, in {days} day(s): renew it (SIGHUP reloads it)."
+        )
+    })
+}
+
 /// `path` with a notice for the page to show.
 fn with_notice(path: &str, notice: &str) -> String {
     let q: String = form_urlencoded::Serializer::new(String::new())
@@ -207,6 +225,22 @@ fn with_notice(path: &str, notice: &str) -> String {
 impl UiRequest {
     fn form(&self) -> HashMap<String, String> {
         form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+
+    /// A form posted from a page of this listener: a browser names the page's
+    /// origin, whose host must be the one the request went to (`null`, sent for a
+    /// page whose referrer policy hides it, is not; ours is `same-origin`).
+    fn same_origin(&self) -> bool {
+        let Some(origin) = self
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+        else {
+            return true;
+        };
+        let host = self.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let origin_host = origin.split_once("://").map(|(_, h)| h);
+        origin_host.is_some() && origin_host == host
     }
 
     /// Asked by the page's script for the page's main part only.
@@ -265,6 +299,13 @@ impl Dashboard {
                     StatusCode::OK,
                     "text/javascript; charset=utf-8",
                     pages::SCRIPT.into(),
+                );
+            }
+            (&Method::POST, _) if !req.same_origin() => {
+                tracing::warn!(target: "audit", peer = %req.peer.ip(), path = %req.path, "dashboard form from another site refused");
+                return html(
+                    StatusCode::FORBIDDEN,
+                    pages::refused("This form came from another site."),
                 );
             }
             (&Method::GET, "/ui/login") => return html(StatusCode::OK, pages::sign_in(None)),
@@ -619,6 +660,12 @@ impl Dashboard {
                 crate::stats::human_bytes(d.free_bytes)
             ));
         }
+        if let Some(files) = self.cfg.tls.files(&self.cfg.data_dir) {
+            match crate::tls::expiry(&files.cert) {
+                Ok(at) => w.extend(certificate_warning(at, unix_secs())),
+                Err(e) => w.push(format!("The server certificate cannot be read: {e}")),
+            }
+        }
         let distance = self.clock.distance_ms();
         if distance > crate::retention::WARN_DISTANCE_MS {
             w.push(format!(
@@ -717,5 +764,20 @@ impl Dashboard {
             self.sample_rates().await;
             tokio::time::sleep(Duration::from_secs(rate_every)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_is_warned_about_within_30_days_of_expiry() {
+        let now = 1_800_000_000;
+        assert_eq!(certificate_warning(now as i64 + 31 * 86_400, now), None);
+        let soon = certificate_warning(now as i64 + 10 * 86_400, now).unwrap();
+        assert!(soon.contains("in 10 day(s)"), "{soon}");
+        let gone = certificate_warning(now as i64 - 1, now).unwrap();
+        assert!(gone.contains("expired"), "{gone}");
     }
 }

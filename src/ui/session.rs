@@ -58,6 +58,11 @@ impl Sessions {
 
     /// Whether `peer` may try to sign in now (each attempt counts).
     pub fn may_try(&self, peer: IpAddr) -> bool {
+        // Addresses whose limit has recovered are forgotten, so many clients over
+        // time do not grow the table without bound.
+        if self.signins.len() > MAX_SESSIONS {
+            self.signins.retain_recent();
+        }
         self.signins.check_key(&peer).is_ok()
     }
 
