@@ -78,9 +78,12 @@ pub struct Dashboard {
     pub clock: Arc<RetentionClock>,
     pub tiered: bool,
     sessions: Sessions,
-    /// (unix secs, rule key -> logical and sent bytes so far), oldest first.
-    rates: Mutex<VecDeque<(u64, HashMap<String, (u64, u64)>)>>,
+    /// The replication counters sampled over the last hour, oldest first.
+    rates: Mutex<VecDeque<RateSample>>,
 }
+
+/// At a unix second, each rule's (by `bucket/id`) logical and sent bytes so far.
+type RateSample = (u64, HashMap<String, (u64, u64)>);
 
 /// The signed-in user of a request.
 pub struct Viewer {
@@ -682,24 +685,31 @@ impl Dashboard {
     }
 
     /// Each rule's logical and sent bytes per second over the last hour.
-    fn rate_series(&self) -> Vec<(String, Vec<(u64, f64)>, Vec<(u64, f64)>)> {
+    fn rate_series(&self) -> Vec<pages::RateSeries> {
         let Ok(rates) = self.rates.lock() else {
             return Vec::new();
         };
-        let mut out: HashMap<String, (Vec<(u64, f64)>, Vec<(u64, f64)>)> = HashMap::new();
+        let mut out: HashMap<String, pages::RateSeries> = HashMap::new();
         for (a, b) in rates.iter().zip(rates.iter().skip(1)) {
             let secs = (b.0.saturating_sub(a.0)).max(1) as f64;
             for (rule, &(logical, sent)) in &b.1 {
                 let Some(&(l0, s0)) = a.1.get(rule) else {
                     continue;
                 };
-                let e = out.entry(rule.clone()).or_default();
-                e.0.push((b.0, logical.saturating_sub(l0) as f64 / secs));
-                e.1.push((b.0, sent.saturating_sub(s0) as f64 / secs));
+                let e = out
+                    .entry(rule.clone())
+                    .or_insert_with(|| pages::RateSeries {
+                        rule: rule.clone(),
+                        logical: Vec::new(),
+                        sent: Vec::new(),
+                    });
+                e.logical
+                    .push((b.0, logical.saturating_sub(l0) as f64 / secs));
+                e.sent.push((b.0, sent.saturating_sub(s0) as f64 / secs));
             }
         }
-        let mut out: Vec<_> = out.into_iter().map(|(k, (l, s))| (k, l, s)).collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<_> = out.into_values().collect();
+        out.sort_by(|a, b| a.rule.cmp(&b.rule));
         out
     }
 

@@ -434,15 +434,19 @@ fn when(ms: Option<i64>) -> String {
         .map_or_else(|| "never".to_owned(), stamp)
 }
 
+/// One rule's replication rate over the last hour: (unix secs, bytes per second).
+pub struct RateSeries {
+    /// `bucket/id`.
+    pub rule: String,
+    pub logical: Vec<(u64, f64)>,
+    pub sent: Vec<(u64, f64)>,
+}
+
 fn rate_label(v: f64) -> String {
     format!("{}/s", human_bytes(v.max(0.0) as u64))
 }
 
-pub fn replication(
-    statuses: &[RuleStatus],
-    rates: &[(String, Vec<(u64, f64)>, Vec<(u64, f64)>)],
-    viewer: &Viewer,
-) -> Markup {
+pub fn replication(statuses: &[RuleStatus], rates: &[RateSeries], viewer: &Viewer) -> Markup {
     html! {
         h1 { "Replication" }
         @if statuses.is_empty() {
@@ -464,11 +468,11 @@ pub fn replication(
                     (card("Resync", "resync", match &s.resync_after { None => "done".to_owned(), Some(k) if k.is_empty() => "starting".to_owned(), Some(k) => format!("after {k}") }))
                 }
                 @if let Some(e) = &s.progress.last_error { p.error data-field="last_error" { "Last error: " (e) } }
-                @if let Some((_, logical, sent)) = rates.iter().find(|r| r.0 == key) {
+                @if let Some(r) = rates.iter().find(|r| r.rule == key) {
                     div.charts {
                         (line_chart("Rate over the last hour", &[
-                            Series { name: "logical", class: "s-logical", points: logical.clone() },
-                            Series { name: "on the wire", class: "s-wire", points: sent.clone() },
+                            Series { name: "logical", class: "s-logical", points: r.logical.clone() },
+                            Series { name: "on the wire", class: "s-wire", points: r.sent.clone() },
                         ], rate_label))
                     }
                 }
