@@ -419,7 +419,7 @@ impl Node {
             Some(r) => d.handle(r).await,
             None => plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "the form is too large, or its body was cut off\n".into(),
+                "the form is too large, or its body did not arrive in time\n".into(),
             ),
         }
     }

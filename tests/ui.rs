@@ -418,3 +418,32 @@ async fn the_storage_history_is_charted_and_survives_kill_9() {
         "{recorded} points recorded, {kept} charted after the restart"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_sign_in_form_is_answered_and_holds_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start();
+    let mut raw = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /ui/login HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\naccess_key",
+        s.addr
+    );
+    raw.write_all(head.as_bytes()).await.unwrap();
+    // Meanwhile others sign in as usual.
+    sign_in(&s, ACCESS_KEY, SECRET_KEY).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = raw.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled form");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}

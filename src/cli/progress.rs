@@ -68,12 +68,13 @@ impl Meter {
         }
         self.last_line = Some(Instant::now());
         self.last_done = Some(done);
-        eprintln!("{}", self.line(done, total, unit));
+        let secs = self.started.elapsed().as_secs_f64();
+        eprintln!("{}", self.line(done, total, unit, secs));
     }
 
     /// The plain line: "gc: 120/400 segments (30%), 25.0/s, ETA 11s".
-    fn line(&self, done: u64, total: u64, unit: &str) -> String {
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+    fn line(&self, done: u64, total: u64, unit: &str, secs: f64) -> String {
+        let secs = secs.max(0.001);
         let rate = done as f64 / secs;
         if total == 0 {
             return format!("{}: {done} {unit}, {rate:.1}/s", self.label);
@@ -137,13 +138,10 @@ mod tests {
             plain_every: Duration::ZERO,
             last_line: None,
             last_done: None,
-            started: Instant::now() - Duration::from_secs(10),
+            started: Instant::now(),
         };
-        let l = m.line(100, 400, "segments");
-        assert!(
-            l.starts_with("gc: 100/400 segments (25%), 10.0/s, ETA 30s"),
-            "{l}"
-        );
-        assert_eq!(m.line(5, 0, "keys"), "gc: 5 keys, 0.5/s");
+        let l = m.line(100, 400, "segments", 10.0);
+        assert_eq!(l, "gc: 100/400 segments (25%), 10.0/s, ETA 30s");
+        assert_eq!(m.line(5, 0, "keys", 10.0), "gc: 5 keys, 0.5/s");
     }
 }

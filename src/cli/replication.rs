@@ -373,8 +373,9 @@ pub async fn run(cmd: Command) -> Result<(), String> {
     Ok(())
 }
 
-/// Follows a manual run until the rule's queue and resync are empty: the changes
-/// sent since `first`, of those sent and still queued.
+/// Follows a manual run until the rule's queue and resync are empty: the versions
+/// sent since `first`, of those sent and still to send (queued changes, and while
+/// a resync runs the bucket's versions).
 async fn wait_for_run(
     c: &hoard::client::AdminClient,
     bucket: &str,
@@ -382,6 +383,18 @@ async fn wait_for_run(
 ) -> Result<hoard::replication::rules::RuleStatus, String> {
     let id = Some(first.rule.id.as_str());
     let mut meter = super::progress::Meter::new(&format!("replication {bucket}"));
+    // A resync sends the bucket's versions besides the queued changes: while it
+    // runs, they count towards the total.
+    let versions = match first.resync_after {
+        Some(_) => c
+            .stats(Some(bucket))
+            .await
+            .map_err(|e| e.to_string())?
+            .buckets
+            .first()
+            .map_or(0, |b| b.objects),
+        None => 0,
+    };
     loop {
         let s = c
             .replication_status(bucket, id)
@@ -391,7 +404,11 @@ async fn wait_for_run(
             .progress
             .objects_sent
             .saturating_sub(first.progress.objects_sent);
-        meter.update(done, done + s.progress.queued, "change(s)");
+        let mut total = done + s.progress.queued;
+        if s.resync_after.is_some() {
+            total = total.max(versions + s.progress.queued);
+        }
+        meter.update(done, total, "version(s)");
         if s.progress.queued == 0 && s.resync_after.is_none() {
             meter.finish();
             return Ok(s);

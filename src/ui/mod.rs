@@ -58,8 +58,9 @@ use session::{Sessions, cookie_token, same_secret, set_cookie};
 
 /// Where the dashboard lives on the listener.
 pub const PREFIX: &str = "/ui";
-/// The largest form a page posts.
+/// The largest form a page posts, and how long its body may take to arrive.
 const MAX_FORM: usize = 16 * 1024;
+const FORM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the replication rate chart looks back.
 const RATE_WINDOW_SECS: u64 = 3600;
 /// The history worker's name among a cluster's gateways.
@@ -118,16 +119,19 @@ pub fn is_dashboard_request<B>(req: &Request<B>) -> bool {
     under && !signed
 }
 
-/// Reads a dashboard request (a bounded body) from the listener's.
+/// Reads a dashboard request from the listener's: `None` when its body is larger
+/// than a form or does not arrive within `FORM_TIMEOUT` (a stalled client holds
+/// nothing for long).
 pub async fn read_request(
     req: Request<hyper::body::Incoming>,
     peer: SocketAddr,
     secure: bool,
 ) -> Option<UiRequest> {
     let (parts, body) = req.into_parts();
-    let body = http_body_util::Limited::new(body, MAX_FORM)
-        .collect()
+    let read = http_body_util::Limited::new(body, MAX_FORM).collect();
+    let body = tokio::time::timeout(FORM_TIMEOUT, read)
         .await
+        .ok()?
         .ok()?
         .to_bytes();
     let query = parts
