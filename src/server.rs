@@ -304,11 +304,11 @@ impl Node {
     ) -> Result<Response<Body>, HttpError> {
         let has_body = request_has_body(&req);
         interim.arm_for(&req, has_body);
-        if let Some(d) = self
-            .dashboard
-            .clone()
-            .filter(|_| crate::ui::is_dashboard_request(&req) && !self.is_virtual_hosted(&req))
-        {
+        if let Some(d) = self.dashboard.clone().filter(|_| {
+            is_unsigned(&req)
+                && crate::ui::is_dashboard_path(req.uri().path())
+                && !self.is_virtual_hosted(&req)
+        }) {
             return Ok(self.dashboard_response(&d, req).await);
         }
         match unsigned_get_path(&req) {
@@ -427,22 +427,12 @@ impl Node {
     /// Whether `req`'s Host names a bucket (virtual-hosted style): its path is then
     /// a key, never the dashboard's.
     fn is_virtual_hosted<B>(&self, req: &Request<B>) -> bool {
-        let host = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(req.uri().host());
-        host.and_then(|h| self.hosts.bucket_of(h)).is_some()
+        host_of(req).and_then(|h| self.hosts.bucket_of(h)).is_some()
     }
 
     /// The bucket `req` names, path- or virtual-hosted-style.
     fn bucket_of<B>(&self, req: &Request<B>) -> Option<String> {
-        let host = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(req.uri().host());
-        self.hosts.bucket_of_request(host, req.uri().path())
+        self.hosts.bucket_of_request(host_of(req), req.uri().path())
     }
 
     /// A CORS preflight (`OPTIONS`, unsigned), judged by the bucket's CORS rules.
@@ -783,16 +773,28 @@ fn complete_error(body: &[u8], id: &str, host_id: &str) -> Option<Vec<u8>> {
     Some(out.into_bytes())
 }
 
-/// The path of an unsigned `GET` (`/metrics`, `/health` and `/ready` are answered
-/// before S3 routing; a signed request to the same path is S3's).
-fn unsigned_get_path<B>(req: &Request<B>) -> Option<&str> {
-    let unsigned = req.method() == http::Method::GET
-        && !req.headers().contains_key(http::header::AUTHORIZATION)
+/// The host a request went to: its Host header, else the URI's.
+fn host_of<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(req.uri().host())
+}
+
+/// Whether `req` carries no signature (neither an Authorization header nor a
+/// presigned query).
+fn is_unsigned<B>(req: &Request<B>) -> bool {
+    !req.headers().contains_key(http::header::AUTHORIZATION)
         && !req
             .uri()
             .query()
-            .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="));
-    unsigned.then(|| req.uri().path())
+            .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
+}
+
+/// The path of an unsigned `GET` (`/metrics`, `/health` and `/ready` are answered
+/// before S3 routing; a signed request to the same path is S3's).
+fn unsigned_get_path<B>(req: &Request<B>) -> Option<&str> {
+    (req.method() == http::Method::GET && is_unsigned(req)).then(|| req.uri().path())
 }
 
 /// Serves until `shutdown` resolves, then drains.

@@ -10,18 +10,7 @@ const MIB: usize = 1024 * 1024;
 
 /// `hoard ARGS` against `s` with a progress line at every change.
 fn cli_with_progress(s: &Server, args: &[&str]) -> (bool, String) {
-    let endpoint = s.endpoint();
-    let ca = s.ca_pem().display().to_string();
-    let mut env = vec![
-        ("HOARD_ENDPOINT", endpoint.as_str()),
-        ("HOARD_ROOT_ACCESS_KEY", ACCESS_KEY),
-        ("HOARD_ROOT_SECRET_KEY", SECRET_KEY),
-        ("HOARD_PROGRESS_SECS", "0"),
-    ];
-    if s.scheme == "https" {
-        env.push(("HOARD_CA", ca.as_str()));
-    }
-    cli_env(&env, args)
+    cli_with(s, &[("HOARD_PROGRESS_SECS", "0")], args)
 }
 
 /// The (done, total) of each line `label: DONE/TOTAL unit ...`.

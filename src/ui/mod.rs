@@ -17,8 +17,8 @@
 //!
 //! Invariants:
 //! - It shadows nothing of S3: only unsigned, path-style requests under `/ui` reach
-//!   it (`is_dashboard_request`, and `server` leaves virtual-hosted ones to S3, whose
-//!   keys may start with `ui/`); a bucket named `ui` cannot exist (S3's names have at
+//!   it (`server` routes here only those, by `is_dashboard_path`, and leaves
+//!   virtual-hosted ones to S3, whose keys may start with `ui/`); a bucket named `ui` cannot exist (S3's names have at
 //!   least 3 characters), so a signed request there gets S3's `InvalidBucketName`.
 //! - Who may look: root and users holding any grant on `*` (the dashboard shows the
 //!   whole store). Who may act: root and users holding the admin grant on `*`,
@@ -106,17 +106,9 @@ pub struct UiRequest {
     pub body: Bytes,
 }
 
-/// Whether the listener should hand `req` to the dashboard: an unsigned request
-/// under `/ui`.
-pub fn is_dashboard_request<B>(req: &Request<B>) -> bool {
-    let p = req.uri().path();
-    let under = p == PREFIX || p.starts_with("/ui/");
-    let signed = req.headers().contains_key(header::AUTHORIZATION)
-        || req
-            .uri()
-            .query()
-            .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="));
-    under && !signed
+/// Whether `path` is the dashboard's (`/ui` and below).
+pub fn is_dashboard_path(path: &str) -> bool {
+    path == PREFIX || path.starts_with("/ui/")
 }
 
 /// Reads a dashboard request from the listener's: `None` when its body is larger

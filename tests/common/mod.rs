@@ -688,6 +688,11 @@ pub fn assert_no_panic(server: &Server) {
 
 /// Runs the `hoard` CLI against `s` with the root keys; (exit success, stdout+stderr).
 pub fn cli(s: &Server, args: &[&str]) -> (bool, String) {
+    cli_with(s, &[], args)
+}
+
+/// `cli` with extra environment variables.
+pub fn cli_with(s: &Server, extra: &[(&str, &str)], args: &[&str]) -> (bool, String) {
     let endpoint = s.endpoint();
     let ca = s.ca_pem().display().to_string();
     let mut env = vec![
@@ -698,6 +703,7 @@ pub fn cli(s: &Server, args: &[&str]) -> (bool, String) {
     if s.scheme == "https" {
         env.push(("HOARD_CA", ca.as_str()));
     }
+    env.extend_from_slice(extra);
     cli_env(&env, args)
 }
 
