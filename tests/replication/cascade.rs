@@ -32,8 +32,9 @@ async fn a_cascade_passes_versions_on_survives_a_kill_of_the_middle_and_refuses_
     delete_keys(&src, "data", &["a/1"]).await;
 
     // B dies while it passes the versions on, and comes back.
+    // (Listing only: a key listed now may get its delete marker before a GET.)
     eventually(60, "the first versions reach C", || async {
-        !contents(&end, "mirror").await.is_empty()
+        !versions(&end, "mirror").await.is_empty()
     })
     .await;
     b.kill9();
